@@ -1,0 +1,150 @@
+"""The application factory: routers, middleware and error handlers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from qianbao import deps
+from qianbao.clock import Clock
+from qianbao.db import Database
+from qianbao.errors import QianbaoError
+from qianbao.i18n import N_, negotiate, parse_language, set_language
+from qianbao.identity import api as identity_api
+from qianbao.settings import Settings, get_settings
+from qianbao.notify import api as notify_api
+from qianbao.web import render
+from qianbao.web import routes as web_routes
+
+log = logging.getLogger(__name__)
+Scope = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
+
+
+class LanguageMiddleware:
+    """Sets the language of each request: the cookie, then Accept-Language, then default.
+
+    Handlers that know the signed-in account use its language when neither was given.
+    """
+
+    def __init__(self, app: ASGIApp, default: str) -> None:
+        self.app = app
+        self.default = parse_language(default) or "en"
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            request = Request(scope)
+            chosen = deps.language_from_cookie(request) or negotiate(
+                request.headers.get("accept-language")
+            )
+            scope["qianbao.language_explicit"] = chosen is not None
+            set_language(chosen or self.default)
+        await self.app(scope, receive, send)
+
+
+def problem_response(error: QianbaoError) -> JSONResponse:
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
+    return JSONResponse(error.problem(), status_code=error.status, headers=headers)
+
+
+def error_response(request: Request, error: QianbaoError) -> Response:
+    """A problem body for the API and for clients that ask for JSON; a page otherwise."""
+    wants_page = not request.url.path.startswith("/api/") and "text/html" in request.headers.get(
+        "accept", ""
+    )
+    if not wants_page:
+        return problem_response(error)
+    response = render.page(request, "error.html", status=error.status, error=error)
+    if error.retry_after:
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(QianbaoError)
+    async def domain_error(request: Request, error: QianbaoError) -> Response:
+        return error_response(request, error)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> Response:
+        fields = [
+            {"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"), "type": e["type"]}
+            for e in error.errors()
+        ]
+        problem = QianbaoError(
+            "request.invalid",
+            N_("Some fields are missing or not in the right form."),
+            details={"fields": fields},
+            status=422,
+        )
+        return problem_response(problem)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        messages = {
+            404: ("not_found", N_("There is nothing at this address.")),
+            405: ("method_not_allowed", N_("This address does not take that kind of request.")),
+        }
+        code, message = messages.get(error.status_code, ("http_error", N_("Request refused.")))
+        return error_response(request, QianbaoError(code, message, status=error.status_code))
+
+    @app.exception_handler(DBAPIError)
+    async def database_busy(request: Request, error: DBAPIError) -> Response:
+        log.exception("database error", exc_info=error)
+        problem = QianbaoError(
+            "service.busy", N_("We are very busy right now. Try again in a moment."),
+            retry_after=2, status=503,
+        )
+        return error_response(request, problem)
+
+
+def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    database = Database(settings, clock)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        database.dispose()
+
+    app = FastAPI(
+        title="Qianbao API",
+        version="0.1.0",
+        description="Sign-up by international mobile number, sessions, and (as they land) "
+        "verification and the wallet. Errors are problem bodies `{code, message, details}`; "
+        "`message` follows Accept-Language (en, zh-Hans).",
+        lifespan=lifespan,
+    )
+    app.state.db = database
+    app.state.settings = settings
+    app.add_middleware(LanguageMiddleware, default=settings.default_language)
+    _install_error_handlers(app)
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict[str, str]:
+        """Liveness: the process answers. Trivial on purpose (the benchmarks' baseline)."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"])
+    def readyz() -> dict[str, str]:
+        """Readiness: the database answers a query."""
+        database.run(lambda tx: tx.session.execute(text("SELECT 1")))
+        return {"status": "ok", "database": database.dialect}
+
+    app.include_router(identity_api.router)
+    app.include_router(notify_api.router)
+    app.include_router(web_routes.router)
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"),
+              name="static")
+    return app

@@ -1,0 +1,181 @@
+"""The database: engine, table base, and one transaction per use case.
+
+A use case is a function ``fn(tx) -> result``. ``Database.run`` gives it a fresh
+transaction, commits once when it returns, rolls back when it raises, and runs it
+again from the start when the database reports a serialization failure (PostgreSQL
+runs at SERIALIZABLE, as CockroachDB always does). Services flush, never commit.
+Work for after the commit (delivering an SMS) is registered with ``tx.after_commit``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import DateTime, MetaData, create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+from qianbao.clock import Clock, SystemClock
+from qianbao.errors import QianbaoError
+from qianbao.settings import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def new_id() -> uuid.UUID:
+    # Random keys: no global sequence, so no hot range on a distributed database.
+    return uuid.uuid4()
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in Python on every database (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; use clock.now()")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass
+class Tx:
+    """What a use case gets: the session, the clock, the settings, after-commit work."""
+
+    session: Session
+    clock: Clock
+    settings: Settings
+    db: Database
+    _after_commit: list[Callable[[], None]] = field(default_factory=list)
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def after_commit(self, work: Callable[[], None]) -> None:
+        self._after_commit.append(work)
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        _configure_sqlite(engine)
+        return engine
+    return create_engine(
+        url, isolation_level="SERIALIZABLE", pool_size=20, max_overflow=20, pool_pre_ping=True
+    )
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, decide when transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # Take the write lock at the start: a transaction that reads, then writes,
+        # cannot then fail half-way on a lock upgrade. SQLite runs writers one at a
+        # time, which makes every use case serializable there.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def is_retryable(error: BaseException) -> bool:
+    if not isinstance(error, DBAPIError):
+        return False
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    if sqlstate in {"40001", "40P01"}:  # serialization_failure, deadlock_detected
+        return True
+    return isinstance(error, OperationalError) and "database is locked" in str(error.orig)
+
+
+class Database:
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        sqlite_path = settings.sqlite_path()
+        if sqlite_path is not None:
+            sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+        self.engine = make_engine(settings.database_url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def run(self, use_case: Callable[[Tx], T], *, attempts: int = 30) -> T:
+        """Run ``use_case`` in one transaction, retrying on serialization failures."""
+        for attempt in range(1, attempts + 1):
+            tx = Tx(self._sessions(), self.clock, self.settings, self)
+            try:
+                result = self._run_once(tx, use_case)
+            except DBAPIError as error:
+                if attempt == attempts or not is_retryable(error):
+                    raise
+                log.info("retrying after %s (attempt %d)", type(error.orig).__name__, attempt)
+                # Full jitter, capped: contenders for one hot row spread out quickly.
+                time.sleep(random.uniform(0, min(0.2, 0.002 * 2**attempt)))  # noqa: S311
+                continue
+            for work in tx._after_commit:
+                try:
+                    work()
+                except Exception:  # after-commit work must never undo a committed answer
+                    log.exception("after-commit work failed; the worker will retry it")
+            return result
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _run_once(tx: Tx, use_case: Callable[[Tx], T]) -> T:
+        with tx.session:
+            try:
+                result = use_case(tx)
+                tx.session.commit()
+                return result
+            except QianbaoError as error:
+                if error.keeps_changes:
+                    tx.session.commit()
+                else:
+                    tx.session.rollback()
+                raise
+            except BaseException:
+                tx.session.rollback()
+                raise
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,98 @@
+"""Request and response shapes of the identity API (never the tables themselves)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from qianbao.i18n import Language
+
+
+class PhoneIn(BaseModel):
+    country: str = Field(
+        default="CN", max_length=8, examples=["GB"],
+        description="Region of the calling-code picker (ISO 3166-1 alpha-2, or 001-882 "
+        "style for global services). Ignored when the number starts with +.",
+    )
+    number: str = Field(max_length=64, examples=["07911 123456"])
+
+
+class NumberCheckOut(BaseModel):
+    e164: str
+    international: str
+    has_account: bool
+    next: Literal["signup", "login"]
+
+
+class CodeRequestIn(PhoneIn):
+    purpose: Literal["signup", "login"]
+    agreement_version: str | None = Field(
+        default=None, max_length=32,
+        description="Required for sign-up: the version of the agreement the person accepted.",
+    )
+
+
+class CodeSentOut(BaseModel):
+    international: str
+    purpose: Literal["signup", "login"]
+    code_length: int
+    expires_at: datetime
+    resend_at: datetime
+
+
+class CodeVerifyIn(PhoneIn):
+    purpose: Literal["signup", "login"]
+    code: str = Field(max_length=16)
+
+
+class VerificationOut(BaseModel):
+    level: str
+    label: str
+
+
+class AccountOut(BaseModel):
+    id: uuid.UUID
+    phone: str
+    language: Language
+    verification: VerificationOut
+    created_at: datetime
+
+
+class SignedInOut(BaseModel):
+    token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_at: datetime
+    is_new_account: bool
+    account: AccountOut
+
+
+class SessionOut(BaseModel):
+    id: uuid.UUID
+    kind: str
+    created_at: datetime
+    last_seen_at: datetime
+    ip: str
+    user_agent: str
+    current: bool
+
+
+class LanguageIn(BaseModel):
+    language: Language
+
+
+class CallingCodeOut(BaseModel):
+    key: str
+    region: str
+    code: int
+    name: str
+    name_en: str
+    name_zh: str
+
+
+class AgreementOut(BaseModel):
+    version: str
+    title: str
+    paragraphs: list[str]

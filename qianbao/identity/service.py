@@ -1,0 +1,473 @@
+"""Use cases of the identity domain: number lookup, SMS codes, sign-up, sessions.
+
+Rules for SMS codes follow NIST SP 800-63B and OWASP ASVS: random codes, kept only as
+keyed hashes, single use, short-lived, few tries per code, a lockout per number that
+a fresh code does not reset, and sending limits that stop SMS pumping.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal, NoReturn
+
+from sqlalchemy import select, update
+
+from qianbao.db import Tx
+from qianbao.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, RecordedRefusal
+from qianbao.i18n import N_, Language, language_scope, translate
+from qianbao.identity import agreements
+from qianbao.identity.codes import keyed_hash, new_sms_code, new_token, same_hash
+from qianbao.identity.models import AgreementAcceptance, AuthSession, SmsChallenge, User
+from qianbao.identity.phone import PhoneNumber, from_e164
+from qianbao.notify import service as notify
+from qianbao.risk import ratelimit
+from qianbao.risk.ratelimit import Limit
+
+Purpose = Literal["signup", "login"]
+HOUR, DAY = timedelta(hours=1), timedelta(days=1)
+DEMO_NUMBERS = ("+447700900123", "+6591234567", "+8613800138000")
+
+
+@dataclass(frozen=True)
+class Client:
+    """Who is asking: the address and the user agent of the request."""
+
+    ip: str
+    user_agent: str = ""
+
+
+@dataclass(frozen=True)
+class NumberStatus:
+    phone: PhoneNumber
+    has_account: bool
+
+
+@dataclass(frozen=True)
+class CodeSent:
+    phone: PhoneNumber
+    purpose: Purpose
+    code_length: int
+    expires_at: datetime
+    resend_at: datetime
+
+
+@dataclass(frozen=True)
+class Account:
+    id: uuid.UUID
+    phone: PhoneNumber
+    language: Language
+    verification_level: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    account: Account
+    session_id: uuid.UUID
+    token: str
+    expires_at: datetime
+    is_new_account: bool
+
+
+@dataclass(frozen=True)
+class CurrentSession:
+    session_id: uuid.UUID
+    account: Account
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    id: uuid.UUID
+    kind: str
+    created_at: datetime
+    last_seen_at: datetime
+    ip: str
+    user_agent: str
+    is_current: bool
+
+
+# --- numbers -------------------------------------------------------------------------
+
+
+def look_up_number(tx: Tx, phone: PhoneNumber, client: Client) -> NumberStatus:
+    """Tell the app whether a number goes to sign-up or to login, as the original does.
+
+    This reveals whether a number has an account, so it is limited per address.
+    """
+    key = f"lookup:ip:{client.ip}"
+    ratelimit.claim(tx, [key])
+    ratelimit.enforce(tx, Limit(key, tx.settings.number_lookups_per_ip_per_hour, HOUR,
+                                "rate.lookups", _TOO_MANY_FROM_HERE))
+    ratelimit.record(tx, key)
+    return NumberStatus(phone, _user_by_phone(tx, phone.e164) is not None)
+
+
+# --- SMS codes -----------------------------------------------------------------------
+
+_TOO_MANY_FROM_HERE = N_("Too many requests from your network. Try again in {wait}.")
+
+
+def request_code(
+    tx: Tx,
+    phone: PhoneNumber,
+    purpose: Purpose,
+    client: Client,
+    language: Language,
+    agreement_version: str | None = None,
+) -> CodeSent:
+    """Send a fresh code to ``phone`` if every limit allows it; older codes stop working."""
+    settings = tx.settings
+    has_account = _user_by_phone(tx, phone.e164) is not None
+    if purpose == "signup":
+        if has_account:
+            raise Conflict("account.exists",
+                           N_("This number already has an account. Log in instead."))
+        if agreement_version != agreements.CURRENT_VERSION:
+            raise InvalidInput(
+                "agreement.required",
+                N_("Read and accept the user agreement to create an account."),
+                details={"current_version": agreements.CURRENT_VERSION},
+            )
+    elif not has_account:
+        raise NotFound("account.not_found",
+                       N_("No account uses this number. Sign up instead."))
+
+    limits = _sending_limits(tx, phone, client)
+    ratelimit.claim(tx, [limit.key for limit in limits] + [_lock_key(phone)])
+    _refuse_if_locked(tx, phone)
+    for limit in limits:
+        ratelimit.enforce(tx, limit)
+    _refuse_country_hopping(tx, phone, client)
+    for limit in limits:
+        detail = str(phone.country_code) if limit.key.startswith("sms:ip:") else None
+        ratelimit.record(tx, limit.key, detail)
+
+    now = tx.now()
+    _close_open_challenges(tx, phone.e164, purpose, "superseded")
+    code = _choose_code(tx, phone)
+    challenge = SmsChallenge(
+        phone_e164=phone.e164, purpose=purpose, code_hash="", created_at=now,
+        expires_at=now + timedelta(seconds=settings.sms_code_ttl_seconds),
+        language=language, ip=client.ip,
+        agreement_version=agreement_version if purpose == "signup" else None,
+        agreement_accepted_at=now if purpose == "signup" else None,
+    )
+    challenge.id = uuid.uuid4()
+    challenge.code_hash = _code_hash(tx, challenge.id, code)
+    tx.session.add(challenge)
+    with language_scope(language):
+        text = translate(
+            N_("Your Qianbao code is {code}. It expires in {minutes} minutes. "
+               "Never share it with anyone, including Qianbao staff."),
+            {"code": code, "minutes": settings.sms_code_ttl_seconds // 60},
+        )
+    notify.queue_sms(tx, phone.e164, text, language)
+    return CodeSent(
+        phone, purpose, len(code), challenge.expires_at,
+        now + timedelta(seconds=settings.sms_resend_cooldown_seconds),
+    )
+
+
+def _sending_limits(tx: Tx, phone: PhoneNumber, client: Client) -> list[Limit]:
+    s = tx.settings
+    number, ip = f"sms:number:{phone.e164}", f"sms:ip:{client.ip}"
+    prefix = phone.e164[: -s.sms_prefix_tail_digits] if s.sms_prefix_tail_digits else phone.e164
+    wait_number = N_("Too many codes were sent to this number. Try again in {wait}.")
+    return [
+        Limit(number, 1, timedelta(seconds=s.sms_resend_cooldown_seconds), "otp.resend_too_soon",
+              N_("A code was just sent. You can ask for another in {wait}.")),
+        Limit(number, s.sms_per_number_per_hour, HOUR, "otp.number_hourly_cap", wait_number),
+        Limit(number, s.sms_per_number_per_day, DAY, "otp.number_daily_cap", wait_number),
+        Limit(ip, s.sms_per_ip_per_hour, HOUR, "otp.ip_hourly_cap", _TOO_MANY_FROM_HERE),
+        Limit(ip, s.sms_per_ip_per_day, DAY, "otp.ip_daily_cap", _TOO_MANY_FROM_HERE),
+        Limit(f"sms:country:{phone.country_code}", s.sms_per_country_per_hour, HOUR,
+              "otp.country_cap",
+              N_("We are sending too many codes to this country right now. "
+                 "Try again in {wait}.")),
+        Limit(f"sms:prefix:{prefix}", s.sms_per_prefix_per_hour, HOUR, "otp.prefix_cap",
+              N_("Too many codes were sent to numbers like this one. Try again in {wait}.")),
+    ]
+
+
+def _refuse_country_hopping(tx: Tx, phone: PhoneNumber, client: Client) -> None:
+    """One address asking for codes to many countries is the mark of SMS pumping."""
+    key = f"sms:ip:{client.ip}"
+    last_use = ratelimit.last_use_by_detail(tx, key, tx.now() - DAY)
+    country = str(phone.country_code)
+    if country not in last_use and len(last_use) >= tx.settings.sms_countries_per_ip_per_day:
+        # A country stops counting a day after its most recent code.
+        wait = (min(last_use.values()) + DAY - tx.now()).total_seconds()
+        raise ratelimit.refusal(
+            "otp.too_many_countries",
+            N_("Your network asked for codes to too many countries today. "
+               "Try again in {wait}."),
+            wait,
+        )
+
+
+def _choose_code(tx: Tx, phone: PhoneNumber) -> str:
+    if tx.settings.demo and phone.e164 in DEMO_NUMBERS:
+        return tx.settings.demo_sms_code
+    return new_sms_code(tx.settings.sms_code_length)
+
+
+def _code_hash(tx: Tx, challenge_id: uuid.UUID, code: str) -> str:
+    return keyed_hash(tx.settings.hmac_key(), "sms", str(challenge_id), code)
+
+
+def _lock_key(phone: PhoneNumber) -> str:
+    return f"otp:lock:{phone.e164}"
+
+
+def _failure_key(phone: PhoneNumber) -> str:
+    return f"otp:fail:{phone.e164}"
+
+
+def _refuse_if_locked(tx: Tx, phone: PhoneNumber) -> None:
+    locked_at = ratelimit.latest(tx, _lock_key(phone))
+    if locked_at is None:
+        return
+    until = locked_at + timedelta(seconds=tx.settings.sms_lock_seconds)
+    if until > tx.now():
+        raise ratelimit.refusal(
+            "otp.locked",
+            N_("Too many wrong codes for this number. For your safety, login by code is "
+               "paused. Try again in {wait}."),
+            (until - tx.now()).total_seconds(),
+        )
+
+
+def _close_open_challenges(tx: Tx, e164: str, purpose: Purpose, reason: str) -> None:
+    tx.session.execute(
+        update(SmsChallenge)
+        .where(SmsChallenge.phone_e164 == e164, SmsChallenge.purpose == purpose,
+               SmsChallenge.closed_reason.is_(None))
+        .values(closed_reason=reason, closed_at=tx.now())
+    )
+
+
+def code_status(tx: Tx, phone: PhoneNumber, purpose: Purpose) -> CodeSent | None:
+    """The code most recently sent to ``phone`` for ``purpose``, if one may still be tried."""
+    challenge = _latest_challenge(tx, phone.e164, purpose)
+    if challenge is None or challenge.closed_reason is not None:
+        return None
+    cooldown = timedelta(seconds=tx.settings.sms_resend_cooldown_seconds)
+    return CodeSent(phone, purpose, tx.settings.sms_code_length, challenge.expires_at,
+                    challenge.created_at + cooldown)
+
+
+def verify_code(
+    tx: Tx, phone: PhoneNumber, purpose: Purpose, code: str, client: Client, kind: str = "api"
+) -> SignedIn:
+    """Check a code; on success create the account (sign-up) and a session."""
+    code = code.strip()
+    if not (code.isascii() and code.isdigit() and len(code) in range(4, 9)):
+        raise InvalidInput("otp.format", N_("Enter the code from the SMS: digits only."))
+    # Every check of this number's codes queues behind this claim.
+    ratelimit.claim(tx, [_lock_key(phone), _failure_key(phone)])
+    _refuse_if_locked(tx, phone)
+    challenge = _latest_challenge(tx, phone.e164, purpose)
+    if challenge is None or challenge.closed_reason == "superseded":
+        raise InvalidInput("otp.none", N_("Ask for a code first."))
+    if challenge.closed_reason == "used":
+        raise InvalidInput("otp.used", N_("This code was already used. Ask for a new one."))
+    if challenge.closed_reason == "exhausted":
+        raise InvalidInput("otp.exhausted",
+                           N_("Too many wrong tries for this code. Ask for a new one."))
+    if challenge.expires_at <= tx.now():
+        raise InvalidInput("otp.expired", N_("This code has expired. Ask for a new one."))
+
+    if not same_hash(challenge.code_hash, _code_hash(tx, challenge.id, code)):
+        _refuse_wrong_code(tx, phone, challenge)
+    challenge.closed_reason, challenge.closed_at = "used", tx.now()
+
+    if purpose == "signup":
+        user, is_new = _create_account(tx, phone, challenge, client), True
+    else:
+        found = _user_by_phone(tx, phone.e164)
+        if found is None:
+            raise NotFound("account.not_found", N_("No account uses this number. Sign up instead."))
+        user, is_new = found, False
+    token, session = _open_session(tx, user, client, kind)
+    return SignedIn(_account(user), session.id, token, session.expires_at, is_new)
+
+
+def _latest_challenge(tx: Tx, e164: str, purpose: Purpose) -> SmsChallenge | None:
+    query = (
+        select(SmsChallenge)
+        .where(SmsChallenge.phone_e164 == e164, SmsChallenge.purpose == purpose)
+        .order_by(SmsChallenge.created_at.desc())
+        .limit(1)
+    )
+    return tx.session.scalars(query).first()
+
+
+def _refuse_wrong_code(tx: Tx, phone: PhoneNumber, challenge: SmsChallenge) -> NoReturn:
+    """Remember a wrong code (the transaction commits it), then refuse."""
+    settings = tx.settings
+    challenge.attempts += 1
+    ratelimit.record(tx, _failure_key(phone))
+    window_start = tx.now() - timedelta(seconds=settings.sms_failure_window_seconds)
+    if ratelimit.count(tx, _failure_key(phone), window_start) >= settings.sms_failures_before_lock:
+        ratelimit.record(tx, _lock_key(phone))
+        _close_open_challenges(tx, phone.e164, "signup", "exhausted")
+        _close_open_challenges(tx, phone.e164, "login", "exhausted")
+        tx.session.flush()
+        raise _refusal("otp.locked",
+                       N_("Too many wrong codes for this number. For your safety, login by "
+                          "code is paused for {hours} hours."),
+                       {"hours": settings.sms_lock_seconds // 3600}, status=429,
+                       retry_after=settings.sms_lock_seconds)
+    left = settings.sms_code_max_attempts - challenge.attempts
+    if left <= 0:
+        challenge.closed_reason, challenge.closed_at = "exhausted", tx.now()
+        tx.session.flush()
+        raise _refusal("otp.exhausted",
+                       N_("Too many wrong tries for this code. Ask for a new one."), {})
+    tx.session.flush()
+    raise _refusal("otp.mismatch",
+                   N_("The code is not right. You have {left} more tries with this code."),
+                   {"left": left}, details={"tries_left": left})
+
+
+def _refusal(code: str, message: str, params: dict[str, object], *, status: int = 400,
+             retry_after: float | None = None,
+             details: dict[str, object] | None = None) -> RecordedRefusal:
+    return RecordedRefusal(code, message, params, details=details, retry_after=retry_after,
+                           status=status)
+
+
+def _create_account(tx: Tx, phone: PhoneNumber, challenge: SmsChallenge, client: Client) -> User:
+    if _user_by_phone(tx, phone.e164) is not None:
+        raise Conflict("account.exists", N_("This number already has an account. Log in instead."))
+    now = tx.now()
+    user = User(phone_e164=phone.e164, language=challenge.language, created_at=now)
+    tx.session.add(user)
+    tx.session.flush()
+    tx.session.add(AgreementAcceptance(
+        user_id=user.id,
+        version=challenge.agreement_version or agreements.CURRENT_VERSION,
+        language=challenge.language,
+        accepted_at=challenge.agreement_accepted_at or now,
+        ip=client.ip,
+    ))
+    return user
+
+
+def _user_by_phone(tx: Tx, e164: str) -> User | None:
+    return tx.session.scalars(select(User).where(User.phone_e164 == e164)).first()
+
+
+def _account(user: User) -> Account:
+    language: Language = "zh_Hans" if user.language == "zh_Hans" else "en"
+    return Account(user.id, from_e164(user.phone_e164), language, user.verification_level,
+                   user.created_at)
+
+
+# --- sessions ------------------------------------------------------------------------
+
+
+def _token_hash(tx: Tx, token: str) -> str:
+    return keyed_hash(tx.settings.hmac_key(), "session", token)
+
+
+def _open_session(tx: Tx, user: User, client: Client, kind: str) -> tuple[str, AuthSession]:
+    now = tx.now()
+    token = new_token()
+    session = AuthSession(
+        user_id=user.id, token_hash=_token_hash(tx, token), kind=kind, created_at=now,
+        last_seen_at=now, expires_at=now + timedelta(seconds=tx.settings.session_absolute_seconds),
+        ip=client.ip[:64], user_agent=client.user_agent[:512],
+    )
+    tx.session.add(session)
+    tx.session.flush()
+    return token, session
+
+
+def authenticate(tx: Tx, token: str) -> CurrentSession:
+    """The session a token belongs to, if it is still alive; its last-seen time moves."""
+    session = tx.session.scalars(
+        select(AuthSession).where(AuthSession.token_hash == _token_hash(tx, token))
+    ).first()
+    now = tx.now()
+    idle = timedelta(seconds=tx.settings.session_idle_seconds)
+    if session is None or session.revoked_at is not None:
+        raise NotAuthenticated("session.invalid", N_("Please log in."))
+    if session.expires_at <= now or session.last_seen_at + idle <= now:
+        raise NotAuthenticated("session.expired",
+                               N_("Your session has expired. Please log in again."))
+    if (now - session.last_seen_at).total_seconds() >= tx.settings.session_touch_interval_seconds:
+        session.last_seen_at = now
+    user = tx.session.get_one(User, session.user_id)
+    return CurrentSession(session.id, _account(user))
+
+
+def list_sessions(tx: Tx, user_id: uuid.UUID, current_id: uuid.UUID) -> list[SessionInfo]:
+    now = tx.now()
+    idle = timedelta(seconds=tx.settings.session_idle_seconds)
+    query = (
+        select(AuthSession)
+        .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None),
+               AuthSession.expires_at > now, AuthSession.last_seen_at > now - idle)
+        .order_by(AuthSession.last_seen_at.desc())
+    )
+    return [
+        SessionInfo(s.id, s.kind, s.created_at, s.last_seen_at, s.ip, s.user_agent,
+                    s.id == current_id)
+        for s in tx.session.scalars(query)
+    ]
+
+
+def revoke_session(tx: Tx, user_id: uuid.UUID, session_id: uuid.UUID) -> None:
+    """End one of the user's own sessions (logging out is revoking the current one)."""
+    session = tx.session.get(AuthSession, session_id)
+    if session is None or session.user_id != user_id:
+        raise NotFound("session.not_found", N_("That session does not exist."))
+    if session.revoked_at is None:
+        session.revoked_at = tx.now()
+
+
+def get_account(tx: Tx, user_id: uuid.UUID) -> Account:
+    return _account(tx.session.get_one(User, user_id))
+
+
+def set_language(tx: Tx, user_id: uuid.UUID, language: Language) -> None:
+    tx.session.get_one(User, user_id).language = language
+
+
+def agreement_record(tx: Tx, user_id: uuid.UUID) -> AgreementAcceptance | None:
+    return tx.session.scalars(
+        select(AgreementAcceptance).where(AgreementAcceptance.user_id == user_id)
+        .order_by(AgreementAcceptance.accepted_at.desc())
+    ).first()
+
+
+# --- demo ----------------------------------------------------------------------------
+
+
+def seed_demo_accounts(tx: Tx) -> list[Account]:
+    """Create the demo accounts if missing (English, Singapore, mainland China numbers)."""
+    created = []
+    languages: tuple[Language, ...] = ("en", "en", "zh_Hans")
+    for e164, language in zip(DEMO_NUMBERS, languages, strict=True):
+        user = _user_by_phone(tx, e164)
+        if user is None:
+            user = User(phone_e164=e164, language=language, created_at=tx.now())
+            tx.session.add(user)
+            tx.session.flush()
+            tx.session.add(AgreementAcceptance(
+                user_id=user.id, version=agreements.CURRENT_VERSION, language=language,
+                accepted_at=tx.now(), ip="127.0.0.1",
+            ))
+        created.append(_account(user))
+    return created
+
+
+VERIFICATION_LABELS = {"unverified": N_("Unverified"), "verified": N_("Verified")}
+
+
+def verification_label(level: str) -> str:
+    """The level's name in the current language."""
+    return translate(VERIFICATION_LABELS.get(level, N_("Unverified")))

@@ -1,0 +1,112 @@
+"""Sliding-window limits kept in the database, exact under concurrency.
+
+Each limited thing has a key (``sms:number:+447911123456``). A use case first *claims*
+all its keys: an upsert of the key's bucket row, which on PostgreSQL holds that row's
+lock until commit (and on SQLite the whole database is written by one transaction at a
+time). Only then does it count the key's events and add its own, so parallel requests
+cannot all see "4 of 5" and all go through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from qianbao.db import Tx
+from qianbao.errors import TooManyRequests
+from qianbao.risk.models import RateBucket, RateEvent
+
+
+@dataclass(frozen=True)
+class Limit:
+    key: str
+    max_events: int
+    window: timedelta
+    code: str
+    message: str  # gettext msgid; may use {wait}, a human duration
+
+
+def claim(tx: Tx, keys: Iterable[str]) -> None:
+    """Serialize on every key, in one fixed order so that two claims cannot deadlock."""
+    now = tx.now()
+    insert = pg_insert if tx.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    for key in sorted(set(keys)):
+        statement = insert(RateBucket).values(key=key, touched_at=now)
+        statement = statement.on_conflict_do_update(
+            index_elements=[RateBucket.key], set_={"touched_at": now}
+        )
+        tx.session.execute(statement)
+
+
+def count(tx: Tx, key: str, since: datetime) -> int:
+    query = select(func.count()).select_from(RateEvent).where(
+        RateEvent.key == key, RateEvent.at > since
+    )
+    return int(tx.session.scalar(query) or 0)
+
+
+def latest(tx: Tx, key: str) -> datetime | None:
+    query = select(func.max(RateEvent.at)).where(RateEvent.key == key)
+    return tx.session.scalar(query)
+
+
+def record(tx: Tx, key: str, detail: str | None = None) -> None:
+    tx.session.add(RateEvent(key=key, at=tx.now(), detail=detail))
+    tx.session.flush()
+
+
+def seconds_until_free(tx: Tx, limit: Limit) -> float | None:
+    """None when one more event fits in the window; else when the next one will."""
+    now = tx.now()
+    since = now - limit.window
+    used = count(tx, limit.key, since)
+    if used < limit.max_events:
+        return None
+    # The window frees a slot when the oldest event that keeps it full falls out.
+    oldest_blocking = tx.session.scalars(
+        select(RateEvent.at)
+        .where(RateEvent.key == limit.key, RateEvent.at > since)
+        .order_by(RateEvent.at.desc())
+        .offset(limit.max_events - 1)
+        .limit(1)
+    ).first()
+    assert oldest_blocking is not None
+    return (oldest_blocking + limit.window - now).total_seconds()
+
+
+def enforce(tx: Tx, limit: Limit) -> None:
+    wait = seconds_until_free(tx, limit)
+    if wait is not None:
+        raise refusal(limit.code, limit.message, wait)
+
+
+def refusal(code: str, message: str, wait: float) -> TooManyRequests:
+    """A 429 whose message says, in words and in ``Retry-After``, when to come back."""
+    return TooManyRequests(code, message, {"wait": human_wait(wait)}, retry_after=wait)
+
+
+def last_use_by_detail(tx: Tx, key: str, since: datetime) -> dict[str, datetime]:
+    """For each distinct detail of a key's events since ``since``, its latest time."""
+    rows = tx.session.execute(
+        select(RateEvent.detail, func.max(RateEvent.at))
+        .where(RateEvent.key == key, RateEvent.at > since, RateEvent.detail.is_not(None))
+        .group_by(RateEvent.detail)
+    ).all()
+    return {str(detail): at for detail, at in rows}
+
+
+def human_wait(seconds: float) -> str:
+    """A short, language-neutral duration: ``45 s``, ``12 min``, ``3 h 20 min``."""
+    seconds = max(1, int(seconds + 0.999))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = (seconds + 59) // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"

@@ -1,0 +1,95 @@
+"""Jinja2 rendering with gettext, CSRF tokens and the session cookie."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from qianbao import deps
+from qianbao.errors import Forbidden
+from qianbao.i18n import (
+    HTML_LANG,
+    LANGUAGE_NAMES,
+    LANGUAGES,
+    N_,
+    current_language,
+    gettext_,
+    ngettext_,
+)
+from qianbao.identity.codes import same_hash
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+environment = Environment(
+    loader=FileSystemLoader(TEMPLATES),
+    autoescape=select_autoescape(["html"]),
+    extensions=["jinja2.ext.i18n"],
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+environment.install_gettext_callables(gettext_, ngettext_, newstyle=True)  # type: ignore[attr-defined]
+
+
+def csrf_token(request: Request) -> str:
+    """The double-submit token: the cookie's value, echoed in every form."""
+    token = request.cookies.get(deps.CSRF_COOKIE) or request.scope.get("qianbao.csrf")
+    if not token:
+        token = secrets.token_urlsafe(24)
+        request.scope["qianbao.csrf"] = token
+    return str(token)
+
+
+def check_csrf(request: Request, submitted: str | None) -> None:
+    cookie = request.cookies.get(deps.CSRF_COOKIE)
+    if not cookie or not submitted or not same_hash(cookie, submitted):
+        raise Forbidden(
+            "csrf.failed",
+            N_("This form has expired. Reload the page and try again."),
+        )
+
+
+def secure_cookies(request: Request) -> bool:
+    setting = request.app.state.settings.cookie_secure
+    if setting != "auto":
+        return bool(setting == "always")
+    return request.url.scheme == "https" or request.url.hostname not in {"localhost", "127.0.0.1"}
+
+
+def _finish(request: Request, response: HTMLResponse | RedirectResponse) -> None:
+    fresh = request.scope.get("qianbao.csrf")
+    if fresh and not request.cookies.get(deps.CSRF_COOKIE):
+        response.set_cookie(deps.CSRF_COOKIE, str(fresh), httponly=True, samesite="lax",
+                            secure=secure_cookies(request), path="/")
+
+
+def page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    language = current_language()
+    html = environment.get_template(template).render(
+        request=request,
+        csrf=csrf_token(request),
+        language=language,
+        html_lang=HTML_LANG[language],
+        languages=[(code, LANGUAGE_NAMES[code]) for code in LANGUAGES],
+        demo=request.app.state.settings.demo,
+        **context,
+    )
+    response = HTMLResponse(html, status_code=status)
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "frame-ancestors 'none'; form-action 'self'"
+    )
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    _finish(request, response)
+    return response
+
+
+def redirect(request: Request, url: str) -> RedirectResponse:
+    response = RedirectResponse(url, status_code=303)
+    _finish(request, response)
+    return response

@@ -1,0 +1,294 @@
+"""Server-rendered pages of the consumer app. They call the same services as the API."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from qianbao import deps
+from qianbao.db import Database
+from qianbao.errors import NotAuthenticated, NotFound, QianbaoError
+from qianbao.i18n import N_, Language, current_language, parse_language, set_language
+from qianbao.identity import agreements, service
+from qianbao.identity.phone import PhoneNumber, calling_codes, from_e164, parse_mobile
+from qianbao.identity.service import Client, CurrentSession, Purpose
+from qianbao.notify import service as notify
+from qianbao.web.render import check_csrf, page, redirect, secure_cookies
+
+router = APIRouter(include_in_schema=False)
+DbDep = Annotated[Database, Depends(deps.database)]
+ClientDep = Annotated[Client, Depends(deps.client)]
+CsrfField = Annotated[str, Form(alias="csrf")]
+Page = Response
+
+
+def signed_in(request: Request, db: Database) -> CurrentSession | None:
+    token = request.cookies.get(deps.SESSION_COOKIE)
+    if not token:
+        return None
+    try:
+        session = db.run(lambda tx: service.authenticate(tx, token))
+    except NotAuthenticated:
+        return None
+    if not deps.language_from_cookie(request):
+        set_language(session.account.language)
+    return session
+
+
+def _picker(selected: str) -> dict[str, object]:
+    language = current_language()
+    rows = sorted(calling_codes(), key=lambda row: row.name(language))
+    return {"calling_codes": rows, "selected_country": selected}
+
+
+def _code_url(phone: PhoneNumber, purpose: Purpose) -> str:
+    return "/code?" + urlencode({"phone": phone.e164, "purpose": purpose})
+
+
+def _phone_from_query(value: str | None) -> PhoneNumber | None:
+    if not value or not value.startswith("+"):
+        return None
+    try:
+        return parse_mobile(value, "GB")  # the country is ignored for +numbers
+    except QianbaoError:
+        return None
+
+
+# --- first page, sign-up and code --------------------------------------------------------
+
+
+@router.get("/")
+def first_page(request: Request, db: DbDep) -> Page:
+    if signed_in(request, db):
+        return redirect(request, "/home")
+    return page(request, "index.html", number="",
+                **_picker(request.app.state.settings.default_region))
+
+
+@router.post("/start")
+def start(
+    request: Request, db: DbDep, client: ClientDep, csrf: CsrfField,
+    country: Annotated[str, Form()] = "", number: Annotated[str, Form()] = "",
+) -> Page:
+    check_csrf(request, csrf)
+    language = current_language()
+    try:
+        phone = parse_mobile(number, country, language)
+        found = db.run(lambda tx: service.look_up_number(tx, phone, client))
+        if not found.has_account:
+            return redirect(request, "/signup?" + urlencode({"phone": phone.e164}))
+        db.run(lambda tx: service.request_code(tx, phone, "login", client, language))
+        return redirect(request, _code_url(phone, "login"))
+    except QianbaoError as error:
+        return page(request, "index.html", status=error.status, error=error, number=number,
+                    **_picker(country))
+
+
+@router.get("/signup")
+def signup_page(request: Request, phone: str | None = None) -> Page:
+    parsed = _phone_from_query(phone)
+    if parsed is None:
+        return redirect(request, "/")
+    return _signup_form(request, parsed.region, parsed.national, parsed)
+
+
+def _signup_form(request: Request, country: str, number: str, phone: PhoneNumber | None,
+                 error: QianbaoError | None = None) -> HTMLResponse:
+    return page(
+        request, "signup.html", status=error.status if error else 200, error=error,
+        number=number, phone=phone, agreement_version=agreements.CURRENT_VERSION,
+        agreement_title=agreements.TITLE, agreement_paragraphs=agreements.PARAGRAPHS,
+        **_picker(country),
+    )
+
+
+@router.post("/signup")
+def signup(
+    request: Request, db: DbDep, client: ClientDep, csrf: CsrfField,
+    country: Annotated[str, Form()] = "", number: Annotated[str, Form()] = "",
+    agree: Annotated[str, Form()] = "", agreement_version: Annotated[str, Form()] = "",
+) -> Page:
+    check_csrf(request, csrf)
+    language = current_language()
+    phone: PhoneNumber | None = None
+    try:
+        phone = parse_mobile(number, country, language)
+        version = agreement_version if agree == "yes" else None
+        db.run(lambda tx: service.request_code(tx, phone, "signup", client, language, version))
+    except QianbaoError as error:
+        if error.code == "account.exists" and phone is not None:
+            return redirect(request, "/?" + urlencode({"existing": phone.e164}))
+        return _signup_form(request, country, number, phone, error)
+    return redirect(request, _code_url(phone, "signup"))
+
+
+def _purpose(value: str) -> Purpose:
+    return "signup" if value == "signup" else "login"
+
+
+@router.get("/code")
+def code_page(request: Request, db: DbDep, phone: str | None = None,
+              purpose: str = "login") -> Page:
+    parsed = _phone_from_query(phone)
+    if parsed is None:
+        return redirect(request, "/")
+    return _code_form(request, db, parsed, _purpose(purpose))
+
+
+def _code_form(request: Request, db: Database, phone: PhoneNumber, purpose: Purpose,
+               error: QianbaoError | None = None, notice: str | None = None) -> HTMLResponse:
+    status = db.run(lambda tx: service.code_status(tx, phone, purpose))
+    now = db.clock.now()
+    resend_in = max(0, int((status.resend_at - now).total_seconds() + 0.999)) if status else 0
+    return page(
+        request, "code.html", status=error.status if error else 200, error=error, notice=notice,
+        phone=phone, purpose=purpose, code_length=request.app.state.settings.sms_code_length,
+        has_code=status is not None, resend_in=resend_in,
+        agreement_version=agreements.CURRENT_VERSION,
+    )
+
+
+@router.post("/code")
+def submit_code(
+    request: Request, db: DbDep, client: ClientDep, csrf: CsrfField,
+    phone: Annotated[str, Form()] = "", purpose: Annotated[str, Form()] = "login",
+    code: Annotated[str, Form()] = "",
+) -> Page:
+    check_csrf(request, csrf)
+    parsed = _phone_from_query(phone)
+    if parsed is None:
+        return redirect(request, "/")
+    chosen = _purpose(purpose)
+    try:
+        signed = db.run(lambda tx: service.verify_code(tx, parsed, chosen, code, client, "web"))
+    except QianbaoError as error:
+        return _code_form(request, db, parsed, chosen, error)
+    response = redirect(request, "/home")
+    settings = request.app.state.settings
+    response.set_cookie(deps.SESSION_COOKIE, signed.token, httponly=True, samesite="lax",
+                        secure=secure_cookies(request), path="/",
+                        max_age=settings.session_absolute_seconds)
+    if not deps.language_from_cookie(request):
+        response.set_cookie(deps.LANGUAGE_COOKIE, signed.account.language, samesite="lax",
+                            secure=secure_cookies(request), max_age=365 * 86400)
+    return response
+
+
+@router.post("/code/resend")
+def resend_code(
+    request: Request, db: DbDep, client: ClientDep, csrf: CsrfField,
+    phone: Annotated[str, Form()] = "", purpose: Annotated[str, Form()] = "login",
+    agreement_version: Annotated[str, Form()] = "",
+) -> Page:
+    check_csrf(request, csrf)
+    parsed = _phone_from_query(phone)
+    if parsed is None:
+        return redirect(request, "/")
+    chosen, language = _purpose(purpose), current_language()
+    try:
+        db.run(lambda tx: service.request_code(tx, parsed, chosen, client, language,
+                                               agreement_version or None))
+    except QianbaoError as error:
+        return _code_form(request, db, parsed, chosen, error)
+    return _code_form(request, db, parsed, chosen, notice=N_("A new code is on its way."))
+
+
+# --- language --------------------------------------------------------------------------
+
+
+@router.post("/language")
+def choose_language(
+    request: Request, db: DbDep, csrf: CsrfField,
+    language: Annotated[str, Form()] = "en", next: Annotated[str, Form()] = "/",  # noqa: A002
+) -> Page:
+    check_csrf(request, csrf)
+    chosen: Language = parse_language(language) or "en"
+    session = signed_in(request, db)
+    if session is not None:
+        db.run(lambda tx: service.set_language(tx, session.account.id, chosen))
+    # Only same-site paths: the form must not become an open redirect.
+    target = next if next.startswith("/") and not next.startswith("//") else "/"
+    response = redirect(request, target)
+    response.set_cookie(deps.LANGUAGE_COOKIE, chosen, samesite="lax",
+                        secure=secure_cookies(request), max_age=365 * 86400)
+    return response
+
+
+# --- signed-in pages -------------------------------------------------------------------
+
+
+def _signed_in_page(request: Request, db: Database, template: str, tab: str) -> Page:
+    session = signed_in(request, db)
+    if session is None:
+        return redirect(request, "/")
+    return page(request, template, account=session.account, tab=tab,
+                verification_label=service.verification_label(session.account.verification_level))
+
+
+@router.get("/home")
+def home(request: Request, db: DbDep) -> Page:
+    return _signed_in_page(request, db, "home.html", "home")
+
+
+@router.get("/wallet")
+def wallet(request: Request, db: DbDep) -> Page:
+    return _signed_in_page(request, db, "wallet.html", "wallet")
+
+
+@router.get("/me")
+def me(request: Request, db: DbDep) -> Page:
+    return _signed_in_page(request, db, "me.html", "me")
+
+
+@router.get("/me/profile")
+def profile(request: Request, db: DbDep) -> Page:
+    return _signed_in_page(request, db, "profile.html", "me")
+
+
+@router.get("/me/sessions")
+def sessions_page(request: Request, db: DbDep) -> Page:
+    session = signed_in(request, db)
+    if session is None:
+        return redirect(request, "/")
+    rows = db.run(lambda tx: service.list_sessions(tx, session.account.id, session.session_id))
+    return page(request, "sessions.html", account=session.account, tab="me", sessions=rows)
+
+
+@router.post("/me/sessions/{session_id}/revoke")
+def revoke_session(request: Request, db: DbDep, session_id: uuid.UUID,
+                   csrf: CsrfField) -> Page:
+    check_csrf(request, csrf)
+    session = signed_in(request, db)
+    if session is None:
+        return redirect(request, "/")
+    db.run(lambda tx: service.revoke_session(tx, session.account.id, session_id))
+    return redirect(request, "/" if session_id == session.session_id else "/me/sessions")
+
+
+@router.post("/logout")
+def log_out(request: Request, db: DbDep, csrf: CsrfField) -> Page:
+    check_csrf(request, csrf)
+    session = signed_in(request, db)
+    if session is not None:
+        db.run(lambda tx: service.revoke_session(tx, session.account.id, session.session_id))
+    response = redirect(request, "/")
+    response.delete_cookie(deps.SESSION_COOKIE, path="/")
+    return response
+
+
+# --- demo ------------------------------------------------------------------------------
+
+
+@router.get("/demo/outbox")
+def demo_outbox(request: Request, db: DbDep, phone: str | None = None) -> Response:
+    """The sandbox SMS inbox, shown only in demo mode."""
+    if not request.app.state.settings.demo:
+        raise NotFound("not_found", N_("There is nothing at this address."))
+    parsed = _phone_from_query(phone)
+    messages = db.run(lambda tx: notify.read_outbox(tx, parsed.e164 if parsed else None, 30))
+    return page(request, "outbox.html", messages=messages, phone=parsed,
+                shown=[from_e164(m.recipient).international() for m in messages])
