@@ -22,8 +22,8 @@ from qianbao.db import Database
 from qianbao.errors import QianbaoError
 from qianbao.i18n import N_, negotiate, parse_language, set_language
 from qianbao.identity import api as identity_api
-from qianbao.settings import Settings, get_settings
 from qianbao.notify import api as notify_api
+from qianbao.settings import Settings, get_settings
 from qianbao.web import render
 from qianbao.web import routes as web_routes
 
@@ -103,8 +103,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def database_busy(request: Request, error: DBAPIError) -> Response:
         log.exception("database error", exc_info=error)
         problem = QianbaoError(
-            "service.busy", N_("We are very busy right now. Try again in a moment."),
-            retry_after=2, status=503,
+            "service.busy",
+            N_("We are very busy right now. Try again in a moment."),
+            retry_after=2,
+            status=503,
         )
         return error_response(request, problem)
 
@@ -145,6 +147,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.include_router(identity_api.router)
     app.include_router(notify_api.router)
     app.include_router(web_routes.router)
-    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"),
-              name="static")
+    app.mount(
+        "/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static"
+    )
     return app

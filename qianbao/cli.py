@@ -39,8 +39,17 @@ def serve(
     if demo:
         _seed_demo()
     typer.echo(f"Qianbao on http://{host}:{port}  (database: {settings.database_url})")
-    uvicorn.run("qianbao.app:create_app", factory=True, host=host, port=port, workers=workers,
-                loop="uvloop", http="httptools", log_level="info", access_log=False)
+    uvicorn.run(
+        "qianbao.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        log_level="info",
+        access_log=False,
+    )
 
 
 def _seed_demo() -> None:

@@ -6,9 +6,10 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request, Response, status
+from starlette.concurrency import run_in_threadpool
 
 from qianbao import deps
-from qianbao.db import Database
+from qianbao.db import Database, Tx
 from qianbao.errors import NotAuthenticated
 from qianbao.i18n import N_, Language, set_language, translate
 from qianbao.identity import agreements, schemas, service
@@ -21,15 +22,17 @@ ClientDep = Annotated[Client, Depends(deps.client)]
 LanguageDep = Annotated[Language, Depends(deps.language)]
 
 
-def current_session(
+async def current_session(
     request: Request,
     db: DbDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> CurrentSession:
+    """The bearer token's session. Async so that the language it sets reaches the handler:
+    a context variable set in a worker thread would stay in that thread."""
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise NotAuthenticated("session.missing", N_("Please log in."))
-    session = db.run(lambda tx: service.authenticate(tx, token.strip()))
+    session = await run_in_threadpool(db.run, lambda tx: service.authenticate(tx, token.strip()))
     if not deps.language_is_explicit(request):
         set_language(session.account.language)
     return session
@@ -60,8 +63,14 @@ def list_calling_codes(language: LanguageDep) -> list[schemas.CallingCodeOut]:
     """Every ITU calling code, with country names in English and Chinese."""
     rows = sorted(calling_codes(), key=lambda row: row.name(language))
     return [
-        schemas.CallingCodeOut(key=row.key, region=row.region, code=row.code,
-                               name=row.name(language), name_en=row.name_en, name_zh=row.name_zh)
+        schemas.CallingCodeOut(
+            key=row.key,
+            region=row.region,
+            code=row.code,
+            name=row.name(language),
+            name_en=row.name_en,
+            name_zh=row.name_zh,
+        )
         for row in rows
     ]
 
@@ -83,28 +92,38 @@ def check_number(
     phone = _phone(body, language)
     found = db.run(lambda tx: service.look_up_number(tx, phone, client))
     return schemas.NumberCheckOut(
-        e164=phone.e164, international=phone.international(), has_account=found.has_account,
+        e164=phone.e164,
+        international=phone.international(),
+        has_account=found.has_account,
         next="login" if found.has_account else "signup",
     )
 
 
-@router.post("/auth/sms-codes", response_model=schemas.CodeSentOut,
-             status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/auth/sms-codes", response_model=schemas.CodeSentOut, status_code=status.HTTP_201_CREATED
+)
 def send_code(
     body: schemas.CodeRequestIn, db: DbDep, client: ClientDep, language: LanguageDep
 ) -> schemas.CodeSentOut:
     """Send an SMS code (sign-up needs the accepted agreement's version)."""
     phone = _phone(body, language)
-    sent = db.run(lambda tx: service.request_code(
-        tx, phone, body.purpose, client, language, body.agreement_version))
+    sent = db.run(
+        lambda tx: service.request_code(
+            tx, phone, body.purpose, client, language, body.agreement_version
+        )
+    )
     return schemas.CodeSentOut(
-        international=phone.international(), purpose=sent.purpose,
-        code_length=sent.code_length, expires_at=sent.expires_at, resend_at=sent.resend_at,
+        international=phone.international(),
+        purpose=sent.purpose,
+        code_length=sent.code_length,
+        expires_at=sent.expires_at,
+        resend_at=sent.resend_at,
     )
 
 
-@router.post("/auth/sessions", response_model=schemas.SignedInOut,
-             status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/auth/sessions", response_model=schemas.SignedInOut, status_code=status.HTTP_201_CREATED
+)
 def sign_in(
     body: schemas.CodeVerifyIn, db: DbDep, client: ClientDep, language: LanguageDep
 ) -> schemas.SignedInOut:
@@ -112,7 +131,9 @@ def sign_in(
     phone = _phone(body, language)
     signed = db.run(lambda tx: service.verify_code(tx, phone, body.purpose, body.code, client))
     return schemas.SignedInOut(
-        token=signed.token, expires_at=signed.expires_at, is_new_account=signed.is_new_account,
+        token=signed.token,
+        expires_at=signed.expires_at,
+        is_new_account=signed.is_new_account,
         account=account_out(signed.account),
     )
 
@@ -130,8 +151,11 @@ def me(session: SessionDep) -> schemas.AccountOut:
 
 @router.put("/me/language", response_model=schemas.AccountOut)
 def change_language(body: schemas.LanguageIn, session: SessionDep, db: DbDep) -> schemas.AccountOut:
-    account = db.run(lambda tx: (service.set_language(tx, session.account.id, body.language),
-                                 service.get_account(tx, session.account.id))[1])
+    def change(tx: Tx) -> service.Account:
+        service.set_language(tx, session.account.id, body.language)
+        return service.get_account(tx, session.account.id)
+
+    account = db.run(change)
     set_language(body.language)
     return account_out(account)
 
@@ -140,9 +164,15 @@ def change_language(body: schemas.LanguageIn, session: SessionDep, db: DbDep) ->
 def my_sessions(session: SessionDep, db: DbDep) -> list[schemas.SessionOut]:
     rows = db.run(lambda tx: service.list_sessions(tx, session.account.id, session.session_id))
     return [
-        schemas.SessionOut(id=r.id, kind=r.kind, created_at=r.created_at,
-                           last_seen_at=r.last_seen_at, ip=r.ip, user_agent=r.user_agent,
-                           current=r.is_current)
+        schemas.SessionOut(
+            id=r.id,
+            kind=r.kind,
+            created_at=r.created_at,
+            last_seen_at=r.last_seen_at,
+            ip=r.ip,
+            user_agent=r.user_agent,
+            current=r.is_current,
+        )
         for r in rows
     ]
 

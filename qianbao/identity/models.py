@@ -13,9 +13,7 @@ from qianbao.db import Base, UTCDateTime, new_id
 
 class User(Base):
     __tablename__ = "users"
-    __table_args__ = (
-        CheckConstraint("language IN ('en', 'zh_Hans')", name="language"),
-    )
+    __table_args__ = (CheckConstraint("language IN ('en', 'zh_Hans')", name="language"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     phone_e164: Mapped[str] = mapped_column(String(16), unique=True)

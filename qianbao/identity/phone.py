@@ -63,10 +63,14 @@ def calling_codes() -> tuple[CallingCode, ...]:
     for code, regions in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.items():
         for region in regions:
             if region == NON_GEOGRAPHIC:
-                rows.append(CallingCode(region, code, f"Global service +{code}", f"全球服务 +{code}"))
+                rows.append(
+                    CallingCode(region, code, f"Global service +{code}", f"全球服务 +{code}")
+                )
             else:
                 rows.append(
-                    CallingCode(region, code, english.get(region, region), chinese.get(region, region))
+                    CallingCode(
+                        region, code, english.get(region, region), chinese.get(region, region)
+                    )
                 )
     return tuple(sorted(rows, key=lambda row: (row.name_en, row.code)))
 

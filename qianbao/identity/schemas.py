@@ -13,7 +13,9 @@ from qianbao.i18n import Language
 
 class PhoneIn(BaseModel):
     country: str = Field(
-        default="CN", max_length=8, examples=["GB"],
+        default="CN",
+        max_length=8,
+        examples=["GB"],
         description="Region of the calling-code picker (ISO 3166-1 alpha-2, or 001-882 "
         "style for global services). Ignored when the number starts with +.",
     )
@@ -30,7 +32,8 @@ class NumberCheckOut(BaseModel):
 class CodeRequestIn(PhoneIn):
     purpose: Literal["signup", "login"]
     agreement_version: str | None = Field(
-        default=None, max_length=32,
+        default=None,
+        max_length=32,
         description="Required for sign-up: the version of the agreement the person accepted.",
     )
 
@@ -63,7 +66,7 @@ class AccountOut(BaseModel):
 
 class SignedInOut(BaseModel):
     token: str
-    token_type: Literal["bearer"] = "bearer"
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth token type name
     expires_at: datetime
     is_new_account: bool
     account: AccountOut

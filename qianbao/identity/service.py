@@ -98,8 +98,16 @@ def look_up_number(tx: Tx, phone: PhoneNumber, client: Client) -> NumberStatus:
     """
     key = f"lookup:ip:{client.ip}"
     ratelimit.claim(tx, [key])
-    ratelimit.enforce(tx, Limit(key, tx.settings.number_lookups_per_ip_per_hour, HOUR,
-                                "rate.lookups", _TOO_MANY_FROM_HERE))
+    ratelimit.enforce(
+        tx,
+        Limit(
+            key,
+            tx.settings.number_lookups_per_ip_per_hour,
+            HOUR,
+            "rate.lookups",
+            _TOO_MANY_FROM_HERE,
+        ),
+    )
     ratelimit.record(tx, key)
     return NumberStatus(phone, _user_by_phone(tx, phone.e164) is not None)
 
@@ -122,8 +130,9 @@ def request_code(
     has_account = _user_by_phone(tx, phone.e164) is not None
     if purpose == "signup":
         if has_account:
-            raise Conflict("account.exists",
-                           N_("This number already has an account. Log in instead."))
+            raise Conflict(
+                "account.exists", N_("This number already has an account. Log in instead.")
+            )
         if agreement_version != agreements.CURRENT_VERSION:
             raise InvalidInput(
                 "agreement.required",
@@ -131,8 +140,7 @@ def request_code(
                 details={"current_version": agreements.CURRENT_VERSION},
             )
     elif not has_account:
-        raise NotFound("account.not_found",
-                       N_("No account uses this number. Sign up instead."))
+        raise NotFound("account.not_found", N_("No account uses this number. Sign up instead."))
 
     limits = _sending_limits(tx, phone, client)
     ratelimit.claim(tx, [limit.key for limit in limits] + [_lock_key(phone)])
@@ -140,17 +148,22 @@ def request_code(
     for limit in limits:
         ratelimit.enforce(tx, limit)
     _refuse_country_hopping(tx, phone, client)
-    for limit in limits:
-        detail = str(phone.country_code) if limit.key.startswith("sms:ip:") else None
-        ratelimit.record(tx, limit.key, detail)
+    # One event per key, however many windows (minute, hour, day) watch that key.
+    for key in dict.fromkeys(limit.key for limit in limits):
+        detail = str(phone.country_code) if key.startswith("sms:ip:") else None
+        ratelimit.record(tx, key, detail)
 
     now = tx.now()
     _close_open_challenges(tx, phone.e164, purpose, "superseded")
     code = _choose_code(tx, phone)
     challenge = SmsChallenge(
-        phone_e164=phone.e164, purpose=purpose, code_hash="", created_at=now,
+        phone_e164=phone.e164,
+        purpose=purpose,
+        code_hash="",
+        created_at=now,
         expires_at=now + timedelta(seconds=settings.sms_code_ttl_seconds),
-        language=language, ip=client.ip,
+        language=language,
+        ip=client.ip,
         agreement_version=agreement_version if purpose == "signup" else None,
         agreement_accepted_at=now if purpose == "signup" else None,
     )
@@ -159,13 +172,18 @@ def request_code(
     tx.session.add(challenge)
     with language_scope(language):
         text = translate(
-            N_("Your Qianbao code is {code}. It expires in {minutes} minutes. "
-               "Never share it with anyone, including Qianbao staff."),
+            N_(
+                "Your Qianbao code is {code}. It expires in {minutes} minutes. "
+                "Never share it with anyone, including Qianbao staff."
+            ),
             {"code": code, "minutes": settings.sms_code_ttl_seconds // 60},
         )
     notify.queue_sms(tx, phone.e164, text, language)
     return CodeSent(
-        phone, purpose, len(code), challenge.expires_at,
+        phone,
+        purpose,
+        len(code),
+        challenge.expires_at,
         now + timedelta(seconds=settings.sms_resend_cooldown_seconds),
     )
 
@@ -176,18 +194,31 @@ def _sending_limits(tx: Tx, phone: PhoneNumber, client: Client) -> list[Limit]:
     prefix = phone.e164[: -s.sms_prefix_tail_digits] if s.sms_prefix_tail_digits else phone.e164
     wait_number = N_("Too many codes were sent to this number. Try again in {wait}.")
     return [
-        Limit(number, 1, timedelta(seconds=s.sms_resend_cooldown_seconds), "otp.resend_too_soon",
-              N_("A code was just sent. You can ask for another in {wait}.")),
+        Limit(
+            number,
+            1,
+            timedelta(seconds=s.sms_resend_cooldown_seconds),
+            "otp.resend_too_soon",
+            N_("A code was just sent. You can ask for another in {wait}."),
+        ),
         Limit(number, s.sms_per_number_per_hour, HOUR, "otp.number_hourly_cap", wait_number),
         Limit(number, s.sms_per_number_per_day, DAY, "otp.number_daily_cap", wait_number),
         Limit(ip, s.sms_per_ip_per_hour, HOUR, "otp.ip_hourly_cap", _TOO_MANY_FROM_HERE),
         Limit(ip, s.sms_per_ip_per_day, DAY, "otp.ip_daily_cap", _TOO_MANY_FROM_HERE),
-        Limit(f"sms:country:{phone.country_code}", s.sms_per_country_per_hour, HOUR,
-              "otp.country_cap",
-              N_("We are sending too many codes to this country right now. "
-                 "Try again in {wait}.")),
-        Limit(f"sms:prefix:{prefix}", s.sms_per_prefix_per_hour, HOUR, "otp.prefix_cap",
-              N_("Too many codes were sent to numbers like this one. Try again in {wait}.")),
+        Limit(
+            f"sms:country:{phone.country_code}",
+            s.sms_per_country_per_hour,
+            HOUR,
+            "otp.country_cap",
+            N_("We are sending too many codes to this country right now. Try again in {wait}."),
+        ),
+        Limit(
+            f"sms:prefix:{prefix}",
+            s.sms_per_prefix_per_hour,
+            HOUR,
+            "otp.prefix_cap",
+            N_("Too many codes were sent to numbers like this one. Try again in {wait}."),
+        ),
     ]
 
 
@@ -201,8 +232,7 @@ def _refuse_country_hopping(tx: Tx, phone: PhoneNumber, client: Client) -> None:
         wait = (min(last_use.values()) + DAY - tx.now()).total_seconds()
         raise ratelimit.refusal(
             "otp.too_many_countries",
-            N_("Your network asked for codes to too many countries today. "
-               "Try again in {wait}."),
+            N_("Your network asked for codes to too many countries today. Try again in {wait}."),
             wait,
         )
 
@@ -233,8 +263,10 @@ def _refuse_if_locked(tx: Tx, phone: PhoneNumber) -> None:
     if until > tx.now():
         raise ratelimit.refusal(
             "otp.locked",
-            N_("Too many wrong codes for this number. For your safety, login by code is "
-               "paused. Try again in {wait}."),
+            N_(
+                "Too many wrong codes for this number. For your safety, login by code is "
+                "paused. Try again in {wait}."
+            ),
             (until - tx.now()).total_seconds(),
         )
 
@@ -242,8 +274,11 @@ def _refuse_if_locked(tx: Tx, phone: PhoneNumber) -> None:
 def _close_open_challenges(tx: Tx, e164: str, purpose: Purpose, reason: str) -> None:
     tx.session.execute(
         update(SmsChallenge)
-        .where(SmsChallenge.phone_e164 == e164, SmsChallenge.purpose == purpose,
-               SmsChallenge.closed_reason.is_(None))
+        .where(
+            SmsChallenge.phone_e164 == e164,
+            SmsChallenge.purpose == purpose,
+            SmsChallenge.closed_reason.is_(None),
+        )
         .values(closed_reason=reason, closed_at=tx.now())
     )
 
@@ -254,8 +289,13 @@ def code_status(tx: Tx, phone: PhoneNumber, purpose: Purpose) -> CodeSent | None
     if challenge is None or challenge.closed_reason is not None:
         return None
     cooldown = timedelta(seconds=tx.settings.sms_resend_cooldown_seconds)
-    return CodeSent(phone, purpose, tx.settings.sms_code_length, challenge.expires_at,
-                    challenge.created_at + cooldown)
+    return CodeSent(
+        phone,
+        purpose,
+        tx.settings.sms_code_length,
+        challenge.expires_at,
+        challenge.created_at + cooldown,
+    )
 
 
 def verify_code(
@@ -274,8 +314,9 @@ def verify_code(
     if challenge.closed_reason == "used":
         raise InvalidInput("otp.used", N_("This code was already used. Ask for a new one."))
     if challenge.closed_reason == "exhausted":
-        raise InvalidInput("otp.exhausted",
-                           N_("Too many wrong tries for this code. Ask for a new one."))
+        raise InvalidInput(
+            "otp.exhausted", N_("Too many wrong tries for this code. Ask for a new one.")
+        )
     if challenge.expires_at <= tx.now():
         raise InvalidInput("otp.expired", N_("This code has expired. Ask for a new one."))
 
@@ -315,28 +356,44 @@ def _refuse_wrong_code(tx: Tx, phone: PhoneNumber, challenge: SmsChallenge) -> N
         _close_open_challenges(tx, phone.e164, "signup", "exhausted")
         _close_open_challenges(tx, phone.e164, "login", "exhausted")
         tx.session.flush()
-        raise _refusal("otp.locked",
-                       N_("Too many wrong codes for this number. For your safety, login by "
-                          "code is paused for {hours} hours."),
-                       {"hours": settings.sms_lock_seconds // 3600}, status=429,
-                       retry_after=settings.sms_lock_seconds)
+        raise _refusal(
+            "otp.locked",
+            N_(
+                "Too many wrong codes for this number. For your safety, login by "
+                "code is paused for {hours} hours."
+            ),
+            {"hours": settings.sms_lock_seconds // 3600},
+            status=429,
+            retry_after=settings.sms_lock_seconds,
+        )
     left = settings.sms_code_max_attempts - challenge.attempts
     if left <= 0:
         challenge.closed_reason, challenge.closed_at = "exhausted", tx.now()
         tx.session.flush()
-        raise _refusal("otp.exhausted",
-                       N_("Too many wrong tries for this code. Ask for a new one."), {})
+        raise _refusal(
+            "otp.exhausted", N_("Too many wrong tries for this code. Ask for a new one."), {}
+        )
     tx.session.flush()
-    raise _refusal("otp.mismatch",
-                   N_("The code is not right. You have {left} more tries with this code."),
-                   {"left": left}, details={"tries_left": left})
+    raise _refusal(
+        "otp.mismatch",
+        N_("The code is not right. You have {left} more tries with this code."),
+        {"left": left},
+        details={"tries_left": left},
+    )
 
 
-def _refusal(code: str, message: str, params: dict[str, object], *, status: int = 400,
-             retry_after: float | None = None,
-             details: dict[str, object] | None = None) -> RecordedRefusal:
-    return RecordedRefusal(code, message, params, details=details, retry_after=retry_after,
-                           status=status)
+def _refusal(
+    code: str,
+    message: str,
+    params: dict[str, object],
+    *,
+    status: int = 400,
+    retry_after: float | None = None,
+    details: dict[str, object] | None = None,
+) -> RecordedRefusal:
+    return RecordedRefusal(
+        code, message, params, details=details, retry_after=retry_after, status=status
+    )
 
 
 def _create_account(tx: Tx, phone: PhoneNumber, challenge: SmsChallenge, client: Client) -> User:
@@ -346,13 +403,15 @@ def _create_account(tx: Tx, phone: PhoneNumber, challenge: SmsChallenge, client:
     user = User(phone_e164=phone.e164, language=challenge.language, created_at=now)
     tx.session.add(user)
     tx.session.flush()
-    tx.session.add(AgreementAcceptance(
-        user_id=user.id,
-        version=challenge.agreement_version or agreements.CURRENT_VERSION,
-        language=challenge.language,
-        accepted_at=challenge.agreement_accepted_at or now,
-        ip=client.ip,
-    ))
+    tx.session.add(
+        AgreementAcceptance(
+            user_id=user.id,
+            version=challenge.agreement_version or agreements.CURRENT_VERSION,
+            language=challenge.language,
+            accepted_at=challenge.agreement_accepted_at or now,
+            ip=client.ip,
+        )
+    )
     return user
 
 
@@ -362,8 +421,9 @@ def _user_by_phone(tx: Tx, e164: str) -> User | None:
 
 def _account(user: User) -> Account:
     language: Language = "zh_Hans" if user.language == "zh_Hans" else "en"
-    return Account(user.id, from_e164(user.phone_e164), language, user.verification_level,
-                   user.created_at)
+    return Account(
+        user.id, from_e164(user.phone_e164), language, user.verification_level, user.created_at
+    )
 
 
 # --- sessions ------------------------------------------------------------------------
@@ -377,9 +437,14 @@ def _open_session(tx: Tx, user: User, client: Client, kind: str) -> tuple[str, A
     now = tx.now()
     token = new_token()
     session = AuthSession(
-        user_id=user.id, token_hash=_token_hash(tx, token), kind=kind, created_at=now,
-        last_seen_at=now, expires_at=now + timedelta(seconds=tx.settings.session_absolute_seconds),
-        ip=client.ip[:64], user_agent=client.user_agent[:512],
+        user_id=user.id,
+        token_hash=_token_hash(tx, token),
+        kind=kind,
+        created_at=now,
+        last_seen_at=now,
+        expires_at=now + timedelta(seconds=tx.settings.session_absolute_seconds),
+        ip=client.ip[:64],
+        user_agent=client.user_agent[:512],
     )
     tx.session.add(session)
     tx.session.flush()
@@ -396,8 +461,9 @@ def authenticate(tx: Tx, token: str) -> CurrentSession:
     if session is None or session.revoked_at is not None:
         raise NotAuthenticated("session.invalid", N_("Please log in."))
     if session.expires_at <= now or session.last_seen_at + idle <= now:
-        raise NotAuthenticated("session.expired",
-                               N_("Your session has expired. Please log in again."))
+        raise NotAuthenticated(
+            "session.expired", N_("Your session has expired. Please log in again.")
+        )
     if (now - session.last_seen_at).total_seconds() >= tx.settings.session_touch_interval_seconds:
         session.last_seen_at = now
     user = tx.session.get_one(User, session.user_id)
@@ -409,13 +475,18 @@ def list_sessions(tx: Tx, user_id: uuid.UUID, current_id: uuid.UUID) -> list[Ses
     idle = timedelta(seconds=tx.settings.session_idle_seconds)
     query = (
         select(AuthSession)
-        .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None),
-               AuthSession.expires_at > now, AuthSession.last_seen_at > now - idle)
+        .where(
+            AuthSession.user_id == user_id,
+            AuthSession.revoked_at.is_(None),
+            AuthSession.expires_at > now,
+            AuthSession.last_seen_at > now - idle,
+        )
         .order_by(AuthSession.last_seen_at.desc())
     )
     return [
-        SessionInfo(s.id, s.kind, s.created_at, s.last_seen_at, s.ip, s.user_agent,
-                    s.id == current_id)
+        SessionInfo(
+            s.id, s.kind, s.created_at, s.last_seen_at, s.ip, s.user_agent, s.id == current_id
+        )
         for s in tx.session.scalars(query)
     ]
 
@@ -439,7 +510,8 @@ def set_language(tx: Tx, user_id: uuid.UUID, language: Language) -> None:
 
 def agreement_record(tx: Tx, user_id: uuid.UUID) -> AgreementAcceptance | None:
     return tx.session.scalars(
-        select(AgreementAcceptance).where(AgreementAcceptance.user_id == user_id)
+        select(AgreementAcceptance)
+        .where(AgreementAcceptance.user_id == user_id)
         .order_by(AgreementAcceptance.accepted_at.desc())
     ).first()
 
@@ -457,10 +529,15 @@ def seed_demo_accounts(tx: Tx) -> list[Account]:
             user = User(phone_e164=e164, language=language, created_at=tx.now())
             tx.session.add(user)
             tx.session.flush()
-            tx.session.add(AgreementAcceptance(
-                user_id=user.id, version=agreements.CURRENT_VERSION, language=language,
-                accepted_at=tx.now(), ip="127.0.0.1",
-            ))
+            tx.session.add(
+                AgreementAcceptance(
+                    user_id=user.id,
+                    version=agreements.CURRENT_VERSION,
+                    language=language,
+                    accepted_at=tx.now(),
+                    ip="127.0.0.1",
+                )
+            )
         created.append(_account(user))
     return created
 

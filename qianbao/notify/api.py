@@ -26,12 +26,18 @@ class OutboxMessageOut(BaseModel):
 
 @router.get("/outbox", response_model=list[OutboxMessageOut])
 def outbox(
-    request: Request, db: Annotated[Database, Depends(deps.database)],
-    phone: str | None = None, limit: int = 20,
+    request: Request,
+    db: Annotated[Database, Depends(deps.database)],
+    phone: str | None = None,
+    limit: int = 20,
 ) -> list[OutboxMessageOut]:
     """Recent sandbox SMS (only when the server runs with ``--demo``)."""
     if not request.app.state.settings.demo:
         raise NotFound("not_found", N_("There is nothing at this address."))
     rows = db.run(lambda tx: service.read_outbox(tx, phone, max(1, min(limit, 100))))
-    return [OutboxMessageOut(recipient=r.recipient, body=r.body, status=r.status,
-                             created_at=r.created_at) for r in rows]
+    return [
+        OutboxMessageOut(
+            recipient=r.recipient, body=r.body, status=r.status, created_at=r.created_at
+        )
+        for r in rows
+    ]

@@ -57,7 +57,9 @@ class TwilioGateway:
     name = "twilio"
 
     def __init__(self, settings: Settings, transport: httpx.BaseTransport | None = None) -> None:
-        if not (settings.twilio_account_sid and settings.twilio_auth_token and settings.twilio_from):
+        if not (
+            settings.twilio_account_sid and settings.twilio_auth_token and settings.twilio_from
+        ):
             raise ValueError(
                 "QIANBAO_TWILIO_ACCOUNT_SID, QIANBAO_TWILIO_AUTH_TOKEN and QIANBAO_TWILIO_FROM "
                 "must be set for the twilio SMS gateway"

@@ -6,7 +6,6 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
 
 from sqlalchemy import select
 
@@ -35,13 +34,22 @@ def queue_sms(tx: Tx, to_e164: str, body: str, language: str) -> uuid.UUID:
     """Write the SMS to the outbox now; it is sent once this transaction commits."""
     now = tx.now()
     message = OutboxMessage(
-        channel="sms", recipient=to_e164, body=body, language=language,
-        created_at=now, next_attempt_at=now,
+        channel="sms",
+        recipient=to_e164,
+        body=body,
+        language=language,
+        created_at=now,
+        next_attempt_at=now,
     )
     tx.session.add(message)
     tx.session.flush()
-    tx.after_commit(partial(deliver_due, tx.db, only=[message.id]))
+    db, message_id = tx.db, message.id
+    tx.after_commit(lambda: _deliver_now(db, message_id))
     return message.id
+
+
+def _deliver_now(db: Database, message_id: uuid.UUID) -> None:
+    deliver_due(db, only=[message_id])
 
 
 def deliver_due(
@@ -60,9 +68,7 @@ def deliver_due(
     return db.run(lambda tx: _deliver_batch(tx, sender, only, batch))
 
 
-def _deliver_batch(
-    tx: Tx, gateway: SmsGateway, only: list[uuid.UUID] | None, batch: int
-) -> int:
+def _deliver_batch(tx: Tx, gateway: SmsGateway, only: list[uuid.UUID] | None, batch: int) -> int:
     now = tx.now()
     query = (
         select(OutboxMessage)
@@ -104,7 +110,8 @@ def read_outbox(tx: Tx, recipient: str | None = None, limit: int = 20) -> list[O
     if recipient:
         query = query.where(OutboxMessage.recipient == recipient)
     return [
-        OutboxEntry(m.id, m.channel, m.recipient, m.body, m.status, m.created_at, m.sent_at,
-                    m.gateway)
+        OutboxEntry(
+            m.id, m.channel, m.recipient, m.body, m.status, m.created_at, m.sent_at, m.gateway
+        )
         for m in tx.session.scalars(query)
     ]

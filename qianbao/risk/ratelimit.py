@@ -33,19 +33,24 @@ class Limit:
 
 def claim(tx: Tx, keys: Iterable[str]) -> None:
     """Serialize on every key, in one fixed order so that two claims cannot deadlock."""
+    ordered = sorted(set(keys))
+    if not ordered:
+        return
     now = tx.now()
     insert = pg_insert if tx.session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    for key in sorted(set(keys)):
-        statement = insert(RateBucket).values(key=key, touched_at=now)
-        statement = statement.on_conflict_do_update(
-            index_elements=[RateBucket.key], set_={"touched_at": now}
-        )
-        tx.session.execute(statement)
+    # One multi-row upsert: PostgreSQL takes the rows' locks in the order given.
+    statement = insert(RateBucket).values([{"key": key, "touched_at": now} for key in ordered])
+    statement = statement.on_conflict_do_update(
+        index_elements=[RateBucket.key], set_={"touched_at": statement.excluded.touched_at}
+    )
+    tx.session.execute(statement)
 
 
 def count(tx: Tx, key: str, since: datetime) -> int:
-    query = select(func.count()).select_from(RateEvent).where(
-        RateEvent.key == key, RateEvent.at > since
+    query = (
+        select(func.count())
+        .select_from(RateEvent)
+        .where(RateEvent.key == key, RateEvent.at > since)
     )
     return int(tx.session.scalar(query) or 0)
 

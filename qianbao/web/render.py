@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -63,8 +64,29 @@ def secure_cookies(request: Request) -> bool:
 def _finish(request: Request, response: HTMLResponse | RedirectResponse) -> None:
     fresh = request.scope.get("qianbao.csrf")
     if fresh and not request.cookies.get(deps.CSRF_COOKIE):
-        response.set_cookie(deps.CSRF_COOKIE, str(fresh), httponly=True, samesite="lax",
-                            secure=secure_cookies(request), path="/")
+        response.set_cookie(
+            deps.CSRF_COOKIE,
+            str(fresh),
+            httponly=True,
+            samesite="lax",
+            secure=secure_cookies(request),
+            path="/",
+        )
+
+
+def current_page(request: Request) -> str:
+    """Where the language switch should return to.
+
+    A page drawn in answer to a form post (a wrong code) lives at the address of the
+    page that sent the form, with its query, so the referrer is the better answer.
+    """
+    if request.method == "GET":
+        query = f"?{request.url.query}" if request.url.query else ""
+        return f"{request.url.path}{query}"
+    referrer = urlsplit(request.headers.get("referer", ""))
+    if referrer.netloc == request.url.netloc and referrer.path.startswith("/"):
+        return f"{referrer.path}?{referrer.query}" if referrer.query else referrer.path
+    return "/"
 
 
 def page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -72,6 +94,7 @@ def page(request: Request, template: str, status: int = 200, **context: Any) -> 
     html = environment.get_template(template).render(
         request=request,
         csrf=csrf_token(request),
+        here=current_page(request),
         language=language,
         html_lang=HTML_LANG[language],
         languages=[(code, LANGUAGE_NAMES[code]) for code in LANGUAGES],

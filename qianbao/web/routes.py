@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from qianbao import deps
 from qianbao.db import Database
@@ -39,7 +39,7 @@ def signed_in(request: Request, db: Database) -> CurrentSession | None:
     return session
 
 
-def _picker(selected: str) -> dict[str, object]:
+def _picker(selected: str) -> dict[str, Any]:
     language = current_language()
     rows = sorted(calling_codes(), key=lambda row: row.name(language))
     return {"calling_codes": rows, "selected_country": selected}
@@ -65,14 +65,19 @@ def _phone_from_query(value: str | None) -> PhoneNumber | None:
 def first_page(request: Request, db: DbDep) -> Page:
     if signed_in(request, db):
         return redirect(request, "/home")
-    return page(request, "index.html", number="",
-                **_picker(request.app.state.settings.default_region))
+    return page(
+        request, "index.html", number="", **_picker(request.app.state.settings.default_region)
+    )
 
 
 @router.post("/start")
 def start(
-    request: Request, db: DbDep, client: ClientDep, csrf: CsrfField,
-    country: Annotated[str, Form()] = "", number: Annotated[str, Form()] = "",
+    request: Request,
+    db: DbDep,
+    client: ClientDep,
+    csrf: CsrfField = "",
+    country: Annotated[str, Form()] = "",
+    number: Annotated[str, Form()] = "",
 ) -> Page:
     check_csrf(request, csrf)
     language = current_language()
@@ -84,8 +89,14 @@ def start(
         db.run(lambda tx: service.request_code(tx, phone, "login", client, language))
         return redirect(request, _code_url(phone, "login"))
     except QianbaoError as error:
-        return page(request, "index.html", status=error.status, error=error, number=number,
-                    **_picker(country))
+        return page(
+            request,
+            "index.html",
+            status=error.status,
+            error=error,
+            number=number,
+            **_picker(country),
+        )
 
 
 @router.get("/signup")
@@ -96,21 +107,37 @@ def signup_page(request: Request, phone: str | None = None) -> Page:
     return _signup_form(request, parsed.region, parsed.national, parsed)
 
 
-def _signup_form(request: Request, country: str, number: str, phone: PhoneNumber | None,
-                 error: QianbaoError | None = None) -> HTMLResponse:
+def _signup_form(
+    request: Request,
+    country: str,
+    number: str,
+    phone: PhoneNumber | None,
+    error: QianbaoError | None = None,
+) -> HTMLResponse:
     return page(
-        request, "signup.html", status=error.status if error else 200, error=error,
-        number=number, phone=phone, agreement_version=agreements.CURRENT_VERSION,
-        agreement_title=agreements.TITLE, agreement_paragraphs=agreements.PARAGRAPHS,
+        request,
+        "signup.html",
+        status=error.status if error else 200,
+        error=error,
+        number=number,
+        phone=phone,
+        agreement_version=agreements.CURRENT_VERSION,
+        agreement_title=agreements.TITLE,
+        agreement_paragraphs=agreements.PARAGRAPHS,
         **_picker(country),
     )
 
 
 @router.post("/signup")
 def signup(
-    request: Request, db: DbDep, client: ClientDep, csrf: CsrfField,
-    country: Annotated[str, Form()] = "", number: Annotated[str, Form()] = "",
-    agree: Annotated[str, Form()] = "", agreement_version: Annotated[str, Form()] = "",
+    request: Request,
+    db: DbDep,
+    client: ClientDep,
+    csrf: CsrfField = "",
+    country: Annotated[str, Form()] = "",
+    number: Annotated[str, Form()] = "",
+    agree: Annotated[str, Form()] = "",
+    agreement_version: Annotated[str, Form()] = "",
 ) -> Page:
     check_csrf(request, csrf)
     language = current_language()
@@ -131,31 +158,49 @@ def _purpose(value: str) -> Purpose:
 
 
 @router.get("/code")
-def code_page(request: Request, db: DbDep, phone: str | None = None,
-              purpose: str = "login") -> Page:
+def code_page(
+    request: Request, db: DbDep, phone: str | None = None, purpose: str = "login"
+) -> Page:
     parsed = _phone_from_query(phone)
     if parsed is None:
         return redirect(request, "/")
     return _code_form(request, db, parsed, _purpose(purpose))
 
 
-def _code_form(request: Request, db: Database, phone: PhoneNumber, purpose: Purpose,
-               error: QianbaoError | None = None, notice: str | None = None) -> HTMLResponse:
+def _code_form(
+    request: Request,
+    db: Database,
+    phone: PhoneNumber,
+    purpose: Purpose,
+    error: QianbaoError | None = None,
+    notice: str | None = None,
+) -> HTMLResponse:
     status = db.run(lambda tx: service.code_status(tx, phone, purpose))
     now = db.clock.now()
     resend_in = max(0, int((status.resend_at - now).total_seconds() + 0.999)) if status else 0
     return page(
-        request, "code.html", status=error.status if error else 200, error=error, notice=notice,
-        phone=phone, purpose=purpose, code_length=request.app.state.settings.sms_code_length,
-        has_code=status is not None, resend_in=resend_in,
+        request,
+        "code.html",
+        status=error.status if error else 200,
+        error=error,
+        notice=notice,
+        phone=phone,
+        purpose=purpose,
+        code_length=request.app.state.settings.sms_code_length,
+        has_code=status is not None,
+        resend_in=resend_in,
         agreement_version=agreements.CURRENT_VERSION,
     )
 
 
 @router.post("/code")
 def submit_code(
-    request: Request, db: DbDep, client: ClientDep, csrf: CsrfField,
-    phone: Annotated[str, Form()] = "", purpose: Annotated[str, Form()] = "login",
+    request: Request,
+    db: DbDep,
+    client: ClientDep,
+    csrf: CsrfField = "",
+    phone: Annotated[str, Form()] = "",
+    purpose: Annotated[str, Form()] = "login",
     code: Annotated[str, Form()] = "",
 ) -> Page:
     check_csrf(request, csrf)
@@ -169,19 +214,34 @@ def submit_code(
         return _code_form(request, db, parsed, chosen, error)
     response = redirect(request, "/home")
     settings = request.app.state.settings
-    response.set_cookie(deps.SESSION_COOKIE, signed.token, httponly=True, samesite="lax",
-                        secure=secure_cookies(request), path="/",
-                        max_age=settings.session_absolute_seconds)
+    response.set_cookie(
+        deps.SESSION_COOKIE,
+        signed.token,
+        httponly=True,
+        samesite="lax",
+        secure=secure_cookies(request),
+        path="/",
+        max_age=settings.session_absolute_seconds,
+    )
     if not deps.language_from_cookie(request):
-        response.set_cookie(deps.LANGUAGE_COOKIE, signed.account.language, samesite="lax",
-                            secure=secure_cookies(request), max_age=365 * 86400)
+        response.set_cookie(
+            deps.LANGUAGE_COOKIE,
+            signed.account.language,
+            samesite="lax",
+            secure=secure_cookies(request),
+            max_age=365 * 86400,
+        )
     return response
 
 
 @router.post("/code/resend")
 def resend_code(
-    request: Request, db: DbDep, client: ClientDep, csrf: CsrfField,
-    phone: Annotated[str, Form()] = "", purpose: Annotated[str, Form()] = "login",
+    request: Request,
+    db: DbDep,
+    client: ClientDep,
+    csrf: CsrfField = "",
+    phone: Annotated[str, Form()] = "",
+    purpose: Annotated[str, Form()] = "login",
     agreement_version: Annotated[str, Form()] = "",
 ) -> Page:
     check_csrf(request, csrf)
@@ -190,8 +250,11 @@ def resend_code(
         return redirect(request, "/")
     chosen, language = _purpose(purpose), current_language()
     try:
-        db.run(lambda tx: service.request_code(tx, parsed, chosen, client, language,
-                                               agreement_version or None))
+        db.run(
+            lambda tx: service.request_code(
+                tx, parsed, chosen, client, language, agreement_version or None
+            )
+        )
     except QianbaoError as error:
         return _code_form(request, db, parsed, chosen, error)
     return _code_form(request, db, parsed, chosen, notice=N_("A new code is on its way."))
@@ -202,8 +265,11 @@ def resend_code(
 
 @router.post("/language")
 def choose_language(
-    request: Request, db: DbDep, csrf: CsrfField,
-    language: Annotated[str, Form()] = "en", next: Annotated[str, Form()] = "/",  # noqa: A002
+    request: Request,
+    db: DbDep,
+    csrf: CsrfField = "",
+    language: Annotated[str, Form()] = "en",
+    next: Annotated[str, Form()] = "/",
 ) -> Page:
     check_csrf(request, csrf)
     chosen: Language = parse_language(language) or "en"
@@ -213,8 +279,13 @@ def choose_language(
     # Only same-site paths: the form must not become an open redirect.
     target = next if next.startswith("/") and not next.startswith("//") else "/"
     response = redirect(request, target)
-    response.set_cookie(deps.LANGUAGE_COOKIE, chosen, samesite="lax",
-                        secure=secure_cookies(request), max_age=365 * 86400)
+    response.set_cookie(
+        deps.LANGUAGE_COOKIE,
+        chosen,
+        samesite="lax",
+        secure=secure_cookies(request),
+        max_age=365 * 86400,
+    )
     return response
 
 
@@ -225,8 +296,13 @@ def _signed_in_page(request: Request, db: Database, template: str, tab: str) -> 
     session = signed_in(request, db)
     if session is None:
         return redirect(request, "/")
-    return page(request, template, account=session.account, tab=tab,
-                verification_label=service.verification_label(session.account.verification_level))
+    return page(
+        request,
+        template,
+        account=session.account,
+        tab=tab,
+        verification_label=service.verification_label(session.account.verification_level),
+    )
 
 
 @router.get("/home")
@@ -259,8 +335,9 @@ def sessions_page(request: Request, db: DbDep) -> Page:
 
 
 @router.post("/me/sessions/{session_id}/revoke")
-def revoke_session(request: Request, db: DbDep, session_id: uuid.UUID,
-                   csrf: CsrfField) -> Page:
+def revoke_session(
+    request: Request, db: DbDep, session_id: uuid.UUID, csrf: CsrfField = ""
+) -> Page:
     check_csrf(request, csrf)
     session = signed_in(request, db)
     if session is None:
@@ -270,7 +347,7 @@ def revoke_session(request: Request, db: DbDep, session_id: uuid.UUID,
 
 
 @router.post("/logout")
-def log_out(request: Request, db: DbDep, csrf: CsrfField) -> Page:
+def log_out(request: Request, db: DbDep, csrf: CsrfField = "") -> Page:
     check_csrf(request, csrf)
     session = signed_in(request, db)
     if session is not None:
@@ -290,5 +367,10 @@ def demo_outbox(request: Request, db: DbDep, phone: str | None = None) -> Respon
         raise NotFound("not_found", N_("There is nothing at this address."))
     parsed = _phone_from_query(phone)
     messages = db.run(lambda tx: notify.read_outbox(tx, parsed.e164 if parsed else None, 30))
-    return page(request, "outbox.html", messages=messages, phone=parsed,
-                shown=[from_e164(m.recipient).international() for m in messages])
+    return page(
+        request,
+        "outbox.html",
+        messages=messages,
+        phone=parsed,
+        shown=[from_e164(m.recipient).international() for m in messages],
+    )
