@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import cache
 from pathlib import Path
-from typing import Literal, cast
+from typing import Literal
 
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
@@ -108,4 +108,4 @@ def negotiate(accept_language: str | None) -> Language | None:
         language = parse_language(tag)
         if language and quality > 0:
             choices.append((-quality, position, language))
-    return cast(Language, sorted(choices)[0][2]) if choices else None
+    return sorted(choices)[0][2] if choices else None

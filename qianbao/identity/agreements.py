@@ -9,7 +9,7 @@ TITLE = N_("Qianbao user agreement and privacy policy")
 PARAGRAPHS = (
     N_(
         "Qianbao keeps your money in a wallet in your name. To protect it, we check that "
-        "each account belongs to a real person and that the person is who they say."
+        "each account belongs to a real person and that the person is who they say they are."
     ),
     N_(
         "We store your mobile number to sign you in with codes sent by SMS. Passport data "

@@ -173,7 +173,7 @@ def request_code(
     with language_scope(language):
         text = translate(
             N_(
-                "Your Qianbao code is {code}. It expires in {minutes} minutes. "
+                "Your Qianbao code is {code}. It is valid for {minutes} min. "
                 "Never share it with anyone, including Qianbao staff."
             ),
             {"code": code, "minutes": settings.sms_code_ttl_seconds // 60},
@@ -263,12 +263,15 @@ def _refuse_if_locked(tx: Tx, phone: PhoneNumber) -> None:
     if until > tx.now():
         raise ratelimit.refusal(
             "otp.locked",
-            N_(
-                "Too many wrong codes for this number. For your safety, login by code is "
-                "paused. Try again in {wait}."
-            ),
+            _LOCKED,
             (until - tx.now()).total_seconds(),
         )
+
+
+_LOCKED = N_(
+    "Too many wrong codes for this number. For your safety, signing in by code is paused. "
+    "Try again in {wait}."
+)
 
 
 def _close_open_challenges(tx: Tx, e164: str, purpose: Purpose, reason: str) -> None:
@@ -358,11 +361,8 @@ def _refuse_wrong_code(tx: Tx, phone: PhoneNumber, challenge: SmsChallenge) -> N
         tx.session.flush()
         raise _refusal(
             "otp.locked",
-            N_(
-                "Too many wrong codes for this number. For your safety, login by "
-                "code is paused for {hours} hours."
-            ),
-            {"hours": settings.sms_lock_seconds // 3600},
+            _LOCKED,
+            {"wait": ratelimit.human_wait(settings.sms_lock_seconds)},
             status=429,
             retry_after=settings.sms_lock_seconds,
         )
@@ -376,7 +376,7 @@ def _refuse_wrong_code(tx: Tx, phone: PhoneNumber, challenge: SmsChallenge) -> N
     tx.session.flush()
     raise _refusal(
         "otp.mismatch",
-        N_("The code is not right. You have {left} more tries with this code."),
+        N_("The code is not right. Tries left for this code: {left}."),
         {"left": left},
         details={"tries_left": left},
     )
