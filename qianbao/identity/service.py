@@ -27,7 +27,7 @@ from qianbao.risk.ratelimit import Limit
 
 Purpose = Literal["signup", "login"]
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
-DEMO_NUMBERS = ("+447700900123", "+6591234567", "+8613800138000")
+DEMO_NUMBERS = ("+447911000001", "+6591234567", "+8613800138000")
 
 
 @dataclass(frozen=True)
