@@ -79,18 +79,24 @@ def worker(
     once: Annotated[bool, typer.Option(help="Do the work that is due, then exit.")] = False,
     interval: Annotated[float, typer.Option(help="Seconds between sweeps.")] = 2.0,
 ) -> None:
-    """Deliver queued messages (several workers may run at once)."""
-    from qianbao.notify import service as notify
+    """Deliver queued messages and keep tables tidy (several workers may run at once)."""
+    from qianbao import jobs
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     database = Database(get_settings())
-    while True:
-        sent = notify.deliver_due(database)
-        if sent:
-            typer.echo(f"sent {sent} message(s)")
-        if once:
-            break
-        time.sleep(interval)
+    schedule = jobs.default_jobs()
+    try:
+        while True:
+            for name, count in jobs.run_due(database, schedule).items():
+                if count:
+                    typer.echo(f"{name}: {count}")
+            if once:
+                break
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        typer.echo("worker stopped")
+    finally:
+        database.dispose()
 
 
 @db_app.command("upgrade")
@@ -102,13 +108,23 @@ def db_upgrade(revision: str = "head") -> None:
 
 @sms_app.command("outbox")
 def sms_outbox(
-    phone: Annotated[str | None, typer.Option(help="Only messages to this E.164 number.")] = None,
+    phone: Annotated[
+        str | None, typer.Option(help="Only messages to this number (+44 7911 123456).")
+    ] = None,
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
 ) -> None:
     """Show messages in the SMS outbox (the sandbox gateway's phone)."""
+    from qianbao.errors import QianbaoError
+    from qianbao.identity.phone import parse_mobile
     from qianbao.notify import service as notify
 
+    recipient = None
+    if phone:
+        try:
+            recipient = parse_mobile(phone, get_settings().default_region).e164
+        except QianbaoError as error:
+            raise typer.BadParameter(error.localized_message(), param_hint="--phone") from None
     database = Database(get_settings())
-    for message in database.run(lambda tx: notify.read_outbox(tx, phone, limit)):
+    for message in database.run(lambda tx: notify.read_outbox(tx, recipient, limit)):
         stamp = message.created_at.strftime("%Y-%m-%d %H:%M:%S")
         typer.echo(f"{stamp}  {message.recipient:<16} {message.status:<8} {message.body}")

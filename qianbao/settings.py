@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -79,16 +79,20 @@ class Settings(BaseSettings):
             return Path(self.database_url[len(prefix) :])
         return None
 
+    _hmac_key: bytes | None = PrivateAttr(default=None)
+
     def hmac_key(self) -> bytes:
         """The server key for keyed hashes; created once per ``var_dir`` if not set."""
         if self.secret_key:
             return self.secret_key.encode()
-        key_file = self.var_dir / "secret.key"
-        if not key_file.exists():
-            key_file.parent.mkdir(parents=True, exist_ok=True)
-            key_file.write_text(secrets.token_urlsafe(48))
-            key_file.chmod(0o600)
-        return key_file.read_text().strip().encode()
+        if self._hmac_key is None:
+            key_file = self.var_dir / "secret.key"
+            if not key_file.exists():
+                key_file.parent.mkdir(parents=True, exist_ok=True)
+                key_file.write_text(secrets.token_urlsafe(48))
+                key_file.chmod(0o600)
+            self._hmac_key = key_file.read_text().strip().encode()
+        return self._hmac_key
 
 
 @lru_cache(maxsize=1)

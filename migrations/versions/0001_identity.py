@@ -59,6 +59,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_rate_events")),
     )
     with op.batch_alter_table("rate_events", schema=None) as batch_op:
+        batch_op.create_index("ix_rate_events_at", ["at"], unique=False)
         batch_op.create_index("ix_rate_events_key_at", ["key", "at"], unique=False)
 
     op.create_table(
@@ -156,6 +157,7 @@ def downgrade() -> None:
     op.drop_table("sms_challenges")
     with op.batch_alter_table("rate_events", schema=None) as batch_op:
         batch_op.drop_index("ix_rate_events_key_at")
+        batch_op.drop_index("ix_rate_events_at")
 
     op.drop_table("rate_events")
     op.drop_table("rate_buckets")

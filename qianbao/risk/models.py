@@ -22,7 +22,10 @@ class RateBucket(Base):
 
 class RateEvent(Base):
     __tablename__ = "rate_events"
-    __table_args__ = (Index("ix_rate_events_key_at", "key", "at"),)
+    __table_args__ = (
+        Index("ix_rate_events_key_at", "key", "at"),
+        Index("ix_rate_events_at", "at"),  # for pruning old events
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     key: Mapped[str] = mapped_column(String(128))

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -115,3 +115,11 @@ def human_wait(seconds: float) -> str:
         return f"{minutes} min"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+def prune(tx: Tx, keep: timedelta) -> int:
+    """Forget events older than every window that could still count them."""
+    cutoff = tx.now() - keep
+    result = tx.session.execute(delete(RateEvent).where(RateEvent.at < cutoff))
+    tx.session.execute(delete(RateBucket).where(RateBucket.touched_at < cutoff))
+    return int(getattr(result, "rowcount", 0) or 0)
