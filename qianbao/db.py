@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import DateTime, MetaData, create_engine, event
 from sqlalchemy.engine import Engine
@@ -134,15 +134,36 @@ class Database:
             sqlite_path.parent.mkdir(parents=True, exist_ok=True)
         self.engine = make_engine(settings.database_url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
+        # For small transactions on hot rows (shared quotas) that take their locks
+        # explicitly: no serialization failures, exact because of the row lock.
+        read_committed = (
+            self.engine.execution_options(isolation_level="READ COMMITTED")
+            if self.engine.dialect.name == "postgresql"
+            else self.engine
+        )
+        self._read_committed_sessions = sessionmaker(
+            read_committed, expire_on_commit=False, autoflush=True
+        )
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 
-    def run(self, use_case: Callable[[Tx], T], *, attempts: int = 30) -> T:
-        """Run ``use_case`` in one transaction, retrying on serialization failures."""
+    def run(
+        self,
+        use_case: Callable[[Tx], T],
+        *,
+        attempts: int = 30,
+        isolation: Literal["serializable", "read committed"] = "serializable",
+    ) -> T:
+        """Run ``use_case`` in one transaction, retrying on serialization failures.
+
+        ``read committed`` is for short transactions that lock what they read (see
+        ``risk.quotas``); everything else runs serializable (SQLite: one writer at a time).
+        """
+        sessions = self._sessions if isolation == "serializable" else self._read_committed_sessions
         for attempt in range(1, attempts + 1):
-            tx = Tx(self._sessions(), self.clock, self.settings, self)
+            tx = Tx(sessions(), self.clock, self.settings, self)
             try:
                 result = self._run_once(tx, use_case)
             except DBAPIError as error:

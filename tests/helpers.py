@@ -25,7 +25,7 @@ def last_code(db: Database, phone: PhoneNumber) -> str:
 
 
 def send_signup_code(db: Database, phone: PhoneNumber = UK, client: Client = HOME) -> str:
-    db.run(lambda tx: service.request_code(tx, phone, "signup", client, "en", AGREEMENT))
+    service.send_code(db, phone, "signup", client, "en", AGREEMENT)
     return last_code(db, phone)
 
 

@@ -30,7 +30,7 @@ def test_pruning_keeps_what_a_window_still_counts(db: Database, clock: FrozenClo
     # With the history gone the number may get codes again, limits intact.
     send_signup_code(db)
     with pytest.raises(QianbaoError) as caught:
-        db.run(lambda tx: service.request_code(tx, UK, "signup", HOME, "en", AGREEMENT))
+        service.send_code(db, UK, "signup", HOME, "en", AGREEMENT)
     assert caught.value.code == "otp.resend_too_soon"
 
 

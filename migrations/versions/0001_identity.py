@@ -51,16 +51,35 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("key", name=op.f("pk_rate_buckets")),
     )
     op.create_table(
+        "rate_counters",
+        sa.Column("key", sa.String(length=128), nullable=False),
+        sa.Column("bucket_start", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("count", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("key", "bucket_start", name=op.f("pk_rate_counters")),
+    )
+    with op.batch_alter_table("rate_counters", schema=None) as batch_op:
+        batch_op.create_index("ix_rate_counters_bucket_start", ["bucket_start"], unique=False)
+
+    op.create_table(
         "rate_events",
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("key", sa.String(length=128), nullable=False),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("detail", sa.String(length=64), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_rate_events")),
     )
     with op.batch_alter_table("rate_events", schema=None) as batch_op:
         batch_op.create_index("ix_rate_events_at", ["at"], unique=False)
         batch_op.create_index("ix_rate_events_key_at", ["key", "at"], unique=False)
+
+    op.create_table(
+        "rate_marks",
+        sa.Column("key", sa.String(length=128), nullable=False),
+        sa.Column("member", sa.String(length=64), nullable=False),
+        sa.Column("last_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("key", "member", name=op.f("pk_rate_marks")),
+    )
+    with op.batch_alter_table("rate_marks", schema=None) as batch_op:
+        batch_op.create_index("ix_rate_marks_last_at", ["last_at"], unique=False)
 
     op.create_table(
         "sms_challenges",
@@ -155,11 +174,19 @@ def downgrade() -> None:
         batch_op.drop_index("ix_sms_challenges_phone_purpose_created")
 
     op.drop_table("sms_challenges")
+    with op.batch_alter_table("rate_marks", schema=None) as batch_op:
+        batch_op.drop_index("ix_rate_marks_last_at")
+
+    op.drop_table("rate_marks")
     with op.batch_alter_table("rate_events", schema=None) as batch_op:
         batch_op.drop_index("ix_rate_events_key_at")
         batch_op.drop_index("ix_rate_events_at")
 
     op.drop_table("rate_events")
+    with op.batch_alter_table("rate_counters", schema=None) as batch_op:
+        batch_op.drop_index("ix_rate_counters_bucket_start")
+
+    op.drop_table("rate_counters")
     op.drop_table("rate_buckets")
     with op.batch_alter_table("outbox_messages", schema=None) as batch_op:
         batch_op.drop_index("ix_outbox_messages_recipient")

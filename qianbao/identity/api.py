@@ -90,7 +90,7 @@ def check_number(
 ) -> schemas.NumberCheckOut:
     """Whether the number goes to sign-up or to login."""
     phone = _phone(body, language)
-    found = db.run(lambda tx: service.look_up_number(tx, phone, client))
+    found = service.check_number(db, phone, client)
     return schemas.NumberCheckOut(
         e164=phone.e164,
         international=phone.international(),
@@ -107,11 +107,7 @@ def send_code(
 ) -> schemas.CodeSentOut:
     """Send an SMS code (sign-up needs the accepted agreement's version)."""
     phone = _phone(body, language)
-    sent = db.run(
-        lambda tx: service.request_code(
-            tx, phone, body.purpose, client, language, body.agreement_version
-        )
-    )
+    sent = service.send_code(db, phone, body.purpose, client, language, body.agreement_version)
     return schemas.CodeSentOut(
         international=phone.international(),
         purpose=sent.purpose,

@@ -14,7 +14,7 @@ from typing import Literal, NoReturn
 
 from sqlalchemy import select, update
 
-from qianbao.db import Tx
+from qianbao.db import Database, Tx
 from qianbao.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, RecordedRefusal
 from qianbao.i18n import N_, Language, language_scope, translate
 from qianbao.identity import agreements
@@ -22,7 +22,8 @@ from qianbao.identity.codes import keyed_hash, new_sms_code, new_token, same_has
 from qianbao.identity.models import AgreementAcceptance, AuthSession, SmsChallenge, User
 from qianbao.identity.phone import PhoneNumber, from_e164
 from qianbao.notify import service as notify
-from qianbao.risk import ratelimit
+from qianbao.risk import quotas, ratelimit
+from qianbao.risk.quotas import Quota
 from qianbao.risk.ratelimit import Limit
 
 Purpose = Literal["signup", "login"]
@@ -91,25 +92,20 @@ class SessionInfo:
 # --- numbers -------------------------------------------------------------------------
 
 
-def look_up_number(tx: Tx, phone: PhoneNumber, client: Client) -> NumberStatus:
+def check_number(db: Database, phone: PhoneNumber, client: Client) -> NumberStatus:
     """Tell the app whether a number goes to sign-up or to login, as the original does.
 
     This reveals whether a number has an account, so it is limited per address.
     """
-    key = f"lookup:ip:{client.ip}"
-    ratelimit.claim(tx, [key])
-    ratelimit.enforce(
-        tx,
-        Limit(
-            key,
-            tx.settings.number_lookups_per_ip_per_hour,
-            HOUR,
-            "rate.lookups",
-            _TOO_MANY_FROM_HERE,
-        ),
+    quota = Quota(
+        f"lookup:ip:{client.ip}",
+        db.settings.number_lookups_per_ip_per_hour,
+        HOUR,
+        "rate.lookups",
+        _TOO_MANY_FROM_HERE,
     )
-    ratelimit.record(tx, key)
-    return NumberStatus(phone, _user_by_phone(tx, phone.e164) is not None)
+    db.run(lambda tx: quotas.take(tx, [quota]), isolation="read committed")
+    return db.run(lambda tx: NumberStatus(phone, _user_by_phone(tx, phone.e164) is not None))
 
 
 # --- SMS codes -----------------------------------------------------------------------
@@ -117,16 +113,32 @@ def look_up_number(tx: Tx, phone: PhoneNumber, client: Client) -> NumberStatus:
 _TOO_MANY_FROM_HERE = N_("Too many requests from your network. Try again in {wait}.")
 
 
-def request_code(
-    tx: Tx,
+def send_code(
+    db: Database,
     phone: PhoneNumber,
     purpose: Purpose,
     client: Client,
     language: Language,
     agreement_version: str | None = None,
 ) -> CodeSent:
-    """Send a fresh code to ``phone`` if every limit allows it; older codes stop working."""
-    settings = tx.settings
+    """Send a fresh code to ``phone`` if every limit allows it; older codes stop working.
+
+    Two transactions: first the shared quotas (the address, the country, the number
+    range) in a short one of their own, so that a popular country's counter is locked
+    for one increment and not for the whole use case; then the use case itself. A
+    request refused after its quotas were taken still counts against them, as an
+    attempt should.
+    """
+    db.run(
+        lambda tx: _admit_code_request(tx, phone, purpose, client, agreement_version),
+        isolation="read committed",
+    )
+    return db.run(lambda tx: request_code(tx, phone, purpose, client, language, agreement_version))
+
+
+def _check_purpose(
+    tx: Tx, phone: PhoneNumber, purpose: Purpose, agreement_version: str | None
+) -> None:
     has_account = _user_by_phone(tx, phone.e164) is not None
     if purpose == "signup":
         if has_account:
@@ -142,16 +154,41 @@ def request_code(
     elif not has_account:
         raise NotFound("account.not_found", N_("No account uses this number. Sign up instead."))
 
-    limits = _sending_limits(tx, phone, client)
-    ratelimit.claim(tx, [limit.key for limit in limits] + [_lock_key(phone)])
+
+def _admit_code_request(
+    tx: Tx, phone: PhoneNumber, purpose: Purpose, client: Client, agreement_version: str | None
+) -> None:
+    # What the number's own limits will refuse costs the shared quotas nothing (a
+    # person pressing "resend" must not use up their neighbours' number range).
+    # ``request_code`` checks these again, exactly, under the number's lock.
+    _check_purpose(tx, phone, purpose, agreement_version)
+    _refuse_if_locked(tx, phone)
+    for limit in _number_limits(tx, phone):
+        ratelimit.enforce(tx, limit)
+    quotas.take(tx, _shared_quotas(tx, phone, client))
+    _refuse_country_hopping(tx, phone, client)
+
+
+def request_code(
+    tx: Tx,
+    phone: PhoneNumber,
+    purpose: Purpose,
+    client: Client,
+    language: Language,
+    agreement_version: str | None = None,
+) -> CodeSent:
+    """The use case proper: the number's own limits, then a new code and its SMS.
+
+    Callers go through ``send_code``, which takes the shared quotas first.
+    """
+    settings = tx.settings
+    _check_purpose(tx, phone, purpose, agreement_version)
+    limits = _number_limits(tx, phone)
+    ratelimit.claim(tx, [limits[0].key, _lock_key(phone)])
     _refuse_if_locked(tx, phone)
     for limit in limits:
         ratelimit.enforce(tx, limit)
-    _refuse_country_hopping(tx, phone, client)
-    # One event per key, however many windows (minute, hour, day) watch that key.
-    for key in dict.fromkeys(limit.key for limit in limits):
-        detail = str(phone.country_code) if key.startswith("sms:ip:") else None
-        ratelimit.record(tx, key, detail)
+    ratelimit.record(tx, limits[0].key)  # one event, watched by all three windows
 
     now = tx.now()
     _close_open_challenges(tx, phone.e164, purpose, "superseded")
@@ -188,10 +225,10 @@ def request_code(
     )
 
 
-def _sending_limits(tx: Tx, phone: PhoneNumber, client: Client) -> list[Limit]:
+def _number_limits(tx: Tx, phone: PhoneNumber) -> list[Limit]:
+    """The number's own limits: exact sliding windows over its events."""
     s = tx.settings
-    number, ip = f"sms:number:{phone.e164}", f"sms:ip:{client.ip}"
-    prefix = phone.e164[: -s.sms_prefix_tail_digits] if s.sms_prefix_tail_digits else phone.e164
+    number = f"sms:number:{phone.e164}"
     wait_number = N_("Too many codes were sent to this number. Try again in {wait}.")
     return [
         Limit(
@@ -203,16 +240,25 @@ def _sending_limits(tx: Tx, phone: PhoneNumber, client: Client) -> list[Limit]:
         ),
         Limit(number, s.sms_per_number_per_hour, HOUR, "otp.number_hourly_cap", wait_number),
         Limit(number, s.sms_per_number_per_day, DAY, "otp.number_daily_cap", wait_number),
-        Limit(ip, s.sms_per_ip_per_hour, HOUR, "otp.ip_hourly_cap", _TOO_MANY_FROM_HERE),
-        Limit(ip, s.sms_per_ip_per_day, DAY, "otp.ip_daily_cap", _TOO_MANY_FROM_HERE),
-        Limit(
+    ]
+
+
+def _shared_quotas(tx: Tx, phone: PhoneNumber, client: Client) -> list[Quota]:
+    """Quotas on what many numbers share: the address asking, the country, the range."""
+    s = tx.settings
+    ip = f"sms:ip:{client.ip}"
+    prefix = phone.e164[: -s.sms_prefix_tail_digits] if s.sms_prefix_tail_digits else phone.e164
+    return [
+        Quota(ip, s.sms_per_ip_per_hour, HOUR, "otp.ip_hourly_cap", _TOO_MANY_FROM_HERE),
+        Quota(ip, s.sms_per_ip_per_day, DAY, "otp.ip_daily_cap", _TOO_MANY_FROM_HERE),
+        Quota(
             f"sms:country:{phone.country_code}",
             s.sms_per_country_per_hour,
             HOUR,
             "otp.country_cap",
             N_("We are sending too many codes to this country right now. Try again in {wait}."),
         ),
-        Limit(
+        Quota(
             f"sms:prefix:{prefix}",
             s.sms_per_prefix_per_hour,
             HOUR,
@@ -223,18 +269,25 @@ def _sending_limits(tx: Tx, phone: PhoneNumber, client: Client) -> list[Limit]:
 
 
 def _refuse_country_hopping(tx: Tx, phone: PhoneNumber, client: Client) -> None:
-    """One address asking for codes to many countries is the mark of SMS pumping."""
-    key = f"sms:ip:{client.ip}"
-    last_use = ratelimit.last_use_by_detail(tx, key, tx.now() - DAY)
+    """One address asking for codes to many countries is the mark of SMS pumping.
+
+    Runs after the address's quota was taken, whose row lock serializes the address.
+    """
+    key = f"sms:countries:{client.ip}"
+    last_use = quotas.marks_since(tx, key, tx.now() - DAY)
     country = str(phone.country_code)
     if country not in last_use and len(last_use) >= tx.settings.sms_countries_per_ip_per_day:
         # A country stops counting a day after its most recent code.
         wait = (min(last_use.values()) + DAY - tx.now()).total_seconds()
         raise ratelimit.refusal(
             "otp.too_many_countries",
-            N_("Your network asked for codes to too many countries today. Try again in {wait}."),
+            N_(
+                "Your network has asked for codes for numbers in too many countries today. "
+                "Try again in {wait}."
+            ),
             wait,
         )
+    quotas.touch_mark(tx, key, country)
 
 
 def _choose_code(tx: Tx, phone: PhoneNumber) -> str:

@@ -61,14 +61,37 @@ def deliver_due(
 ) -> int:
     """Send messages that are due; returns how many were sent.
 
-    Rows are claimed with ``FOR UPDATE SKIP LOCKED``, so several workers (and the request
-    that queued a message) never send the same row at once.
+    Sending is a side effect that no rollback can take back, so it happens between
+    transactions, never inside one that might be retried: first a short transaction
+    claims a batch (``FOR UPDATE SKIP LOCKED``, so workers take disjoint rows) by
+    pushing its next attempt one lease ahead; then the messages are sent; then each
+    outcome is written. A worker that dies after sending leaves the claim to expire
+    and the message is sent again: delivery is at least once, as with every SMS API.
     """
     sender = gateway or gateway_for(db.settings)
-    return db.run(lambda tx: _deliver_batch(tx, sender, only, batch))
+    claimed = db.run(lambda tx: _claim(tx, only, batch), isolation="read committed")
+    sent = 0
+    for message_id, recipient, body in claimed:
+        sent += _send_one(db, sender, message_id, recipient, body)
+    return sent
 
 
-def _deliver_batch(tx: Tx, gateway: SmsGateway, only: list[uuid.UUID] | None, batch: int) -> int:
+def _send_one(
+    db: Database, sender: SmsGateway, message_id: uuid.UUID, recipient: str, body: str
+) -> int:
+    try:
+        reference = sender.send(recipient, body)
+    except GatewayError as error:
+        db.run(lambda tx: _record_failure(tx, message_id, error, sender.name))
+        return 0
+    db.run(lambda tx: _record_sent(tx, message_id, reference, sender.name))
+    return 1
+
+
+LEASE = timedelta(minutes=2)
+
+
+def _claim(tx: Tx, only: list[uuid.UUID] | None, batch: int) -> list[tuple[uuid.UUID, str, str]]:
     now = tx.now()
     query = (
         select(OutboxMessage)
@@ -79,30 +102,33 @@ def _deliver_batch(tx: Tx, gateway: SmsGateway, only: list[uuid.UUID] | None, ba
     )
     if only is not None:
         query = query.where(OutboxMessage.id.in_(only))
-    sent = 0
+    claimed = []
     for message in tx.session.scalars(query):
         message.attempts += 1
-        message.gateway = gateway.name
-        try:
-            message.provider_ref = gateway.send(message.recipient, message.body)
-        except GatewayError as error:
-            message.last_error = str(error)[:500]
-            out_of_tries = message.attempts >= tx.settings.outbox_max_attempts
-            if error.permanent or out_of_tries:
-                message.status = "failed"
-            else:
-                delay = RETRY_DELAYS[min(message.attempts, len(RETRY_DELAYS)) - 1]
-                message.next_attempt_at = now + timedelta(seconds=delay)
-            log.warning("SMS %s not sent: %s", message.id, error)
-            continue
-        message.status = "sent"
-        message.sent_at = now
-        if gateway.name != "outbox":
-            # Once a real provider has it, the code in the text has no business here.
-            message.body = "[delivered; text erased]"
-        sent += 1
+        message.next_attempt_at = now + LEASE
+        claimed.append((message.id, message.recipient, message.body))
     tx.session.flush()
-    return sent
+    return claimed
+
+
+def _record_sent(tx: Tx, message_id: uuid.UUID, reference: str, gateway: str) -> None:
+    message = tx.session.get_one(OutboxMessage, message_id)
+    message.status, message.sent_at = "sent", tx.now()
+    message.gateway, message.provider_ref = gateway, reference
+    if gateway != "outbox":
+        # Once a real provider has it, the code in the text has no business here.
+        message.body = "[delivered; text erased]"
+
+
+def _record_failure(tx: Tx, message_id: uuid.UUID, error: GatewayError, gateway: str) -> None:
+    message = tx.session.get_one(OutboxMessage, message_id)
+    message.gateway, message.last_error = gateway, str(error)[:500]
+    if error.permanent or message.attempts >= tx.settings.outbox_max_attempts:
+        message.status = "failed"
+    else:
+        delay = RETRY_DELAYS[min(message.attempts, len(RETRY_DELAYS)) - 1]
+        message.next_attempt_at = tx.now() + timedelta(seconds=delay)
+    log.warning("SMS %s not sent: %s", message_id, error)
 
 
 def read_outbox(tx: Tx, recipient: str | None = None, limit: int = 20) -> list[OutboxEntry]:

@@ -30,5 +30,30 @@ class RateEvent(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     key: Mapped[str] = mapped_column(String(128))
     at: Mapped[datetime] = mapped_column(UTCDateTime())
-    # A value to count distinct occurrences of (the countries an IP sends codes to).
-    detail: Mapped[str | None] = mapped_column(String(64), default=None)
+
+
+class RateCounter(Base):
+    """Events of a shared key (an address, a country) counted in time buckets.
+
+    Shared keys are hot: every code sent to a UK number touches the UK's counter. They
+    are counted in a short transaction of their own, so a bucket row is locked for the
+    time of one increment, not for the whole use case.
+    """
+
+    __tablename__ = "rate_counters"
+    __table_args__ = (Index("ix_rate_counters_bucket_start", "bucket_start"),)
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    bucket_start: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    count: Mapped[int] = mapped_column(default=0)
+
+
+class RateMark(Base):
+    """The distinct things a key has touched, and when last (countries an address texts)."""
+
+    __tablename__ = "rate_marks"
+    __table_args__ = (Index("ix_rate_marks_last_at", "last_at"),)
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    member: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,4 +1,4 @@
-"""Sliding-window limits kept in the database, exact under concurrency.
+"""Sliding-window limits on one person's things (a number), exact under concurrency.
 
 Each limited thing has a key (``sms:number:+447911123456``). A use case first *claims*
 all its keys: an upsert of the key's bucket row, which on PostgreSQL holds that row's
@@ -19,7 +19,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from qianbao.db import Tx
 from qianbao.errors import TooManyRequests
-from qianbao.risk.models import RateBucket, RateEvent
+from qianbao.risk.models import RateBucket, RateCounter, RateEvent, RateMark
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,8 @@ def latest(tx: Tx, key: str) -> datetime | None:
     return tx.session.scalar(query)
 
 
-def record(tx: Tx, key: str, detail: str | None = None) -> None:
-    tx.session.add(RateEvent(key=key, at=tx.now(), detail=detail))
+def record(tx: Tx, key: str) -> None:
+    tx.session.add(RateEvent(key=key, at=tx.now()))
     tx.session.flush()
 
 
@@ -95,16 +95,6 @@ def refusal(code: str, message: str, wait: float) -> TooManyRequests:
     return TooManyRequests(code, message, {"wait": human_wait(wait)}, retry_after=wait)
 
 
-def last_use_by_detail(tx: Tx, key: str, since: datetime) -> dict[str, datetime]:
-    """For each distinct detail of a key's events since ``since``, its latest time."""
-    rows = tx.session.execute(
-        select(RateEvent.detail, func.max(RateEvent.at))
-        .where(RateEvent.key == key, RateEvent.at > since, RateEvent.detail.is_not(None))
-        .group_by(RateEvent.detail)
-    ).all()
-    return {str(detail): at for detail, at in rows}
-
-
 def human_wait(seconds: float) -> str:
     """A short, language-neutral duration: ``45 s``, ``12 min``, ``3 h 20 min``."""
     seconds = max(1, int(seconds + 0.999))
@@ -118,8 +108,10 @@ def human_wait(seconds: float) -> str:
 
 
 def prune(tx: Tx, keep: timedelta) -> int:
-    """Forget events older than every window that could still count them."""
+    """Forget events, counters and marks older than every window that could count them."""
     cutoff = tx.now() - keep
     result = tx.session.execute(delete(RateEvent).where(RateEvent.at < cutoff))
     tx.session.execute(delete(RateBucket).where(RateBucket.touched_at < cutoff))
+    tx.session.execute(delete(RateCounter).where(RateCounter.bucket_start < cutoff))
+    tx.session.execute(delete(RateMark).where(RateMark.last_at < cutoff))
     return int(getattr(result, "rowcount", 0) or 0)

@@ -83,10 +83,10 @@ def start(
     language = current_language()
     try:
         phone = parse_mobile(number, country, language)
-        found = db.run(lambda tx: service.look_up_number(tx, phone, client))
+        found = service.check_number(db, phone, client)
         if not found.has_account:
             return redirect(request, "/signup?" + urlencode({"phone": phone.e164}))
-        db.run(lambda tx: service.request_code(tx, phone, "login", client, language))
+        service.send_code(db, phone, "login", client, language)
         return redirect(request, _code_url(phone, "login"))
     except QianbaoError as error:
         return page(
@@ -145,7 +145,7 @@ def signup(
     try:
         phone = parse_mobile(number, country, language)
         version = agreement_version if agree == "yes" else None
-        db.run(lambda tx: service.request_code(tx, phone, "signup", client, language, version))
+        service.send_code(db, phone, "signup", client, language, version)
     except QianbaoError as error:
         if error.code == "account.exists" and phone is not None:
             return redirect(request, "/?" + urlencode({"existing": phone.e164}))
@@ -250,11 +250,7 @@ def resend_code(
         return redirect(request, "/")
     chosen, language = _purpose(purpose), current_language()
     try:
-        db.run(
-            lambda tx: service.request_code(
-                tx, parsed, chosen, client, language, agreement_version or None
-            )
-        )
+        service.send_code(db, parsed, chosen, client, language, agreement_version or None)
     except QianbaoError as error:
         return _code_form(request, db, parsed, chosen, error)
     return _code_form(request, db, parsed, chosen, notice=N_("A new code is on its way."))

@@ -125,7 +125,7 @@ def test_wrong_code_shows_the_localized_error(page: Page, live_server: LiveServe
     expect(alert).to_have_text(
         t(
             language,
-            "The code is not right. You have {left} more tries with this code.",
+            "The code is not right. Tries left for this code: {left}.",
             {"left": tries_left},
         )
     )

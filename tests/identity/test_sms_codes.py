@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -14,7 +15,7 @@ from qianbao.db import Database
 from qianbao.errors import QianbaoError
 from qianbao.identity import service
 from qianbao.identity.models import AgreementAcceptance, SmsChallenge, User
-from qianbao.identity.phone import parse_mobile
+from qianbao.identity.phone import PhoneNumber, parse_mobile
 from qianbao.identity.service import Client
 from qianbao.notify.models import OutboxMessage
 from tests.helpers import AGREEMENT, HOME, UK, last_code, send_signup_code, sign_up, wrong_code
@@ -23,6 +24,12 @@ from tests.helpers import AGREEMENT, HOME, UK, last_code, send_signup_code, sign
 def refusal(db: Database, use_case: object) -> QianbaoError:
     with pytest.raises(QianbaoError) as caught:
         db.run(use_case)  # type: ignore[arg-type]
+    return caught.value
+
+
+def refused(attempt: Callable[[], object]) -> QianbaoError:
+    with pytest.raises(QianbaoError) as caught:
+        attempt()
     return caught.value
 
 
@@ -49,16 +56,16 @@ def test_sign_up_creates_the_account_and_records_the_agreement(
 
 
 def test_sign_up_without_accepting_the_agreement_sends_nothing(db: Database) -> None:
-    error = refusal(db, lambda tx: service.request_code(tx, UK, "signup", HOME, "en", None))
+    error = refused(lambda: service.send_code(db, UK, "signup", HOME, "en", None))
     assert error.code == "agreement.required"
-    old = refusal(db, lambda tx: service.request_code(tx, UK, "signup", HOME, "en", "2001-01-01"))
+    old = refused(lambda: service.send_code(db, UK, "signup", HOME, "en", "2001-01-01"))
     assert old.code == "agreement.required"
     assert count(db, SmsChallenge) == 0
     assert count(db, OutboxMessage) == 0
 
 
 def test_the_sms_is_written_in_the_persons_language(db: Database) -> None:
-    db.run(lambda tx: service.request_code(tx, UK, "signup", HOME, "zh_Hans", AGREEMENT))
+    service.send_code(db, UK, "signup", HOME, "zh_Hans", AGREEMENT)
     body = db.run(lambda tx: tx.session.scalars(select(OutboxMessage.body)).one())
     assert re.search(r"\d{6}", body)
     assert "Your Qianbao code" not in body  # the zh_Hans catalog translates it
@@ -77,13 +84,13 @@ def test_codes_are_stored_only_as_keyed_hashes(db: Database) -> None:
 
 
 def test_login_for_an_unknown_number_is_refused(db: Database) -> None:
-    error = refusal(db, lambda tx: service.request_code(tx, UK, "login", HOME, "en"))
+    error = refused(lambda: service.send_code(db, UK, "login", HOME, "en"))
     assert (error.code, error.status) == ("account.not_found", 404)
 
 
 def test_signing_up_twice_is_refused(db: Database) -> None:
     sign_up(db)
-    error = refusal(db, lambda tx: service.request_code(tx, UK, "signup", HOME, "en", AGREEMENT))
+    error = refused(lambda: service.send_code(db, UK, "signup", HOME, "en", AGREEMENT))
     assert error.code == "account.exists"
 
 
@@ -96,7 +103,7 @@ def test_a_code_expires_after_five_minutes(db: Database, clock: FrozenClock) -> 
 def test_a_code_works_once(db: Database, clock: FrozenClock) -> None:
     sign_up(db)
     clock.advance(seconds=60)
-    db.run(lambda tx: service.request_code(tx, UK, "login", HOME, "en"))
+    service.send_code(db, UK, "login", HOME, "en")
     code = last_code(db, UK)
     db.run(verify(db, code, "login"))
     assert refusal(db, verify(db, code, "login")).code == "otp.used"
@@ -146,7 +153,7 @@ def test_twenty_failures_lock_the_number_for_a_day_across_new_codes(
         clock.advance(minutes=13)  # stay within the hourly cap of 5 codes
     # Locked: no new code, and the right code would not help either.
     clock.advance(hours=1)
-    locked = refusal(db, lambda tx: service.request_code(tx, UK, "signup", HOME, "en", AGREEMENT))
+    locked = refused(lambda: service.send_code(db, UK, "signup", HOME, "en", AGREEMENT))
     assert locked.code == "otp.locked"
     assert locked.retry_after is not None and 0 < locked.retry_after <= 23 * 3600
     clock.advance(hours=23)
@@ -156,7 +163,7 @@ def test_twenty_failures_lock_the_number_for_a_day_across_new_codes(
 def test_resend_waits_sixty_seconds_and_says_when(db: Database, clock: FrozenClock) -> None:
     send_signup_code(db)
     clock.advance(seconds=45)
-    error = refusal(db, lambda tx: service.request_code(tx, UK, "signup", HOME, "en", AGREEMENT))
+    error = refused(lambda: service.send_code(db, UK, "signup", HOME, "en", AGREEMENT))
     assert (error.code, error.status, error.retry_after) == ("otp.resend_too_soon", 429, 15)
     clock.advance(seconds=15)
     send_signup_code(db)
@@ -164,7 +171,7 @@ def test_resend_waits_sixty_seconds_and_says_when(db: Database, clock: FrozenClo
 
 def test_five_codes_an_hour_and_ten_a_day_per_number(db: Database, clock: FrozenClock) -> None:
     def ask() -> None:
-        db.run(lambda tx: service.request_code(tx, UK, "signup", HOME, "en", AGREEMENT))
+        service.send_code(db, UK, "signup", HOME, "en", AGREEMENT)
 
     for _ in range(5):
         ask()
@@ -188,23 +195,18 @@ def test_caps_per_address_per_country_and_per_number_range(db: Database) -> None
     numbers = [parse_mobile(f"07911 1230{n:02d}", "GB") for n in range(10)]
     for phone in numbers[:3]:
         send_signup_code(db, phone)
-    error = refusal(
-        db, lambda tx: service.request_code(tx, numbers[3], "signup", HOME, "en", AGREEMENT)
-    )
+    error = refused(lambda: service.send_code(db, numbers[3], "signup", HOME, "en", AGREEMENT))
     assert error.code == "otp.ip_hourly_cap"
     # From other addresses, the same range of numbers is still capped.
     db.settings.sms_per_prefix_per_hour = 4
     other = Client(ip="198.51.100.9")
     send_signup_code(db, numbers[3], other)
-    error = refusal(
-        db, lambda tx: service.request_code(tx, numbers[4], "signup", other, "en", AGREEMENT)
-    )
+    error = refused(lambda: service.send_code(db, numbers[4], "signup", other, "en", AGREEMENT))
     assert error.code == "otp.prefix_cap"
     db.settings.sms_per_country_per_hour = 4
     far = parse_mobile("07911 765432", "GB")
-    error = refusal(
-        db,
-        lambda tx: service.request_code(tx, far, "signup", Client(ip="192.0.2.1"), "en", AGREEMENT),
+    error = refused(
+        lambda: service.send_code(db, far, "signup", Client(ip="192.0.2.1"), "en", AGREEMENT),
     )
     assert error.code == "otp.country_cap"
 
@@ -217,17 +219,13 @@ def test_one_address_may_not_hop_across_more_than_three_countries(
         send_signup_code(db, parse_mobile(typed, country), hopper)
         clock.advance(hours=1)
     fourth = parse_mobile("0812-3456-789", "ID")
-    error = refusal(
-        db, lambda tx: service.request_code(tx, fourth, "signup", hopper, "en", AGREEMENT)
-    )
+    error = refused(lambda: service.send_code(db, fourth, "signup", hopper, "en", AGREEMENT))
     assert error.code == "otp.too_many_countries"
     assert error.retry_after == 21 * 3600  # the UK code leaves the 24 h window first
     # A country already used today is still fine (and now the UK counts until 27 h).
     send_signup_code(db, parse_mobile("07911 000111", "GB"), hopper)
     clock.advance(hours=21)
-    still = refusal(
-        db, lambda tx: service.request_code(tx, fourth, "signup", hopper, "en", AGREEMENT)
-    )
+    still = refused(lambda: service.send_code(db, fourth, "signup", hopper, "en", AGREEMENT))
     assert still.retry_after == 3600  # Singapore, used at 1 h, leaves at 25 h
     clock.advance(hours=1)
     send_signup_code(db, fourth, hopper)
@@ -289,7 +287,7 @@ def test_parallel_guesses_cannot_exceed_the_tries(db: Database) -> None:
 def test_parallel_requests_cannot_exceed_the_sending_caps(db: Database) -> None:
     def ask(_: int) -> str:
         try:
-            db.run(lambda tx: service.request_code(tx, UK, "signup", HOME, "en", AGREEMENT))
+            service.send_code(db, UK, "signup", HOME, "en", AGREEMENT)
             return "sent"
         except QianbaoError as error:
             return error.code
@@ -299,6 +297,7 @@ def test_parallel_requests_cannot_exceed_the_sending_caps(db: Database) -> None:
     assert results.count("sent") == 1
     assert set(results) == {"sent", "otp.resend_too_soon"}
     db.settings.sms_resend_cooldown_seconds = 0
+    db.settings.sms_per_prefix_per_hour = 1000  # this test is about the number's own cap
     with ThreadPoolExecutor(max_workers=20) as pool:
         results = list(pool.map(ask, range(20)))
     assert results.count("sent") == 4  # five an hour, one already sent
@@ -321,3 +320,21 @@ def test_lock_expiry_is_measured_from_the_locking_failure(db: Database, clock: F
     clock.advance(seconds=1)
     assert (clock.now() - timedelta(days=1)) <= clock.now()
     assert sign_up(db).is_new_account
+
+
+def test_parallel_requests_cannot_exceed_an_address_quota(db: Database) -> None:
+    db.settings.sms_per_ip_per_hour = 7
+    numbers = [parse_mobile(f"07911 2{n:05d}", "GB") for n in range(30)]
+
+    def ask(phone: PhoneNumber) -> str:
+        try:
+            service.send_code(db, phone, "signup", HOME, "en", AGREEMENT)
+            return "sent"
+        except QianbaoError as error:
+            return error.code
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(ask, numbers))
+    assert results.count("sent") == 7
+    assert results.count("otp.ip_hourly_cap") == 23
+    assert count(db, OutboxMessage) == 7

@@ -185,3 +185,15 @@ def test_cli_reads_the_outbox(
     assert result.exit_code == 0, result.output
     assert UK.e164 in result.output
     assert "Your Qianbao code is" in result.output
+
+
+def test_a_worker_that_dies_after_claiming_leaves_the_message_to_others(
+    db: Database, clock: FrozenClock
+) -> None:
+    queue(db, after=False)
+    claimed = db.run(lambda tx: service._claim(tx, None, 10))  # ...then the worker dies
+    assert len(claimed) == 1
+    assert service.deliver_due(db) == 0  # the claim holds for its lease
+    clock.advance(minutes=2)
+    assert service.deliver_due(db) == 1
+    assert statuses(db) == [("sent", 2)]
