@@ -31,7 +31,7 @@ def send_signup_code(db: Database, phone: PhoneNumber = UK, client: Client = HOM
 
 def sign_up(db: Database, phone: PhoneNumber = UK, client: Client = HOME) -> service.SignedIn:
     code = send_signup_code(db, phone, client)
-    return db.run(lambda tx: service.verify_code(tx, phone, "signup", code, client))
+    return service.sign_in(db, phone, "signup", code, client)
 
 
 def wrong_code(code: str) -> str:

@@ -125,7 +125,7 @@ def sign_in(
 ) -> schemas.SignedInOut:
     """Exchange a correct SMS code for a bearer token (creating the account on sign-up)."""
     phone = _phone(body, language)
-    signed = db.run(lambda tx: service.verify_code(tx, phone, body.purpose, body.code, client))
+    signed = service.sign_in(db, phone, body.purpose, body.code, client)
     return schemas.SignedInOut(
         token=signed.token,
         expires_at=signed.expires_at,

@@ -82,9 +82,16 @@ def _send_one(
     try:
         reference = sender.send(recipient, body)
     except GatewayError as error:
-        db.run(lambda tx: _record_failure(tx, message_id, error, sender.name))
+        failure = error
+        db.run(
+            lambda tx: _record_failure(tx, message_id, failure, sender.name),
+            isolation="read committed",  # one row, by its key: nothing to serialize
+        )
         return 0
-    db.run(lambda tx: _record_sent(tx, message_id, reference, sender.name))
+    db.run(
+        lambda tx: _record_sent(tx, message_id, reference, sender.name),
+        isolation="read committed",
+    )
     return 1
 
 

@@ -209,7 +209,7 @@ def submit_code(
         return redirect(request, "/")
     chosen = _purpose(purpose)
     try:
-        signed = db.run(lambda tx: service.verify_code(tx, parsed, chosen, code, client, "web"))
+        signed = service.sign_in(db, parsed, chosen, code, client, "web")
     except QianbaoError as error:
         return _code_form(request, db, parsed, chosen, error)
     response = redirect(request, "/home")

@@ -21,12 +21,6 @@ from qianbao.notify.models import OutboxMessage
 from tests.helpers import AGREEMENT, HOME, UK, last_code, send_signup_code, sign_up, wrong_code
 
 
-def refusal(db: Database, use_case: object) -> QianbaoError:
-    with pytest.raises(QianbaoError) as caught:
-        db.run(use_case)  # type: ignore[arg-type]
-    return caught.value
-
-
 def refused(attempt: Callable[[], object]) -> QianbaoError:
     with pytest.raises(QianbaoError) as caught:
         attempt()
@@ -37,8 +31,10 @@ def count(db: Database, model: type) -> int:
     return int(db.run(lambda tx: tx.session.scalar(select(func.count()).select_from(model))))
 
 
-def verify(db: Database, code: str, purpose: service.Purpose = "signup"):  # type: ignore[no-untyped-def]
-    return lambda tx: service.verify_code(tx, UK, purpose, code, HOME)
+def verify(
+    db: Database, code: str, purpose: service.Purpose = "signup"
+) -> Callable[[], service.SignedIn]:
+    return lambda: service.sign_in(db, UK, purpose, code, HOME)
 
 
 def test_sign_up_creates_the_account_and_records_the_agreement(
@@ -46,7 +42,7 @@ def test_sign_up_creates_the_account_and_records_the_agreement(
 ) -> None:
     code = send_signup_code(db)
     assert len(code) == 6
-    signed = db.run(lambda tx: service.verify_code(tx, UK, "signup", code, HOME))
+    signed = service.sign_in(db, UK, "signup", code, HOME)
     assert signed.is_new_account
     assert signed.account.phone.e164 == "+447911123456"
     assert signed.account.verification_level == "unverified"
@@ -97,7 +93,7 @@ def test_signing_up_twice_is_refused(db: Database) -> None:
 def test_a_code_expires_after_five_minutes(db: Database, clock: FrozenClock) -> None:
     code = send_signup_code(db)
     clock.advance(seconds=300)
-    assert refusal(db, verify(db, code)).code == "otp.expired"
+    assert refused(verify(db, code)).code == "otp.expired"
 
 
 def test_a_code_works_once(db: Database, clock: FrozenClock) -> None:
@@ -105,8 +101,8 @@ def test_a_code_works_once(db: Database, clock: FrozenClock) -> None:
     clock.advance(seconds=60)
     service.send_code(db, UK, "login", HOME, "en")
     code = last_code(db, UK)
-    db.run(verify(db, code, "login"))
-    assert refusal(db, verify(db, code, "login")).code == "otp.used"
+    verify(db, code, "login")()
+    assert refused(verify(db, code, "login")).code == "otp.used"
 
 
 def test_a_new_code_replaces_the_old_one(db: Database, clock: FrozenClock) -> None:
@@ -114,27 +110,27 @@ def test_a_new_code_replaces_the_old_one(db: Database, clock: FrozenClock) -> No
     clock.advance(seconds=61)
     second = send_signup_code(db)
     if first != second:
-        assert refusal(db, verify(db, first)).code == "otp.mismatch"
-    assert db.run(verify(db, second)).is_new_account
+        assert refused(verify(db, first)).code == "otp.mismatch"
+    assert verify(db, second)().is_new_account
 
 
 def test_five_wrong_tries_kill_the_code(db: Database) -> None:
     code = send_signup_code(db)
     for left in (4, 3, 2, 1):
-        error = refusal(db, verify(db, wrong_code(code)))
+        error = refused(verify(db, wrong_code(code)))
         assert error.code == "otp.mismatch"
         assert error.details["tries_left"] == left
-    assert refusal(db, verify(db, wrong_code(code))).code == "otp.exhausted"
+    assert refused(verify(db, wrong_code(code))).code == "otp.exhausted"
     # Even the right code is refused now.
-    assert refusal(db, verify(db, code)).code == "otp.exhausted"
+    assert refused(verify(db, code)).code == "otp.exhausted"
     assert count(db, User) == 0
 
 
 def test_malformed_codes_are_refused_without_costing_a_try(db: Database) -> None:
     code = send_signup_code(db)
     for bad in ("", "12ab56", "１２３４５６", "1" * 12):
-        assert refusal(db, verify(db, bad)).code == "otp.format"
-    assert db.run(verify(db, code)).is_new_account
+        assert refused(verify(db, bad)).code == "otp.format"
+    assert verify(db, code)().is_new_account
 
 
 def test_twenty_failures_lock_the_number_for_a_day_across_new_codes(
@@ -144,7 +140,7 @@ def test_twenty_failures_lock_the_number_for_a_day_across_new_codes(
     while failures < 20:
         code = send_signup_code(db)
         for _ in range(5):
-            error = refusal(db, verify(db, wrong_code(code)))
+            error = refused(verify(db, wrong_code(code)))
             failures += 1
             if failures == 20:
                 assert (error.code, error.status) == ("otp.locked", 429)
@@ -176,7 +172,7 @@ def test_five_codes_an_hour_and_ten_a_day_per_number(db: Database, clock: Frozen
     for _ in range(5):
         ask()
         clock.advance(seconds=61)
-    error = refusal(db, lambda tx: ask())
+    error = refused(ask)
     assert error.code == "otp.number_hourly_cap"
     assert error.retry_after == 3600 - 5 * 61  # when the first of the five leaves the hour
     clock.advance(hours=1)
@@ -184,7 +180,7 @@ def test_five_codes_an_hour_and_ten_a_day_per_number(db: Database, clock: Frozen
         ask()
         clock.advance(seconds=61)
     clock.advance(hours=1)
-    error = refusal(db, lambda tx: ask())
+    error = refused(ask)
     assert error.code == "otp.number_daily_cap"
     clock.advance(hours=22)
     ask()
@@ -241,7 +237,7 @@ def test_ten_thousand_guesses_in_a_row_get_twenty_tries_at_most(
         if candidate == real_code:
             continue
         try:
-            db.run(verify(db, candidate))
+            verify(db, candidate)()
             pytest.fail(f"guess {candidate} got in")
         except QianbaoError as error:
             outcomes[error.code] = outcomes.get(error.code, 0) + 1
@@ -267,7 +263,7 @@ def test_parallel_guesses_cannot_exceed_the_tries(db: Database) -> None:
         outcomes = []
         for candidate in chunk:
             try:
-                db.run(verify(db, candidate))
+                verify(db, candidate)()
                 outcomes.append("IN")
             except QianbaoError as error:
                 outcomes.append(error.code)
@@ -313,10 +309,10 @@ def test_lock_expiry_is_measured_from_the_locking_failure(db: Database, clock: F
     db.settings.sms_failures_before_lock = 3
     code = send_signup_code(db)
     for _ in range(3):
-        error = refusal(db, verify(db, wrong_code(code)))
+        error = refused(verify(db, wrong_code(code)))
     assert error.code == "otp.locked"
     clock.advance(seconds=24 * 3600 - 1)
-    assert refusal(db, verify(db, code)).code == "otp.locked"
+    assert refused(verify(db, code)).code == "otp.locked"
     clock.advance(seconds=1)
     assert (clock.now() - timedelta(days=1)) <= clock.now()
     assert sign_up(db).is_new_account
