@@ -10,10 +10,12 @@ Work for after the commit (delivering an SMS) is registered with ``tx.after_comm
 from __future__ import annotations
 
 import logging
+import threading
 import random
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
@@ -144,6 +146,11 @@ class Database:
         self._read_committed_sessions = sessionmaker(
             read_committed, expire_on_commit=False, autoflush=True
         )
+        # SQLite runs one writer at a time and makes the others poll with growing sleeps,
+        # which gives long tails under load; threads of one process queue here instead.
+        self._writer_turn: AbstractContextManager[object] = (
+            threading.Lock() if self.engine.dialect.name == "sqlite" else nullcontext()
+        )
 
     @property
     def dialect(self) -> str:
@@ -165,7 +172,8 @@ class Database:
         for attempt in range(1, attempts + 1):
             tx = Tx(sessions(), self.clock, self.settings, self)
             try:
-                result = self._run_once(tx, use_case)
+                with self._writer_turn:
+                    result = self._run_once(tx, use_case)
             except DBAPIError as error:
                 if attempt == attempts or not is_retryable(error):
                     raise
