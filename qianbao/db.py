@@ -10,8 +10,8 @@ Work for after the commit (delivering an SMS) is registered with ``tx.after_comm
 from __future__ import annotations
 
 import logging
-import threading
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable

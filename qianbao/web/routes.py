@@ -62,9 +62,18 @@ def _phone_from_query(value: str | None) -> PhoneNumber | None:
 
 
 @router.get("/")
-def first_page(request: Request, db: DbDep) -> Page:
+def first_page(request: Request, db: DbDep, existing: str | None = None) -> Page:
     if signed_in(request, db):
         return redirect(request, "/home")
+    known = _phone_from_query(existing)
+    if known is not None:  # sent back from sign-up: the number already has an account
+        return page(
+            request,
+            "index.html",
+            number=known.national,
+            **_picker(known.region),
+            notice=N_("This number already has an account. Log in instead."),
+        )
     return page(
         request, "index.html", number="", **_picker(request.app.state.settings.default_region)
     )
@@ -86,7 +95,12 @@ def start(
         found = service.check_number(db, phone, client)
         if not found.has_account:
             return redirect(request, "/signup?" + urlencode({"phone": phone.e164}))
-        service.send_code(db, phone, "login", client, language)
+        try:
+            service.send_code(db, phone, "login", client, language)
+        except QianbaoError as error:
+            # A code sent a moment ago is still good: go and enter it.
+            if error.code != "otp.resend_too_soon":
+                raise
         return redirect(request, _code_url(phone, "login"))
     except QianbaoError as error:
         return page(

@@ -205,3 +205,39 @@ def test_pages_forbid_framing_and_foreign_scripts(client: TestClient) -> None:
     assert "script-src 'self'" in headers["content-security-policy"]
     cookie = headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie
+
+
+def test_signing_up_an_existing_number_goes_back_to_login(
+    client: TestClient, clock: FrozenClock
+) -> None:
+    sign_up_by_form(client)
+    token = csrf(client, "/me")
+    client.post("/logout", data={"csrf": token})
+    clock.advance(seconds=61)
+    again = client.post(
+        "/signup",
+        data={
+            "csrf": token,
+            "country": "GB",
+            "number": "07911 123456",
+            "agree": "yes",
+            "agreement_version": AGREEMENT,
+        },
+    )
+    assert again.url.path == "/"
+    assert "This number already has an account. Log in instead." in again.text
+    assert 'value="7911123456"' in again.text
+
+
+def test_pressing_next_twice_still_reaches_the_code_page(
+    client: TestClient, clock: FrozenClock
+) -> None:
+    sign_up_by_form(client)
+    client.post("/logout", data={"csrf": csrf(client, "/me")})
+    clock.advance(seconds=61)
+    token = csrf(client)
+    form = {"csrf": token, "country": "GB", "number": "07911 123456"}
+    first = client.post("/start", data=form)
+    second = client.post("/start", data=form)  # within the resend cooldown
+    assert first.url.path == second.url.path == "/code"
+    assert "Resend in" in second.text
