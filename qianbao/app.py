@@ -23,7 +23,10 @@ from qianbao.errors import QianbaoError
 from qianbao.i18n import N_, negotiate, parse_language, set_language
 from qianbao.identity import api as identity_api
 from qianbao.notify import api as notify_api
+from qianbao.profile import api as profile_api
+from qianbao.profile import web as profile_web
 from qianbao.settings import Settings, get_settings
+from qianbao.web import account as web_account
 from qianbao.web import render
 from qianbao.web import routes as web_routes
 
@@ -146,7 +149,10 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
 
     app.include_router(identity_api.router)
     app.include_router(notify_api.router)
+    app.include_router(profile_api.router)
     app.include_router(web_routes.router)
+    app.include_router(web_account.router)
+    app.include_router(profile_web.router)
     app.mount(
         "/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static"
     )

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from qianbao.db import Database
+from qianbao.notify import email as notify_email
 from qianbao.notify import service as notify
 from qianbao.risk import ratelimit
 
@@ -37,7 +38,8 @@ class Job:
 
 def default_jobs() -> list[Job]:
     return [
-        Job("deliver messages", notify.deliver_due, every_seconds=0),
+        Job("deliver SMS", notify.deliver_due, every_seconds=0),
+        Job("deliver email", notify_email.deliver_due_email, every_seconds=0),
         Job("prune rate limits", prune_rate_limits, every_seconds=3600),
     ]
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from qianbao.db import Base
 from qianbao.identity import models as identity_models
 from qianbao.notify import models as notify_models
+from qianbao.profile import models as profile_models
 from qianbao.risk import models as risk_models
 
 metadata = Base.metadata
-__all__ = ["identity_models", "metadata", "notify_models", "risk_models"]
+__all__ = ["identity_models", "metadata", "notify_models", "profile_models", "risk_models"]

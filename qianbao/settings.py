@@ -61,12 +61,36 @@ class Settings(BaseSettings):
     twilio_base_url: str = "https://api.twilio.com"
     outbox_max_attempts: int = 8
 
+    # --- email (qianbao/notify/email.py); outbox is the sandbox ---------------------------
+    email_gateway: Literal["outbox", "log", "smtp"] = "outbox"
+    smtp_host: str = ""
+    smtp_port: int | None = None  # None: 587 starttls, 465 ssl, 25 none
+    smtp_security: Literal["starttls", "ssl", "none"] = "starttls"
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_timeout_seconds: float = 10.0
+    email_from: str = ""  # the From address; required for smtp
+    email_from_name: str = "Qianbao"
+
     # --- sessions (NIST SP 800-63B 4.2.3: AAL2 idle 30 min, absolute 12 h) --------------
     session_idle_seconds: int = 30 * 60
     session_absolute_seconds: int = 12 * 3600
     # Writing "last seen" on every request would turn each read into a write.
     session_touch_interval_seconds: int = 60
     cookie_secure: Literal["auto", "always", "never"] = "auto"
+
+    # --- passwords (argon2id, RFC 9106; cost measured by bench/passwords.py) -----------
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    argon2_parallelism: int = 2
+    # Alipay: 3 wrong payment passwords lock payments for 3 hours (alipay_rules.md 5).
+    payment_password_max_failures: int = 3
+    payment_password_lock_seconds: int = 3 * 3600
+    # Login by password: after this many failures in a day, each further try waits
+    # twice as long as the one before (1 s, 2 s, 4 s, ... up to the cap).
+    password_failures_before_delay: int = 5
+    password_failures_before_delay_per_ip: int = 20
+    password_delay_cap_seconds: int = 15 * 60
 
     # --- demo ------------------------------------------------------------------------
     # Demo users may log in with this fixed code; only when ``demo`` is on and only

@@ -85,6 +85,10 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         var_dir=tmp_path / "var",
         secret_key="test-secret-key-not-for-production",
         demo=True,
+        # Cheap argon2id: the tests check behaviour; bench/passwords.py measures the cost.
+        argon2_time_cost=1,
+        argon2_memory_kib=1024,
+        argon2_parallelism=1,
     )
 
 

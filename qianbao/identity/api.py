@@ -12,7 +12,7 @@ from qianbao import deps
 from qianbao.db import Database, Tx
 from qianbao.errors import NotAuthenticated
 from qianbao.i18n import N_, Language, set_language, translate
-from qianbao.identity import agreements, schemas, service
+from qianbao.identity import agreements, passwords, schemas, security, service
 from qianbao.identity.phone import PhoneNumber, calling_codes, parse_mobile
 from qianbao.identity.service import Client, CurrentSession
 
@@ -177,3 +177,140 @@ def my_sessions(session: SessionDep, db: DbDep) -> list[schemas.SessionOut]:
 def revoke(session_id: uuid.UUID, session: SessionDep, db: DbDep) -> Response:
     db.run(lambda tx: service.revoke_session(tx, session.account.id, session_id))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# --- account and security ------------------------------------------------------------
+
+STRENGTH_LABELS = (N_("Very weak"), N_("Weak"), N_("Fair"), N_("Strong"), N_("Very strong"))
+
+
+def _login_phone(login: str, country: str, language: Language) -> PhoneNumber | None:
+    """A login name is an email when it has an @, else a mobile number."""
+    if "@" in login:
+        return None
+    return parse_mobile(login, country, language)
+
+
+@router.get("/me/security", response_model=schemas.SecurityStatusOut)
+def security_status(session: SessionDep, db: DbDep) -> schemas.SecurityStatusOut:
+    found = db.run(lambda tx: security.status(tx, session.account.id))
+    return schemas.SecurityStatusOut(
+        phone=found.phone.international(),
+        email=found.email,
+        email_pending=found.email_pending,
+        has_login_password=found.has_login_password,
+        login_password_changed_at=found.login_password_changed_at,
+        has_payment_password=found.has_payment_password,
+        payment_locked_until=found.payment_locked_until,
+    )
+
+
+@router.post(
+    "/me/security-codes", response_model=schemas.CodeSentOut, status_code=status.HTTP_201_CREATED
+)
+def send_security_code(
+    session: SessionDep, db: DbDep, client: ClientDep, language: LanguageDep
+) -> schemas.CodeSentOut:
+    """An SMS code to your own number, to confirm a password or email change."""
+    sent = security.send_security_code(db, session.account.id, client, language)
+    return schemas.CodeSentOut(
+        international=sent.phone.international(),
+        purpose=sent.purpose,
+        code_length=sent.code_length,
+        expires_at=sent.expires_at,
+        resend_at=sent.resend_at,
+    )
+
+
+@router.put("/me/login-password", status_code=status.HTTP_204_NO_CONTENT)
+def set_login_password(body: schemas.LoginPasswordIn, session: SessionDep, db: DbDep) -> Response:
+    """Set or change the login password (proof: the current password or an SMS code).
+    Every other session ends."""
+    security.set_login_password(
+        db,
+        session.account.id,
+        session.session_id,
+        body.new_password,
+        current_password=body.current_password,
+        sms_code=body.sms_code,
+    )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/password-strength", response_model=schemas.StrengthOut)
+def password_strength(body: schemas.StrengthIn) -> schemas.StrengthOut:
+    """zxcvbn's estimate, for the strength meter (nothing is stored or logged)."""
+    score = passwords.strength(body.password, [])
+    return schemas.StrengthOut(score=score, label=translate(STRENGTH_LABELS[score]))
+
+
+@router.post(
+    "/auth/password-sessions",
+    response_model=schemas.SignedInOut,
+    status_code=status.HTTP_201_CREATED,
+)
+def sign_in_with_password(
+    body: schemas.PasswordLoginIn, db: DbDep, client: ClientDep, language: LanguageDep
+) -> schemas.SignedInOut:
+    """Log in by mobile number or email plus the login password."""
+    phone = _login_phone(body.login, body.country, language)
+    signed = security.sign_in_with_password(db, body.login, phone, body.password, client)
+    return schemas.SignedInOut(
+        token=signed.token,
+        expires_at=signed.expires_at,
+        is_new_account=False,
+        account=account_out(signed.account),
+    )
+
+
+@router.put("/me/payment-password", status_code=status.HTTP_204_NO_CONTENT)
+def set_payment_password(
+    body: schemas.PaymentPasswordIn, session: SessionDep, db: DbDep
+) -> Response:
+    """Set (with an SMS code), change (with the current one) or reset a forgotten payment
+    password (with an SMS code)."""
+    security.set_payment_password(
+        db,
+        session.account.id,
+        body.new_password,
+        current_pin=body.current_password,
+        sms_code=body.sms_code,
+    )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/me/payment-password/check", status_code=status.HTTP_204_NO_CONTENT)
+def check_payment_password(
+    body: schemas.PaymentPasswordCheckIn, session: SessionDep, db: DbDep
+) -> Response:
+    """Check the payment password as a payment would (wrong entries count toward the lock)."""
+    security.verify_payment_password(db, session.account.id, body.password)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/me/email", response_model=schemas.SecurityStatusOut, status_code=status.HTTP_202_ACCEPTED
+)
+def start_email_change(
+    body: schemas.EmailIn, session: SessionDep, db: DbDep, language: LanguageDep
+) -> schemas.SecurityStatusOut:
+    """Mail a code to the address (replacing a proven address needs an SMS code too)."""
+    security.start_email_change(db, session.account.id, body.email, language, body.sms_code)
+    return security_status(session, db)
+
+
+@router.post("/me/email/confirm", response_model=schemas.SecurityStatusOut)
+def confirm_email(
+    body: schemas.EmailCodeIn, session: SessionDep, db: DbDep
+) -> schemas.SecurityStatusOut:
+    db.run(lambda tx: security.confirm_email(tx, session.account.id, body.code))
+    return security_status(session, db)
+
+
+@router.delete("/me/sessions", response_model=schemas.EndedOut)
+def end_other_sessions(session: SessionDep, db: DbDep) -> schemas.EndedOut:
+    """Log out everywhere else."""
+    ended = db.run(
+        lambda tx: security.end_other_sessions(tx, session.account.id, session.session_id)
+    )
+    return schemas.EndedOut(ended=ended)

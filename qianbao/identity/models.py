@@ -21,6 +21,11 @@ class User(Base):
     # Until the verification issue brings its own records, every account starts here.
     verification_level: Mapped[str] = mapped_column(String(32), default="unverified")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # A proven address only: it becomes a login name once its emailed code was entered.
+    email: Mapped[str | None] = mapped_column(String(254), unique=True, default=None)
+    email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    password_hash: Mapped[str | None] = mapped_column(String(200), default=None)
+    password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
 class AgreementAcceptance(Base):
@@ -42,7 +47,8 @@ class SmsChallenge(Base):
     __tablename__ = "sms_challenges"
     __table_args__ = (
         Index("ix_sms_challenges_phone_purpose_created", "phone_e164", "purpose", "created_at"),
-        CheckConstraint("purpose IN ('signup', 'login')", name="purpose"),
+        # security: a step-up code for changing passwords and email.
+        CheckConstraint("purpose IN ('signup', 'login', 'security')", name="purpose"),
         CheckConstraint("attempts >= 0", name="attempts"),
     )
 
@@ -79,3 +85,35 @@ class AuthSession(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     ip: Mapped[str] = mapped_column(String(64))
     user_agent: Mapped[str] = mapped_column(String(512))
+
+
+class PaymentPassword(Base):
+    """The six-digit payment password, its wrong-entry count and its lock."""
+
+    __tablename__ = "payment_passwords"
+    __table_args__ = (CheckConstraint("failures >= 0", name="failures"),)
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    failures: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    set_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class EmailChallenge(Base):
+    """A code mailed to prove an address. Kept only as an HMAC, like SMS codes."""
+
+    __tablename__ = "email_challenges"
+    __table_args__ = (
+        Index("ix_email_challenges_user_created", "user_id", "created_at"),
+        CheckConstraint("attempts >= 0", name="attempts"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    email: Mapped[str] = mapped_column(String(254))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(default=0)
+    closed_reason: Mapped[str | None] = mapped_column(String(16), default=None)

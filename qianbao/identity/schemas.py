@@ -40,7 +40,7 @@ class CodeRequestIn(PhoneIn):
 
 class CodeSentOut(BaseModel):
     international: str
-    purpose: Literal["signup", "login"]
+    purpose: Literal["signup", "login", "security"]
     code_length: int
     expires_at: datetime
     resend_at: datetime
@@ -99,3 +99,57 @@ class AgreementOut(BaseModel):
     version: str
     title: str
     paragraphs: list[str]
+
+
+class SecurityStatusOut(BaseModel):
+    phone: str
+    email: str | None
+    email_pending: str | None
+    has_login_password: bool
+    login_password_changed_at: datetime | None
+    has_payment_password: bool
+    payment_locked_until: datetime | None
+
+
+class LoginPasswordIn(BaseModel):
+    new_password: str = Field(max_length=256)
+    current_password: str | None = Field(default=None, max_length=256)
+    sms_code: str | None = Field(default=None, max_length=16)
+
+
+class PaymentPasswordIn(BaseModel):
+    new_password: str = Field(max_length=16, description="Exactly 6 digits.")
+    current_password: str | None = Field(default=None, max_length=16)
+    sms_code: str | None = Field(default=None, max_length=16)
+
+
+class PaymentPasswordCheckIn(BaseModel):
+    password: str = Field(max_length=16)
+
+
+class PasswordLoginIn(BaseModel):
+    login: str = Field(max_length=254, description="A mobile number (with country) or an email")
+    country: str = Field(default="CN", max_length=8)
+    password: str = Field(max_length=256)
+
+
+class EmailIn(BaseModel):
+    email: str = Field(max_length=320)
+    sms_code: str | None = Field(default=None, max_length=16)
+
+
+class EmailCodeIn(BaseModel):
+    code: str = Field(max_length=16)
+
+
+class StrengthIn(BaseModel):
+    password: str = Field(max_length=256)
+
+
+class StrengthOut(BaseModel):
+    score: int = Field(ge=0, le=4)
+    label: str
+
+
+class EndedOut(BaseModel):
+    ended: int

@@ -26,7 +26,8 @@ from qianbao.risk import quotas, ratelimit
 from qianbao.risk.quotas import Quota
 from qianbao.risk.ratelimit import Limit
 
-Purpose = Literal["signup", "login"]
+# security: a step-up code a signed-in person enters to change passwords or email.
+Purpose = Literal["signup", "login", "security"]
 # The SMS use cases first lock the number's own rows (``ratelimit.claim``) and read
 # nothing about the number before that, so they are exact at READ COMMITTED; run
 # SERIALIZABLE, PostgreSQL's page-level predicate locks on small indexes make
@@ -378,6 +379,24 @@ def verify_code(
     tx: Tx, phone: PhoneNumber, purpose: Purpose, code: str, client: Client, kind: str = "api"
 ) -> SignedIn:
     """Check a code; on success create the account (sign-up) and a session."""
+    challenge = consume_code(tx, phone, purpose, code)
+    if purpose == "signup":
+        user, is_new = _create_account(tx, phone, challenge, client), True
+    else:
+        found = _user_by_phone(tx, phone.e164)
+        if found is None:
+            raise NotFound("account.not_found", N_("No account uses this number. Sign up instead."))
+        user, is_new = found, False
+    token, session = open_session(tx, user, client, kind)
+    return SignedIn(to_account(user), session.id, token, session.expires_at, is_new)
+
+
+def consume_code(tx: Tx, phone: PhoneNumber, purpose: Purpose, code: str) -> SmsChallenge:
+    """Check the newest code sent to ``phone`` for ``purpose`` and use it up.
+
+    A wrong code counts against the code (5 tries) and the number (20 a day), and
+    that count is committed even though the request is refused.
+    """
     code = code.strip()
     if not (code.isascii() and code.isdigit() and len(code) in range(4, 9)):
         raise InvalidInput("otp.format", N_("Enter the code from the SMS: digits only."))
@@ -399,16 +418,7 @@ def verify_code(
     if not same_hash(challenge.code_hash, _code_hash(tx, challenge.id, code)):
         _refuse_wrong_code(tx, phone, challenge)
     challenge.closed_reason, challenge.closed_at = "used", tx.now()
-
-    if purpose == "signup":
-        user, is_new = _create_account(tx, phone, challenge, client), True
-    else:
-        found = _user_by_phone(tx, phone.e164)
-        if found is None:
-            raise NotFound("account.not_found", N_("No account uses this number. Sign up instead."))
-        user, is_new = found, False
-    token, session = _open_session(tx, user, client, kind)
-    return SignedIn(_account(user), session.id, token, session.expires_at, is_new)
+    return challenge
 
 
 def _latest_challenge(tx: Tx, e164: str, purpose: Purpose) -> SmsChallenge | None:
@@ -429,8 +439,8 @@ def _refuse_wrong_code(tx: Tx, phone: PhoneNumber, challenge: SmsChallenge) -> N
     window_start = tx.now() - timedelta(seconds=settings.sms_failure_window_seconds)
     if ratelimit.count(tx, _failure_key(phone), window_start) >= settings.sms_failures_before_lock:
         ratelimit.record(tx, _lock_key(phone))
-        _close_open_challenges(tx, phone.e164, "signup", "exhausted")
-        _close_open_challenges(tx, phone.e164, "login", "exhausted")
+        for purpose in ("signup", "login", "security"):
+            _close_open_challenges(tx, phone.e164, purpose, "exhausted")
         tx.session.flush()
         raise _refusal(
             "otp.locked",
@@ -492,7 +502,7 @@ def _user_by_phone(tx: Tx, e164: str) -> User | None:
     return tx.session.scalars(select(User).where(User.phone_e164 == e164)).first()
 
 
-def _account(user: User) -> Account:
+def to_account(user: User) -> Account:
     language: Language = "zh_Hans" if user.language == "zh_Hans" else "en"
     return Account(
         user.id, from_e164(user.phone_e164), language, user.verification_level, user.created_at
@@ -506,7 +516,7 @@ def _token_hash(tx: Tx, token: str) -> str:
     return keyed_hash(tx.settings.hmac_key(), "session", token)
 
 
-def _open_session(tx: Tx, user: User, client: Client, kind: str) -> tuple[str, AuthSession]:
+def open_session(tx: Tx, user: User, client: Client, kind: str) -> tuple[str, AuthSession]:
     now = tx.now()
     token = new_token()
     session = AuthSession(
@@ -540,7 +550,7 @@ def authenticate(tx: Tx, token: str) -> CurrentSession:
     if (now - session.last_seen_at).total_seconds() >= tx.settings.session_touch_interval_seconds:
         session.last_seen_at = now
     user = tx.session.get_one(User, session.user_id)
-    return CurrentSession(session.id, _account(user))
+    return CurrentSession(session.id, to_account(user))
 
 
 def list_sessions(tx: Tx, user_id: uuid.UUID, current_id: uuid.UUID) -> list[SessionInfo]:
@@ -574,7 +584,7 @@ def revoke_session(tx: Tx, user_id: uuid.UUID, session_id: uuid.UUID) -> None:
 
 
 def get_account(tx: Tx, user_id: uuid.UUID) -> Account:
-    return _account(tx.session.get_one(User, user_id))
+    return to_account(tx.session.get_one(User, user_id))
 
 
 def set_language(tx: Tx, user_id: uuid.UUID, language: Language) -> None:
@@ -611,7 +621,7 @@ def seed_demo_accounts(tx: Tx) -> list[Account]:
                     ip="127.0.0.1",
                 )
             )
-        created.append(_account(user))
+        created.append(to_account(user))
     return created
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -59,7 +60,24 @@ def deliver_due(
     batch: int = 50,
     gateway: SmsGateway | None = None,
 ) -> int:
-    """Send messages that are due; returns how many were sent.
+    """Send SMS messages that are due; returns how many were sent."""
+    sender = gateway or gateway_for(db.settings)
+    return deliver_channel(db, "sms", sender.name, sender.send, only=only, batch=batch)
+
+
+Send = Callable[[str, str], str]  # (recipient, stored text) -> the provider's reference
+
+
+def deliver_channel(
+    db: Database,
+    channel: str,
+    gateway_name: str,
+    send: Send,
+    *,
+    only: list[uuid.UUID] | None = None,
+    batch: int = 50,
+) -> int:
+    """Send one channel's messages that are due; returns how many were sent.
 
     Sending is a side effect that no rollback can take back, so it happens between
     transactions, never inside one that might be retried: first a short transaction
@@ -68,41 +86,52 @@ def deliver_due(
     outcome is written. A worker that dies after sending leaves the claim to expire
     and the message is sent again: delivery is at least once, as with every SMS API.
     """
-    sender = gateway or gateway_for(db.settings)
-    claimed = db.run(lambda tx: _claim(tx, only, batch), isolation="read committed")
+    claimed = db.run(lambda tx: _claim(tx, channel, only, batch), isolation="read committed")
     sent = 0
     for message_id, recipient, body in claimed:
-        sent += _send_one(db, sender, message_id, recipient, body)
+        sent += _send_one(db, gateway_name, send, message_id, recipient, body)
     return sent
 
 
 def _send_one(
-    db: Database, sender: SmsGateway, message_id: uuid.UUID, recipient: str, body: str
+    db: Database,
+    gateway_name: str,
+    send: Send,
+    message_id: uuid.UUID,
+    recipient: str,
+    body: str,
 ) -> int:
     try:
-        reference = sender.send(recipient, body)
+        reference = send(recipient, body)
     except GatewayError as error:
         failure = error
         db.run(
-            lambda tx: _record_failure(tx, message_id, failure, sender.name),
+            lambda tx: _record_failure(tx, message_id, failure, gateway_name),
             isolation="read committed",  # one row, by its key: nothing to serialize
         )
         return 0
     db.run(
-        lambda tx: _record_sent(tx, message_id, reference, sender.name),
+        lambda tx: _record_sent(tx, message_id, reference, gateway_name),
         isolation="read committed",
     )
     return 1
 
 
 LEASE = timedelta(minutes=2)
+ERASED = "[delivered; text erased]"
 
 
-def _claim(tx: Tx, only: list[uuid.UUID] | None, batch: int) -> list[tuple[uuid.UUID, str, str]]:
+def _claim(
+    tx: Tx, channel: str, only: list[uuid.UUID] | None, batch: int
+) -> list[tuple[uuid.UUID, str, str]]:
     now = tx.now()
     query = (
         select(OutboxMessage)
-        .where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now)
+        .where(
+            OutboxMessage.channel == channel,
+            OutboxMessage.status == "pending",
+            OutboxMessage.next_attempt_at <= now,
+        )
         .order_by(OutboxMessage.next_attempt_at)
         .limit(batch)
         .with_for_update(skip_locked=True)
@@ -121,21 +150,21 @@ def _claim(tx: Tx, only: list[uuid.UUID] | None, batch: int) -> list[tuple[uuid.
 def _record_sent(tx: Tx, message_id: uuid.UUID, reference: str, gateway: str) -> None:
     message = tx.session.get_one(OutboxMessage, message_id)
     message.status, message.sent_at = "sent", tx.now()
-    message.gateway, message.provider_ref = gateway, reference
+    message.gateway, message.provider_ref = gateway[:16], reference[:128]
     if gateway != "outbox":
-        # Once a real provider has it, the code in the text has no business here.
-        message.body = "[delivered; text erased]"
+        # Once a real provider has it, the codes in the text have no business here.
+        message.body = ERASED
 
 
 def _record_failure(tx: Tx, message_id: uuid.UUID, error: GatewayError, gateway: str) -> None:
     message = tx.session.get_one(OutboxMessage, message_id)
-    message.gateway, message.last_error = gateway, str(error)[:500]
+    message.gateway, message.last_error = gateway[:16], str(error)[:500]
     if error.permanent or message.attempts >= tx.settings.outbox_max_attempts:
         message.status = "failed"
     else:
         delay = RETRY_DELAYS[min(message.attempts, len(RETRY_DELAYS)) - 1]
         message.next_attempt_at = tx.now() + timedelta(seconds=delay)
-    log.warning("SMS %s not sent: %s", message_id, error)
+    log.warning("%s message %s not sent: %s", message.channel, message_id, error)
 
 
 def read_outbox(tx: Tx, recipient: str | None = None, limit: int = 20) -> list[OutboxEntry]:

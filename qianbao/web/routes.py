@@ -17,6 +17,7 @@ from qianbao.identity import agreements, service
 from qianbao.identity.phone import PhoneNumber, calling_codes, from_e164, parse_mobile
 from qianbao.identity.service import Client, CurrentSession, Purpose
 from qianbao.notify import service as notify
+from qianbao.profile import service as personal_info
 from qianbao.web.render import check_csrf, page, redirect, secure_cookies
 
 router = APIRouter(include_in_schema=False)
@@ -39,7 +40,7 @@ def signed_in(request: Request, db: Database) -> CurrentSession | None:
     return session
 
 
-def _picker(selected: str) -> dict[str, Any]:
+def picker(selected: str) -> dict[str, Any]:
     language = current_language()
     rows = sorted(calling_codes(), key=lambda row: row.name(language))
     return {"calling_codes": rows, "selected_country": selected}
@@ -71,11 +72,11 @@ def first_page(request: Request, db: DbDep, existing: str | None = None) -> Page
             request,
             "index.html",
             number=known.national,
-            **_picker(known.region),
+            **picker(known.region),
             notice=N_("This number already has an account. Log in instead."),
         )
     return page(
-        request, "index.html", number="", **_picker(request.app.state.settings.default_region)
+        request, "index.html", number="", **picker(request.app.state.settings.default_region)
     )
 
 
@@ -109,7 +110,7 @@ def start(
             status=error.status,
             error=error,
             number=number,
-            **_picker(country),
+            **picker(country),
         )
 
 
@@ -138,7 +139,7 @@ def _signup_form(
         agreement_version=agreements.CURRENT_VERSION,
         agreement_title=agreements.TITLE,
         agreement_paragraphs=agreements.PARAGRAPHS,
-        **_picker(country),
+        **picker(country),
     )
 
 
@@ -332,7 +333,19 @@ def me(request: Request, db: DbDep) -> Page:
 
 @router.get("/me/profile")
 def profile(request: Request, db: DbDep) -> Page:
-    return _signed_in_page(request, db, "profile.html", "me")
+    session = signed_in(request, db)
+    if session is None:
+        return redirect(request, "/")
+    found = db.run(lambda tx: personal_info.completeness(tx, session.account.id))
+    return page(
+        request,
+        "profile.html",
+        account=session.account,
+        tab="me",
+        verification_label=service.verification_label(session.account.verification_level),
+        personal_info_complete=found.complete,
+        personal_info_status=personal_info.status_label(found.complete),
+    )
 
 
 @router.get("/me/sessions")

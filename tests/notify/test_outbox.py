@@ -191,7 +191,7 @@ def test_a_worker_that_dies_after_claiming_leaves_the_message_to_others(
     db: Database, clock: FrozenClock
 ) -> None:
     queue(db, after=False)
-    claimed = db.run(lambda tx: service._claim(tx, None, 10))  # ...then the worker dies
+    claimed = db.run(lambda tx: service._claim(tx, "sms", None, 10))  # ...then the worker dies
     assert len(claimed) == 1
     assert service.deliver_due(db) == 0  # the claim holds for its lease
     clock.advance(minutes=2)

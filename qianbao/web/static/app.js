@@ -59,8 +59,58 @@ function setUpAgreement() {
   dialog.querySelector("[data-dialog=decline]").addEventListener("click", () => dialog.close());
 }
 
+// Login password: zxcvbn's estimate from the server, shown on a meter as one types.
+function setUpStrengthMeter() {
+  const input = document.querySelector("[data-strength]");
+  if (!input) return;
+  const meter = document.getElementById(input.dataset.strength);
+  const label = document.getElementById("strength-label");
+  let timer = null;
+  input.addEventListener("input", () => {
+    clearTimeout(timer);
+    timer = setTimeout(async () => {
+      if (!input.value) { meter.hidden = true; label.textContent = ""; return; }
+      const response = await fetch("/api/v1/password-strength", {
+        method: "POST",
+        headers: {"Content-Type": "application/json"},
+        body: JSON.stringify({password: input.value}),
+      });
+      if (!response.ok) return;
+      const result = await response.json();
+      meter.hidden = false;
+      meter.value = result.score;
+      label.textContent = result.label;
+    }, 250);
+  });
+}
+
+// Payment password: an on-screen keypad that types into the focused six-digit field.
+function setUpKeypad() {
+  const keypad = document.getElementById("keypad");
+  const fields = Array.from(document.querySelectorAll("[data-keypad]"));
+  if (!keypad || fields.length === 0) return;
+  keypad.hidden = false;
+  let target = fields.find((field) => !field.value) || fields[0];
+  fields.forEach((field) => field.addEventListener("focus", () => { target = field; }));
+  keypad.addEventListener("click", (event) => {
+    const key = event.target.closest("[data-key]");
+    if (!key) return;
+    if (key.dataset.key === "⌫") {
+      target.value = target.value.slice(0, -1);
+    } else if (target.value.length < 6) {
+      target.value += key.dataset.key;
+      if (target.value.length === 6) {
+        const next = fields[fields.indexOf(target) + 1];
+        if (next) { target = next; next.focus(); }
+      }
+    }
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   setUpPicker();
   setUpResend();
   setUpAgreement();
+  setUpStrengthMeter();
+  setUpKeypad();
 });

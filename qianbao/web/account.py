@@ -1,0 +1,289 @@
+"""Settings -> Account and Security pages, and login by password. Same services as the API."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import Response
+
+from qianbao import deps
+from qianbao.db import Database
+from qianbao.errors import QianbaoError
+from qianbao.i18n import N_, current_language
+from qianbao.identity import security
+from qianbao.identity.phone import parse_mobile
+from qianbao.identity.service import CurrentSession
+from qianbao.web.render import check_csrf, page, redirect, secure_cookies
+from qianbao.web.routes import ClientDep, CsrfField, DbDep, picker, signed_in
+
+router = APIRouter(include_in_schema=False)
+Text = Annotated[str, Form()]
+
+
+def _security_page(
+    request: Request,
+    db: Database,
+    session: CurrentSession,
+    template: str,
+    error: QianbaoError | None = None,
+    notice: str | None = None,
+    **context: object,
+) -> Response:
+    found = db.run(lambda tx: security.status(tx, session.account.id))
+    return page(
+        request,
+        template,
+        status=error.status if error else 200,
+        error=error,
+        notice=notice,
+        account=session.account,
+        tab="me",
+        security=found,
+        **context,
+    )
+
+
+def _session_or_home(request: Request, db: Database) -> CurrentSession | Response:
+    session = signed_in(request, db)
+    return session if session is not None else redirect(request, "/")
+
+
+@router.get("/me/settings")
+def settings_page(request: Request, db: DbDep) -> Response:
+    session = _session_or_home(request, db)
+    if isinstance(session, Response):
+        return session
+    return page(request, "settings.html", account=session.account, tab="me")
+
+
+@router.get("/me/security")
+def security_page(request: Request, db: DbDep) -> Response:
+    session = _session_or_home(request, db)
+    if isinstance(session, Response):
+        return session
+    return _security_page(request, db, session, "security.html")
+
+
+@router.post("/me/security/code")
+def send_code(
+    request: Request,
+    db: DbDep,
+    client: ClientDep,
+    csrf: CsrfField = "",
+    back: Text = "/me/security",
+) -> Response:
+    """The "Send code" button of every form below: an SMS code to one's own number."""
+    check_csrf(request, csrf)
+    session = _session_or_home(request, db)
+    if isinstance(session, Response):
+        return session
+    target = back if back in _FORMS else "/me/security"
+    try:
+        security.send_security_code(db, session.account.id, client, current_language())
+    except QianbaoError as error:
+        return _security_page(request, db, session, _FORMS[target], error=error)
+    return _security_page(
+        request, db, session, _FORMS[target], notice=N_("A new code is on its way.")
+    )
+
+
+_FORMS = {
+    "/me/security": "security.html",
+    "/me/security/login-password": "login_password.html",
+    "/me/security/payment-password": "payment_password.html",
+    "/me/security/email": "email.html",
+}
+
+
+@router.get("/me/security/login-password")
+def login_password_page(request: Request, db: DbDep) -> Response:
+    session = _session_or_home(request, db)
+    if isinstance(session, Response):
+        return session
+    return _security_page(request, db, session, "login_password.html")
+
+
+@router.post("/me/security/login-password")
+def set_login_password(
+    request: Request,
+    db: DbDep,
+    csrf: CsrfField = "",
+    new_password: Text = "",
+    current_password: Text = "",
+    sms_code: Text = "",
+) -> Response:
+    check_csrf(request, csrf)
+    session = _session_or_home(request, db)
+    if isinstance(session, Response):
+        return session
+    try:
+        security.set_login_password(
+            db,
+            session.account.id,
+            session.session_id,
+            new_password,
+            current_password=current_password or None,
+            sms_code=sms_code or None,
+        )
+    except QianbaoError as error:
+        return _security_page(request, db, session, "login_password.html", error=error)
+    return _security_page(
+        request,
+        db,
+        session,
+        "security.html",
+        notice=N_("Login password saved. Other devices were logged out."),
+    )
+
+
+@router.get("/me/security/payment-password")
+def payment_password_page(request: Request, db: DbDep) -> Response:
+    session = _session_or_home(request, db)
+    if isinstance(session, Response):
+        return session
+    return _security_page(request, db, session, "payment_password.html")
+
+
+@router.post("/me/security/payment-password")
+def set_payment_password(
+    request: Request,
+    db: DbDep,
+    csrf: CsrfField = "",
+    new_password: Text = "",
+    confirm_password: Text = "",
+    current_password: Text = "",
+    sms_code: Text = "",
+) -> Response:
+    check_csrf(request, csrf)
+    session = _session_or_home(request, db)
+    if isinstance(session, Response):
+        return session
+    try:
+        if new_password != confirm_password:
+            raise QianbaoError(
+                "paypw.confirm_mismatch",
+                N_("The two payment passwords are not the same."),
+                status=422,
+            )
+        security.set_payment_password(
+            db,
+            session.account.id,
+            new_password,
+            current_pin=current_password or None,
+            sms_code=sms_code or None,
+        )
+    except QianbaoError as error:
+        return _security_page(request, db, session, "payment_password.html", error=error)
+    return _security_page(
+        request, db, session, "security.html", notice=N_("Payment password saved.")
+    )
+
+
+@router.get("/me/security/email")
+def email_page(request: Request, db: DbDep) -> Response:
+    session = _session_or_home(request, db)
+    if isinstance(session, Response):
+        return session
+    return _security_page(request, db, session, "email.html")
+
+
+@router.post("/me/security/email")
+def start_email(
+    request: Request, db: DbDep, csrf: CsrfField = "", email: Text = "", sms_code: Text = ""
+) -> Response:
+    check_csrf(request, csrf)
+    session = _session_or_home(request, db)
+    if isinstance(session, Response):
+        return session
+    try:
+        security.start_email_change(
+            db, session.account.id, email, current_language(), sms_code or None
+        )
+    except QianbaoError as error:
+        return _security_page(request, db, session, "email.html", error=error, email=email)
+    return _security_page(
+        request, db, session, "email.html", notice=N_("We sent a code to your email address.")
+    )
+
+
+@router.post("/me/security/email/confirm")
+def confirm_email(request: Request, db: DbDep, csrf: CsrfField = "", code: Text = "") -> Response:
+    check_csrf(request, csrf)
+    session = _session_or_home(request, db)
+    if isinstance(session, Response):
+        return session
+    try:
+        db.run(lambda tx: security.confirm_email(tx, session.account.id, code))
+    except QianbaoError as error:
+        return _security_page(request, db, session, "email.html", error=error)
+    return _security_page(
+        request,
+        db,
+        session,
+        "security.html",
+        notice=N_("Email address confirmed. You can log in with it."),
+    )
+
+
+@router.post("/me/sessions/others/revoke")
+def end_other_sessions(request: Request, db: DbDep, csrf: CsrfField = "") -> Response:
+    check_csrf(request, csrf)
+    session = _session_or_home(request, db)
+    if isinstance(session, Response):
+        return session
+    db.run(lambda tx: security.end_other_sessions(tx, session.account.id, session.session_id))
+    return redirect(request, "/me/sessions")
+
+
+# --- login by password ----------------------------------------------------------------
+
+
+@router.get("/login/password")
+def password_login_page(request: Request) -> Response:
+    return page(
+        request,
+        "password_login.html",
+        login="",
+        **picker(request.app.state.settings.default_region),
+    )
+
+
+@router.post("/login/password")
+def password_login(
+    request: Request,
+    db: DbDep,
+    client: ClientDep,
+    csrf: CsrfField = "",
+    login: Text = "",
+    country: Text = "",
+    password: Text = "",
+) -> Response:
+    check_csrf(request, csrf)
+    try:
+        phone = None if "@" in login else parse_mobile(login, country, current_language())
+        signed = security.sign_in_with_password(db, login, phone, password, client, "web")
+    except QianbaoError as error:
+        refused = page(
+            request,
+            "password_login.html",
+            status=error.status,
+            error=error,
+            login=login,
+            **picker(country),
+        )
+        if error.retry_after:
+            refused.headers["Retry-After"] = str(error.retry_after)
+        return refused
+    response = redirect(request, "/home")
+    settings = request.app.state.settings
+    response.set_cookie(
+        deps.SESSION_COOKIE,
+        signed.token,
+        httponly=True,
+        samesite="lax",
+        secure=secure_cookies(request),
+        path="/",
+        max_age=settings.session_absolute_seconds,
+    )
+    return response
