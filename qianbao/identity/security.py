@@ -15,7 +15,13 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select, update
 
 from qianbao.db import Database, Tx
-from qianbao.errors import Conflict, Forbidden, InvalidInput, RecordedRefusal
+from qianbao.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotAuthenticated,
+    RecordedRefusal,
+)
 from qianbao.i18n import N_, Language, language_scope, translate
 from qianbao.identity import passwords
 from qianbao.identity.codes import keyed_hash, new_sms_code, same_hash
@@ -32,6 +38,7 @@ from qianbao.identity.service import (
     to_account,
 )
 from qianbao.risk import ratelimit
+from qianbao.settings import Settings
 
 EMAIL_CODE_TTL = timedelta(minutes=30)
 EMAIL_CODE_TRIES = 5
@@ -173,32 +180,66 @@ def sign_in_with_password(
 
     Failures slow further tries down (per account and per address), doubling each
     time; SMS-code login is not affected, so nobody can lock a person out for good.
+
+    argon2 takes a few hundred milliseconds on purpose, so it runs between two short
+    transactions, not inside one (on SQLite that would hold every writer back). The
+    first transaction counts the try as a failure before the password is checked, so
+    parallel guesses see each other; a right password then takes its failure back.
     """
+    attempt = db.run(
+        lambda tx: _begin_password_attempt(tx, login, phone, client), isolation=NUMBER_LOCKED
+    )
+    normalized = passwords.normalize_login_password(password)
+    if attempt.stored_hash is None:
+        # Spend the same time as a real check, so timing does not tell who has an account.
+        passwords.verify_secret(db.settings, _DUMMY_HASH.get(db.settings), normalized)
+        raise NotAuthenticated("login.failed", _LOGIN_FAILED)
+    if not passwords.verify_secret(db.settings, attempt.stored_hash, normalized):
+        raise NotAuthenticated("login.failed", _LOGIN_FAILED)
+    rehashed = (
+        passwords.hash_secret(db.settings, normalized)
+        if passwords.needs_rehash(db.settings, attempt.stored_hash)
+        else None
+    )
     return db.run(
-        lambda tx: _sign_in_with_password(tx, login, phone, password, client, kind),
+        lambda tx: _finish_password_attempt(tx, attempt, rehashed, client, kind),
         isolation=NUMBER_LOCKED,
     )
 
 
-def _sign_in_with_password(
-    tx: Tx, login: str, phone: PhoneNumber | None, password: str, client: Client, kind: str
-) -> SignedIn:
-    _wait_if_throttled(tx, f"pw:ip:{client.ip}", tx.settings.password_failures_before_delay_per_ip)
+@dataclass(frozen=True)
+class _PasswordAttempt:
+    user_id: uuid.UUID | None
+    stored_hash: str | None
+    failure_ids: tuple[uuid.UUID, ...]  # the failures counted ahead, taken back on success
+
+
+def _begin_password_attempt(
+    tx: Tx, login: str, phone: PhoneNumber | None, client: Client
+) -> _PasswordAttempt:
+    ip_key = f"pw:ip:{client.ip}"
+    _wait_if_throttled(tx, ip_key, tx.settings.password_failures_before_delay_per_ip)
     user = find_login(tx, login, phone)
     if user is None or user.password_hash is None:
-        # Spend the same time as a real check, so timing does not tell who has an account.
-        passwords.verify_secret(tx.settings, _DUMMY_HASH.get(tx), password)
-        _count_password_failure(tx, None, client.ip)
-        raise RecordedRefusal("login.failed", _LOGIN_FAILED, status=401)
-    user = _locked_user(tx, user.id)
-    _wait_if_throttled(tx, f"pw:user:{user.id}", tx.settings.password_failures_before_delay)
-    normalized = passwords.normalize_login_password(password)
-    stored = user.password_hash or ""
-    if not passwords.verify_secret(tx.settings, stored, normalized):
-        _count_password_failure(tx, user.id, client.ip)
-        raise RecordedRefusal("login.failed", _LOGIN_FAILED, status=401)
-    if passwords.needs_rehash(tx.settings, stored):
-        user.password_hash = passwords.hash_secret(tx.settings, normalized)
+        ratelimit.record(tx, ip_key)
+        return _PasswordAttempt(None, None, ())
+    user_key = f"pw:user:{user.id}"
+    ratelimit.claim(tx, [user_key])  # one account's tries queue here, one at a time
+    _wait_if_throttled(tx, user_key, tx.settings.password_failures_before_delay)
+    failures = (ratelimit.record(tx, user_key), ratelimit.record(tx, ip_key))
+    return _PasswordAttempt(user.id, user.password_hash, failures)
+
+
+def _finish_password_attempt(
+    tx: Tx, attempt: _PasswordAttempt, rehashed: str | None, client: Client, kind: str
+) -> SignedIn:
+    assert attempt.user_id is not None
+    user = _locked_user(tx, attempt.user_id)
+    if user.password_hash != attempt.stored_hash:  # changed while we were checking
+        raise NotAuthenticated("login.failed", _LOGIN_FAILED)
+    ratelimit.forget(tx, attempt.failure_ids)
+    if rehashed is not None:
+        user.password_hash = rehashed
     token, session = open_session(tx, user, client, kind)
     return SignedIn(to_account(user), session.id, token, session.expires_at, False)
 
@@ -209,8 +250,7 @@ class _DummyHash:
     def __init__(self) -> None:
         self._by_cost: dict[tuple[int, int, int], str] = {}
 
-    def get(self, tx: Tx) -> str:
-        s = tx.settings
+    def get(self, s: Settings) -> str:
         cost = (s.argon2_time_cost, s.argon2_memory_kib, s.argon2_parallelism)
         if cost not in self._by_cost:
             self._by_cost[cost] = passwords.hash_secret(s, "not a password of anyone")
@@ -276,7 +316,10 @@ def _set_payment_password(
     passwords.check_payment_password(new_pin, user.phone_e164, birth_date)
     existing = tx.session.get(PaymentPassword, user_id)
     if existing is not None and current_pin:
-        _check_payment_password(tx, existing, current_pin)
+        # Rare, so checked here, inside the row's lock; it counts toward the lock too.
+        _refuse_if_payments_locked(tx, existing)
+        matches = passwords.verify_secret(tx.settings, existing.password_hash, current_pin)
+        _record_payment_attempt(tx, user_id, existing.password_hash, matches)
     else:
         # A forgotten payment password is reset with an SMS code. Verified accounts will
         # also need a fresh face check once real-name verification exists.
@@ -290,50 +333,65 @@ def _set_payment_password(
 
 
 def verify_payment_password(db: Database, user_id: uuid.UUID, pin: str) -> None:
-    """The one check every payment calls. Three wrong entries lock payments for 3 hours."""
-    db.run(lambda tx: check_payment_password(tx, user_id, pin), isolation=NUMBER_LOCKED)
+    """The one check every payment calls, before its own transaction. Three wrong
+    entries lock payments for 3 hours.
+
+    As with the login password, argon2 runs between two short transactions. The
+    outcome is written under the row's lock, where a lock set meanwhile by parallel
+    wrong entries is seen, so however many arrive at once only the allowed number
+    count as tries and the rest meet the lock.
+    """
+    stored = db.run(lambda tx: _payment_hash_if_unlocked(tx, user_id))
+    matches = passwords.verify_secret(db.settings, stored, pin)
+    db.run(
+        lambda tx: _record_payment_attempt(tx, user_id, stored, matches),
+        isolation=NUMBER_LOCKED,
+    )
 
 
-def check_payment_password(tx: Tx, user_id: uuid.UUID, pin: str) -> None:
-    """As ``verify_payment_password``, inside a caller's transaction (a payment's own)."""
-    record = tx.session.scalars(
-        select(PaymentPassword).where(PaymentPassword.user_id == user_id).with_for_update()
-    ).first()
+def _payment_hash_if_unlocked(tx: Tx, user_id: uuid.UUID) -> str:
+    record = tx.session.get(PaymentPassword, user_id)
     if record is None:
         raise Forbidden("paypw.not_set", N_("Set a payment password first."))
-    _check_payment_password(tx, record, pin)
+    _refuse_if_payments_locked(tx, record)
+    return record.password_hash
 
 
-def _check_payment_password(tx: Tx, record: PaymentPassword, pin: str) -> None:
+_PAYMENTS_LOCKED = N_(
+    "Payments are locked after too many wrong payment passwords. "
+    "Try again in {wait}, or reset the payment password."
+)
+
+
+def _refuse_if_payments_locked(tx: Tx, record: PaymentPassword) -> None:
     now = tx.now()
     if record.locked_until is not None and record.locked_until > now:
         raise ratelimit.refusal(
-            "paypw.locked",
-            N_(
-                "Payments are locked after too many wrong payment passwords. "
-                "Try again in {wait}, or reset the payment password."
-            ),
-            (record.locked_until - now).total_seconds(),
+            "paypw.locked", _PAYMENTS_LOCKED, (record.locked_until - now).total_seconds()
         )
-    if passwords.verify_secret(tx.settings, record.password_hash, pin):
+
+
+def _record_payment_attempt(tx: Tx, user_id: uuid.UUID, checked: str, matches: bool) -> None:
+    record = tx.session.scalars(
+        select(PaymentPassword).where(PaymentPassword.user_id == user_id).with_for_update()
+    ).one()
+    _refuse_if_payments_locked(tx, record)
+    if record.password_hash != checked:  # changed meanwhile: the check proves nothing
+        raise Conflict("paypw.changed", N_("The payment password was just changed. Try again."))
+    if matches:
         record.failures = 0
         return
     record.failures += 1
     limit = tx.settings.payment_password_max_failures
     if record.failures >= limit:
-        record.failures, record.locked_until = (
-            0,
-            now + timedelta(seconds=tx.settings.payment_password_lock_seconds),
-        )
+        lock = tx.settings.payment_password_lock_seconds
+        record.failures, record.locked_until = 0, tx.now() + timedelta(seconds=lock)
         tx.session.flush()
         raise RecordedRefusal(
             "paypw.locked",
-            N_(
-                "Payments are locked after too many wrong payment passwords. "
-                "Try again in {wait}, or reset the payment password."
-            ),
-            {"wait": ratelimit.human_wait(tx.settings.payment_password_lock_seconds)},
-            retry_after=tx.settings.payment_password_lock_seconds,
+            _PAYMENTS_LOCKED,
+            {"wait": ratelimit.human_wait(lock)},
+            retry_after=lock,
             status=429,
         )
     tx.session.flush()

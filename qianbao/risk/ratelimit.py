@@ -9,6 +9,7 @@ cannot all see "4 of 5" and all go through.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -60,9 +61,16 @@ def latest(tx: Tx, key: str) -> datetime | None:
     return tx.session.scalar(query)
 
 
-def record(tx: Tx, key: str) -> None:
-    tx.session.add(RateEvent(key=key, at=tx.now()))
+def record(tx: Tx, key: str) -> uuid.UUID:
+    event = RateEvent(key=key, at=tx.now())
+    tx.session.add(event)
     tx.session.flush()
+    return event.id
+
+
+def forget(tx: Tx, event_ids: Iterable[uuid.UUID]) -> None:
+    """Take back events counted ahead of an outcome that did not warrant them."""
+    tx.session.execute(delete(RateEvent).where(RateEvent.id.in_(list(event_ids))))
 
 
 def seconds_until_free(tx: Tx, limit: Limit) -> float | None:
