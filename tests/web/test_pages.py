@@ -170,11 +170,23 @@ def test_every_page_renders_in_both_languages(client: TestClient, language: str)
         "/demo/outbox",
         "/signup?phone=%2B6581234567",
         "/code?phone=%2B447911123456&purpose=login",
+        "/me/settings",
+        "/me/security",
+        "/me/security/login-password",
+        "/me/security/payment-password",
+        "/me/security/email",
+        "/me/personal-info",
+        "/me/personal-info/occupation",
+        "/me/personal-info/address",
+        "/login/password",
     ):
         page = client.get(path)
         assert page.status_code == 200, path
         expected = "zh-Hans" if language == "zh_Hans" else "en"
         assert f'<html lang="{expected}">' in page.text, path
+        if language == "zh_Hans":  # the page's own heading is translated too
+            heading = re.search(r"<h1>(.*?)</h1>", page.text, re.S)
+            assert heading is None or not re.fullmatch(r"[A-Za-z ]+", heading.group(1).strip())
 
 
 def test_log_out_and_revoke_from_the_sessions_page(client: TestClient) -> None:
