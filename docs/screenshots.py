@@ -10,6 +10,9 @@ browser tests, tests/e2e/liveserver.py), signs up a UK number and saves:
     03-signup-agreement.png     sign-up, with the agreement dialog open
     04-code.png                 the SMS code page
     05-profile-unverified.png   the profile, real-name verification not done yet
+    06-personal-info-address.png  the address: state, city and street
+    07-account-and-security.png   Settings -> Account and Security
+    08-payment-password-keypad.png  the payment password on its keypad
 
 Pages 03 to 05 are in ``--language`` (English unless told).
 """
@@ -86,6 +89,21 @@ def take_screenshots(page: Page, server: LiveServer, out: Path, language: Langua
     page.wait_for_url(re.compile(r"/me/profile$"))
     expect(page.get_by_test_id("real-name")).to_be_visible()
     shoot(page, out, "05-profile-unverified.png")
+
+    page.goto(server.url + "/me/personal-info/address")
+    page.locator("select[name=state]").select_option("440000")
+    page.locator("select[name=city]").select_option("440100")
+    page.locator("textarea[name=street]").fill("天河路 385 号")
+    shoot(page, out, "06-personal-info-address.png")
+
+    page.goto(server.url + "/me/security")
+    shoot(page, out, "07-account-and-security.png")
+
+    page.goto(server.url + "/me/security/payment-password")
+    page.locator("#new_password").focus()
+    for digit in "802":
+        page.locator(f"#keypad [data-key='{digit}']").click()
+    shoot(page, out, "08-payment-password-keypad.png")
 
 
 def main(argv: list[str] | None = None) -> int:
