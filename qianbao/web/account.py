@@ -2,23 +2,38 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
-from qianbao import deps
 from qianbao.db import Database
 from qianbao.errors import QianbaoError
 from qianbao.i18n import N_, current_language
 from qianbao.identity import security
 from qianbao.identity.phone import parse_mobile
 from qianbao.identity.service import CurrentSession
-from qianbao.web.render import check_csrf, page, redirect, secure_cookies
-from qianbao.web.routes import ClientDep, CsrfField, DbDep, picker, signed_in
+from qianbao.web.render import check_csrf, page, redirect
+from qianbao.web.routes import (
+    ClientDep,
+    CsrfField,
+    DbDep,
+    picker,
+    signed_in,
+    start_web_session,
+)
 
 router = APIRouter(include_in_schema=False)
 Text = Annotated[str, Form()]
+
+# The forms of this section, by address; "Send code" returns to the one it came from.
+FORMS = {
+    "/me/security": "security.html",
+    "/me/security/login-password": "login_password.html",
+    "/me/security/payment-password": "payment_password.html",
+    "/me/security/email": "email.html",
+}
 
 
 def _security_page(
@@ -28,7 +43,7 @@ def _security_page(
     template: str,
     error: QianbaoError | None = None,
     notice: str | None = None,
-    **context: object,
+    **context: Any,
 ) -> Response:
     found = db.run(lambda tx: security.status(tx, session.account.id))
     return page(
@@ -44,64 +59,80 @@ def _security_page(
     )
 
 
-def _session_or_home(request: Request, db: Database) -> CurrentSession | Response:
+def _show(request: Request, db: Database, template: str) -> Response:
     session = signed_in(request, db)
-    return session if session is not None else redirect(request, "/")
+    if session is None:
+        return redirect(request, "/")
+    return _security_page(request, db, session, template)
+
+
+def _submit(
+    request: Request,
+    db: Database,
+    csrf: str,
+    form: str,
+    change: Callable[[CurrentSession], object],
+    done: str,
+    then: str = "security.html",
+    **context: Any,
+) -> Response:
+    """A form's change: done, the page ``then`` says so; refused, the form says why."""
+    check_csrf(request, csrf)
+    session = signed_in(request, db)
+    if session is None:
+        return redirect(request, "/")
+    try:
+        change(session)
+    except QianbaoError as error:
+        return _security_page(request, db, session, form, error=error, **context)
+    return _security_page(request, db, session, then, notice=done)
 
 
 @router.get("/me/settings")
 def settings_page(request: Request, db: DbDep) -> Response:
-    session = _session_or_home(request, db)
-    if isinstance(session, Response):
-        return session
+    session = signed_in(request, db)
+    if session is None:
+        return redirect(request, "/")
     return page(request, "settings.html", account=session.account, tab="me")
 
 
 @router.get("/me/security")
 def security_page(request: Request, db: DbDep) -> Response:
-    session = _session_or_home(request, db)
-    if isinstance(session, Response):
-        return session
-    return _security_page(request, db, session, "security.html")
-
-
-@router.post("/me/security/code")
-def send_code(
-    request: Request,
-    db: DbDep,
-    client: ClientDep,
-    csrf: CsrfField = "",
-    back: Text = "/me/security",
-) -> Response:
-    """The "Send code" button of every form below: an SMS code to one's own number."""
-    check_csrf(request, csrf)
-    session = _session_or_home(request, db)
-    if isinstance(session, Response):
-        return session
-    target = back if back in _FORMS else "/me/security"
-    try:
-        security.send_security_code(db, session.account.id, client, current_language())
-    except QianbaoError as error:
-        return _security_page(request, db, session, _FORMS[target], error=error)
-    return _security_page(
-        request, db, session, _FORMS[target], notice=N_("A new code is on its way.")
-    )
-
-
-_FORMS = {
-    "/me/security": "security.html",
-    "/me/security/login-password": "login_password.html",
-    "/me/security/payment-password": "payment_password.html",
-    "/me/security/email": "email.html",
-}
+    return _show(request, db, "security.html")
 
 
 @router.get("/me/security/login-password")
 def login_password_page(request: Request, db: DbDep) -> Response:
-    session = _session_or_home(request, db)
-    if isinstance(session, Response):
-        return session
-    return _security_page(request, db, session, "login_password.html")
+    return _show(request, db, "login_password.html")
+
+
+@router.get("/me/security/payment-password")
+def payment_password_page(request: Request, db: DbDep) -> Response:
+    return _show(request, db, "payment_password.html")
+
+
+@router.get("/me/security/email")
+def email_page(request: Request, db: DbDep) -> Response:
+    return _show(request, db, "email.html")
+
+
+@router.post("/me/security/code")
+def send_code(
+    request: Request, db: DbDep, client: ClientDep, csrf: CsrfField = "", back: Text = ""
+) -> Response:
+    """The "Send code" button of every form: an SMS code to one's own number."""
+    form = FORMS.get(back, "security.html")
+    return _submit(
+        request,
+        db,
+        csrf,
+        form,
+        lambda session: security.send_security_code(
+            db, session.account.id, client, current_language()
+        ),
+        done=N_("A new code is on its way."),
+        then=form,
+    )
 
 
 @router.post("/me/security/login-password")
@@ -113,36 +144,21 @@ def set_login_password(
     current_password: Text = "",
     sms_code: Text = "",
 ) -> Response:
-    check_csrf(request, csrf)
-    session = _session_or_home(request, db)
-    if isinstance(session, Response):
-        return session
-    try:
-        security.set_login_password(
+    return _submit(
+        request,
+        db,
+        csrf,
+        "login_password.html",
+        lambda session: security.set_login_password(
             db,
             session.account.id,
             session.session_id,
             new_password,
             current_password=current_password or None,
             sms_code=sms_code or None,
-        )
-    except QianbaoError as error:
-        return _security_page(request, db, session, "login_password.html", error=error)
-    return _security_page(
-        request,
-        db,
-        session,
-        "security.html",
-        notice=N_("Login password saved. Other devices were logged out."),
+        ),
+        done=N_("Login password saved. Other devices were logged out."),
     )
-
-
-@router.get("/me/security/payment-password")
-def payment_password_page(request: Request, db: DbDep) -> Response:
-    session = _session_or_home(request, db)
-    if isinstance(session, Response):
-        return session
-    return _security_page(request, db, session, "payment_password.html")
 
 
 @router.post("/me/security/payment-password")
@@ -155,11 +171,7 @@ def set_payment_password(
     current_password: Text = "",
     sms_code: Text = "",
 ) -> Response:
-    check_csrf(request, csrf)
-    session = _session_or_home(request, db)
-    if isinstance(session, Response):
-        return session
-    try:
+    def change(session: CurrentSession) -> None:
         if new_password != confirm_password:
             raise QianbaoError(
                 "paypw.confirm_mismatch",
@@ -173,65 +185,48 @@ def set_payment_password(
             current_pin=current_password or None,
             sms_code=sms_code or None,
         )
-    except QianbaoError as error:
-        return _security_page(request, db, session, "payment_password.html", error=error)
-    return _security_page(
-        request, db, session, "security.html", notice=N_("Payment password saved.")
+
+    return _submit(
+        request, db, csrf, "payment_password.html", change, N_("Payment password saved.")
     )
-
-
-@router.get("/me/security/email")
-def email_page(request: Request, db: DbDep) -> Response:
-    session = _session_or_home(request, db)
-    if isinstance(session, Response):
-        return session
-    return _security_page(request, db, session, "email.html")
 
 
 @router.post("/me/security/email")
 def start_email(
     request: Request, db: DbDep, csrf: CsrfField = "", email: Text = "", sms_code: Text = ""
 ) -> Response:
-    check_csrf(request, csrf)
-    session = _session_or_home(request, db)
-    if isinstance(session, Response):
-        return session
-    try:
-        security.start_email_change(
+    return _submit(
+        request,
+        db,
+        csrf,
+        "email.html",
+        lambda session: security.start_email_change(
             db, session.account.id, email, current_language(), sms_code or None
-        )
-    except QianbaoError as error:
-        return _security_page(request, db, session, "email.html", error=error, email=email)
-    return _security_page(
-        request, db, session, "email.html", notice=N_("We sent a code to your email address.")
+        ),
+        done=N_("We sent a code to your email address."),
+        then="email.html",
+        email=email,
     )
 
 
 @router.post("/me/security/email/confirm")
 def confirm_email(request: Request, db: DbDep, csrf: CsrfField = "", code: Text = "") -> Response:
-    check_csrf(request, csrf)
-    session = _session_or_home(request, db)
-    if isinstance(session, Response):
-        return session
-    try:
-        db.run(lambda tx: security.confirm_email(tx, session.account.id, code))
-    except QianbaoError as error:
-        return _security_page(request, db, session, "email.html", error=error)
-    return _security_page(
+    return _submit(
         request,
         db,
-        session,
-        "security.html",
-        notice=N_("Email address confirmed. You can log in with it."),
+        csrf,
+        "email.html",
+        lambda session: db.run(lambda tx: security.confirm_email(tx, session.account.id, code)),
+        done=N_("Email address confirmed. You can log in with it."),
     )
 
 
 @router.post("/me/sessions/others/revoke")
 def end_other_sessions(request: Request, db: DbDep, csrf: CsrfField = "") -> Response:
     check_csrf(request, csrf)
-    session = _session_or_home(request, db)
-    if isinstance(session, Response):
-        return session
+    session = signed_in(request, db)
+    if session is None:
+        return redirect(request, "/")
     db.run(lambda tx: security.end_other_sessions(tx, session.account.id, session.session_id))
     return redirect(request, "/me/sessions")
 
@@ -275,15 +270,4 @@ def password_login(
         if error.retry_after:
             refused.headers["Retry-After"] = str(error.retry_after)
         return refused
-    response = redirect(request, "/home")
-    settings = request.app.state.settings
-    response.set_cookie(
-        deps.SESSION_COOKIE,
-        signed.token,
-        httponly=True,
-        samesite="lax",
-        secure=secure_cookies(request),
-        path="/",
-        max_age=settings.session_absolute_seconds,
-    )
-    return response
+    return start_web_session(request, redirect(request, "/home"), signed)

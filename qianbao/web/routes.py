@@ -15,7 +15,7 @@ from qianbao.errors import NotAuthenticated, NotFound, QianbaoError
 from qianbao.i18n import N_, Language, current_language, parse_language, set_language
 from qianbao.identity import agreements, service
 from qianbao.identity.phone import PhoneNumber, calling_codes, from_e164, parse_mobile
-from qianbao.identity.service import Client, CurrentSession, Purpose
+from qianbao.identity.service import Client, CurrentSession, Purpose, SignedIn
 from qianbao.notify import service as notify
 from qianbao.profile import service as personal_info
 from qianbao.web.render import check_csrf, page, redirect, secure_cookies
@@ -57,6 +57,29 @@ def _phone_from_query(value: str | None) -> PhoneNumber | None:
         return parse_mobile(value, "GB")  # the country is ignored for +numbers
     except QianbaoError:
         return None
+
+
+def start_web_session(request: Request, response: Response, signed: SignedIn) -> Response:
+    """Hand the new session to the browser (and the account's language, if none chosen)."""
+    settings = request.app.state.settings
+    response.set_cookie(
+        deps.SESSION_COOKIE,
+        signed.token,
+        httponly=True,
+        samesite="lax",
+        secure=secure_cookies(request),
+        path="/",
+        max_age=settings.session_absolute_seconds,
+    )
+    if not deps.language_from_cookie(request):
+        response.set_cookie(
+            deps.LANGUAGE_COOKIE,
+            signed.account.language,
+            samesite="lax",
+            secure=secure_cookies(request),
+            max_age=365 * 86400,
+        )
+    return response
 
 
 # --- first page, sign-up and code --------------------------------------------------------
@@ -227,26 +250,7 @@ def submit_code(
         signed = service.sign_in(db, parsed, chosen, code, client, "web")
     except QianbaoError as error:
         return _code_form(request, db, parsed, chosen, error)
-    response = redirect(request, "/home")
-    settings = request.app.state.settings
-    response.set_cookie(
-        deps.SESSION_COOKIE,
-        signed.token,
-        httponly=True,
-        samesite="lax",
-        secure=secure_cookies(request),
-        path="/",
-        max_age=settings.session_absolute_seconds,
-    )
-    if not deps.language_from_cookie(request):
-        response.set_cookie(
-            deps.LANGUAGE_COOKIE,
-            signed.account.language,
-            samesite="lax",
-            secure=secure_cookies(request),
-            max_age=365 * 86400,
-        )
-    return response
+    return start_web_session(request, redirect(request, "/home"), signed)
 
 
 @router.post("/code/resend")
