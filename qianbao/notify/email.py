@@ -46,7 +46,7 @@ from qianbao.clock import Clock, SystemClock
 from qianbao.db import Database, Tx
 from qianbao.notify.gateways import GatewayError
 from qianbao.notify.models import OutboxMessage
-from qianbao.notify.service import deliver_channel
+from qianbao.notify.service import deliver_channel, queue_message
 from qianbao.settings import Settings
 
 log = logging.getLogger("qianbao.email")
@@ -341,24 +341,14 @@ class EmailEntry:
 def queue_email(tx: Tx, to: str, subject: str, body: str, language: str) -> uuid.UUID:
     """Write the mail to the outbox now; it is sent once this transaction commits."""
     check_address(to)
-    now = tx.now()
-    message = OutboxMessage(
-        channel=CHANNEL,
-        recipient=to,
-        body=pack_subject(subject, body),
-        language=language,
-        created_at=now,
-        next_attempt_at=now,
+    return queue_message(
+        tx,
+        CHANNEL,
+        to,
+        pack_subject(subject, body),
+        language,
+        lambda db, ids: deliver_due_email(db, only=ids),
     )
-    tx.session.add(message)
-    tx.session.flush()
-    db, message_id = tx.db, message.id
-    tx.after_commit(lambda: _deliver_now(db, message_id))
-    return message.id
-
-
-def _deliver_now(db: Database, message_id: uuid.UUID) -> None:
-    deliver_due_email(db, only=[message_id])
 
 
 def deliver_due_email(

@@ -33,10 +33,23 @@ class OutboxEntry:
 
 def queue_sms(tx: Tx, to_e164: str, body: str, language: str) -> uuid.UUID:
     """Write the SMS to the outbox now; it is sent once this transaction commits."""
+    return queue_message(
+        tx, "sms", to_e164, body, language, lambda db, ids: deliver_due(db, only=ids)
+    )
+
+
+Deliver = Callable[["Database", list[uuid.UUID]], int]
+
+
+def queue_message(
+    tx: Tx, channel: str, recipient: str, body: str, language: str, deliver: Deliver
+) -> uuid.UUID:
+    """Write a message to the outbox in the caller's transaction; once that commits,
+    ``deliver`` sends it at once (the worker picks up whatever that misses)."""
     now = tx.now()
     message = OutboxMessage(
-        channel="sms",
-        recipient=to_e164,
+        channel=channel,
+        recipient=recipient,
         body=body,
         language=language,
         created_at=now,
@@ -45,12 +58,12 @@ def queue_sms(tx: Tx, to_e164: str, body: str, language: str) -> uuid.UUID:
     tx.session.add(message)
     tx.session.flush()
     db, message_id = tx.db, message.id
-    tx.after_commit(lambda: _deliver_now(db, message_id))
-    return message.id
+    tx.after_commit(lambda: _deliver_quietly(deliver, db, message_id))
+    return message_id
 
 
-def _deliver_now(db: Database, message_id: uuid.UUID) -> None:
-    deliver_due(db, only=[message_id])
+def _deliver_quietly(deliver: Deliver, db: Database, message_id: uuid.UUID) -> None:
+    deliver(db, [message_id])
 
 
 def deliver_due(
