@@ -170,8 +170,7 @@ def _admit_code_request(
     # ``request_code`` checks these again, exactly, under the number's lock.
     _check_purpose(tx, phone, purpose, agreement_version)
     _refuse_if_locked(tx, phone)
-    for limit in _number_limits(tx, phone):
-        ratelimit.enforce(tx, limit)
+    ratelimit.enforce(tx, *_number_limits(tx, phone))
     quotas.take(tx, _shared_quotas(tx, phone, client))
     _refuse_country_hopping(tx, phone, client)
 
@@ -193,8 +192,7 @@ def request_code(
     limits = _number_limits(tx, phone)
     ratelimit.claim(tx, [limits[0].key, _lock_key(phone)])
     _refuse_if_locked(tx, phone)
-    for limit in limits:
-        ratelimit.enforce(tx, limit)
+    ratelimit.enforce(tx, *limits)
     ratelimit.record(tx, limits[0].key)  # one event, watched by all three windows
 
     now = tx.now()

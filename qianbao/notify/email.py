@@ -341,6 +341,11 @@ class EmailEntry:
 def queue_email(tx: Tx, to: str, subject: str, body: str, language: str) -> uuid.UUID:
     """Write the mail to the outbox now; it is sent once this transaction commits."""
     check_address(to)
+    gateway = email_gateway_for(tx.settings)
+
+    def sandbox(recipient: str, stored: str) -> str:
+        return gateway.send(recipient, *split_subject(stored))
+
     return queue_message(
         tx,
         CHANNEL,
@@ -348,6 +353,7 @@ def queue_email(tx: Tx, to: str, subject: str, body: str, language: str) -> uuid
         pack_subject(subject, body),
         language,
         lambda db, ids: deliver_due_email(db, only=ids),
+        sandbox=sandbox if gateway.name == "outbox" else None,
     )
 
 

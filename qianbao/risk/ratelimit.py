@@ -73,29 +73,32 @@ def forget(tx: Tx, event_ids: Iterable[uuid.UUID]) -> None:
     tx.session.execute(delete(RateEvent).where(RateEvent.id.in_(list(event_ids))))
 
 
-def seconds_until_free(tx: Tx, limit: Limit) -> float | None:
-    """None when one more event fits in the window; else when the next one will."""
+def enforce(tx: Tx, *limits: Limit) -> None:
+    """Refuse, saying when to come back, if any limit is full; limits share one key.
+
+    One query reads the key's events over the longest window; each limit is then
+    worked out from those timestamps.
+    """
+    if not limits:
+        return
+    key = limits[0].key
+    assert all(limit.key == key for limit in limits), "limits of one key at a time"
     now = tx.now()
-    since = now - limit.window
-    used = count(tx, limit.key, since)
-    if used < limit.max_events:
-        return None
-    # The window frees a slot when the oldest event that keeps it full falls out.
-    oldest_blocking = tx.session.scalars(
-        select(RateEvent.at)
-        .where(RateEvent.key == limit.key, RateEvent.at > since)
-        .order_by(RateEvent.at.desc())
-        .offset(limit.max_events - 1)
-        .limit(1)
-    ).first()
-    assert oldest_blocking is not None
-    return (oldest_blocking + limit.window - now).total_seconds()
-
-
-def enforce(tx: Tx, limit: Limit) -> None:
-    wait = seconds_until_free(tx, limit)
-    if wait is not None:
-        raise refusal(limit.code, limit.message, wait)
+    longest = max(limit.window for limit in limits)
+    recent = list(
+        tx.session.scalars(
+            select(RateEvent.at)
+            .where(RateEvent.key == key, RateEvent.at > now - longest)
+            .order_by(RateEvent.at.desc())
+        )
+    )
+    for limit in limits:
+        inside = [at for at in recent if at > now - limit.window]
+        if len(inside) >= limit.max_events:
+            # The window frees a slot when the oldest event that keeps it full falls out.
+            oldest_blocking = inside[limit.max_events - 1]
+            wait = (oldest_blocking + limit.window - now).total_seconds()
+            raise refusal(limit.code, limit.message, wait)
 
 
 def refusal(code: str, message: str, wait: float) -> TooManyRequests:
