@@ -389,7 +389,7 @@ def log_out(request: Request, db: DbDep, csrf: CsrfField = "") -> Page:
 
 @router.get("/demo/outbox")
 def demo_outbox(request: Request, db: DbDep, phone: str | None = None) -> Response:
-    """The sandbox SMS inbox, shown only in demo mode."""
+    """The sandbox's SMS and email, shown only in demo mode."""
     if not request.app.state.settings.demo:
         raise NotFound("not_found", N_("There is nothing at this address."))
     parsed = _phone_from_query(phone)
@@ -399,5 +399,12 @@ def demo_outbox(request: Request, db: DbDep, phone: str | None = None) -> Respon
         "outbox.html",
         messages=messages,
         phone=parsed,
-        shown=[from_e164(m.recipient).international() for m in messages],
+        shown=[
+            from_e164(m.recipient).international() if m.channel == "sms" else m.recipient
+            for m in messages
+        ],
+        status_labels=OUTBOX_STATUS,
     )
+
+
+OUTBOX_STATUS = {"pending": N_("waiting"), "sent": N_("delivered"), "failed": N_("failed")}

@@ -253,3 +253,15 @@ def test_pressing_next_twice_still_reaches_the_code_page(
     second = client.post("/start", data=form)  # within the resend cooldown
     assert first.url.path == second.url.path == "/code"
     assert "Resend in" in second.text
+
+
+def test_the_demo_outbox_shows_sms_and_email(client: TestClient) -> None:
+    from tests.api_helpers import api_sign_up, bearer
+
+    token = api_sign_up(client)["token"]
+    client.post("/api/v1/me/email", headers=bearer(token), json={"email": "ada@example.com"})
+    page = client.get("/demo/outbox")
+    assert page.status_code == 200
+    assert "+44 7911 123456" in page.text
+    assert "ada@example.com" in page.text
+    assert "delivered" in page.text
