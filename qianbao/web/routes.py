@@ -337,13 +337,23 @@ def me(request: Request, db: DbDep) -> Page:
 
 @router.get("/me/profile")
 def profile(request: Request, db: DbDep) -> Page:
+    return _status_page(request, db, "profile.html")
+
+
+@router.get("/me/certification")
+def certification_center(request: Request, db: DbDep) -> Page:
+    """The certification center: real-name verification and personal information."""
+    return _status_page(request, db, "certification.html")
+
+
+def _status_page(request: Request, db: Database, template: str) -> Page:
     session = signed_in(request, db)
     if session is None:
         return redirect(request, "/")
     found = db.run(lambda tx: personal_info.completeness(tx, session.account.id))
     return page(
         request,
-        "profile.html",
+        template,
         account=session.account,
         tab="me",
         verification_label=service.verification_label(session.account.verification_level),

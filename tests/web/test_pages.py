@@ -171,6 +171,7 @@ def test_every_page_renders_in_both_languages(client: TestClient, language: str)
         "/signup?phone=%2B6581234567",
         "/code?phone=%2B447911123456&purpose=login",
         "/me/settings",
+        "/me/certification",
         "/me/security",
         "/me/security/login-password",
         "/me/security/payment-password",
@@ -265,3 +266,27 @@ def test_the_demo_outbox_shows_sms_and_email(client: TestClient) -> None:
     assert "+44 7911 123456" in page.text
     assert "ada@example.com" in page.text
     assert "delivered" in page.text
+
+
+def test_certification_center_turns_complete_with_personal_information(
+    client: TestClient,
+) -> None:
+    sign_up_by_form(client)
+    center = client.get("/me/certification")
+    assert "Certification center" in center.text
+    row = re.search(r'data-testid="cert-personal-info".*?</li>', center.text, re.S)
+    assert row and ">Incomplete<" in row.group(0)
+    token = csrf(client, "/me/personal-info/occupation")
+    client.post("/me/personal-info/occupation", data={"csrf": token, "occupation": "student"})
+    client.post(
+        "/me/personal-info/address",
+        data={
+            "csrf": token,
+            "state": "OVERSEAS",
+            "city": "OVERSEAS",
+            "street": "10 Downing Street, London",
+        },
+    )
+    center = client.get("/me/certification")
+    row = re.search(r'data-testid="cert-personal-info".*?</li>', center.text, re.S)
+    assert row and ">Complete<" in row.group(0)
