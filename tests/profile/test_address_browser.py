@@ -10,15 +10,10 @@ import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import pytest
-from sqlalchemy import Table
 
-from qianbao.app import create_app
-from qianbao.db import Base
-from qianbao.profile.models import PersonalInfo
-from qianbao.settings import Settings
 from tests.e2e.liveserver import (
     CHROMIUM_ARGS,
     PHONE_VIEWPORT,
@@ -26,7 +21,6 @@ from tests.e2e.liveserver import (
     chromium_path,
     demo_server,
 )
-from tests.profile.helpers import serves
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -37,19 +31,11 @@ CHROMIUM = chromium_path()
 UK_TYPED, UK_E164 = "07911 123456", "+447911123456"
 
 
-def _app_serves_the_profile_pages() -> bool:
-    return serves(create_app(Settings(database_url="sqlite://")), "personal_info_page")
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[LiveServer]:
     if CHROMIUM is None:
         pytest.skip("chromium not installed: browser tests skipped (apt-get install chromium)")
-    if not _app_serves_the_profile_pages():
-        pytest.skip("app.py does not include the profile routers yet")
     with demo_server(tmp_path) as live:
-        # Until the migration lands (a no-op once it has).
-        Base.metadata.create_all(live.db.engine, tables=[cast(Table, PersonalInfo.__table__)])
         yield live
 
 
