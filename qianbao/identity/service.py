@@ -140,7 +140,10 @@ def send_code(
         lambda tx: _admit_code_request(tx, phone, purpose, client, agreement_version),
         isolation="read committed",
     )
-    return db.run(lambda tx: request_code(tx, phone, purpose, client, language, agreement_version))
+    return db.run(
+        lambda tx: request_code(tx, phone, purpose, client, language, agreement_version),
+        isolation=NUMBER_LOCKED,
+    )
 
 
 def _check_purpose(
@@ -188,9 +191,10 @@ def request_code(
     Callers go through ``send_code``, which takes the shared quotas first.
     """
     settings = tx.settings
-    _check_purpose(tx, phone, purpose, agreement_version)
     limits = _number_limits(tx, phone)
+    # Everything about the number is read after this lock, so it is exact at READ COMMITTED.
     ratelimit.claim(tx, [limits[0].key, _lock_key(phone)])
+    _check_purpose(tx, phone, purpose, agreement_version)
     _refuse_if_locked(tx, phone)
     ratelimit.enforce(tx, *limits)
     ratelimit.record(tx, limits[0].key)  # one event, watched by all three windows
