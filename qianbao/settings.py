@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     # machine; set it explicitly when several processes or machines share a database).
     secret_key: str = ""
     public_base_url: str = "http://127.0.0.1:8000"
+    # Keys for encryption at rest (qianbao/sealing.py): "id:base64key,..." newest first.
+    sealing_keys: str = ""
 
     # --- behaviour -------------------------------------------------------------------
     demo: bool = False
