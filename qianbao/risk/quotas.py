@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -105,14 +105,3 @@ def marks_since(tx: Tx, key: str, since: datetime) -> dict[str, datetime]:
         )
     ).all()
     return dict(rows)
-
-
-def used(tx: Tx, quota: Quota) -> int:
-    """Events counted in the quota's window (for tests and the back office)."""
-    total = tx.session.scalar(
-        select(func.coalesce(func.sum(RateCounter.count), 0)).where(
-            RateCounter.key == quota.counter_key,
-            RateCounter.bucket_start > tx.now() - quota.window,
-        )
-    )
-    return int(total or 0)
