@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip download --quiet --no-deps --no-binary face_recognition,insightface -d var/testdata face_recognition==1.3.0 insightface==0.7.3 || echo 'warning: face test photos not fetched into var/testdata; the tests that need them will skip'
 	touch $(STAMP)
 
 install: $(STAMP)
