@@ -26,7 +26,10 @@ from qianbao.notify import api as notify_api
 from qianbao.profile import api as profile_api
 from qianbao.profile import web as profile_web
 from qianbao.settings import Settings, get_settings
+from qianbao.verification import api as verification_api
+from qianbao.verification import web as verification_web
 from qianbao.web import account as web_account
+from qianbao.web import admin as web_admin
 from qianbao.web import render
 from qianbao.web import routes as web_routes
 
@@ -153,6 +156,9 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.include_router(web_routes.router)
     app.include_router(web_account.router)
     app.include_router(profile_web.router)
+    app.include_router(verification_api.router)
+    app.include_router(verification_web.router)
+    app.include_router(web_admin.router)
     app.mount(
         "/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static"
     )

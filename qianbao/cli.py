@@ -128,3 +128,81 @@ def sms_outbox(
     for message in database.run(lambda tx: notify.read_outbox(tx, recipient, limit)):
         stamp = message.created_at.strftime("%Y-%m-%d %H:%M:%S")
         typer.echo(f"{stamp}  {message.recipient:<16} {message.status:<8} {message.body}")
+
+
+# --- back office ---------------------------------------------------------------------------
+
+admin_app = typer.Typer(help="Back-office people.", no_args_is_help=True)
+kyc_app = typer.Typer(
+    help="Verification data: retention and encryption keys.", no_args_is_help=True
+)
+app.add_typer(admin_app, name="admin")
+app.add_typer(kyc_app, name="kyc")
+
+
+@admin_app.command("create-reviewer")
+def create_reviewer(
+    username: Annotated[str, typer.Argument(help="Login name: lower-case letters, digits, .-_")],
+    name: Annotated[str, typer.Option(help="The name shown on decisions.")] = "",
+    role: Annotated[str, typer.Option(help="reviewer or admin.")] = "reviewer",
+) -> None:
+    """Create a reviewer of verification cases; asks for the password twice."""
+    from qianbao.errors import QianbaoError
+    from qianbao.identity import staff
+
+    password = os.environ.get("QIANBAO_NEW_STAFF_PASSWORD") or typer.prompt(
+        "Password (8 to 64 characters)", hide_input=True, confirmation_prompt=True
+    )
+    database = Database(get_settings())
+    try:
+        member = staff.create_staff(database, username, name or username, password, role)
+    except QianbaoError as error:
+        raise typer.BadParameter(error.localized_message()) from None
+    typer.echo(f"{member.role} {member.username} created; sign in at /admin")
+
+
+@kyc_app.command("purge")
+def kyc_purge() -> None:
+    """Delete verification images older than the retention period after the decision."""
+    from qianbao.jobs import purge_verification_images
+
+    count = purge_verification_images(Database(get_settings()))
+    typer.echo(f"{count} images deleted")
+
+
+@kyc_app.command("rotate-key")
+def kyc_rotate_key(
+    new_key: Annotated[
+        bool, typer.Option(help="First add a fresh key to var/sealing.keys (no key in settings).")
+    ] = False,
+) -> None:
+    """Reseal every passport record and image under the newest key.
+
+    To rotate: put a new key first in QIANBAO_SEALING_KEYS (`id:base64`, newest first;
+    keep the old ones), restart, run this, then drop the old keys. Without that setting,
+    --new-key adds the key to var/sealing.keys itself.
+    """
+    from pathlib import Path
+
+    from qianbao.sealing import new_key_entry
+    from qianbao.verification import service as verification
+
+    settings = get_settings()
+    if new_key:
+        if settings.sealing_keys:
+            raise typer.BadParameter("keys come from QIANBAO_SEALING_KEYS: add the new one there")
+        key_file = Path(settings.var_dir) / "sealing.keys"
+        existing = key_file.read_text().strip() if key_file.exists() else ""
+        key_id = f"k{int(time.time())}"
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(",".join(filter(None, [new_key_entry(key_id), existing])))
+        key_file.chmod(0o600)
+        typer.echo(f"new key {key_id} added to {key_file}")
+    database = Database(settings)
+    total = 0
+    while True:
+        done = database.run(lambda tx: verification.rotate_keys(tx))
+        total += done
+        if done == 0:
+            break
+    typer.echo(f"{total} records resealed under the newest key")

@@ -28,6 +28,18 @@ def prune_rate_limits(db: Database) -> int:
     return db.run(lambda tx: ratelimit.prune(tx, longest + timedelta(hours=1)))
 
 
+def purge_verification_images(db: Database) -> int:
+    """Delete verification images past their retention period, in batches."""
+    from qianbao.verification import service as verification
+
+    total = 0
+    while True:
+        cases, images = db.run(verification.purge_images)
+        total += images
+        if cases == 0:
+            return total
+
+
 @dataclass
 class Job:
     name: str
@@ -41,6 +53,7 @@ def default_jobs() -> list[Job]:
         Job("deliver SMS", notify.deliver_due, every_seconds=0),
         Job("deliver email", notify_email.deliver_due_email, every_seconds=0),
         Job("prune rate limits", prune_rate_limits, every_seconds=3600),
+        Job("purge verification images", purge_verification_images, every_seconds=86400),
     ]
 
 

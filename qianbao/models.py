@@ -7,6 +7,14 @@ from qianbao.identity import models as identity_models
 from qianbao.notify import models as notify_models
 from qianbao.profile import models as profile_models
 from qianbao.risk import models as risk_models
+from qianbao.verification import models as verification_models
 
 metadata = Base.metadata
-__all__ = ["identity_models", "metadata", "notify_models", "profile_models", "risk_models"]
+__all__ = [
+    "identity_models",
+    "metadata",
+    "notify_models",
+    "profile_models",
+    "risk_models",
+    "verification_models",
+]

@@ -94,6 +94,35 @@ class Settings(BaseSettings):
     password_failures_before_delay_per_ip: int = 20
     password_delay_cap_seconds: int = 15 * 60
 
+    # --- real-name verification (qianbao/verification) ----------------------------------
+    # Verifying users must be 18 or over (alipay_rules.md 1).
+    verification_minimum_age: int = 18
+    # A passport that expires within this many days is refused (0: valid today is enough).
+    verification_minimum_validity_days: int = 0
+    # Tries per person per 24 hours, photo page reads and face checks counted together.
+    verification_attempts_per_day: int = 10
+    # A liveness challenge must be answered within this time of being asked.
+    verification_challenge_ttl_seconds: int = 300
+    # Face comparison: Euclidean distance between dlib ResNet embeddings. At or below
+    # threshold - margin: a match; above threshold + margin: no match; between: a
+    # reviewer decides. Chosen by bench/face_match.py (see README, "Figures"): a match
+    # at or below 0.40 keeps 0.24 below the closest impostor pair measured, and 0.20
+    # below dlib's published 0.6 (which confuses many East Asian faces).
+    face_match_threshold: float = 0.475
+    face_review_margin: float = 0.075
+    # Uploads: a photo page or a selfie frame.
+    verification_max_upload_bytes: int = 10 * 1024 * 1024
+    verification_max_pixels: int = 40_000_000
+    verification_max_frames: int = 40
+    verification_min_frames: int = 8
+    # Images (photo page, portrait, selfie frames) are deleted this long after the
+    # decision by `qianbao kyc purge` (the worker runs it daily); the decision and the
+    # masked facts stay.
+    verification_image_retention_days: int = 30
+    # A passed face check (for a verified person's payment-password reset) is good for
+    # this long, and for one reset.
+    face_check_valid_seconds: int = 600
+
     # --- demo ------------------------------------------------------------------------
     # Demo users may log in with this fixed code; only when ``demo`` is on and only
     # for the seeded demo numbers.

@@ -15,6 +15,7 @@ from qianbao.i18n import N_, Language, set_language, translate
 from qianbao.identity import agreements, passwords, schemas, security, service
 from qianbao.identity.phone import PhoneNumber, calling_codes, parse_mobile
 from qianbao.identity.service import Client, CurrentSession
+from qianbao.verification import service as verification
 
 router = APIRouter(prefix="/api/v1", tags=["identity"])
 DbDep = Annotated[Database, Depends(deps.database)]
@@ -275,6 +276,7 @@ def set_payment_password(
         body.new_password,
         current_pin=body.current_password,
         sms_code=body.sms_code,
+        birth_date=db.run(lambda tx: verification.verified_birth_date(tx, session.account.id)),
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

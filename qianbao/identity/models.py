@@ -117,3 +117,50 @@ class EmailChallenge(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     attempts: Mapped[int] = mapped_column(default=0)
     closed_reason: Mapped[str | None] = mapped_column(String(16), default=None)
+
+
+class StaffMember(Base):
+    """A back-office person (a reviewer of verification cases), not a wallet customer.
+
+    Staff sign in with a username and password on /admin, never with a phone number, and
+    their sessions live apart from customers' (``staff_sessions``).
+    """
+
+    __tablename__ = "staff_members"
+    __table_args__ = (CheckConstraint("role IN ('reviewer', 'admin')", name="role"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class StaffSession(Base):
+    """A signed-in back-office browser; the cookie is kept only as an HMAC."""
+
+    __tablename__ = "staff_sessions"
+    __table_args__ = (UniqueConstraint("token_hash"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    staff_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("staff_members.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class FaceCheckPass(Base):
+    """A fresh face check passed (liveness plus the verified portrait): it lets a verified
+    person reset a forgotten payment password once, within minutes."""
+
+    __tablename__ = "face_check_passes"
+    __table_args__ = (Index("ix_face_check_passes_user_passed", "user_id", "passed_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    passed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)

@@ -25,7 +25,13 @@ from qianbao.errors import (
 from qianbao.i18n import N_, Language, language_scope, translate
 from qianbao.identity import passwords
 from qianbao.identity.codes import keyed_hash, new_sms_code, same_hash
-from qianbao.identity.models import AuthSession, EmailChallenge, PaymentPassword, User
+from qianbao.identity.models import (
+    AuthSession,
+    EmailChallenge,
+    FaceCheckPass,
+    PaymentPassword,
+    User,
+)
 from qianbao.identity.phone import PhoneNumber, from_e164
 from qianbao.identity.service import (
     NUMBER_LOCKED,
@@ -33,6 +39,7 @@ from qianbao.identity.service import (
     CodeSent,
     SignedIn,
     consume_code,
+    is_verified,
     open_session,
     send_code,
     to_account,
@@ -321,15 +328,45 @@ def _set_payment_password(
         matches = passwords.verify_secret(tx.settings, existing.password_hash, current_pin)
         _record_payment_attempt(tx, user_id, existing.password_hash, matches)
     else:
-        # A forgotten payment password is reset with an SMS code. Verified accounts will
-        # also need a fresh face check once real-name verification exists.
+        # A forgotten payment password is reset with an SMS code; a verified person also
+        # shows their face (a SIM swap alone must not open their balance).
         _prove_with_sms(tx, user, sms_code)
+        if existing is not None and is_verified(user.verification_level):
+            _use_fresh_face_check(tx, user)
     hashed = passwords.hash_secret(tx.settings, new_pin)
     if existing is None:
         tx.session.add(PaymentPassword(user_id=user_id, password_hash=hashed, set_at=tx.now()))
     else:
         existing.password_hash, existing.set_at = hashed, tx.now()
         existing.failures, existing.locked_until = 0, None
+
+
+def record_face_check_pass(tx: Tx, user_id: uuid.UUID) -> None:
+    """Called by verification when a fresh face check of a verified person passes."""
+    tx.session.add(FaceCheckPass(user_id=user_id, passed_at=tx.now()))
+
+
+def _use_fresh_face_check(tx: Tx, user: User) -> None:
+    since = tx.now() - timedelta(seconds=tx.settings.face_check_valid_seconds)
+    fresh = tx.session.scalars(
+        select(FaceCheckPass)
+        .where(
+            FaceCheckPass.user_id == user.id,
+            FaceCheckPass.used_at.is_(None),
+            FaceCheckPass.passed_at > since,
+        )
+        .order_by(FaceCheckPass.passed_at.desc())
+        .limit(1)
+    ).first()
+    if fresh is None:
+        raise Forbidden(
+            "paypw.face_check_required",
+            N_(
+                "Your account is verified, so a forgotten payment password is reset with "
+                "a face check as well as an SMS code. Do the face check first."
+            ),
+        )
+    fresh.used_at = tx.now()
 
 
 def verify_payment_password(db: Database, user_id: uuid.UUID, pin: str) -> None:

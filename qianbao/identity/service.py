@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal, NoReturn
+from typing import Final, Literal, NoReturn
 
 from sqlalchemy import select, update
 
@@ -627,9 +627,38 @@ def seed_demo_accounts(tx: Tx) -> list[Account]:
     return created
 
 
-VERIFICATION_LABELS = {"unverified": N_("Unverified"), "verified": N_("Verified")}
+# Verification levels, weakest first. Each verified level names the method that reached
+# it; what a level may do is decided by policy.py alone.
+VERIFICATION_LEVELS: Final = ("unverified", "passport_face", "passport_chip", "bank_card")
+VERIFICATION_METHODS = {
+    "passport_face": N_("Passport and face"),
+    "passport_chip": N_("Passport chip and face"),
+    "bank_card": N_("Mainland China bank card"),
+}
+
+
+def is_verified(level: str) -> bool:
+    return level != "unverified"
+
+
+def verification_method_label(level: str) -> str | None:
+    """How the level was reached, in the current language; None when unverified."""
+    method = VERIFICATION_METHODS.get(level)
+    return translate(method) if method is not None else None
+
+
+def set_verification_level(tx: Tx, user_id: uuid.UUID, level: str) -> None:
+    """Called by real-name verification when a person passes (or a reviewer approves)."""
+    if level not in VERIFICATION_LEVELS:
+        raise ValueError(f"unknown verification level {level!r}")
+    user = tx.session.get(User, user_id, with_for_update=True)
+    if user is None:
+        raise NotFound("account.not_found", N_("No such account."))
+    user.verification_level = level
 
 
 def verification_label(level: str) -> str:
     """The level's name in the current language."""
-    return translate(VERIFICATION_LABELS.get(level, N_("Unverified")))
+    if is_verified(level):
+        return translate(N_("Verified"))
+    return translate(N_("Unverified"))

@@ -14,6 +14,7 @@ from qianbao.i18n import N_, current_language
 from qianbao.identity import security
 from qianbao.identity.phone import parse_mobile
 from qianbao.identity.service import CurrentSession
+from qianbao.verification import service as verification
 from qianbao.web.render import check_csrf, page, redirect
 from qianbao.web.routes import (
     ClientDep,
@@ -178,12 +179,14 @@ def set_payment_password(
                 N_("The two payment passwords are not the same."),
                 status=422,
             )
+        user_id = session.account.id
         security.set_payment_password(
             db,
-            session.account.id,
+            user_id,
             new_password,
             current_pin=current_password or None,
             sms_code=sms_code or None,
+            birth_date=db.run(lambda tx: verification.verified_birth_date(tx, user_id)),
         )
 
     return _submit(

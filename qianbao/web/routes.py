@@ -18,6 +18,7 @@ from qianbao.identity.phone import PhoneNumber, calling_codes, from_e164, parse_
 from qianbao.identity.service import Client, CurrentSession, Purpose, SignedIn
 from qianbao.notify import service as notify
 from qianbao.profile import service as personal_info
+from qianbao.verification import service as verification
 from qianbao.web.render import check_csrf, page, redirect, secure_cookies
 
 router = APIRouter(include_in_schema=False)
@@ -350,13 +351,21 @@ def _status_page(request: Request, db: Database, template: str) -> Page:
     session = signed_in(request, db)
     if session is None:
         return redirect(request, "/")
-    found = db.run(lambda tx: personal_info.completeness(tx, session.account.id))
+    user_id = session.account.id
+    found = db.run(lambda tx: personal_info.completeness(tx, user_id))
+    verified = db.run(lambda tx: verification.verified_identity(tx, user_id))
+    case = db.run(lambda tx: verification.current_case(tx, user_id))
+    level = session.account.verification_level
     return page(
         request,
         template,
         account=session.account,
         tab="me",
-        verification_label=service.verification_label(session.account.verification_level),
+        verification_label=service.verification_label(level),
+        verification_status="verified" if service.is_verified(level) else "unverified",
+        method_label=service.verification_method_label(level),
+        verified=verified,
+        case_status=case.status if case is not None else None,
         personal_info_complete=found.complete,
         personal_info_status=personal_info.status_label(found.complete),
     )

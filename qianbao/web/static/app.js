@@ -107,7 +107,97 @@ function setUpKeypad() {
   });
 }
 
+// Verification: a long request (reading a passport, checking a face) says so while it runs.
+function setUpBusyForms() {
+  document.querySelectorAll("form[data-busy]").forEach((form) => {
+    form.addEventListener("submit", () => {
+      const busy = form.querySelector(".busy");
+      if (busy) { busy.textContent = form.dataset.busy; busy.hidden = false; }
+      form.querySelectorAll("button").forEach((button) => { button.disabled = true; });
+    });
+  });
+}
+
+// Put captured images into the form's file input, as if they had been chosen.
+function fillFileInput(input, blobs, prefix) {
+  const files = new DataTransfer();
+  blobs.forEach((blob, index) => {
+    files.items.add(new File([blob], `${prefix}-${String(index).padStart(2, "0")}.jpg`, {type: "image/jpeg"}));
+  });
+  input.files = files.files;
+}
+
+async function openCamera(video, facing) {
+  const stream = await navigator.mediaDevices.getUserMedia({
+    video: {facingMode: facing, width: {ideal: facing === "user" ? 640 : 1920}},
+    audio: false,
+  });
+  video.srcObject = stream;
+  await video.play();
+  return stream;
+}
+
+function grab(video, maxWidth) {
+  const scale = Math.min(1, maxWidth / video.videoWidth);
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.round(video.videoWidth * scale);
+  canvas.height = Math.round(video.videoHeight * scale);
+  canvas.getContext("2d").drawImage(video, 0, 0, canvas.width, canvas.height);
+  return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.9));
+}
+
+// Step 1: the rear camera photographs the passport page; upload stays as the fallback.
+function setUpPageCamera() {
+  const box = document.getElementById("page-camera");
+  if (!box || !navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) return;
+  const video = document.getElementById("page-video");
+  const form = document.getElementById("page-form");
+  const input = document.getElementById("page-file");
+  openCamera(video, box.dataset.facing).then(() => {
+    box.hidden = false;
+    document.getElementById("page-shoot").addEventListener("click", async () => {
+      fillFileInput(input, [await grab(video, 1920)], "page");
+      form.requestSubmit();
+    });
+  }).catch(() => { /* no camera, or refused: the upload remains */ });
+}
+
+// Step 2: the front camera records frames while the prompts walk through the challenge:
+// look at the camera, first action, look back, second action, look back.
+function setUpFaceCamera() {
+  const box = document.getElementById("face-camera");
+  if (!box || !navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) return;
+  const form = document.getElementById("face-form");
+  const video = document.getElementById("face-video");
+  const prompt = document.getElementById("face-prompt");
+  const input = document.getElementById("face-files");
+  const prompts = form.dataset.prompts.split("|");
+  const look = form.dataset.look;
+  const script = [[look, 1200], [prompts[0], 2000], [look, 1200], [prompts[1], 2000], [look, 1000]];
+  openCamera(video, box.dataset.facing).then(() => {
+    box.hidden = false;
+    document.getElementById("face-record").addEventListener("click", async (event) => {
+      event.target.disabled = true;
+      const frames = [];
+      for (const [words, duration] of script) {
+        prompt.textContent = words;
+        const until = performance.now() + duration;
+        while (performance.now() < until) {
+          frames.push(await grab(video, 640));
+          await new Promise((resolve) => setTimeout(resolve, 220));
+        }
+      }
+      prompt.textContent = "";
+      fillFileInput(input, frames.slice(0, 40), "frame");
+      form.requestSubmit();
+    });
+  }).catch(() => { /* no camera, or refused: the upload remains */ });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  setUpBusyForms();
+  setUpPageCamera();
+  setUpFaceCamera();
   setUpPicker();
   setUpResend();
   setUpAgreement();

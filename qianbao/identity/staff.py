@@ -1,0 +1,172 @@
+"""Back-office people: reviewers of verification cases.
+
+Staff are not wallet customers: they are created from the command line
+(``qianbao admin create-reviewer``), sign in on /admin with a username and a password
+(argon2id, the login-password rules of NIST SP 800-63B), and hold sessions of their own
+that last one working day at most. Wrong passwords slow further tries for that username
+down, doubling each time, as customer logins do.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Final
+
+from sqlalchemy import select
+
+from qianbao.db import Database, Tx
+from qianbao.errors import Conflict, InvalidInput, NotAuthenticated
+from qianbao.i18n import N_
+from qianbao.identity import passwords
+from qianbao.identity.codes import keyed_hash, new_token
+from qianbao.identity.models import StaffMember, StaffSession
+from qianbao.risk import ratelimit
+
+ROLES: Final = ("reviewer", "admin")
+USERNAME_PATTERN: Final = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
+SESSION_IDLE: Final = timedelta(minutes=30)
+SESSION_ABSOLUTE: Final = timedelta(hours=10)
+FREE_FAILURES: Final = 5
+DAY: Final = timedelta(days=1)
+
+_LOGIN_FAILED: Final = N_("Wrong username or password.")
+
+
+@dataclass(frozen=True)
+class Staff:
+    id: uuid.UUID
+    username: str
+    display_name: str
+    role: str
+
+
+def create_staff(
+    db: Database, username: str, display_name: str, password: str, role: str = "reviewer"
+) -> Staff:
+    """A new back-office account. The password is hashed outside the transaction."""
+    username = username.strip().lower()
+    if not USERNAME_PATTERN.match(username):
+        raise InvalidInput(
+            "staff.username",
+            N_("A username is 3 to 64 lower-case letters, digits, dots, dashes or underscores."),
+        )
+    if role not in ROLES:
+        raise InvalidInput("staff.role", N_("Unknown role."))
+    normalized = passwords.check_login_password(password, "")
+    password_hash = passwords.hash_secret(db.settings, normalized)
+
+    def insert(tx: Tx) -> Staff:
+        if tx.session.scalar(select(StaffMember.id).where(StaffMember.username == username)):
+            raise Conflict("staff.exists", N_("This username is taken."))
+        member = StaffMember(
+            username=username,
+            display_name=display_name.strip()[:128] or username,
+            role=role,
+            password_hash=password_hash,
+            created_at=tx.now(),
+        )
+        tx.session.add(member)
+        tx.session.flush()
+        return _staff(member)
+
+    return db.run(insert)
+
+
+def sign_in(db: Database, username: str, password: str) -> tuple[str, Staff]:
+    """A new session token for a right username and password."""
+    username = username.strip().lower()
+    key = f"pw:staff:{username}"
+
+    def begin(tx: Tx) -> tuple[uuid.UUID, StaffMember | None]:
+        ratelimit.claim(tx, [key])
+        _wait_if_throttled(tx, key)
+        failure = ratelimit.record(tx, key)  # counted first: parallel guesses see each other
+        member = tx.session.scalar(
+            select(StaffMember).where(
+                StaffMember.username == username, StaffMember.disabled_at.is_(None)
+            )
+        )
+        return failure, member
+
+    failure_id, found = db.run(begin, isolation="read committed")
+    normalized = passwords.normalize_login_password(password)
+    if found is None or not passwords.verify_secret(db.settings, found.password_hash, normalized):
+        raise NotAuthenticated("staff.login_failed", _LOGIN_FAILED)
+    staff_id = found.id
+
+    def finish(tx: Tx) -> tuple[str, Staff]:
+        ratelimit.forget(tx, [failure_id])  # a right password takes its own failure back
+        member = tx.session.get(StaffMember, staff_id)
+        assert member is not None
+        now = tx.now()
+        token = new_token()
+        tx.session.add(
+            StaffSession(
+                staff_id=staff_id,
+                token_hash=_token_hash(tx, token),
+                created_at=now,
+                last_seen_at=now,
+                expires_at=now + SESSION_ABSOLUTE,
+            )
+        )
+        return token, _staff(member)
+
+    return db.run(finish, isolation="read committed")
+
+
+def authenticate(tx: Tx, token: str) -> Staff | None:
+    """The staff member a session token belongs to, while the session lives."""
+    session = tx.session.scalar(
+        select(StaffSession).where(StaffSession.token_hash == _token_hash(tx, token))
+    )
+    now = tx.now()
+    if (
+        session is None
+        or session.revoked_at is not None
+        or session.expires_at <= now
+        or session.last_seen_at + SESSION_IDLE <= now
+    ):
+        return None
+    member = tx.session.get(StaffMember, session.staff_id)
+    if member is None or member.disabled_at is not None:
+        return None
+    session.last_seen_at = now
+    return _staff(member)
+
+
+def sign_out(tx: Tx, token: str) -> None:
+    session = tx.session.scalar(
+        select(StaffSession).where(StaffSession.token_hash == _token_hash(tx, token))
+    )
+    if session is not None and session.revoked_at is None:
+        session.revoked_at = tx.now()
+
+
+def staff_name(tx: Tx, staff_id: uuid.UUID) -> str:
+    member = tx.session.get(StaffMember, staff_id)
+    return member.display_name if member is not None else "?"
+
+
+def _wait_if_throttled(tx: Tx, key: str) -> None:
+    failures = ratelimit.count(tx, key, tx.now() - DAY)
+    if failures < FREE_FAILURES:
+        return
+    last = ratelimit.latest(tx, key)
+    assert last is not None
+    delay = min(float(tx.settings.password_delay_cap_seconds), 2.0 ** (failures - FREE_FAILURES))
+    wait = (last + timedelta(seconds=delay) - tx.now()).total_seconds()
+    if wait > 0:
+        raise ratelimit.refusal(
+            "staff.throttled", N_("Too many wrong passwords. Try again in {wait}."), wait
+        )
+
+
+def _token_hash(tx: Tx, token: str) -> str:
+    return keyed_hash(tx.settings.hmac_key(), "staff-session", token)
+
+
+def _staff(member: StaffMember) -> Staff:
+    return Staff(member.id, member.username, member.display_name, member.role)

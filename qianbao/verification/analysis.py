@@ -1,0 +1,170 @@
+"""The heavy work of "Verify face", kept apart from the database.
+
+Reading a photo page (image checks, MRZ OCR, portrait, face embedding) and checking a
+selfie sequence (liveness, then face comparison) take from a few hundred milliseconds
+to a few seconds of CPU. They run here, outside any transaction, so no database lock is
+held meanwhile; the service then records the outcome in one short transaction.
+
+Images are stored as they were decoded and turned upright, re-encoded as JPEG: that
+drops the upload's EXIF metadata (a phone's GPS position, its serial number), which
+Qianbao has no reason to keep.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Final, Literal
+
+from PIL import Image
+
+from qianbao.errors import InvalidInput
+from qianbao.i18n import N_
+from qianbao.settings import Settings
+from qianbao.verification import face, images, liveness, ocr
+from qianbao.verification.mrz import PassportMrz
+
+STORED_JPEG_QUALITY: Final = 88
+# Selfie frames are stored at most this wide: enough for a reviewer to compare faces.
+STORED_FRAME_WIDTH: Final = 640
+
+FaceOutcome = Literal["match", "review", "no_match", "not_live"]
+
+
+@dataclass(frozen=True, repr=False)
+class PageReading:
+    mrz: PassportMrz
+    page_jpeg: bytes
+    portrait_jpeg: bytes
+    portrait_embedding: bytes
+
+
+@dataclass(frozen=True, repr=False)
+class FaceAssessment:
+    outcome: FaceOutcome
+    reason: str | None  # the error code of a failure, None for a match
+    message: str | None  # its gettext msgid
+    params: dict[str, Any]
+    distance: float | None
+    report: str  # JSON: the liveness measurements, for the reviewer
+    frames_jpeg: tuple[bytes, ...]
+
+
+def read_photo_page(data: bytes, settings: Settings, today: date) -> PageReading:
+    """Everything Qianbao needs from a photo of a passport's data page, or the reason it
+    cannot be used (``InvalidInput``: image.*, mrz.*, passport.no_portrait, face.*)."""
+    image = images.decode_upload(
+        data,
+        max_bytes=settings.verification_max_upload_bytes,
+        max_pixels=settings.verification_max_pixels,
+    )
+    mrz = ocr.read_passport_mrz(
+        image,
+        today,
+        minimum_age=settings.verification_minimum_age,
+        minimum_validity_days=settings.verification_minimum_validity_days,
+    )
+    portrait = face.cut_portrait(image)
+    embedding = face.embed_single_face(portrait, role="portrait")
+    return PageReading(
+        mrz=mrz,
+        page_jpeg=to_jpeg(image),
+        portrait_jpeg=to_jpeg(portrait),
+        portrait_embedding=face.embedding_to_bytes(embedding.embedding),
+    )
+
+
+def decode_frames(uploads: Sequence[bytes], settings: Settings) -> list[Image.Image]:
+    """The selfie frames as images; refused whole if one is bad or there are too few."""
+    if len(uploads) > settings.verification_max_frames:
+        raise InvalidInput(
+            "liveness.too_many_frames",
+            N_("Too many frames were sent (at most {count}). Try again."),
+            {"count": settings.verification_max_frames},
+        )
+    if len(uploads) < settings.verification_min_frames:
+        raise InvalidInput(
+            "liveness.too_few_frames",
+            N_("Too few frames were sent (at least {count}). Follow the prompts on screen."),
+            {"count": settings.verification_min_frames},
+        )
+    return [
+        images.decode_upload(
+            data,
+            max_bytes=settings.verification_max_upload_bytes,
+            max_pixels=settings.verification_max_pixels,
+        )
+        for data in uploads
+    ]
+
+
+def assess_face(
+    frames: Sequence[Image.Image],
+    challenge: tuple[str, str],
+    portrait_embedding: bytes,
+    settings: Settings,
+) -> FaceAssessment:
+    """Liveness first (a spoof never reaches the comparison), then the most frontal frame
+    against the passport portrait."""
+    stored = tuple(to_jpeg(shrink(frame, STORED_FRAME_WIDTH)) for frame in frames)
+    result = liveness.check_liveness(frames, challenge)
+    report = json.dumps(liveness_report(result), separators=(",", ":"))
+    if not result.passed:
+        return FaceAssessment(
+            "not_live", result.reason, result.message, dict(result.params), None, report, stored
+        )
+    selfie = face.embed_single_face(frames[result.frontal_index], role="selfie")
+    # Only the portrait's embedding is kept, not where the face was on the page.
+    portrait = face.Face(face.FaceBox(0, 0, 0, 0), face.embedding_from_bytes(portrait_embedding))
+    comparison = face.compare(
+        portrait,
+        selfie,
+        match_threshold=settings.face_match_threshold,
+        review_margin=settings.face_review_margin,
+    )
+    if comparison.outcome == "match":
+        return FaceAssessment("match", None, None, {}, comparison.distance, report, stored)
+    if comparison.outcome == "review":
+        return FaceAssessment(
+            "review", "face.borderline", None, {}, comparison.distance, report, stored
+        )
+    return FaceAssessment(
+        "no_match",
+        "face.no_match",
+        N_(
+            "The face in the video does not match the passport photo. Use your own "
+            "passport, take off glasses or a hat, and face a bright light."
+        ),
+        {},
+        comparison.distance,
+        report,
+        stored,
+    )
+
+
+def liveness_report(result: liveness.LivenessResult) -> dict[str, Any]:
+    return {
+        "passed": result.passed,
+        "reason": result.reason,
+        "frontal_index": result.frontal_index,
+        "flat_residual": result.flat_residual,
+        "yaw": [round(value, 1) for value in result.yaw],
+        "blink": [round(value, 2) for value in result.blink],
+        "smile": [round(value, 2) for value in result.smile],
+    }
+
+
+def to_jpeg(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, "JPEG", quality=STORED_JPEG_QUALITY)
+    return buffer.getvalue()
+
+
+def shrink(image: Image.Image, width: int) -> Image.Image:
+    if image.width <= width:
+        return image
+    height = max(1, round(image.height * width / image.width))
+    return image.resize((width, height), Image.Resampling.LANCZOS)

@@ -1,0 +1,183 @@
+"""The JSON API of "Verify face": what a mobile app calls. Thin: parse, call, shape.
+
+The photo page and the selfie frames are multipart uploads; the work on them runs in the
+request (a worker thread), taking from under a second to a few seconds.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Final
+
+from fastapi import APIRouter, File, UploadFile
+
+from qianbao.errors import InvalidInput, NotFound
+from qianbao.i18n import N_
+from qianbao.identity import service as identity
+from qianbao.identity.api import DbDep, SessionDep
+from qianbao.settings import Settings
+from qianbao.verification import schemas, service
+from qianbao.verification.service import CaseView
+
+router = APIRouter(prefix="/api/v1/verification", tags=["verification"])
+STEPS: Final = {"passport": 1, "confirm": 1, "face": 2}
+
+
+def case_out(view: CaseView) -> schemas.CaseOut:
+    document = view.document
+    return schemas.CaseOut(
+        id=view.id,
+        status=view.status,
+        step=STEPS.get(view.status, 3),
+        document=None
+        if document is None
+        else schemas.DocumentOut(
+            surname=document.surname,
+            given_names=document.given_names,
+            nationality=document.nationality,
+            issuing_state=document.issuing_state,
+            document_number=document.masked_number,
+            birth_date=document.birth_date,
+            expiry_date=document.expiry_date,
+        ),
+        challenge=list(view.challenge) if view.challenge else None,
+        challenge_expires_at=view.challenge_expires_at,
+        reason=view.reason,
+        tries_left=view.tries_left,
+        next_try_at=view.next_try_at,
+    )
+
+
+def read_upload(upload: UploadFile, settings: Settings) -> bytes:
+    """The file's bytes, refused without reading further once it passes the limit."""
+    limit = settings.verification_max_upload_bytes
+    data = upload.file.read(limit + 1)
+    if len(data) > limit:
+        raise InvalidInput(
+            "image.too_large",
+            N_("The file is larger than {megabytes} MB. Send a smaller photo."),
+            {"megabytes": limit // (1024 * 1024)},
+        )
+    return data
+
+
+@router.get("", response_model=schemas.CaseOut)
+def get_case(session: SessionDep, db: DbDep) -> schemas.CaseOut:
+    """The person's current verification, whatever its step."""
+    view = db.run(lambda tx: service.current_case(tx, session.account.id))
+    if view is None:
+        raise NotFound("verification.no_case", N_("There is no verification yet."))
+    return case_out(view)
+
+
+@router.post("/passport-face", response_model=schemas.CaseOut)
+def start(session: SessionDep, db: DbDep) -> schemas.CaseOut:
+    """Start "Verify face", or resume the one in progress."""
+    return case_out(db.run(lambda tx: service.start_case(tx, session.account.id)))
+
+
+@router.post("/passport-face/cancel", status_code=204)
+def cancel(session: SessionDep, db: DbDep) -> None:
+    db.run(lambda tx: service.cancel_case(tx, session.account.id))
+
+
+@router.post("/passport-face/{case_id}/photo-page", response_model=schemas.CaseOut)
+def photo_page(
+    case_id: str, session: SessionDep, db: DbDep, image: Annotated[UploadFile, File()]
+) -> schemas.CaseOut:
+    """Step 1: a JPEG or PNG of the passport's photo page. The zone is read and checked,
+    the portrait cut out; the person then confirms the name and nationality read."""
+    data = read_upload(image, db.settings)
+    case = _case_id(case_id)
+    return case_out(service.submit_photo_page(db, session.account.id, case, data))
+
+
+@router.post("/passport-face/{case_id}/confirm", response_model=schemas.CaseOut)
+def confirm(case_id: str, session: SessionDep, db: DbDep) -> schemas.CaseOut:
+    """The name and nationality read are right: on to the face check."""
+    case = _case_id(case_id)
+    return case_out(db.run(lambda tx: service.confirm_document(tx, session.account.id, case)))
+
+
+@router.post("/passport-face/{case_id}/retake", response_model=schemas.CaseOut)
+def retake(case_id: str, session: SessionDep, db: DbDep) -> schemas.CaseOut:
+    """The read is wrong: back to step 1 for another photo."""
+    case = _case_id(case_id)
+    return case_out(db.run(lambda tx: service.retake_page(tx, session.account.id, case)))
+
+
+@router.post("/passport-face/{case_id}/challenge", response_model=schemas.CaseOut)
+def challenge(case_id: str, session: SessionDep, db: DbDep) -> schemas.CaseOut:
+    """A new random liveness challenge: two actions to perform, in order, on camera."""
+    case = _case_id(case_id)
+    return case_out(db.run(lambda tx: service.issue_challenge(tx, session.account.id, case)))
+
+
+@router.post("/passport-face/{case_id}/face", response_model=schemas.CaseOut)
+def face(
+    case_id: str,
+    session: SessionDep,
+    db: DbDep,
+    frames: Annotated[list[UploadFile], File()],
+) -> schemas.CaseOut:
+    """Step 2: the frames captured while the challenge was performed (JPEG, in order).
+    Verified, to review, or a 422 with the reason and the tries left."""
+    case = _case_id(case_id)
+    uploads = [read_upload(frame, db.settings) for frame in _within_limit(frames, db.settings)]
+    return case_out(service.submit_face(db, session.account.id, case, uploads))
+
+
+def _within_limit(frames: list[UploadFile], settings: Settings) -> list[UploadFile]:
+    if len(frames) > settings.verification_max_frames:
+        raise InvalidInput(
+            "liveness.too_many_frames",
+            N_("Too many frames were sent (at most {count}). Try again."),
+            {"count": settings.verification_max_frames},
+        )
+    return frames
+
+
+@router.post("/face-check", response_model=schemas.FaceCheckOut)
+def face_check_start(session: SessionDep, db: DbDep) -> schemas.FaceCheckOut:
+    """A fresh face check for a verified person (a forgotten payment password is reset
+    with one, as well as an SMS code): the challenge to perform."""
+    check = db.run(lambda tx: service.start_face_check(tx, session.account.id))
+    return schemas.FaceCheckOut(
+        id=check.id, challenge=list(check.challenge), expires_at=check.expires_at
+    )
+
+
+@router.post("/face-check/{check_id}", status_code=204)
+def face_check_submit(
+    check_id: str,
+    session: SessionDep,
+    db: DbDep,
+    frames: Annotated[list[UploadFile], File()],
+) -> None:
+    """The frames of the face check; 204 when it passed, else a 422 with the reason."""
+    check = _case_id(check_id)
+    uploads = [read_upload(frame, db.settings) for frame in _within_limit(frames, db.settings)]
+    service.submit_face_check(db, session.account.id, check, uploads)
+
+
+@router.get("/identity", response_model=schemas.VerifiedIdentityOut)
+def verified(session: SessionDep, db: DbDep) -> schemas.VerifiedIdentityOut:
+    """The verified name, nationality and masked passport number."""
+    found = db.run(lambda tx: service.verified_identity(tx, session.account.id))
+    if found is None:
+        raise NotFound("verification.not_verified", N_("This account is not verified."))
+    return schemas.VerifiedIdentityOut(
+        name=found.name,
+        nationality=found.nationality,
+        document_number=found.document_masked,
+        method=found.method,
+        method_label=identity.verification_method_label(found.method) or "",
+        verified_at=found.verified_at,
+    )
+
+
+def _case_id(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError as error:
+        raise NotFound("verification.no_case", N_("There is no such verification.")) from error

@@ -1,0 +1,105 @@
+""" "Verify face" in a real browser, in Chinese: options page, photo page by the upload
+fallback, confirm the read name, the random challenge read off the page and performed by
+a synthetic clip (uploaded as the frames), and the result: Verified."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Mapping
+from datetime import date
+from pathlib import Path
+
+import pytest
+from liveserver import LiveServer
+from playwright.sync_api import Page, expect
+
+from qianbao.i18n import language_scope, translate
+from tests.verification import liveness_clips
+from tests.verification.flow_helpers import accept_synthetic_clips
+from tests.verification.passport_pages import encode, random_passport, render_page
+
+pytestmark = pytest.mark.e2e
+
+UK_E164 = "+447911123456"
+
+
+def zh(message: str, params: Mapping[str, object] | None = None) -> str:
+    with language_scope("zh_Hans"):
+        return translate(message, params)
+
+
+def valid_today_seed() -> int:
+    """A generated passport that has not expired on the real date the server uses."""
+    return next(
+        seed
+        for seed in range(100)
+        if random_passport(random.Random(seed)).expiry_date
+        > date.today().replace(year=date.today().year + 1)
+    )
+
+
+def sign_up_in_chinese(page: Page, server: LiveServer) -> None:
+    page.goto(server.url + "/")
+    page.get_by_role("button", name="简体中文").click()
+    page.locator("#country").select_option("GB")
+    page.locator("#number").fill("07911 123456")
+    page.get_by_role("button", name=zh("Next"), exact=True).click()
+    page.wait_for_url(re.compile(r"/signup\?"))
+    page.locator("#agree").check()
+    page.get_by_role("button", name=zh("Agree and send code"), exact=True).click()
+    page.wait_for_url(re.compile(r"/code\?"))
+    page.locator("#code").fill(server.sms_code(UK_E164))
+    page.get_by_role("button", name=zh("Confirm"), exact=True).click()
+    page.wait_for_url(re.compile(r"/home$"))
+
+
+def test_verify_face_in_chinese_ends_verified(
+    page: Page, live_server: LiveServer, tmp_path: Path
+) -> None:
+    accept_synthetic_clips(live_server.settings)
+    sign_up_in_chinese(page, live_server)
+    page.get_by_role("link", name=zh("Verify your identity")).click()
+    page.wait_for_url(re.compile(r"/me/verify$"))
+    expect(page.get_by_test_id("option-chip")).to_contain_text(
+        zh("Passport chip & face verification")
+    )
+    page.get_by_role("button", name=zh("Start"), exact=True).click()
+
+    # Step 1: no camera in this browser, so the upload fallback takes the photo page.
+    expect(page.locator(".step-current")).to_contain_text(zh("Passport"))
+    passport = random_passport(random.Random(valid_today_seed()))
+    page_file = tmp_path / "passport.jpg"
+    page_file.write_bytes(encode(render_page(passport), "JPEG", 92))
+    page.locator("#page-file").set_input_files(str(page_file))
+    page.locator("#page-send").click()
+    expect(page.get_by_test_id("read-surname")).to_have_text(
+        passport.surname.replace("<", " "), timeout=60_000
+    )
+    expect(page.get_by_test_id("read-nationality")).to_have_text(passport.nationality)
+    page.get_by_role("button", name=zh("Yes, this is me")).click()
+
+    # Step 2: the random challenge, read off the page, performed by a synthetic clip.
+    page.get_by_role("button", name=zh("I'm ready")).click()
+    actions = page.get_by_test_id("challenge").locator("li")
+    challenge = tuple(actions.nth(i).get_attribute("data-action") or "" for i in range(2))
+    frames = liveness_clips.performance("astronaut", challenge, random.Random(5))
+    paths = []
+    for index, frame in enumerate(frames):
+        path = tmp_path / f"frame-{index:02d}.jpg"
+        frame.save(path, "JPEG", quality=90)
+        paths.append(str(path))
+    page.locator("#face-files").set_input_files(paths)
+    page.locator("#face-send").click()
+
+    expect(page.get_by_test_id("result")).to_have_attribute(
+        "data-status", "verified", timeout=60_000
+    )
+    page.get_by_role("link", name=zh("Go to the certification center")).click()
+    expect(page.get_by_test_id("cert-nationality")).to_have_text(passport.nationality)
+    expect(page.get_by_test_id("cert-real-name")).to_contain_text(zh("Verified"))
+    sms = live_server.outbox(UK_E164)[0].body
+    assert (
+        zh("Qianbao: your real-name verification was successful. Your account is now verified.")
+        == sms
+    )
