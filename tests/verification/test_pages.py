@@ -11,15 +11,18 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from qianbao.clock import FrozenClock
 from qianbao.identity import staff
-from qianbao.verification import liveness
-from tests.api_helpers import api_sign_up, bearer
+from qianbao.verification import liveness, service
+from tests.api_helpers import api_sign_up, bearer, outbox_code
 from tests.verification.flow_helpers import (
     CHALLENGE,
     accept_synthetic_clips,
     clip,
     page_image,
+    passport,
 )
+from tests.verification.test_flow import face_try, to_face_step
 from tests.web.test_pages import csrf, sign_up_by_form, zh
 
 API = "/api/v1/verification"
@@ -156,3 +159,77 @@ def test_reviewers_sign_in_and_decide(client: TestClient) -> None:
     assert 'data-testid="queue-empty"' in signed.text
     # The customer session cookie does not open the back office, and vice versa.
     assert client.get(f"{API}").status_code == 401
+
+
+def test_a_reviewer_sees_the_evidence_and_approves_by_form(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = client.app.state.db  # type: ignore[attr-defined]
+    monkeypatch.setattr(liveness, "new_challenge", lambda rng=None: CHALLENGE)
+    db.settings.face_match_threshold, db.settings.face_review_margin = 0.45, 0.44
+    auth, _ = start(client)
+    person = client.get("/api/v1/me", headers=auth).json()["id"]
+    person_id = uuid.UUID(person)
+    case_id = to_face_step(db, person_id)
+    assert face_try(db, person_id, case_id, clip("astronaut")) == "review"
+    staff.create_staff(db, "rita", "Rita", "a long reviewer passphrase")
+
+    reviewer = TestClient(client.app, base_url="http://127.0.0.1")
+    # Without a staff session the images stay closed.
+    image_ids = [i for i, kind, _ in db.run(lambda tx: service.review_case(tx, case_id)).images]
+    closed = reviewer.get(f"/admin/reviews/{case_id}/images/{image_ids[0]}")
+    assert closed.status_code == 404
+    token = csrf(reviewer, "/admin/login")
+    reviewer.post(
+        "/admin/login",
+        data={"csrf": token, "username": "rita", "password": "a long reviewer passphrase"},
+    )
+    queue = reviewer.get("/admin/reviews")
+    assert f"/admin/reviews/{case_id}" in queue.text
+    case_page = reviewer.get(f"/admin/reviews/{case_id}")
+    assert 'data-testid="face-distance"' in case_page.text
+    assert passport().document_number in case_page.text  # the reviewer sees it whole
+    image = reviewer.get(f"/admin/reviews/{case_id}/images/{image_ids[0]}")
+    assert image.status_code == 200 and image.content.startswith(b"\xff\xd8")
+    assert image.headers["cache-control"] == "no-store"
+
+    note_missing = reviewer.post(
+        f"/admin/reviews/{case_id}/decision",
+        data={"csrf": token, "decision": "approve", "reason": "other", "note": ""},
+    )
+    assert note_missing.status_code == 422 and 'data-code="review.note_required"' in (
+        note_missing.text
+    )
+    decided = reviewer.post(
+        f"/admin/reviews/{case_id}/decision",
+        data={"csrf": token, "decision": "approve", "reason": "face_matches", "note": "ok"},
+    )
+    assert 'data-testid="decisions"' in decided.text and "Rita" in decided.text
+    shown = client.get(f"{API}/identity", headers=auth)
+    assert shown.status_code == 200
+    assert shown.json()["document_number"].endswith(passport().document_number[-3:])
+    assert passport().document_number not in shown.text
+
+
+def test_the_birth_date_is_refused_as_payment_password_once_verified(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, clock: FrozenClock
+) -> None:
+    db = client.app.state.db  # type: ignore[attr-defined]
+    monkeypatch.setattr(liveness, "new_challenge", lambda rng=None: CHALLENGE)
+    accept_synthetic_clips(db.settings)
+    auth, _ = start(client)
+    person_id = uuid.UUID(client.get("/api/v1/me", headers=auth).json()["id"])
+    case_id = to_face_step(db, person_id)
+    assert face_try(db, person_id, case_id, clip("astronaut")) == "verified"
+    clock.advance(seconds=61)
+    sent = client.post("/api/v1/me/security-codes", headers=auth)
+    assert sent.status_code in (200, 201, 202), sent.text
+    code = outbox_code(client, "+447911123456")
+    birthday = passport().birth_date.strftime("%y%m%d")
+    answer = client.put(
+        "/api/v1/me/payment-password",
+        headers=auth,
+        json={"new_password": birthday, "sms_code": code},
+    )
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["code"] == "paypw.birth_date"
