@@ -13,6 +13,15 @@ browser tests, tests/e2e/liveserver.py), signs up a UK number and saves:
     06-personal-info-address.png  the address: state, city and street
     07-account-and-security.png   Settings -> Account and Security
     08-payment-password-keypad.png  the payment password on its keypad
+    09-verify-options.png       identity verification: the three ways
+    10-verify-confirm.png       "Verify face" step 1 read: is this you?
+    11-verify-challenge.png     step 2: the random liveness challenge
+    12-verify-verified.png      step 3: verified
+    13-certification-verified.png  the certification center once verified
+    14-review-case.png          the reviewers' back office: one case
+
+The passport page and the selfie frames are the synthetic ones of the tests
+(tests/verification/passport_pages.py and liveness_clips.py).
 
 Pages 03 to 05 are in ``--language`` (English unless told).
 """
@@ -30,6 +39,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+sys.path.insert(0, str(ROOT))
 
 from liveserver import (  # noqa: E402 - found through the path added above
     CHROMIUM_ARGS,
@@ -104,6 +114,99 @@ def take_screenshots(page: Page, server: LiveServer, out: Path, language: Langua
     for digit in "802":
         page.locator(f"#keypad [data-key='{digit}']").click()
     shoot(page, out, "08-payment-password-keypad.png")
+    verify_face(page, server, out)
+
+
+def verify_face(page: Page, server: LiveServer, out: Path) -> None:
+    import random
+    from datetime import date
+
+    from tests.verification import liveness_clips
+    from tests.verification.flow_helpers import accept_synthetic_clips
+    from tests.verification.passport_pages import encode, random_passport, render_page
+
+    accept_synthetic_clips(server.settings)
+    page.goto(server.url + "/me/verify")
+    shoot(page, out, "09-verify-options.png")
+    page.locator("[data-testid=option-face] button[type=submit]").click()
+    seed = next(
+        s for s in range(100) if random_passport(random.Random(s)).expiry_date > date(2028, 1, 1)
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        page_file = Path(tmp) / "passport.jpg"
+        page_file.write_bytes(encode(render_page(random_passport(random.Random(seed))), "JPEG"))
+        page.locator("#page-file").set_input_files(str(page_file))
+        page.locator("#page-send").click()
+        expect(page.get_by_test_id("read-document")).to_be_visible(timeout=60_000)
+        shoot(page, out, "10-verify-confirm.png")
+        page.locator("form[action$='/confirm'] button").click()
+        page.locator("form[action$='/challenge'] button").click()
+        actions = page.get_by_test_id("challenge").locator("li")
+        expect(actions).to_have_count(2)
+        shoot(page, out, "11-verify-challenge.png")
+        challenge = tuple(actions.nth(i).get_attribute("data-action") or "" for i in range(2))
+        frames = liveness_clips.performance("astronaut", challenge, random.Random(5))
+        paths = []
+        for index, frame in enumerate(frames):
+            path = Path(tmp) / f"frame-{index:02d}.jpg"
+            frame.save(path, "JPEG", quality=90)
+            paths.append(str(path))
+        page.locator("#face-files").set_input_files(paths)
+        page.locator("#face-send").click()
+        expect(page.get_by_test_id("result")).to_be_visible(timeout=60_000)
+    shoot(page, out, "12-verify-verified.png")
+    page.goto(server.url + "/me/certification")
+    shoot(page, out, "13-certification-verified.png")
+    review_case(page, server, out, paths_for_review(server))
+
+
+def paths_for_review(server: LiveServer) -> str:
+    """A second person whose face check lands in review (the review band is widened for
+    the picture), so a reviewer must look."""
+    import random
+    import uuid
+
+    from qianbao.identity import service as identity
+    from qianbao.identity import staff
+    from qianbao.identity.phone import parse_mobile
+    from qianbao.identity.service import Client
+    from qianbao.verification import service as verification
+    from tests.verification.flow_helpers import reading
+    from tests.verification.liveness_clips import performance
+
+    db = server.db
+    phone = parse_mobile("+6591234568", "SG")
+    client = Client(ip="127.0.0.1", user_agent="screenshots")
+    identity.send_code(db, phone, "signup", client, "en", agreement_version="2026-11-01")
+    person = identity.sign_in(db, phone, "signup", server.sms_code(phone.e164), client).account
+    case = db.run(lambda tx: verification.start_case(tx, person.id))
+    db.run(lambda tx: verification.record_page(tx, person.id, case.id, reading()))
+    db.run(lambda tx: verification.confirm_document(tx, person.id, case.id))
+    asked = db.run(lambda tx: verification.issue_challenge(tx, person.id, case.id))
+    challenge = asked.challenge or ()
+    frames = performance("astronaut", challenge, random.Random(9))
+    import io
+
+    uploads = []
+    for frame in frames:
+        buffer = io.BytesIO()
+        frame.save(buffer, "JPEG", quality=90)
+        uploads.append(buffer.getvalue())
+    server.settings.face_match_threshold, server.settings.face_review_margin = 0.45, 0.44
+    verification.submit_face(db, person.id, case.id, uploads)
+    staff.create_staff(db, "rita", "Rita Reviewer", "a long reviewer passphrase")
+    assert isinstance(case.id, uuid.UUID)
+    return str(case.id)
+
+
+def review_case(page: Page, server: LiveServer, out: Path, case_id: str) -> None:
+    page.set_viewport_size({"width": 1100, "height": 900})
+    page.goto(server.url + "/admin/login")
+    page.locator("#username").fill("rita")
+    page.locator("#password").fill("a long reviewer passphrase")
+    page.locator("form[action='/admin/login'] button").click()
+    page.goto(server.url + f"/admin/reviews/{case_id}")
+    shoot(page, out, "14-review-case.png")
 
 
 def main(argv: list[str] | None = None) -> int:
