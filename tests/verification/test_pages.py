@@ -23,6 +23,7 @@ from tests.verification.flow_helpers import (
     passport,
 )
 from tests.verification.test_flow import face_try, to_face_step
+from tests.verification.test_images import huge_png_header
 from tests.web.test_pages import csrf, sign_up_by_form, zh
 
 API = "/api/v1/verification"
@@ -48,6 +49,7 @@ BAD_UPLOADS = {
     "pdf": (b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\n%%EOF", "image.not_image"),
     "text named .jpg": (b"this is not a photo of a passport\n" * 40, "image.not_image"),
     "truncated jpeg": (None, "image.truncated"),
+    "20000 x 20000 png": (huge_png_header(20_000, 20_000), "image.too_many_pixels"),
 }
 
 
