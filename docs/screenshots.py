@@ -163,6 +163,7 @@ def verify_face(page: Page, server: LiveServer, out: Path) -> None:
 def paths_for_review(server: LiveServer) -> str:
     """A second person whose face check lands in review (the review band is widened for
     the picture), so a reviewer must look."""
+    import io
     import random
     import uuid
 
@@ -185,8 +186,6 @@ def paths_for_review(server: LiveServer) -> str:
     asked = db.run(lambda tx: verification.issue_challenge(tx, person.id, case.id))
     challenge = asked.challenge or ()
     frames = performance("astronaut", challenge, random.Random(9))
-    import io
-
     uploads = []
     for frame in frames:
         buffer = io.BytesIO()

@@ -1,73 +1,70 @@
 """Reading a passport's machine-readable zone from a photo or scan of its data page.
 
-The zone (ICAO Doc 9303 TD3: two lines of 44 characters in OCR-B) is found at the
-bottom of the page: the image is made grey, stretched to full contrast and binarized
-(Otsu's threshold); the skew is measured and undone (the angle, within a few degrees,
-at which the rows' ink is most concentrated); then the horizontal projection shows the
-text lines, and the zone is the last two lines that run across most of the page. That
-band is cropped with a margin, scaled to a fixed character height and read by Tesseract
-(the Latin script model, one block of text, only the zone's characters allowed).
+The zone (ICAO Doc 9303 TD3) is two lines of 44 characters in OCR-B, a fixed-pitch font
+made for machines, and every cell holds ink. So it is read without any language model:
 
-The text is cleaned only where nothing can be invented: spaces are dropped (the zone has
-none), and a line must then have exactly 44 characters; nothing is padded, cut or
-guessed; line 1 must also have the shape Doc 9303 gives it (letters, then only
-fillers), which refuses the usual misread of a filler run as ``K``/``L``. The two lines
-then go to :func:`qianbao.verification.mrz.read_td3`, which accepts a read only if every
-check digit passes. The band is read in a few ways (:data:`OCR_VARIANTS`); since no
-check digit covers line 1 (the names), nationality or sex, and the document number's
-digit does not catch two O/0 swaps that cancel out, a read is accepted only when two
-ways agree on every such character. A wrong read is worse than no read.
+1. The image is checked first (:func:`image_quality`): too dark, blurred, no zone found,
+   glare (a saturated blob) over the zone, or the zone running into the image's edge
+   (the page cut off). Each is its own error, in plain words, saying what to do.
+2. :mod:`qianbao.verification.ocr_cells` finds the zone, undoes the skew and cuts each
+   line into its 44 cells by the pitch of its characters.
+3. :mod:`qianbao.verification.mrz_glyphs` names each cell's character by normalised
+   correlation with OCR-B templates, with a margin (best minus runner-up) that says how
+   sure it is.
+4. :func:`qianbao.verification.mrz.read_td3` checks every check digit (correcting
+   letters read in digit-only fields, ``O`` -> ``0``...).
 
-:func:`image_quality` refuses images that are too dark or too blurred to read, before
-any OCR is spent on them.
+A wrong read is worse than no read. The check digits do not cover the names (line 1),
+nationality or sex, and a check digit does not notice a character swapped for one of the
+same check value modulo 10 (``S``/``8``, ``Z``/``5``, ``G``/``6``, ``<``/``0``). So where
+no check digit looks, every character must beat every other by
+:data:`MIN_MARGIN_UNCHECKED`, and under a check digit it must beat by that much the
+characters its check digit cannot tell from it (and at most one cell per field may be
+close to anything else: two misreads can cancel out). Otherwise the read is refused
+(``mrz.unclear``) and the person is asked for a better photo.
+
+Tesseract is no longer used: its language model guesses, and it took seconds per page.
 """
 
 from __future__ import annotations
 
 import io
-import re
-import subprocess
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date
-from functools import cache
 from typing import Final
 
+import cv2
 import numpy as np
 import numpy.typing as npt
-import pytesseract  # type: ignore[import-untyped]
 from PIL import Image, ImageOps
 
 from qianbao.errors import InvalidInput
 from qianbao.i18n import N_
 from qianbao.verification.mrz import TD3_LENGTH, PassportMrz, read_td3
+from qianbao.verification.mrz_glyphs import ALPHABET, classify
+from qianbao.verification.ocr_cells import LocatedZone, locate_zone, to_work_gray
 
 ImageInput = bytes | Image.Image
-GrayArray = npt.NDArray[np.float64]
 
 # Below this mean luminance (0-255, of the grey image) a page is too dark to read.
 MIN_MEAN_LUMINANCE: Final = 45.0
 # Below this variance of the Laplacian (of the grey image scaled to QUALITY_WIDTH pixels
 # wide and stretched to full contrast) a page is too blurred to read.
-MIN_SHARPNESS: Final = 60.0
+MIN_SHARPNESS: Final = 40.0
 QUALITY_WIDTH: Final = 1000
-# The widest skew (degrees) undone, and the step of the search.
-MAX_SKEW_DEGREES: Final = 4.0
-SKEW_STEP_DEGREES: Final = 0.25
-# A zone line's ink must span at least this fraction of the page's width.
-MIN_LINE_SPAN: Final = 0.55
-# The page is scaled to this width before the zone is looked for.
-WORK_WIDTH: Final = 1250
-# Tesseract reads the zone in these ways, in turn: (the characters' height in pixels,
-# binarized or left grey). Each way misreads different characters. A read is accepted
-# only if every check digit passes and another way read the same characters where the
-# check digits are weak or absent (see read_passport_mrz).
-OCR_VARIANTS: Final[tuple[tuple[int, bool], ...]] = ((28, False), (48, True), (40, False))
-MRZ_WHITELIST: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789<"
-TESSERACT_TIMEOUT_SECONDS: Final = 20.0
+# Glare: pixels at least this bright (0-255) are saturated; a blob of them over the zone
+# at least GLARE_MIN_AREA character cells large hides characters.
+SATURATED: Final = 250
+GLARE_MIN_AREA: Final = 1.0
+# A page whose own background is this bright is a white scan, not glare.
+GLARE_MAX_BACKGROUND: Final = 246
+# The least margin (best template score minus the runner-up's, normalised correlation)
+# for a character that no check digit would catch if misread (see ZoneRead).
+MIN_MARGIN_UNCHECKED: Final = 0.03
 
-# Errors that say the read is wrong (so another OCR variant may do better), as opposed
-# to a good read of a passport refused for what it says (expired, under age...).
+# Errors that say the read is wrong, as opposed to a good read of a passport refused for
+# what it says (expired, under age...).
 READ_ERRORS: Final = frozenset(
     {
         "mrz.length",
@@ -79,10 +76,40 @@ READ_ERRORS: Final = frozenset(
     }
 )
 
-_NOT_FOUND_MESSAGE: Final = N_(
-    "No machine-readable zone was found on this image. Photograph the whole photo page "
-    "of your passport, with the two lines of characters at the bottom sharp and in full."
+# The fields of line 2 that a check digit covers, with their check digit, as 0-based
+# positions in the 88 characters of both lines: document number, date of birth, date of
+# expiry, optional data; the composite check digit covers them all again.
+_LINE2: Final = TD3_LENGTH
+CHECKED_FIELDS: Final = tuple(
+    tuple(range(_LINE2 + start, _LINE2 + end))
+    for start, end in ((0, 10), (13, 20), (21, 28), (28, 43), (43, 44))
 )
+_CHECKED_FIELD: Final = frozenset(position for field in CHECKED_FIELDS for position in field)
+
+_MESSAGES: Final = {
+    "image.too_dark": N_(
+        "This photo is too dark to read. Move to a brighter place and take it again."
+    ),
+    "image.blurred": N_(
+        "This photo is too blurred to read. Hold the camera still, let it focus, and take it again."
+    ),
+    "image.glare": N_(
+        "There is glare on the two lines of characters at the bottom of the page. Tilt the "
+        "passport or move away from the light, and take the photo again."
+    ),
+    "image.cut_off": N_(
+        "The page is cut off: the two lines of characters at the bottom must be in the "
+        "photo from end to end. Move the camera back a little and take it again."
+    ),
+    "mrz.not_found": N_(
+        "No machine-readable zone was found on this image. Photograph the whole photo page "
+        "of your passport, with the two lines of characters at the bottom sharp and in full."
+    ),
+    "mrz.unclear": N_(
+        "Some characters of the two lines at the bottom of the page could not be read with "
+        "certainty. Take the photo again, sharp, straight and evenly lit."
+    ),
+}
 
 
 def load_image(image: ImageInput) -> Image.Image:
@@ -100,37 +127,58 @@ def load_image(image: ImageInput) -> Image.Image:
     return ImageOps.exif_transpose(opened)
 
 
+@dataclass(frozen=True)
+class Assessment:
+    """What :func:`image_quality` found: the defect's code (``None`` if none) and the
+    zone, when it was looked for and found."""
+
+    defect: str | None
+    zone: LocatedZone | None
+
+
 def image_quality(image: ImageInput) -> str | None:
     """``None`` when the image is good enough to read, else the code of its defect.
 
-    ``image.too_dark``: the mean luminance is below :data:`MIN_MEAN_LUMINANCE`.
-    ``image.blurred``: the variance of a Laplacian filter (at a fixed width, after
-    stretching the contrast) is below :data:`MIN_SHARPNESS`.
+    In this order: ``image.too_dark`` (mean luminance below :data:`MIN_MEAN_LUMINANCE`),
+    ``image.blurred`` (variance of a Laplacian, at a fixed width after stretching the
+    contrast, below :data:`MIN_SHARPNESS`), ``image.glare`` (a saturated blob over the
+    zone, or where it should be), ``mrz.not_found`` (no two zone lines), and
+    ``image.cut_off`` (the zone runs into the image's edge).
     """
-    gray = load_image(image).convert("L")
-    if float(np.asarray(gray, dtype=np.float64).mean()) < MIN_MEAN_LUMINANCE:
-        return "image.too_dark"
-    if sharpness(gray) < MIN_SHARPNESS:
-        return "image.blurred"
-    return None
+    return assess(load_image(image)).defect
 
 
 def check_image_quality(image: ImageInput) -> None:
     """Raise :class:`InvalidInput` with the code of :func:`image_quality`, if any."""
-    defect = image_quality(image)
-    if defect == "image.too_dark":
-        raise InvalidInput(
-            "image.too_dark",
-            N_("This photo is too dark to read. Take it again in better light."),
-        )
-    if defect == "image.blurred":
-        raise InvalidInput(
-            "image.blurred",
-            N_(
-                "This photo is too blurred to read. Hold the camera still, let it focus, "
-                "and take it again."
-            ),
-        )
+    raise_defect(image_quality(image))
+
+
+def raise_defect(defect: str | None) -> None:
+    if defect is not None:
+        raise InvalidInput(defect, _MESSAGES[defect])
+
+
+def assess(picture: Image.Image) -> Assessment:
+    gray = picture.convert("L")
+    if float(np.asarray(gray, dtype=np.float64).mean()) < MIN_MEAN_LUMINANCE:
+        return Assessment("image.too_dark", None)
+    if sharpness(gray) < MIN_SHARPNESS:
+        return Assessment("image.blurred", None)
+    pixels = np.asarray(gray, dtype=np.uint8)
+    zone = locate_zone(pixels)
+    if zone is None:
+        work = to_work_gray(pixels)
+        # Glare that wiped the zone out leaves no zone to find: say what hid it. Only the
+        # bottom quarter, where the zone is, counts: a portrait may hold white.
+        bottom = work[work.shape[0] * 3 // 4 :]
+        if _has_glare(bottom, character_height=work.shape[1] / 50):
+            return Assessment("image.glare", None)
+        return Assessment("mrz.not_found", None)
+    if _glare_over_zone(zone):
+        return Assessment("image.glare", zone)
+    if zone.touches_edge:
+        return Assessment("image.cut_off", zone)
+    return Assessment(None, zone)
 
 
 def sharpness(gray: Image.Image) -> float:
@@ -148,6 +196,98 @@ def sharpness(gray: Image.Image) -> float:
     return float(laplacian.var())
 
 
+def _glare_over_zone(zone: LocatedZone) -> bool:
+    left, top, right, bottom = zone.box
+    height = max(1.0, (bottom - top) / 3)
+    pad = round(height)
+    region = zone.gray[max(0, top - pad) : bottom + pad, max(0, left - pad) : right + pad]
+    return _has_glare(region, character_height=height)
+
+
+def _has_glare(region: npt.NDArray[np.uint8], *, character_height: float) -> bool:
+    """Whether ``region`` holds a saturated blob of at least :data:`GLARE_MIN_AREA`
+    character cells on a page that is not itself white."""
+    if region.size == 0 or float(np.median(region)) >= GLARE_MAX_BACKGROUND:
+        return False
+    saturated = (region >= SATURATED).astype(np.uint8)
+    count, _, stats, _ = cv2.connectedComponentsWithStats(saturated, connectivity=8)
+    if count <= 1:
+        return False
+    largest = int(stats[1:, cv2.CC_STAT_AREA].max())
+    return largest >= GLARE_MIN_AREA * character_height * character_height * 0.7
+
+
+@dataclass(frozen=True)
+class ZoneRead:
+    """The characters read from the zone's 88 cells, and how sure each one is."""
+
+    line1: str
+    line2: str
+    margins: npt.NDArray[np.float32]  # (88,) best score minus the runner-up's
+    # (88,) best score minus that of the best other character with the same check value
+    # modulo 10: the margin against a misread that no check digit would notice.
+    blind_margins: npt.NDArray[np.float32]
+
+    def unsure_positions(self) -> list[int]:
+        """0-based positions (of both lines together) not read with enough certainty.
+
+        Where no check digit looks (line 1, nationality, sex), the best character must
+        beat every other by :data:`MIN_MARGIN_UNCHECKED`. Under a check digit it must
+        beat by that much only the characters the check digit cannot tell from it
+        (``S``/``8``, ``<``/``0``...); and at most one cell of a check digit's field may
+        be close to any other character, since two misreads can cancel out.
+        """
+        unsure = [
+            position
+            for position in range(2 * TD3_LENGTH)
+            if (
+                self.blind_margins[position]
+                if position in _CHECKED_FIELD
+                else self.margins[position]
+            )
+            < MIN_MARGIN_UNCHECKED
+        ]
+        for field in CHECKED_FIELDS:
+            close = [
+                position for position in field if self.margins[position] < MIN_MARGIN_UNCHECKED
+            ]
+            if len(close) > 1:
+                unsure.extend(close)
+        return sorted(set(unsure))
+
+
+def read_zone(zone: LocatedZone) -> ZoneRead | None:
+    """The characters of the zone's cells, or ``None`` if it was not cut into 2 x 44."""
+    if zone.lines is None:
+        return None
+    reads = classify(np.concatenate([line.cells for line in zone.lines]))
+    return ZoneRead(
+        line1=reads.best[:TD3_LENGTH],
+        line2=reads.best[TD3_LENGTH:],
+        margins=reads.margins,
+        blind_margins=_blind_margins(reads.best, reads.character_scores),
+    )
+
+
+def _blind_margins(best: str, scores: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Per cell, the best score minus the best score of another character with the same
+    check value modulo 10 (a swap no check digit would notice)."""
+    residues = np.array([_check_value(character) % 10 for character in ALPHABET])
+    margins = np.empty(len(best), dtype=np.float32)
+    for position, character in enumerate(best):
+        index = ALPHABET.index(character)
+        twins = (residues == residues[index]) & (np.arange(len(ALPHABET)) != index)
+        margins[position] = scores[position, index] - scores[position, twins].max()
+    return margins
+
+
+def _check_value(character: str) -> int:
+    """A character's value in Doc 9303's check digits: digits, A = 10 ... Z = 35, < = 0."""
+    if character.isdigit():
+        return int(character)
+    return 0 if character == "<" else ord(character) - ord("A") + 10
+
+
 def read_passport_mrz(
     image: ImageInput,
     today: date,
@@ -159,261 +299,30 @@ def read_passport_mrz(
 ) -> PassportMrz:
     """The zone read from a photo of a passport's data page, every check digit passing.
 
-    Raises :class:`InvalidInput`: ``image.too_dark`` / ``image.blurred`` (unless
-    ``check_quality`` is false), ``mrz.not_found`` when no two 44-character lines were
-    read, or the parser's own error (``mrz.check_digit``, ``mrz.expired``...).
+    Raises :class:`InvalidInput`: the defects of :func:`image_quality` (the image ones
+    only when ``check_quality``), ``mrz.not_found`` when no 2 x 44 characters were found,
+    the parser's own errors (``mrz.check_digit``, ``mrz.expired``...), or ``mrz.unclear``
+    when the check digits pass but a character they do not cover was not read with
+    certainty.
     """
     picture = load_image(image)
-    if check_quality:
-        check_image_quality(picture)
-    located = locate_mrz(picture)
-    if located is None:
-        raise InvalidInput("mrz.not_found", _NOT_FOUND_MESSAGE)
-    # Check digits do not cover the names (line 1), nationality and sex, and cover the
-    # document number and optional data only weakly against O/0 (two swaps can cancel
-    # out): a read is accepted only when another OCR variant read those characters the
-    # same (the confusable correction of read_td3 never touches them).
-    first_error: InvalidInput | None = None
-    accepted: PassportMrz | None = None
-    unchecked_reads: list[str] = []
-    for character_height, binarize in OCR_VARIANTS:
-        lines = _ocr(prepare_band(located, character_height, binarize=binarize))
-        if lines is None:
-            continue
-        unchecked = _unchecked(lines)
-        if accepted is not None:
-            if unchecked == _unchecked((accepted.line1, accepted.line2)):
-                return accepted
-            unchecked_reads.append(unchecked)
-            continue
-        try:
-            result = read_td3(
-                lines[0],
-                lines[1],
-                today,
-                minimum_age=minimum_age,
-                minimum_validity_days=minimum_validity_days,
-                extra_codes=extra_codes,
-            )
-        except InvalidInput as error:
-            if error.code not in READ_ERRORS:
-                raise  # a good read of a passport refused for what it says
-            first_error = first_error or error
-            unchecked_reads.append(unchecked)
-            continue
-        if _unchecked((result.line1, result.line2)) in unchecked_reads:
-            return result
-        accepted = result
-        unchecked_reads.append(unchecked)
-    if accepted is not None:  # the check digits passed, but no other read confirmed it
-        raise InvalidInput("mrz.not_found", _NOT_FOUND_MESSAGE)
-    raise first_error or InvalidInput("mrz.not_found", _NOT_FOUND_MESSAGE)
-
-
-def _unchecked(lines: tuple[str, str]) -> str:
-    """The characters that no check digit covers, or that may hold a letter: line 1, and
-    line 2's document number, nationality, sex and optional data."""
-    line1, line2 = lines
-    return "|".join((line1, line2[0:9], line2[10:13], line2[20], line2[28:42]))
-
-
-def ocr_mrz_lines(image: ImageInput) -> tuple[str, str] | None:
-    """The two zone lines of the first OCR variant (spaces dropped), or ``None``."""
-    located = locate_mrz(load_image(image))
-    if located is None:
-        return None
-    character_height, binarize = OCR_VARIANTS[0]
-    return _ocr(prepare_band(located, character_height, binarize=binarize))
-
-
-def _ocr(band: Image.Image) -> tuple[str, str] | None:
-    text: str = pytesseract.image_to_string(
-        band,
-        lang=_language(),
-        config=f"--psm 6 -c tessedit_char_whitelist={MRZ_WHITELIST}",
-        timeout=TESSERACT_TIMEOUT_SECONDS,
+    assessment = assess(picture)
+    zone = assessment.zone
+    if check_quality or assessment.defect == "mrz.not_found":
+        raise_defect(assessment.defect)
+    if zone is None:
+        zone = locate_zone(np.asarray(picture.convert("L"), dtype=np.uint8))
+    read = read_zone(zone) if zone is not None else None
+    if read is None:
+        raise InvalidInput("mrz.not_found", _MESSAGES["mrz.not_found"])
+    result = read_td3(
+        read.line1,
+        read.line2,
+        today,
+        minimum_age=minimum_age,
+        minimum_validity_days=minimum_validity_days,
+        extra_codes=extra_codes,
     )
-    return clean_lines(text)
-
-
-def clean_lines(text: str) -> tuple[str, str] | None:
-    """The last two lines of exactly 44 zone characters once spaces are dropped.
-
-    Nothing else is changed: a line that is one character short or long is not a read.
-    """
-    candidates = [re.sub(r"\s+", "", line) for line in text.splitlines()]
-    candidates = [line for line in candidates if line]
-    for index in range(len(candidates) - 1, 0, -1):
-        first, second = candidates[index - 1], candidates[index]
-        if (
-            len(first) == TD3_LENGTH
-            and len(second) == TD3_LENGTH
-            and _ZONE_LINE.fullmatch(first)
-            and _ZONE_LINE.fullmatch(second)
-            and _LINE1.fullmatch(first)
-        ):
-            return first, second
-    return None
-
-
-_ZONE_LINE: Final = re.compile(r"[A-Z0-9<]+")
-# Line 1 as Doc 9303 lays it out: "P", a subtype or filler, the state, then names made of
-# letters separated by one filler (words) or two (surname from given names), then only
-# fillers. A letter after the fillers (a "<" read as "K") makes the line no read at all.
-_NAME: Final = r"[A-Z]+(?:<[A-Z]+)*"
-_LINE1: Final = re.compile(rf"P[A-Z<][A-Z<]{{3}}{_NAME}(?:<<{_NAME})?<*")
-
-
-@dataclass(frozen=True)
-class LocatedMrz:
-    """The page made grey and upright, and where its zone lies on it."""
-
-    gray: Image.Image
-    box: tuple[int, int, int, int]  # left, top, right, bottom, margin included
-    character_height: float  # pixels, on ``gray``
-
-
-def locate_mrz(image: Image.Image) -> LocatedMrz | None:
-    """Where the zone is: the last two text lines, in the lower half of the page, whose
-    ink spans at least :data:`MIN_LINE_SPAN` of the page's width; ``None`` if none."""
-    gray = ImageOps.autocontrast(image.convert("L"), cutoff=1)
-    # Work at a fixed width: thresholds in pixels then mean the same on any photo.
-    scale = WORK_WIDTH / gray.width
-    gray = gray.resize((WORK_WIDTH, max(1, round(gray.height * scale))), Image.Resampling.LANCZOS)
-    threshold = _otsu(np.asarray(gray, dtype=np.float64))
-    lower = gray.crop((0, gray.height // 2, gray.width, gray.height))
-    angle = _skew_angle(np.asarray(lower, dtype=np.float64) < threshold)
-    if angle:
-        gray = gray.rotate(angle, resample=Image.Resampling.BICUBIC, fillcolor=255)
-    ink = np.asarray(gray, dtype=np.float64) < threshold
-    long_lines = [
-        (top, bottom)
-        for top, bottom in _text_lines(ink)
-        if top >= ink.shape[0] // 2 and _span(ink[top:bottom]) >= MIN_LINE_SPAN * ink.shape[1]
-    ]
-    if len(long_lines) < 2:
-        return None
-    (top, _), (_, bottom) = long_lines[-2], long_lines[-1]
-    character_height = max(1.0, _median_line_height(long_lines[-2:]))
-    margin = round(character_height * 0.8)
-    columns = np.flatnonzero(ink[top:bottom].any(axis=0))
-    left, right = int(columns[0]), int(columns[-1]) + 1
-    box = (
-        max(0, left - margin),
-        max(0, top - margin),
-        min(ink.shape[1], right + margin),
-        min(ink.shape[0], bottom + margin),
-    )
-    return LocatedMrz(gray=gray, box=box, character_height=character_height)
-
-
-def prepare_band(located: LocatedMrz, character_height: int, *, binarize: bool) -> Image.Image:
-    """The zone cropped and scaled to ``character_height``; black on white if ``binarize``."""
-    band = located.gray.crop(located.box)
-    factor = character_height / located.character_height
-    band = band.resize(
-        (max(1, round(band.width * factor)), max(1, round(band.height * factor))),
-        Image.Resampling.LANCZOS,
-    )
-    if not binarize:
-        return band
-    pixels = np.asarray(band, dtype=np.float64)
-    binary = np.where(pixels < _otsu(pixels), 0, 255).astype(np.uint8)
-    return Image.fromarray(binary, mode="L")
-
-
-def find_mrz_band(image: Image.Image) -> Image.Image | None:
-    """The zone as the first OCR variant sees it (for debugging), or ``None``."""
-    located = locate_mrz(image)
-    if located is None:
-        return None
-    character_height, binarize = OCR_VARIANTS[0]
-    return prepare_band(located, character_height, binarize=binarize)
-
-
-def _otsu(pixels: GrayArray) -> float:
-    """Otsu's threshold of a grey image (0-255)."""
-    histogram = np.bincount(pixels.astype(np.uint8).ravel(), minlength=256).astype(np.float64)
-    total = histogram.sum()
-    if total == 0:
-        return 128.0
-    levels = np.arange(256, dtype=np.float64)
-    weight = np.cumsum(histogram)
-    mass = np.cumsum(histogram * levels)
-    background = weight[:-1]
-    foreground = total - background
-    valid = (background > 0) & (foreground > 0)
-    mean_low = np.divide(mass[:-1], background, out=np.zeros(255), where=valid)
-    mean_high = np.divide(mass[-1] - mass[:-1], foreground, out=np.zeros(255), where=valid)
-    between = np.where(valid, background * foreground * (mean_low - mean_high) ** 2, 0.0)
-    return float(np.argmax(between)) + 0.5
-
-
-def _skew_angle(ink: npt.NDArray[np.bool_]) -> float:
-    """The rotation (degrees) that makes the rows' ink most concentrated."""
-    if not ink.any():
-        return 0.0
-    small = Image.fromarray((ink * 255).astype(np.uint8), mode="L")
-    small = small.resize((small.width // 2, max(1, small.height // 2)), Image.Resampling.BOX)
-    best_angle, best_score = 0.0, -1.0
-    steps = round(MAX_SKEW_DEGREES / SKEW_STEP_DEGREES)
-    for step in range(-steps, steps + 1):
-        angle = step * SKEW_STEP_DEGREES
-        rotated = small.rotate(angle, resample=Image.Resampling.BILINEAR) if angle else small
-        rows = np.asarray(rotated, dtype=np.float64).sum(axis=1)
-        score = float((rows**2).sum())
-        if score > best_score * (1 + 1e-9):
-            best_angle, best_score = angle, score
-    return best_angle
-
-
-def _text_lines(ink: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
-    """(top, bottom) of each run of rows that hold a text line's ink."""
-    counts = ink.sum(axis=1)
-    # A row belongs to a line when it holds a little ink; thin rules and specks do not.
-    inked = counts >= max(8, int(0.01 * ink.shape[1]))
-    lines: list[tuple[int, int]] = []
-    start: int | None = None
-    for row, value in enumerate(inked):
-        if value and start is None:
-            start = row
-        elif not value and start is not None:
-            if row - start >= 6:
-                lines.append((start, row))
-            start = None
-    if start is not None and len(inked) - start >= 6:
-        lines.append((start, len(inked)))
-    return lines
-
-
-def _span(rows: npt.NDArray[np.bool_]) -> int:
-    """The width from the first to the last column holding ink, gaps allowed."""
-    columns = np.flatnonzero(rows.sum(axis=0) > 0)
-    if columns.size == 0:
-        return 0
-    # Ignore lone specks at the ends: span between the 1st and 99th percentile of ink.
-    return int(np.percentile(columns, 99) - np.percentile(columns, 1))
-
-
-def _median_line_height(lines: list[tuple[int, int]]) -> float:
-    return float(np.median([bottom - top for top, bottom in lines]))
-
-
-@cache
-def _language() -> str:
-    """Tesseract's Latin script model: ``Latin`` where Debian puts it, else ``script/Latin``.
-
-    (``pytesseract.get_languages`` drops names with capitals, so ask Tesseract itself.)
-    """
-    command = str(pytesseract.pytesseract.tesseract_cmd)
-    try:
-        listing = subprocess.run(  # noqa: S603 - a fixed command, no shell
-            [command, "--list-langs"], capture_output=True, text=True, timeout=10, check=False
-        ).stdout
-    except OSError:
-        return "script/Latin"
-    languages = {line.strip() for line in listing.splitlines()}
-    for name in ("Latin", "script/Latin"):
-        if name in languages:
-            return name
-    return "script/Latin"
+    if read.unsure_positions():
+        raise_defect("mrz.unclear")
+    return result

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import cache
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
 from qianbao.verification.mrz import check_digit
@@ -118,9 +119,10 @@ def _text_font(size: int, bold: bool = False) -> ImageFont.FreeTypeFont | ImageF
 @cache
 def _portrait() -> Image.Image:
     try:
-        from skimage import data  # type: ignore[import-not-found]
+        from skimage import data
 
-        return Image.fromarray(data.astronaut()).resize((300, 380))
+        astronaut = data.astronaut()  # type: ignore[no-untyped-call]
+        return Image.fromarray(astronaut).resize((300, 380))
     except ImportError:
         return Image.new("RGB", (300, 380), (150, 150, 150))
 
@@ -133,6 +135,12 @@ def render_page(
     blur: float = 0.0,
     rotation: float = 0.0,
     seed: int = 0,
+    perspective: float = 0.0,
+    shade: float = 0.0,
+    glare: float = 0.0,
+    cut_right: float = 0.0,
+    noise: float = 0.0,
+    margin: int = 0,
 ) -> Image.Image:
     """A data page as an RGB image.
 
@@ -140,6 +148,12 @@ def render_page(
     prints those lines instead of the passport's own (for broken zones).
     ``brightness`` multiplies the light (1 = as printed), ``blur`` is a Gaussian radius
     in pixels, ``rotation`` is in degrees (counter-clockwise).
+    ``perspective`` moves each corner by up to that fraction of the width (a camera not
+    square to the page); ``shade`` darkens one side by up to that fraction (uneven
+    light); ``glare`` puts a saturated white spot of that radius (in character heights)
+    over the zone; ``cut_right`` crops that fraction of the width off the right (the
+    page cut off); ``noise`` is the sigma of Gaussian sensor noise (0-255);
+    ``margin`` surrounds the page with that many pixels of dark table.
     """
     rng = random.Random(seed)
     width, height = PAGE_SIZE
@@ -183,13 +197,76 @@ def render_page(
         for top, line in zip(MRZ_TOP, lines, strict=True):
             draw.text((MRZ_LEFT, top), line, font=font, fill=(15, 15, 15))
 
+    if margin:
+        table = Image.new("RGB", (width + 2 * margin, height + 2 * margin), (60, 50, 45))
+        table.paste(page, (margin, margin))
+        page, tint = table, (60, 50, 45)
     if rotation:
         page = page.rotate(rotation, resample=Image.Resampling.BICUBIC, fillcolor=tint)
+    if perspective:
+        page = _perspective(page, perspective, rng, tint)
+    if shade:
+        page = _shade(page, shade, rng)
+    if glare:
+        page = _glare(page, glare, rng, offset=margin)
     if blur:
         page = page.filter(ImageFilter.GaussianBlur(blur))
     if brightness != 1.0:
         page = ImageEnhance.Brightness(page).enhance(brightness)
+    if noise:
+        page = _noise(page, noise, rng)
+    if cut_right:
+        page = page.crop((0, 0, round(page.width * (1 - cut_right)), page.height))
     return page
+
+
+def _perspective(
+    page: Image.Image, amount: float, rng: random.Random, fill: tuple[int, ...]
+) -> Image.Image:
+    """``page`` as seen by a camera a little off square: corners moved at random."""
+    width, height = page.size
+    jitter = amount * width
+    # PIL's QUAD transform maps the output's corners to these source points.
+    quad = (
+        rng.uniform(-jitter, jitter), rng.uniform(-jitter, jitter),
+        rng.uniform(-jitter, jitter), height + rng.uniform(-jitter, jitter),
+        width + rng.uniform(-jitter, jitter), height + rng.uniform(-jitter, jitter),
+        width + rng.uniform(-jitter, jitter), rng.uniform(-jitter, jitter),
+    )  # fmt: skip
+    return page.transform(
+        page.size, Image.Transform.QUAD, quad, Image.Resampling.BICUBIC, fillcolor=fill
+    )
+
+
+def _shade(page: Image.Image, amount: float, rng: random.Random) -> Image.Image:
+    """``page`` lit unevenly: darker towards a random side, by up to ``amount``."""
+    width, height = page.size
+    ramp = Image.linear_gradient("L").resize((width, height))
+    ramp = ramp.rotate(rng.choice((0, 90, 180, 270)), expand=False)
+    dark = Image.new("RGB", page.size, (0, 0, 0))
+    mask = ramp.point(lambda value: round(value * amount))
+    return Image.composite(dark, page, mask)
+
+
+def _glare(page: Image.Image, radius: float, rng: random.Random, *, offset: int) -> Image.Image:
+    """``page`` with a saturated white spot (a lamp's reflection) over its zone."""
+    size = radius * MRZ_FONT_SIZE
+    x = rng.uniform(0.25, 0.75) * page.width
+    y = offset + (MRZ_TOP[0] + MRZ_TOP[1]) / 2 + MRZ_FONT_SIZE / 2
+    spot = page.copy()
+    ImageDraw.Draw(spot).ellipse((x - size, y - size, x + size, y + size), fill=(255, 255, 255))
+    halo = Image.new("L", page.size, 0)
+    ImageDraw.Draw(halo).ellipse((x - size, y - size, x + size, y + size), fill=255)
+    halo = halo.filter(ImageFilter.GaussianBlur(size / 6))
+    return Image.composite(spot, page, halo)
+
+
+def _noise(page: Image.Image, sigma: float, rng: random.Random) -> Image.Image:
+    """``page`` with Gaussian sensor noise of ``sigma`` (0-255), the same for a seed."""
+    generator = np.random.default_rng(rng.randrange(1 << 30))
+    pixels = np.asarray(page, dtype=np.float32)
+    pixels = pixels + generator.normal(0.0, sigma, pixels.shape[:2]).astype(np.float32)[..., None]
+    return Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
 
 
 def encode(page: Image.Image, fmt: str = "PNG", quality: int = 90) -> bytes:
