@@ -235,3 +235,23 @@ def test_the_birth_date_is_refused_as_payment_password_once_verified(
     )
     assert answer.status_code == 422, answer.text
     assert answer.json()["code"] == "paypw.birth_date"
+
+
+def test_an_exif_rotated_photo_page_is_read_upright(client: TestClient) -> None:
+    """Phones save the pixels sideways and say "rotate me" in EXIF: that must work."""
+    auth, case_id = start(client)
+    sideways = page_image().rotate(90, expand=True)  # as the sensor stored it
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to view
+    buffer = io.BytesIO()
+    sideways.save(buffer, "JPEG", quality=92, exif=exif.tobytes())
+    answer = client.post(
+        f"{API}/passport-face/{case_id}/photo-page",
+        headers=auth,
+        files={"image": ("IMG_0001.jpg", buffer.getvalue(), "image/jpeg")},
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["status"] == "confirm"
+    assert body["document"]["surname"] == passport().surname.replace("<", " ")
+    assert passport().document_number not in answer.text  # masked
