@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from qianbao.db import Base
+from qianbao.funding import models as funding_models
 from qianbao.identity import models as identity_models
 from qianbao.notify import models as notify_models
 from qianbao.profile import models as profile_models
@@ -11,6 +12,7 @@ from qianbao.verification import models as verification_models
 
 metadata = Base.metadata
 __all__ = [
+    "funding_models",
     "identity_models",
     "metadata",
     "notify_models",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -122,6 +122,11 @@ class Settings(BaseSettings):
     # A passed face check (for a verified person's payment-password reset) is good for
     # this long, and for one reset.
     face_check_valid_seconds: int = 600
+
+    # --- what each verification level may do (qianbao/policy.py) -------------------------
+    # Overrides of the table's defaults, per tier: {"class_ii": {"balance_per_year":
+    # "150000 CNY", "send_transfers": false}}.
+    policy_overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     # --- demo ------------------------------------------------------------------------
     # Demo users may log in with this fixed code; only when ``demo`` is on and only

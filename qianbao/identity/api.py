@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from qianbao import deps
+from qianbao import deps, policy
 from qianbao.db import Database, Tx
 from qianbao.errors import NotAuthenticated
 from qianbao.i18n import N_, Language, set_language, translate
 from qianbao.identity import agreements, passwords, schemas, security, service
 from qianbao.identity.phone import PhoneNumber, calling_codes, parse_mobile
 from qianbao.identity.service import Client, CurrentSession
+from qianbao.standing import Standing, standing
 from qianbao.verification import service as verification
 
 router = APIRouter(prefix="/api/v1", tags=["identity"])
@@ -144,6 +146,34 @@ def log_out(session: SessionDep, db: DbDep) -> Response:
 @router.get("/me", response_model=schemas.AccountOut)
 def me(session: SessionDep) -> schemas.AccountOut:
     return account_out(session.account)
+
+
+@router.get("/me/level", response_model=schemas.LevelOut)
+def get_level(session: SessionDep, db: DbDep) -> schemas.LevelOut:
+    """The account's tier (from how it is verified), what it may do, and what the next
+    tier would add (policy.py decides all of it)."""
+    found = db.run(lambda tx: standing(tx, session.account.id))
+    return level_out(found)
+
+
+def level_out(found: Standing) -> schemas.LevelOut:
+    def lines(rows: list[policy.Line]) -> list[schemas.RightOut]:
+        return [schemas.RightOut(**dataclasses.asdict(row)) for row in rows]
+
+    upper = found.next_tier
+    return schemas.LevelOut(
+        level=found.level,
+        has_bank_card=found.has_bank_card,
+        tier=found.tier,
+        tier_label=translate(policy.TIER_LABELS[found.tier]),
+        rights=lines(policy.describe(found.rights)),
+        next_tier=upper,
+        next_tier_label=translate(policy.TIER_LABELS[upper]) if upper else None,
+        next_tier_adds=lines(policy.gains(found.rights, found.next_rights))
+        if found.next_rights
+        else [],
+        how_to_reach_next=policy.how_to_reach(upper) if upper else None,
+    )
 
 
 @router.put("/me/language", response_model=schemas.AccountOut)

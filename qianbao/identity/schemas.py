@@ -153,3 +153,22 @@ class StrengthOut(BaseModel):
 
 class EndedOut(BaseModel):
     ended: int
+
+
+class RightOut(BaseModel):
+    key: str
+    label: str
+    value: str
+    allowed: bool
+
+
+class LevelOut(BaseModel):
+    level: str  # how the person is verified: unverified, passport_face, ...
+    has_bank_card: bool
+    tier: str  # unverified, class_ii, class_iii
+    tier_label: str
+    rights: list[RightOut]
+    next_tier: str | None
+    next_tier_label: str | None
+    next_tier_adds: list[RightOut]
+    how_to_reach_next: str | None

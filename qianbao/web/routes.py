@@ -9,15 +9,23 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
-from qianbao import deps
+from qianbao import deps, policy
 from qianbao.db import Database
 from qianbao.errors import NotAuthenticated, NotFound, QianbaoError
-from qianbao.i18n import N_, Language, current_language, parse_language, set_language
+from qianbao.i18n import (
+    N_,
+    Language,
+    current_language,
+    parse_language,
+    set_language,
+    translate,
+)
 from qianbao.identity import agreements, service
 from qianbao.identity.phone import PhoneNumber, calling_codes, from_e164, parse_mobile
 from qianbao.identity.service import Client, CurrentSession, Purpose, SignedIn
 from qianbao.notify import service as notify
 from qianbao.profile import service as personal_info
+from qianbao.standing import standing
 from qianbao.verification import service as verification
 from qianbao.web.render import check_csrf, page, redirect, secure_cookies
 
@@ -356,6 +364,7 @@ def _status_page(request: Request, db: Database, template: str) -> Page:
     verified = db.run(lambda tx: verification.verified_identity(tx, user_id))
     case = db.run(lambda tx: verification.current_case(tx, user_id))
     level = session.account.verification_level
+    tier = db.run(lambda tx: standing(tx, user_id)).tier
     return page(
         request,
         template,
@@ -365,9 +374,32 @@ def _status_page(request: Request, db: Database, template: str) -> Page:
         verification_status="verified" if service.is_verified(level) else "unverified",
         method_label=service.verification_method_label(level),
         verified=verified,
+        tier_label=translate(policy.TIER_LABELS[tier]),
         case_status=case.status if case is not None else None,
         personal_info_complete=found.complete,
         personal_info_status=personal_info.status_label(found.complete),
+    )
+
+
+@router.get("/me/level")
+def level_page(request: Request, db: DbDep) -> Page:
+    """The account's tier, what it may do, and what the next tier would add."""
+    session = signed_in(request, db)
+    if session is None:
+        return redirect(request, "/")
+    found = db.run(lambda tx: standing(tx, session.account.id))
+    upper = found.next_tier
+    return page(
+        request,
+        "level.html",
+        account=session.account,
+        tab="me",
+        standing=found,
+        tier_label=translate(policy.TIER_LABELS[found.tier]),
+        rights=policy.describe(found.rights),
+        next_label=translate(policy.TIER_LABELS[upper]) if upper else None,
+        next_adds=policy.gains(found.rights, found.next_rights) if found.next_rights else [],
+        how_to_reach=policy.how_to_reach(upper) if upper else None,
     )
 
 

@@ -1,0 +1,195 @@
+"""THE table of what each verification level may do, and its limits.
+
+Every other module asks here; nothing else decides. A person's *tier* follows from how
+they are verified:
+
+- ``unverified``: no real-name verification. Pays merchants by foreign card within a
+  yearly cap; cannot pay from balance, send or receive transfers; money that reaches the
+  balance (a refund) is held, visible, and released on verification.
+- ``class_ii``: one way of verifying: passport and face, passport chip and face, or a
+  mainland bank card alone.
+- ``class_iii``: a passport (either way) plus a mainland bank card.
+
+Sources (shared/reference/alipay_rules.md):
+
+- PBOC Announcement [2015] No. 43, *Administrative Measures for Online Payment Business
+  of Non-bank Payment Institutions* (in force 1 Jul 2016), Art. 11: Class I accounts
+  CNY 1,000 in total since opening; Class II CNY 100,000 a year; Class III CNY 200,000
+  a year (and only Class III may buy investment products). Art. 24: with two factors but
+  no digital certificate, at most CNY 5,000 a day.
+- Alipay since 1 Jul 2016: without real-name verification no transfers, no receiving or
+  saving money, no paying with balance; the balance is kept and usable after
+  verification.
+- Alipay for foreign cards since March 2024: without ID, USD 2,000 a year; verified,
+  USD 5,000 a payment and USD 50,000 a year.
+
+Operators override any number or switch with ``QIANBAO_POLICY_OVERRIDES``, a JSON object
+``{"class_ii": {"balance_per_year": "150000 CNY", "send_transfers": false}}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from qianbao.i18n import N_, translate
+from qianbao.money import Money
+from qianbao.settings import Settings
+
+Tier = Literal["unverified", "class_ii", "class_iii"]
+TIERS: Final[tuple[Tier, ...]] = ("unverified", "class_ii", "class_iii")
+PASSPORT_LEVELS: Final = frozenset({"passport_face", "passport_chip"})
+
+
+@dataclass(frozen=True)
+class Rights:
+    use_balance: bool  # pay merchants from the balance
+    send_transfers: bool
+    receive_transfers: bool
+    hold_incoming: bool  # money that arrives is held until verification
+    wealth_products: bool
+    card_per_payment: Money | None  # foreign card, per payment (None: only the year cap)
+    card_per_year: Money  # foreign card payments in a calendar year
+    balance_per_year: Money | None  # payments and transfers from the balance, a year
+    balance_per_day: Money | None  # the same, a day
+
+
+DEFAULT_RIGHTS: Final[dict[Tier, Rights]] = {
+    "unverified": Rights(
+        use_balance=False,
+        send_transfers=False,
+        receive_transfers=False,
+        hold_incoming=True,
+        wealth_products=False,
+        card_per_payment=None,
+        card_per_year=Money.of("USD", 2_000),
+        balance_per_year=None,
+        balance_per_day=None,
+    ),
+    "class_ii": Rights(
+        use_balance=True,
+        send_transfers=True,
+        receive_transfers=True,
+        hold_incoming=False,
+        wealth_products=False,
+        card_per_payment=Money.of("USD", 5_000),
+        card_per_year=Money.of("USD", 50_000),
+        balance_per_year=Money.of("CNY", 100_000),
+        balance_per_day=Money.of("CNY", 5_000),
+    ),
+    "class_iii": Rights(
+        use_balance=True,
+        send_transfers=True,
+        receive_transfers=True,
+        hold_incoming=False,
+        wealth_products=True,
+        card_per_payment=Money.of("USD", 5_000),
+        card_per_year=Money.of("USD", 50_000),
+        balance_per_year=Money.of("CNY", 200_000),
+        balance_per_day=Money.of("CNY", 5_000),
+    ),
+}
+
+TIER_LABELS: Final[dict[Tier, str]] = {
+    "unverified": N_("Unverified account"),
+    "class_ii": N_("Class II account"),
+    "class_iii": N_("Class III account"),
+}
+SWITCH_LABELS: Final = {
+    "use_balance": N_("Pay from balance"),
+    "send_transfers": N_("Send transfers"),
+    "receive_transfers": N_("Receive transfers"),
+    "wealth_products": N_("Wealth products"),
+}
+LIMIT_LABELS: Final = {
+    "card_per_payment": N_("Foreign card, per payment"),
+    "card_per_year": N_("Foreign card, per year"),
+    "balance_per_year": N_("From balance, per year"),
+    "balance_per_day": N_("From balance, per day"),
+}
+
+
+def tier_for(level: str, has_bank_card: bool) -> Tier:
+    """The tier a verification level (and a bound mainland bank card) gives."""
+    passport = level in PASSPORT_LEVELS
+    if passport and has_bank_card:
+        return "class_iii"
+    if passport or has_bank_card or level == "bank_card":
+        return "class_ii"
+    return "unverified"
+
+
+def rights_for(tier: Tier, settings: Settings) -> Rights:
+    """The tier's rights, with the operator's overrides applied."""
+    rights = DEFAULT_RIGHTS[tier]
+    overrides = settings.policy_overrides.get(tier, {})
+    if not overrides:
+        return rights
+    return dataclasses.replace(rights, **{k: _parse(k, v) for k, v in overrides.items()})
+
+
+def next_tier(tier: Tier) -> Tier | None:
+    index = TIERS.index(tier)
+    return TIERS[index + 1] if index + 1 < len(TIERS) else None
+
+
+def how_to_reach(tier: Tier) -> str:
+    """What a person does to reach ``tier``, in the current language."""
+    ways = {
+        "unverified": N_("Sign up."),
+        "class_ii": N_("Verify your real name: passport and face, or a mainland bank card."),
+        "class_iii": N_("Verify by passport and add a mainland China bank card."),
+    }
+    return translate(ways[tier])
+
+
+@dataclass(frozen=True)
+class Line:
+    key: str
+    label: str
+    value: str
+    allowed: bool
+
+
+def describe(rights: Rights) -> list[Line]:
+    """The rights as lines for a page, in the current language."""
+    lines = [
+        Line(
+            key,
+            translate(label),
+            translate(N_("Yes") if getattr(rights, key) else N_("No")),
+            bool(getattr(rights, key)),
+        )
+        for key, label in SWITCH_LABELS.items()
+    ]
+    for key, label in LIMIT_LABELS.items():
+        limit: Money | None = getattr(rights, key)
+        if key.startswith("balance") and not rights.use_balance:
+            value, allowed = translate(N_("Not available")), False
+        elif limit is None:
+            value, allowed = translate(N_("Within the yearly limit")), True
+        else:
+            value, allowed = limit.format(), True
+        lines.append(Line(key, translate(label), value, allowed))
+    return lines
+
+
+def gains(current: Rights, better: Rights) -> list[Line]:
+    """What moving from ``current`` to ``better`` adds."""
+    before = {line.key: line for line in describe(current)}
+    return [line for line in describe(better) if line.value != before[line.key].value]
+
+
+def _parse(key: str, value: Any) -> Any:
+    field_types = {field.name: field.type for field in dataclasses.fields(Rights)}
+    if key not in field_types:
+        raise ValueError(f"QIANBAO_POLICY_OVERRIDES: unknown right {key!r}")
+    if "bool" in str(field_types[key]):
+        if not isinstance(value, bool):
+            raise ValueError(f"QIANBAO_POLICY_OVERRIDES: {key} must be true or false")
+        return value
+    if value is None:
+        return None
+    amount, _, currency = str(value).partition(" ")
+    return Money.of(currency.strip().upper(), amount)
