@@ -20,6 +20,8 @@ from qianbao import deps
 from qianbao.clock import Clock
 from qianbao.db import Database
 from qianbao.errors import QianbaoError
+from qianbao.funding import api as funding_api
+from qianbao.funding import web as funding_web
 from qianbao.i18n import N_, negotiate, parse_language, set_language
 from qianbao.identity import api as identity_api
 from qianbao.notify import api as notify_api
@@ -157,6 +159,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.include_router(web_account.router)
     app.include_router(profile_web.router)
     app.include_router(verification_api.router)
+    app.include_router(funding_api.router)
+    app.include_router(funding_web.router)
     app.include_router(verification_web.router)
     app.include_router(web_admin.router)
     app.mount(

@@ -123,6 +123,15 @@ class Settings(BaseSettings):
     # this long, and for one reset.
     face_check_valid_seconds: int = 600
 
+    # --- mainland bank cards (qianbao/funding; docs/sandbox_bank.md) ---------------------
+    bank_connector: Literal["sandbox", "http"] = "sandbox"
+    bank_http_url: str = ""
+    bank_http_secret: str = ""
+    bank_http_timeout_seconds: float = 10.0
+    # Four-element checks a person may start in 24 hours (each one texts a code, and a
+    # mismatch tells which element is wrong, so guessing must stay slow).
+    bank_checks_per_day: int = 5
+
     # --- what each verification level may do (qianbao/policy.py) -------------------------
     # Overrides of the table's defaults, per tier: {"class_ii": {"balance_per_year":
     # "150000 CNY", "send_transfers": false}}.

@@ -65,6 +65,8 @@ class VerificationCase(Base):
     # The portrait's face embedding, sealed like the document.
     portrait_key_id: Mapped[str | None] = mapped_column(String(32), default=None)
     portrait_embedding_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    # Passport chip: the fresh challenge the chip must sign (active authentication).
+    aa_challenge: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     # The liveness challenge now asked ("blink,turn_left") and when.
     challenge: Mapped[str | None] = mapped_column(String(64), default=None)
     challenge_issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
@@ -149,3 +151,21 @@ class FaceCheck(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     outcome: Mapped[str | None] = mapped_column(String(64), default=None)
     face_distance: Mapped[float | None] = mapped_column(Float, default=None)
+
+
+class TrustAnchor(Base):
+    """A CSCA certificate or a CRL that passport chips are checked against, imported by
+    an operator (``qianbao trust import``) from an ICAO master list or a state's files."""
+
+    __tablename__ = "trust_anchors"
+    __table_args__ = (CheckConstraint("kind IN ('csca', 'crl')", name="kind"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    kind: Mapped[str] = mapped_column(String(8))
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+    subject: Mapped[str] = mapped_column(String(512))
+    country: Mapped[str | None] = mapped_column(String(3), default=None)
+    not_after: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    source: Mapped[str] = mapped_column(String(256))
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -325,6 +325,14 @@ def verified_identity(tx: Tx, user_id: uuid.UUID) -> VerifiedIdentity | None:
     )
 
 
+def verified_holder(tx: Tx, user_id: uuid.UUID) -> tuple[str, str] | None:
+    """(name, passport number) of a passport-verified person: a bank card they add must
+    be held under them."""
+    case = _verified_case(tx, user_id)
+    document = None if case is None else _open_document(tx, case)
+    return None if document is None else (document.full_name, document.document_number)
+
+
 def verified_birth_date(tx: Tx, user_id: uuid.UUID) -> date | None:
     """The birth date of a verified person (the payment password may not be it)."""
     row = tx.session.scalar(select(VerifiedDocument).where(VerifiedDocument.user_id == user_id))
