@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from qianbao import migrate
-from qianbao.db import Database
+from qianbao.db import Database, Tx
 from qianbao.settings import get_settings
 
 app = typer.Typer(help="Qianbao wallet service.", no_args_is_help=True)
@@ -182,8 +183,6 @@ def kyc_rotate_key(
     keep the old ones), restart, run this, then drop the old keys. Without that setting,
     --new-key adds the key to var/sealing.keys itself.
     """
-    from pathlib import Path
-
     from qianbao.sealing import new_key_entry
     from qianbao.verification import service as verification
 
@@ -206,3 +205,50 @@ def kyc_rotate_key(
         if done == 0:
             break
     typer.echo(f"{total} records resealed under the newest key")
+
+
+# --- passport chip trust store --------------------------------------------------------------
+
+trust_app = typer.Typer(help="CSCA certificates and CRLs for passport chips.", no_args_is_help=True)
+app.add_typer(trust_app, name="trust")
+
+
+@trust_app.command("import")
+def trust_import(
+    files: Annotated[list[Path], typer.Argument(help="Master lists, certificates or CRLs.")],
+) -> None:
+    """Import an ICAO CSCA master list (its signature is checked), CSCA certificates
+    (PEM, DER or PKCS#7) or a CRL (it must be signed by an imported CSCA)."""
+    from datetime import UTC, datetime
+
+    from qianbao.errors import QianbaoError
+    from qianbao.verification import trust_store
+
+    database = Database(get_settings())
+    today = datetime.now(UTC).date()
+    for path in files:
+        data, name = path.read_bytes(), path.name
+
+        def store(tx: Tx, data: bytes = data, name: str = name) -> trust_store.Imported:
+            return trust_store.import_file(tx, data, name, today=today)
+
+        try:
+            done = database.run(store)
+        except QianbaoError as error:
+            raise typer.BadParameter(error.localized_message(), param_hint=str(path)) from None
+        typer.echo(
+            f"{path.name}: {done.cscas} CSCA certificates, {done.crls} CRLs added"
+            f" ({done.already_known} already known)"
+        )
+
+
+@trust_app.command("list")
+def trust_list() -> None:
+    """The trust store: kind, country, valid until, subject, source file."""
+    from qianbao.verification import trust_store
+
+    rows = Database(get_settings()).run(trust_store.anchors)
+    for row in rows:
+        country = row.country or "--"
+        typer.echo(f"{row.kind:<5} {country:<3} {row.not_after:<10} {row.subject}  [{row.source}]")
+    typer.echo(f"{len(rows)} entries")

@@ -24,8 +24,9 @@ from PIL import Image
 from qianbao.errors import InvalidInput
 from qianbao.i18n import N_
 from qianbao.settings import Settings
-from qianbao.verification import face, images, liveness, ocr
-from qianbao.verification.mrz import PassportMrz
+from qianbao.verification import chip, face, images, liveness, ocr
+from qianbao.verification.mrz import PassportMrz, parse_td3
+from qianbao.verification.trust import TrustStore
 
 STORED_JPEG_QUALITY: Final = 88
 # Selfie frames are stored at most this wide: enough for a reviewer to compare faces.
@@ -37,9 +38,10 @@ FaceOutcome = Literal["match", "review", "no_match", "not_live"]
 @dataclass(frozen=True, repr=False)
 class PageReading:
     mrz: PassportMrz
-    page_jpeg: bytes
+    page_jpeg: bytes | None  # None when the data came from the chip
     portrait_jpeg: bytes
     portrait_embedding: bytes
+    checks: tuple[str, ...] = ()  # what was verified (the chip's passive authentication...)
 
 
 @dataclass(frozen=True, repr=False)
@@ -74,6 +76,47 @@ def read_photo_page(data: bytes, settings: Settings, today: date) -> PageReading
         page_jpeg=to_jpeg(image),
         portrait_jpeg=to_jpeg(portrait),
         portrait_embedding=face.embedding_to_bytes(embedding.embedding),
+    )
+
+
+def read_chip(
+    files: chip.ChipFiles,
+    store: TrustStore,
+    aa_challenge: bytes,
+    aa_signature: bytes | None,
+    settings: Settings,
+    today: date,
+) -> PageReading:
+    """Everything Qianbao needs from a passport chip's files, or the reason it cannot be
+    used: passive authentication against the trust store, active authentication against
+    this case's fresh challenge (a chip that has the key must answer it), the zone in
+    DG1 checked like a printed one, and the face in DG2 as the portrait."""
+    result = chip.verify_chip(
+        files, store, today=today, aa_challenge=aa_challenge, aa_signature=aa_signature
+    )
+    if result.active_authentication == "not_run":  # DG15 present, no answer sent
+        raise InvalidInput(
+            "chip.active_auth",
+            N_(
+                "The passport chip did not prove that it is the original chip: its answer "
+                "to the challenge is wrong. Read the chip again; if this repeats, the chip "
+                "may be a copy."
+            ),
+        )
+    mrz = parse_td3(
+        result.mrz.line1,
+        result.mrz.line2,
+        today=today,
+        minimum_age=settings.verification_minimum_age,
+        minimum_validity_days=settings.verification_minimum_validity_days,
+    )
+    embedding = face.embed_single_face(result.face, role="portrait")
+    return PageReading(
+        mrz=mrz,
+        page_jpeg=None,
+        portrait_jpeg=to_jpeg(result.face),
+        portrait_embedding=face.embedding_to_bytes(embedding.embedding),
+        checks=result.checks,
     )
 
 

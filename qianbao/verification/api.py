@@ -9,14 +9,14 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Final
 
-from fastapi import APIRouter, File, UploadFile
+from fastapi import APIRouter, File, Form, UploadFile
 
 from qianbao.errors import InvalidInput, NotFound
 from qianbao.i18n import N_
 from qianbao.identity import service as identity
 from qianbao.identity.api import DbDep, SessionDep
 from qianbao.settings import Settings
-from qianbao.verification import schemas, service
+from qianbao.verification import chip, schemas, service
 from qianbao.verification.service import CaseView
 
 router = APIRouter(prefix="/api/v1/verification", tags=["verification"])
@@ -27,6 +27,7 @@ def case_out(view: CaseView) -> schemas.CaseOut:
     document = view.document
     return schemas.CaseOut(
         id=view.id,
+        method=view.method,
         status=view.status,
         step=STEPS.get(view.status, 3),
         document=None
@@ -45,6 +46,7 @@ def case_out(view: CaseView) -> schemas.CaseOut:
         reason=view.reason,
         tries_left=view.tries_left,
         next_try_at=view.next_try_at,
+        aa_challenge=view.aa_challenge,
     )
 
 
@@ -76,6 +78,67 @@ def start(session: SessionDep, db: DbDep) -> schemas.CaseOut:
     return case_out(db.run(lambda tx: service.start_case(tx, session.account.id)))
 
 
+@router.post("/passport-chip", response_model=schemas.CaseOut)
+def start_chip(session: SessionDep, db: DbDep) -> schemas.CaseOut:
+    """Start "Passport chip & face", or resume it. The answer carries ``aa_challenge``:
+    the phone sends it to the chip (INTERNAL AUTHENTICATE) and uploads the signature."""
+    view = db.run(lambda tx: service.start_case(tx, session.account.id, "passport_chip"))
+    return case_out(view)
+
+
+@router.post("/passport-chip/{case_id}/chip", response_model=schemas.CaseOut)
+def chip_files(
+    case_id: str,
+    session: SessionDep,
+    db: DbDep,
+    sod: Annotated[UploadFile, File(description="EF.SOD")],
+    dg1: Annotated[UploadFile, File(description="EF.DG1")],
+    dg2: Annotated[UploadFile, File(description="EF.DG2")],
+    dg14: Annotated[UploadFile | None, File(description="EF.DG14, if the chip has it")] = None,
+    dg15: Annotated[UploadFile | None, File(description="EF.DG15, if the chip has it")] = None,
+    aa_signature: Annotated[str, Form(description="the chip's answer, hex")] = "",
+) -> schemas.CaseOut:
+    """Step 1 by chip: the raw files read over NFC (BAC or PACE) and, when the chip has
+    DG15, its signature of ``aa_challenge``. Passive authentication against the trust
+    store, active authentication against the challenge; then confirm and face as for
+    "Verify face" (``/cases/{id}/confirm``, ``/challenge``, ``/face``)."""
+    case = _case_id(case_id)
+    files = chip_upload(db.settings, sod, dg1, dg2, dg14, dg15)
+    signature = hex_bytes(aa_signature)
+    return case_out(service.submit_chip(db, session.account.id, case, files, signature))
+
+
+def chip_upload(
+    settings: Settings,
+    sod: UploadFile,
+    dg1: UploadFile,
+    dg2: UploadFile,
+    dg14: UploadFile | None,
+    dg15: UploadFile | None,
+) -> chip.ChipFiles:
+    groups = {1: dg1, 2: dg2, 14: dg14, 15: dg15}
+    return chip.ChipFiles(
+        sod=read_upload(sod, settings),
+        dgs={
+            number: read_upload(upload, settings)
+            for number, upload in groups.items()
+            if upload is not None and upload.filename
+        },
+    )
+
+
+def hex_bytes(text: str) -> bytes | None:
+    text = "".join(text.split())
+    if not text:
+        return None
+    try:
+        return bytes.fromhex(text)
+    except ValueError as error:
+        raise InvalidInput(
+            "chip.signature_format", N_("The chip's answer must be written in hexadecimal.")
+        ) from error
+
+
 @router.post("/passport-face/cancel", status_code=204)
 def cancel(session: SessionDep, db: DbDep) -> None:
     db.run(lambda tx: service.cancel_case(tx, session.account.id))
@@ -93,6 +156,7 @@ def photo_page(
 
 
 @router.post("/passport-face/{case_id}/confirm", response_model=schemas.CaseOut)
+@router.post("/cases/{case_id}/confirm", response_model=schemas.CaseOut)
 def confirm(case_id: str, session: SessionDep, db: DbDep) -> schemas.CaseOut:
     """The name and nationality read are right: on to the face check."""
     case = _case_id(case_id)
@@ -100,6 +164,7 @@ def confirm(case_id: str, session: SessionDep, db: DbDep) -> schemas.CaseOut:
 
 
 @router.post("/passport-face/{case_id}/retake", response_model=schemas.CaseOut)
+@router.post("/cases/{case_id}/retake", response_model=schemas.CaseOut)
 def retake(case_id: str, session: SessionDep, db: DbDep) -> schemas.CaseOut:
     """The read is wrong: back to step 1 for another photo."""
     case = _case_id(case_id)
@@ -107,6 +172,7 @@ def retake(case_id: str, session: SessionDep, db: DbDep) -> schemas.CaseOut:
 
 
 @router.post("/passport-face/{case_id}/challenge", response_model=schemas.CaseOut)
+@router.post("/cases/{case_id}/challenge", response_model=schemas.CaseOut)
 def challenge(case_id: str, session: SessionDep, db: DbDep) -> schemas.CaseOut:
     """A new random liveness challenge: two actions to perform, in order, on camera."""
     case = _case_id(case_id)
@@ -114,6 +180,7 @@ def challenge(case_id: str, session: SessionDep, db: DbDep) -> schemas.CaseOut:
 
 
 @router.post("/passport-face/{case_id}/face", response_model=schemas.CaseOut)
+@router.post("/cases/{case_id}/face", response_model=schemas.CaseOut)
 def face(
     case_id: str,
     session: SessionDep,

@@ -21,6 +21,7 @@ class DocumentOut(BaseModel):
 
 class CaseOut(BaseModel):
     id: uuid.UUID
+    method: str  # passport_face | passport_chip
     status: str  # passport | confirm | face | review | verified | rejected
     step: int  # 1 passport, 2 face, 3 result
     document: DocumentOut | None
@@ -29,6 +30,7 @@ class CaseOut(BaseModel):
     reason: str | None
     tries_left: int
     next_try_at: datetime | None
+    aa_challenge: str | None = None  # hex: what the chip must sign (passport_chip)
 
 
 class VerifiedIdentityOut(BaseModel):

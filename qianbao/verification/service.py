@@ -23,6 +23,7 @@ API and pages is masked unless the reader is the reviewer.
 from __future__ import annotations
 
 import json
+import secrets
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ from qianbao.identity.codes import keyed_hash
 from qianbao.notify import service as notify
 from qianbao.risk import ratelimit
 from qianbao.sealing import Keyring, Sealed
-from qianbao.verification import analysis, liveness
+from qianbao.verification import analysis, chip, liveness, trust_store
 from qianbao.verification.analysis import FaceAssessment, PageReading
 from qianbao.verification.models import (
     OPEN_STATUSES,
@@ -53,8 +54,12 @@ from qianbao.verification.models import (
     VerifiedDocument,
 )
 from qianbao.verification.mrz import PassportMrz, masked_document_number
+from qianbao.verification.trust import TrustStore
 
 METHOD: Final = "passport_face"
+METHODS: Final = ("passport_face", "passport_chip")
+# ICAO 9303-11 active authentication: the terminal sends an 8-byte random challenge.
+AA_CHALLENGE_BYTES: Final = 8
 DAY: Final = timedelta(days=1)
 
 REJECT_REASONS: Final = {
@@ -104,6 +109,7 @@ class Document:
 @dataclass(frozen=True)
 class CaseView:
     id: uuid.UUID
+    method: str
     status: str
     document: Document | None
     challenge: tuple[str, ...] | None
@@ -112,6 +118,7 @@ class CaseView:
     failure: str | None  # the last face check's failure code, while the case stays open
     tries_left: int
     next_try_at: datetime | None
+    aa_challenge: str | None = None  # hex, for the phone to send to the chip
 
 
 @dataclass(frozen=True)
@@ -135,6 +142,34 @@ def submit_photo_page(
     return db.run(lambda tx: record_page(tx, user_id, case_id, reading))
 
 
+def submit_chip(
+    db: Database,
+    user_id: uuid.UUID,
+    case_id: uuid.UUID,
+    files: chip.ChipFiles,
+    aa_signature: bytes | None,
+) -> CaseView:
+    """Step 1 by chip: the files a phone read over NFC, and the chip's answer to this
+    case's challenge; on success the person confirms what was read."""
+    db.run(lambda tx: admit_try(tx, user_id, case_id, "page"), isolation="read committed")
+    challenge, store = db.run(lambda tx: _chip_inputs(tx, user_id, case_id))
+    reading = analysis.read_chip(
+        files, store, challenge, aa_signature, db.settings, db.clock.now().date()
+    )
+    return db.run(lambda tx: record_page(tx, user_id, case_id, reading))
+
+
+def _chip_inputs(tx: Tx, user_id: uuid.UUID, case_id: uuid.UUID) -> tuple[bytes, TrustStore]:
+    """The challenge the chip answered, replaced by a fresh one for any next try (one
+    answer per challenge), and the trust store."""
+    case = _own_case(tx, user_id, case_id)
+    if case.method != "passport_chip" or case.aa_challenge is None:
+        raise Conflict("verification.wrong_step", _WRONG_STEP)
+    challenge = case.aa_challenge
+    case.aa_challenge = secrets.token_bytes(AA_CHALLENGE_BYTES)
+    return challenge, trust_store.load(tx)
+
+
 def submit_face(
     db: Database, user_id: uuid.UUID, case_id: uuid.UUID, uploads: Sequence[bytes]
 ) -> CaseView:
@@ -155,8 +190,9 @@ def current_case(tx: Tx, user_id: uuid.UUID) -> CaseView | None:
     return None if case is None else _view(tx, case)
 
 
-def start_case(tx: Tx, user_id: uuid.UUID) -> CaseView:
-    """Resume the open case, or open a new one at step 1."""
+def start_case(tx: Tx, user_id: uuid.UUID, method: str = METHOD) -> CaseView:
+    """Resume the open case of this method, or open a new one at step 1 (an open case of
+    the other method is cancelled: one verification at a time)."""
     account = identity.get_account(tx, user_id)
     if identity.is_verified(account.verification_level):
         raise Conflict("verification.already_verified", N_("Your account is already verified."))
@@ -166,11 +202,18 @@ def start_case(tx: Tx, user_id: uuid.UUID) -> CaseView:
             "verification.in_review",
             N_("Your verification is being reviewed. You will get an SMS with the outcome."),
         )
+    if method not in METHODS:
+        raise InvalidInput("verification.method", N_("Unknown way of verifying."))
+    if case is not None and case.status in OPEN_STATUSES and case.method != method:
+        case.status, case.updated_at = "cancelled", tx.now()
+        case = None
     if case is None or case.status not in OPEN_STATUSES:
         now = tx.now()
         case = VerificationCase(
-            user_id=user_id, method=METHOD, status="passport", created_at=now, updated_at=now
+            user_id=user_id, method=method, status="passport", created_at=now, updated_at=now
         )
+        if method == "passport_chip":
+            case.aa_challenge = secrets.token_bytes(AA_CHALLENGE_BYTES)
         tx.session.add(case)
         tx.session.flush()
     return _view(tx, case)
@@ -212,7 +255,7 @@ def record_page(tx: Tx, user_id: uuid.UUID, case_id: uuid.UUID, reading: PageRea
     case.nationality, case.issuing_state = mrz.nationality, mrz.issuing_state
     embedding = keyring.seal(reading.portrait_embedding, _embedding_context(case.id))
     case.portrait_key_id, case.portrait_embedding_sealed = embedding.key_id, embedding.blob
-    _replace_images(tx, keyring, case, "page", [reading.page_jpeg])
+    _replace_images(tx, keyring, case, "page", [reading.page_jpeg] if reading.page_jpeg else [])
     _replace_images(tx, keyring, case, "portrait", [reading.portrait_jpeg])
     case.status, case.confirmed_at, case.updated_at = "confirm", None, tx.now()
     return _view(tx, case)
@@ -775,6 +818,7 @@ def _view(tx: Tx, case: VerificationCase) -> CaseView:
     challenge = tuple(case.challenge.split(",")) if case.challenge else None
     return CaseView(
         id=case.id,
+        method=case.method,
         status=case.status,
         document=_open_document(tx, case) if case.status != "passport" else None,
         challenge=challenge,
@@ -783,6 +827,9 @@ def _view(tx: Tx, case: VerificationCase) -> CaseView:
         failure=case.reason if case.status == "face" else None,
         tries_left=tries_left,
         next_try_at=next_try,
+        aa_challenge=case.aa_challenge.hex()
+        if case.aa_challenge and case.status == "passport"
+        else None,
     )
 
 

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable
 from typing import Annotated, Final
 
-from fastapi import APIRouter, File, Request, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
 from qianbao.db import Database
@@ -20,7 +20,7 @@ from qianbao.i18n import N_
 from qianbao.identity import service as identity
 from qianbao.identity.service import CurrentSession
 from qianbao.verification import service
-from qianbao.verification.api import read_upload
+from qianbao.verification.api import chip_upload, hex_bytes, read_upload
 from qianbao.verification.service import CaseView
 from qianbao.web.render import check_csrf, page, redirect
 from qianbao.web.routes import CsrfField, DbDep, signed_in
@@ -92,6 +92,8 @@ def flow_page(request: Request, db: DbDep) -> Response:
     case = db.run(lambda tx: service.current_case(tx, session.account.id))
     if case is None:
         return redirect(request, OPTIONS)
+    if case.method == "passport_chip" and case.status == "passport":
+        return redirect(request, CHIP)
     return _step_page(request, session, case)
 
 
@@ -179,6 +181,78 @@ def cancel(request: Request, db: DbDep, csrf: CsrfField = "") -> Response:
         return session
     db.run(lambda tx: service.cancel_case(tx, session.account.id))
     return redirect(request, OPTIONS)
+
+
+# --- passport chip & face: the chip step (the rest is the flow above) -------------------
+
+CHIP: Final = "/me/verify/passport-chip"
+
+
+@router.get(CHIP)
+def chip_page(request: Request, db: DbDep) -> Response:
+    session = _session_or_home(request, db)
+    if isinstance(session, Response):
+        return session
+    case = db.run(lambda tx: service.current_case(tx, session.account.id))
+    return _chip_page(request, session, case)
+
+
+def _chip_page(
+    request: Request,
+    session: CurrentSession,
+    case: CaseView | None,
+    error: QianbaoError | None = None,
+) -> Response:
+    ready = case is not None and case.method == "passport_chip" and case.status == "passport"
+    return page(
+        request,
+        "verify_chip.html",
+        status=error.status if error else 200,
+        account=session.account,
+        tab="me",
+        case=case if ready else None,
+        step=1,
+        error=error,
+    )
+
+
+@router.post(CHIP + "/start")
+def chip_start(request: Request, db: DbDep, csrf: CsrfField = "") -> Response:
+    check_csrf(request, csrf)
+    session = _session_or_home(request, db)
+    if isinstance(session, Response):
+        return session
+    with contextlib.suppress(QianbaoError):
+        db.run(lambda tx: service.start_case(tx, session.account.id, "passport_chip"))
+    return redirect(request, CHIP)
+
+
+@router.post(CHIP + "/files")
+def chip_files(
+    request: Request,
+    db: DbDep,
+    sod: Annotated[UploadFile, File()],
+    dg1: Annotated[UploadFile, File()],
+    dg2: Annotated[UploadFile, File()],
+    dg14: Annotated[UploadFile | None, File()] = None,
+    dg15: Annotated[UploadFile | None, File()] = None,
+    aa_signature: Annotated[str, Form()] = "",
+    csrf: CsrfField = "",
+) -> Response:
+    check_csrf(request, csrf)
+    session = _session_or_home(request, db)
+    if isinstance(session, Response):
+        return session
+    case = db.run(lambda tx: service.current_case(tx, session.account.id))
+    if case is None:
+        return redirect(request, OPTIONS)
+    try:
+        files = chip_upload(db.settings, sod, dg1, dg2, dg14, dg15)
+        service.submit_chip(db, session.account.id, case.id, files, hex_bytes(aa_signature))
+    except QianbaoError as error:
+        fresh = db.run(lambda tx: service.current_case(tx, session.account.id))
+        return _chip_page(request, session, fresh, error)
+    return redirect(request, FLOW)
 
 
 # --- a fresh face check (before a verified person's payment-password reset) -----------
