@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, Response
 from qianbao import deps, policy
 from qianbao.db import Database
 from qianbao.errors import NotAuthenticated, NotFound, QianbaoError
+from qianbao.funding import service as funding
 from qianbao.i18n import (
     N_,
     Language,
@@ -365,6 +366,7 @@ def _status_page(request: Request, db: Database, template: str) -> Page:
     case = db.run(lambda tx: verification.current_case(tx, user_id))
     level = session.account.verification_level
     tier = db.run(lambda tx: standing(tx, user_id)).tier
+    cards = db.run(lambda tx: funding.bank_cards(tx, user_id))
     return page(
         request,
         template,
@@ -375,6 +377,7 @@ def _status_page(request: Request, db: Database, template: str) -> Page:
         method_label=service.verification_method_label(level),
         verified=verified,
         tier_label=translate(policy.TIER_LABELS[tier]),
+        bank_cards=cards,
         case_status=case.status if case is not None else None,
         personal_info_complete=found.complete,
         personal_info_status=personal_info.status_label(found.complete),
