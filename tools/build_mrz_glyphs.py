@@ -103,7 +103,7 @@ def _perspective(
 
 
 def collect(cards: int, seed: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-    rng = random.Random(seed)  # noqa: S311 - reproducible samples, not secrets
+    rng = random.Random(seed)
     cells: list[npt.NDArray[np.float32]] = []
     labels: list[int] = []
     missed = 0
