@@ -7,6 +7,7 @@ they come from (see ``shared/reference/alipay_rules.md`` in the project workspac
 from __future__ import annotations
 
 import secrets
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -131,6 +132,25 @@ class Settings(BaseSettings):
     # Four-element checks a person may start in 24 hours (each one texts a code, and a
     # mismatch tells which element is wrong, so guessing must stay slow).
     bank_checks_per_day: int = 5
+
+    # --- foreign cards (qianbao/funding/card_network.py; docs/sandbox_card_network.md) ----
+    card_network: Literal["sandbox"] = "sandbox"
+    # Alipay and WeChat: no fee up to CNY 200 a payment; above, 3% of the whole amount
+    # (MOFCOM guide, 2024; alipay_rules.md 3).
+    foreign_card_fee_threshold: str = "200 CNY"
+    foreign_card_fee_percent: Decimal = Decimal(3)
+    # CNY per unit of the card's currency: CFETS central parity of 1 September 2025. A
+    # real card network converts at its own daily rate; these only drive the sandbox.
+    fx_rates: dict[str, Decimal] = Field(
+        default_factory=lambda: {
+            "USD": Decimal("7.1072"),
+            "EUR": Decimal("8.3129"),
+            "GBP": Decimal("9.6061"),
+            "JPY": Decimal("0.04834"),
+            "HKD": Decimal("0.91174"),
+            "KRW": Decimal("0.0051201"),
+        }
+    )
 
     # --- what each verification level may do (qianbao/policy.py) -------------------------
     # Overrides of the table's defaults, per tier: {"class_ii": {"balance_per_year":
