@@ -30,6 +30,8 @@ from qianbao.profile import web as profile_web
 from qianbao.settings import Settings, get_settings
 from qianbao.verification import api as verification_api
 from qianbao.verification import web as verification_web
+from qianbao.wallet import api as wallet_api
+from qianbao.wallet import web as wallet_web
 from qianbao.web import account as web_account
 from qianbao.web import admin as web_admin
 from qianbao.web import render
@@ -163,6 +165,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.include_router(funding_web.router)
     app.include_router(verification_web.router)
     app.include_router(web_admin.router)
+    app.include_router(wallet_api.router)
+    app.include_router(wallet_web.router)
     app.mount(
         "/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static"
     )

@@ -252,3 +252,16 @@ def trust_list() -> None:
         country = row.country or "--"
         typer.echo(f"{row.kind:<5} {country:<3} {row.not_after:<10} {row.subject}  [{row.source}]")
     typer.echo(f"{len(rows)} entries")
+
+
+@admin_app.command("create-merchant")
+def create_merchant(name: Annotated[str, typer.Argument(help="The merchant's name.")]) -> None:
+    """Create a merchant whose orders people pay at the cashier."""
+    from qianbao.errors import QianbaoError
+    from qianbao.wallet import payments
+
+    try:
+        merchant_id = Database(get_settings()).run(lambda tx: payments.create_merchant(tx, name))
+    except QianbaoError as error:
+        raise typer.BadParameter(error.localized_message()) from None
+    typer.echo(f"merchant {name!r} created: {merchant_id}")

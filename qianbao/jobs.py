@@ -40,6 +40,15 @@ def purge_verification_images(db: Database) -> int:
             return total
 
 
+def close_expired_orders(db: Database) -> int:
+    """Unpaid orders close after their timeout; expired ledger holds are released."""
+    from qianbao.wallet import ledger, payments
+
+    closed = db.run(payments.close_expired_orders, isolation="read committed")
+    released = db.run(ledger.expire_pending, isolation="read committed")
+    return int(closed) + int(released)
+
+
 @dataclass
 class Job:
     name: str
@@ -54,6 +63,7 @@ def default_jobs() -> list[Job]:
         Job("deliver email", notify_email.deliver_due_email, every_seconds=0),
         Job("prune rate limits", prune_rate_limits, every_seconds=3600),
         Job("purge verification images", purge_verification_images, every_seconds=86400),
+        Job("close expired orders", close_expired_orders, every_seconds=30),
     ]
 
 

@@ -9,6 +9,8 @@ from qianbao.notify import models as notify_models
 from qianbao.profile import models as profile_models
 from qianbao.risk import models as risk_models
 from qianbao.verification import models as verification_models
+from qianbao.wallet import models as wallet_models
+from qianbao.wallet import payment_models
 
 metadata = Base.metadata
 __all__ = [
@@ -16,7 +18,9 @@ __all__ = [
     "identity_models",
     "metadata",
     "notify_models",
+    "payment_models",
     "profile_models",
     "risk_models",
     "verification_models",
+    "wallet_models",
 ]

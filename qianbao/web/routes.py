@@ -335,11 +335,6 @@ def home(request: Request, db: DbDep) -> Page:
     return _signed_in_page(request, db, "home.html", "home")
 
 
-@router.get("/wallet")
-def wallet(request: Request, db: DbDep) -> Page:
-    return _signed_in_page(request, db, "wallet.html", "wallet")
-
-
 @router.get("/me")
 def me(request: Request, db: DbDep) -> Page:
     return _signed_in_page(request, db, "me.html", "me")

@@ -1,0 +1,155 @@
+"""The JSON API of the wallet: balance and held money, foreign cards, the cashier, and
+a demo merchant's orders and refunds (demo mode only)."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+
+from fastapi import APIRouter, Request, status
+
+from qianbao.errors import InvalidInput
+from qianbao.i18n import N_, translate
+from qianbao.identity.api import DbDep, SessionDep
+from qianbao.money import Money
+from qianbao.wallet import payments, schemas
+from qianbao.wallet.payments import OrderView
+
+router = APIRouter(prefix="/api/v1", tags=["wallet"])
+
+
+def order_out(order: OrderView) -> schemas.OrderOut:
+    amount = schemas.AmountOut.of
+    return schemas.OrderOut(
+        id=order.id,
+        merchant=order.merchant,
+        out_trade_no=order.out_trade_no,
+        subject=order.subject,
+        amount=amount(order.amount),
+        refunded=amount(order.refunded),
+        status=order.status,
+        created_at=order.created_at,
+        expires_at=order.expires_at,
+        paid_at=order.paid_at,
+        source=order.source,
+        fee=amount(order.fee),
+        card_amount=amount(order.card_amount) if order.card_amount else None,
+    )
+
+
+def card_out(card: payments.ForeignCardView) -> schemas.CardOut:
+    return schemas.CardOut(**card.__dict__)
+
+
+@router.get("/wallet", response_model=schemas.WalletOut)
+def get_wallet(session: SessionDep, db: DbDep) -> schemas.WalletOut:
+    view = db.run(lambda tx: payments.wallet(tx, session.account.id))
+    return schemas.WalletOut(
+        balance=schemas.AmountOut.of(view.balance),
+        held=schemas.AmountOut.of(view.held),
+        can_use_balance=view.can_use_balance,
+        cards=[card_out(card) for card in view.cards],
+    )
+
+
+@router.post("/wallet/cards", response_model=schemas.CardOut, status_code=201)
+def add_card(body: schemas.CardIn, session: SessionDep, db: DbDep) -> schemas.CardOut:
+    """Link a foreign card (sandbox test cards: docs/sandbox_card_network.md)."""
+    card = payments.add_foreign_card(
+        db, session.account.id, body.number, body.expiry, body.cvv, body.holder_name
+    )
+    return card_out(card)
+
+
+@router.get("/orders/{order_id}/cashier", response_model=schemas.CashierOut)
+def get_cashier(order_id: uuid.UUID, session: SessionDep, db: DbDep) -> schemas.CashierOut:
+    """The order and how this person may pay it: balance (when their level allows),
+    each card with its fee and total."""
+    view = db.run(lambda tx: payments.cashier(tx, session.account.id, order_id))
+    return schemas.CashierOut(
+        order=order_out(view.order),
+        balance=schemas.AmountOut.of(view.balance),
+        can_use_balance=view.can_use_balance,
+        balance_refusal=translate(view.balance_refusal) if view.balance_refusal else None,
+        cards=[
+            schemas.QuoteOut(
+                card=card_out(quote.card),
+                fee=schemas.AmountOut.of(quote.fee),
+                total=schemas.AmountOut.of(quote.total),
+            )
+            for quote in view.quotes
+        ],
+    )
+
+
+@router.post("/orders/{order_id}/pay", response_model=schemas.PayOut)
+def pay(order_id: uuid.UUID, body: schemas.PayIn, session: SessionDep, db: DbDep) -> schemas.PayOut:
+    """Pay with the balance or a card, confirmed by the payment password. A retry of a
+    paid order returns it; nothing is charged twice."""
+    user_id = session.account.id
+    if body.source == "balance":
+        return schemas.PayOut(
+            order=order_out(payments.pay_with_balance(db, user_id, order_id, body.payment_password))
+        )
+    if body.card_id is None:
+        raise InvalidInput("cashier.card", N_("Choose a card to pay with."))
+    outcome = payments.pay_with_card(
+        db,
+        user_id,
+        order_id,
+        body.card_id,
+        body.payment_password,
+        challenge_return_url=body.return_url,
+    )
+    if isinstance(outcome, str):
+        return schemas.PayOut(order=None, challenge_url=outcome)
+    return schemas.PayOut(order=order_out(outcome))
+
+
+@router.post("/orders/{order_id}/pay/finish", response_model=schemas.PayOut)
+def finish(order_id: uuid.UUID, session: SessionDep, db: DbDep) -> schemas.PayOut:
+    """After the card issuer's 3-D Secure check."""
+    return schemas.PayOut(
+        order=order_out(payments.finish_card_payment(db, session.account.id, order_id))
+    )
+
+
+# --- the demo merchant --------------------------------------------------------------------
+
+
+@router.post(
+    "/demo/shop/orders", response_model=schemas.OrderOut, status_code=status.HTTP_201_CREATED
+)
+def demo_order(body: schemas.DemoOrderIn, request: Request, db: DbDep) -> schemas.OrderOut:
+    """An order of the demo shop (demo mode only), to pay at the cashier."""
+    shop = payments.demo_merchant(db)
+    number = f"DEMO{secrets.token_hex(6).upper()}"
+    amount = _money(body.amount)
+    return order_out(
+        db.run(lambda tx: payments.create_order(tx, shop, number, body.subject, amount))
+    )
+
+
+@router.post("/demo/shop/orders/{order_id}/refunds", response_model=schemas.RefundOut)
+def demo_refund(
+    order_id: uuid.UUID, body: schemas.RefundIn, request: Request, db: DbDep
+) -> schemas.RefundOut:
+    """A full or partial refund by the demo shop; the same request number is done once."""
+    shop = payments.demo_merchant(db)
+    done = payments.refund(db, shop, order_id, body.out_request_no, _money(body.amount))
+    return schemas.RefundOut(
+        id=done.id,
+        out_request_no=done.out_request_no,
+        amount=schemas.AmountOut.of(done.amount),
+        fee_refunded=schemas.AmountOut.of(done.fee_refunded),
+        destination=done.destination,
+    )
+
+
+def _money(text: str) -> Money:
+    try:
+        return Money.of("CNY", text.strip())
+    except (ValueError, ArithmeticError) as error:
+        raise InvalidInput(
+            "amount.format", N_("Write an amount in CNY with at most 2 decimals, like 288.00.")
+        ) from error

@@ -1,0 +1,127 @@
+"""Tables of payments: merchants, their orders, foreign cards, payments and refunds.
+
+Money itself lives in the ledger (``models.py``, ``ledger.py``); these rows say what the
+money was for and point at the ledger operation that moved it. Card numbers are never
+stored: the network's token, the brand and the last four digits.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Numeric,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from qianbao.db import Base, UTCDateTime, new_id
+
+ORDER_STATUSES = ("WAIT_BUYER_PAY", "TRADE_SUCCESS", "TRADE_CLOSED", "TRADE_FINISHED")
+SOURCES = ("balance", "foreign_card")
+
+
+class Merchant(Base):
+    __tablename__ = "merchants"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    settlement_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("ledger_accounts.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class WalletAccount(Base):
+    """Which ledger account is whose: a person's balance and held money, and the
+    wallet's own clearing and income accounts (``user_id`` NULL)."""
+
+    __tablename__ = "wallet_accounts"
+    __table_args__ = (UniqueConstraint("owner_key", "kind", "currency", name="uq_wallet_account"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    # The user's id as text, or "system" for the wallet's own accounts.
+    owner_key: Mapped[str] = mapped_column(String(40))
+    kind: Mapped[str] = mapped_column(String(32))
+    currency: Mapped[str] = mapped_column(String(3))
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("ledger_accounts.id"))
+
+
+class PaymentOrder(Base):
+    """An order a merchant asks to be paid: Alipay's trade states."""
+
+    __tablename__ = "payment_orders"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('WAIT_BUYER_PAY', 'TRADE_SUCCESS', 'TRADE_CLOSED', 'TRADE_FINISHED')",
+            name="status",
+        ),
+        CheckConstraint("amount > 0", name="amount"),
+        CheckConstraint("refunded >= 0 AND refunded <= amount", name="refunded"),
+        UniqueConstraint("merchant_id", "out_trade_no", name="uq_payment_orders_trade_no"),
+        Index("ix_payment_orders_status_expires", "status", "expires_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"))
+    out_trade_no: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(256))
+    currency: Mapped[str] = mapped_column(String(3))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    refunded: Mapped[int] = mapped_column(BigInteger, default=0)
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    buyer_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"), default=None)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    source: Mapped[str | None] = mapped_column(String(16), default=None)
+    fee: Mapped[int] = mapped_column(BigInteger, default=0)
+    card_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("foreign_cards.id"), default=None)
+    card_currency: Mapped[str | None] = mapped_column(String(3), default=None)
+    card_amount: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    card_rate: Mapped[Decimal | None] = mapped_column(Numeric(18, 8), default=None)
+    card_capture_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    ledger_operation_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+
+
+class ForeignCard(Base):
+    """A Visa, Mastercard... card: the network's token, never the number or the CVV."""
+
+    __tablename__ = "foreign_cards"
+    __table_args__ = (Index("ix_foreign_cards_user", "user_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    token: Mapped[str] = mapped_column(String(128))
+    brand: Mapped[str] = mapped_column(String(16))
+    last4: Mapped[str] = mapped_column(String(4))
+    expiry: Mapped[str] = mapped_column(String(7))  # MM/YY
+    currency: Mapped[str] = mapped_column(String(3))
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class OrderRefund(Base):
+    """A full or partial refund, once per request number."""
+
+    __tablename__ = "order_refunds"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount"),
+        UniqueConstraint("order_id", "out_request_no", name="uq_order_refunds_request_no"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("payment_orders.id"))
+    out_request_no: Mapped[str] = mapped_column(String(64))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    fee_refunded: Mapped[int] = mapped_column(BigInteger, default=0)
+    destination: Mapped[str] = mapped_column(String(16))  # balance | held | foreign_card
+    card_amount: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    card_rate: Mapped[Decimal | None] = mapped_column(Numeric(18, 8), default=None)
+    ledger_operation_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,0 +1,795 @@
+"""Merchant payments: orders, the cashier (balance or a foreign card), refunds, and money
+held for people whose level may not use a balance yet.
+
+Every movement is a ledger operation (``ledger.py``) under an idempotency key derived
+from the order (``order:<id>:pay``, ``order:<id>:refund:<request no>``), so a retried
+request never moves money twice. What a person may do is asked of ``policy.py``.
+
+A foreign card is charged on the card network first (outside any transaction: a slow
+network never holds a lock), then the ledger records the money arriving in the card
+clearing account and going to the merchant (and the fee to fee income). Card refunds go
+the same way back, converted by the network at the refund day's rate.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+import weakref
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Final
+
+from sqlalchemy import func, select
+
+from qianbao.db import Database, Tx, new_id
+from qianbao.errors import Conflict, Forbidden, InvalidInput, NotFound
+from qianbao.funding import card_network
+from qianbao.i18n import N_
+from qianbao.identity import security
+from qianbao.money import Money
+from qianbao.policy import Rights
+from qianbao.risk import ratelimit
+from qianbao.standing import standing
+from qianbao.wallet import ledger
+from qianbao.wallet.payment_models import (
+    ForeignCard,
+    Merchant,
+    OrderRefund,
+    PaymentOrder,
+    WalletAccount,
+)
+
+CNY: Final = "CNY"
+SYSTEM: Final = "system"
+MERCHANT_SHARDS: Final = 8  # a merchant's settlement account is not one hot row
+DEFAULT_ORDER_TIMEOUT: Final = timedelta(minutes=15)
+
+_BALANCE_NOT_ALLOWED: Final = N_(
+    "Per regulatory requirements, complete identity verification to pay with your "
+    "balance. You can pay with a card now."
+)
+
+
+# --- accounts -----------------------------------------------------------------------------
+
+
+def account_of(tx: Tx, owner_key: str, kind: ledger.AccountKind, currency: str = CNY) -> uuid.UUID:
+    """The ledger account for (owner, kind), opened on first use. Callers hold the
+    owner's claim (``_claim``) so two first uses cannot open two accounts."""
+    found = tx.session.scalar(
+        select(WalletAccount.account_id).where(
+            WalletAccount.owner_key == owner_key,
+            WalletAccount.kind == kind,
+            WalletAccount.currency == currency,
+        )
+    )
+    if found is not None:
+        return found
+    owner_id = None if owner_key == SYSTEM else uuid.UUID(owner_key)
+    account_id = ledger.open_account(tx, kind=kind, currency=currency, owner_id=owner_id)
+    tx.session.add(
+        WalletAccount(owner_key=owner_key, kind=kind, currency=currency, account_id=account_id)
+    )
+    tx.session.flush()
+    return account_id
+
+
+def _claim(tx: Tx, *owners: str) -> None:
+    ratelimit.claim(tx, [f"wallet:{owner}" for owner in owners])
+
+
+@dataclass(frozen=True)
+class WalletView:
+    balance: Money
+    held: Money
+    can_use_balance: bool
+    cards: list[ForeignCardView]
+
+
+@dataclass(frozen=True)
+class ForeignCardView:
+    id: uuid.UUID
+    brand: str
+    last4: str
+    expiry: str
+    currency: str
+
+
+def wallet(tx: Tx, user_id: uuid.UUID) -> WalletView:
+    """The person's balance, the money held for them, and their cards. Held money is
+    released here too, the first time they are allowed to use it."""
+    release_held(tx, user_id)
+    key = str(user_id)
+    _claim(tx, key)
+    balance = ledger.balance(tx, account_of(tx, key, "user_balance"))
+    held = ledger.balance(tx, account_of(tx, key, "user_held"))
+    return WalletView(
+        balance=Money(CNY, balance.available),
+        held=Money(CNY, held.available),
+        can_use_balance=standing(tx, user_id).rights.use_balance,
+        cards=foreign_cards(tx, user_id),
+    )
+
+
+def release_held(tx: Tx, user_id: uuid.UUID) -> Money:
+    """Move held money to the balance once the person's level may use it (called when
+    they are verified, and whenever their wallet is shown)."""
+    if not standing(tx, user_id).rights.use_balance:
+        return Money(CNY, 0)
+    key = str(user_id)
+    _claim(tx, key)
+    held_account = account_of(tx, key, "user_held")
+    held = ledger.balance(tx, held_account).available
+    if held <= 0:
+        return Money(CNY, 0)
+    amount = Money(CNY, held)
+    ledger.transfer(
+        tx,
+        f"release:{user_id}:{new_id()}",
+        held_account,
+        account_of(tx, key, "user_balance"),
+        amount,
+    )
+    return amount
+
+
+# --- merchants and orders --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OrderView:
+    id: uuid.UUID
+    merchant: str
+    out_trade_no: str
+    subject: str
+    amount: Money
+    refunded: Money
+    status: str
+    created_at: datetime
+    expires_at: datetime
+    paid_at: datetime | None
+    source: str | None
+    fee: Money
+    card_amount: Money | None
+
+
+def create_merchant(tx: Tx, name: str) -> uuid.UUID:
+    name = name.strip()
+    if not 1 <= len(name) <= 128:
+        raise InvalidInput("merchant.name", N_("A merchant's name has 1 to 128 characters."))
+    if tx.session.scalar(select(Merchant.id).where(Merchant.name == name)):
+        raise Conflict("merchant.exists", N_("A merchant with this name exists."))
+    account = ledger.open_account(
+        tx, kind="merchant_settlement", currency=CNY, shards=MERCHANT_SHARDS
+    )
+    merchant = Merchant(name=name, settlement_account_id=account, created_at=tx.now())
+    tx.session.add(merchant)
+    tx.session.flush()
+    return merchant.id
+
+
+def merchant_by_name(tx: Tx, name: str) -> uuid.UUID | None:
+    return tx.session.scalar(select(Merchant.id).where(Merchant.name == name))
+
+
+DEMO_SHOP: Final = "Demo Shop"
+
+
+def demo_merchant(db: Database) -> uuid.UUID:
+    """The demo mode's shop, created on first use (callers check demo mode)."""
+    if not db.settings.demo:
+        raise NotFound("demo.off", N_("The demo shop runs only in demo mode."))
+    found = db.run(lambda tx: merchant_by_name(tx, DEMO_SHOP))
+    if found is not None:
+        return found
+    try:
+        return db.run(lambda tx: create_merchant(tx, DEMO_SHOP))
+    except Conflict:  # created meanwhile by another request
+        found = db.run(lambda tx: merchant_by_name(tx, DEMO_SHOP))
+        assert found is not None
+        return found
+
+
+def create_order(
+    tx: Tx,
+    merchant_id: uuid.UUID,
+    out_trade_no: str,
+    subject: str,
+    amount: Money,
+    timeout: timedelta = DEFAULT_ORDER_TIMEOUT,
+) -> OrderView:
+    """A merchant's order; the same order number with the same content returns it."""
+    if amount.currency != CNY or amount.minor <= 0:
+        raise InvalidInput("order.amount", N_("An order is a positive amount in CNY."))
+    if not 1 <= len(out_trade_no) <= 64 or not out_trade_no.replace("_", "").isalnum():
+        raise InvalidInput(
+            "order.trade_no", N_("An order number is 1 to 64 letters, digits or underscores.")
+        )
+    existing = tx.session.scalar(
+        select(PaymentOrder).where(
+            PaymentOrder.merchant_id == merchant_id, PaymentOrder.out_trade_no == out_trade_no
+        )
+    )
+    if existing is not None:
+        if (existing.amount, existing.subject) != (amount.minor, subject):
+            raise Conflict(
+                "order.trade_no_used", N_("This order number was used for another order.")
+            )
+        return _order_view(tx, existing)
+    order = PaymentOrder(
+        merchant_id=merchant_id,
+        out_trade_no=out_trade_no,
+        subject=subject[:256],
+        currency=CNY,
+        amount=amount.minor,
+        status="WAIT_BUYER_PAY",
+        created_at=tx.now(),
+        expires_at=tx.now() + timeout,
+    )
+    tx.session.add(order)
+    tx.session.flush()
+    return _order_view(tx, order)
+
+
+def get_order(tx: Tx, order_id: uuid.UUID) -> OrderView:
+    return _order_view(tx, _order(tx, order_id))
+
+
+def merchant_orders(tx: Tx, merchant_id: uuid.UUID, limit: int = 50) -> list[OrderView]:
+    rows = tx.session.scalars(
+        select(PaymentOrder)
+        .where(PaymentOrder.merchant_id == merchant_id)
+        .order_by(PaymentOrder.created_at.desc())
+        .limit(limit)
+    )
+    return [_order_view(tx, row) for row in rows]
+
+
+def user_orders(tx: Tx, user_id: uuid.UUID, limit: int = 100) -> list[OrderView]:
+    rows = tx.session.scalars(
+        select(PaymentOrder)
+        .where(PaymentOrder.buyer_id == user_id)
+        .order_by(PaymentOrder.paid_at.desc())
+        .limit(limit)
+    )
+    return [_order_view(tx, row) for row in rows]
+
+
+def close_expired_orders(tx: Tx, limit: int = 500) -> int:
+    """Unpaid orders close after their timeout (Alipay's TRADE_CLOSED)."""
+    rows = list(
+        tx.session.scalars(
+            select(PaymentOrder)
+            .where(PaymentOrder.status == "WAIT_BUYER_PAY", PaymentOrder.expires_at <= tx.now())
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    for row in rows:
+        row.status = "TRADE_CLOSED"
+    return len(rows)
+
+
+# --- the cashier ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CardQuote:
+    card: ForeignCardView
+    fee: Money
+    total: Money
+
+
+@dataclass(frozen=True)
+class Cashier:
+    order: OrderView
+    balance: Money
+    can_use_balance: bool
+    balance_refusal: str | None  # a msgid when the balance may not be used
+    quotes: list[CardQuote]
+
+
+def cashier(tx: Tx, user_id: uuid.UUID, order_id: uuid.UUID) -> Cashier:
+    order = _order_view(tx, _order(tx, order_id))
+    view = wallet(tx, user_id)
+    quotes = []
+    for card in view.cards:
+        fee = _fee(tx, order.amount)
+        quotes.append(CardQuote(card, fee, order.amount + fee))
+    return Cashier(
+        order=order,
+        balance=view.balance,
+        can_use_balance=view.can_use_balance,
+        balance_refusal=None if view.can_use_balance else _BALANCE_NOT_ALLOWED,
+        quotes=quotes,
+    )
+
+
+def pay_with_balance(
+    db: Database, user_id: uuid.UUID, order_id: uuid.UUID, payment_password: str
+) -> OrderView:
+    security.verify_payment_password(db, user_id, payment_password)
+
+    def pay(tx: Tx) -> OrderView:
+        order = _payable(tx, user_id, order_id)
+        if order is None:  # already paid by this person: a retry
+            return get_order(tx, order_id)
+        rights = standing(tx, user_id).rights
+        if not rights.use_balance:
+            raise Forbidden("policy.balance_not_allowed", _BALANCE_NOT_ALLOWED)
+        amount = Money(CNY, order.amount)
+        _within_balance_limits(tx, user_id, amount, rights)
+        key = str(user_id)
+        _claim(tx, key)
+        merchant = _merchant(tx, order.merchant_id)
+        receipt = ledger.transfer(
+            tx,
+            f"order:{order.id}:pay",
+            account_of(tx, key, "user_balance"),
+            merchant.settlement_account_id,
+            amount,
+        )
+        _mark_paid(tx, order, user_id, "balance", receipt.operation_id)
+        return _order_view(tx, order)
+
+    return db.run(pay, isolation="read committed")
+
+
+def pay_with_card(
+    db: Database,
+    user_id: uuid.UUID,
+    order_id: uuid.UUID,
+    card_id: uuid.UUID,
+    payment_password: str,
+    *,
+    challenge_return_url: str | None = None,
+) -> OrderView | str:
+    """The order paid by a foreign card, or the URL of the issuer's 3-D Secure check to
+    send the person to (then ``finish_card_payment``)."""
+    security.verify_payment_password(db, user_id, payment_password)
+    token, total = db.run(lambda tx: _card_charge(tx, user_id, order_id, card_id))
+    network = network_for(db)
+    authorization = network.authorize(
+        token,
+        total,
+        idempotency_key=_card_key(order_id, card_id),
+        three_ds_return_url=challenge_return_url,
+    )
+    if authorization.status == "challenge_required":
+        assert authorization.challenge_url is not None
+        db.run(lambda tx: _remember_card(tx, order_id, card_id))
+        return authorization.challenge_url
+    return _capture_and_record(db, user_id, order_id, card_id, authorization.id)
+
+
+def finish_card_payment(db: Database, user_id: uuid.UUID, order_id: uuid.UUID) -> OrderView:
+    """After the issuer's 3-D Secure check: the order's authorization (the network gives
+    the same one back for the order's key) is captured and recorded."""
+    card_id = db.run(lambda tx: _order(tx, order_id).card_id)
+    if card_id is None:
+        raise Conflict("order.not_payable", N_("This order cannot be paid now."))
+    token, total = db.run(lambda tx: _card_charge(tx, user_id, order_id, card_id))
+    authorization = network_for(db).authorize(
+        token, total, idempotency_key=_card_key(order_id, card_id)
+    )
+    if authorization.status != "approved":
+        raise Conflict(
+            "card.challenge_failed",
+            N_(
+                "The card's bank could not confirm it is you, so the payment was not made. "
+                "Pay again and answer your bank's check, or use another card."
+            ),
+        )
+    return _capture_and_record(db, user_id, order_id, card_id, authorization.id)
+
+
+def _capture_and_record(
+    db: Database, user_id: uuid.UUID, order_id: uuid.UUID, card_id: uuid.UUID, auth_id: str
+) -> OrderView:
+    capture = network_for(db).capture(auth_id)
+
+    def record(tx: Tx) -> OrderView:
+        order = _payable(tx, user_id, order_id)
+        if order is None:
+            return get_order(tx, order_id)
+        amount = Money(CNY, order.amount)
+        fee = capture.amount - amount
+        _claim(tx, SYSTEM)
+        clearing = account_of(tx, SYSTEM, "card_clearing")
+        merchant = _merchant(tx, order.merchant_id)
+
+        def build(booking: ledger.Booking) -> None:
+            booking.transfer(clearing, merchant.settlement_account_id, amount)
+            if fee.minor > 0:
+                booking.transfer(clearing, account_of(tx, SYSTEM, "fee_income"), fee)
+
+        receipt = ledger.execute(
+            tx,
+            f"order:{order.id}:pay",
+            {"order": order.id, "source": "foreign_card", "capture": capture.id},
+            build,
+        )
+        order.fee = fee.minor
+        order.card_id = card_id
+        order.card_currency = capture.amount_in_card_currency.currency
+        order.card_amount = capture.amount_in_card_currency.minor
+        order.card_rate = capture.rate
+        order.card_capture_id = capture.id
+        _mark_paid(tx, order, user_id, "foreign_card", receipt.operation_id)
+        return _order_view(tx, order)
+
+    return db.run(record, isolation="read committed")
+
+
+def _card_charge(
+    tx: Tx, user_id: uuid.UUID, order_id: uuid.UUID, card_id: uuid.UUID
+) -> tuple[str, Money]:
+    order = _payable(tx, user_id, order_id)
+    if order is None:
+        raise Conflict("order.paid", N_("This order is already paid."))
+    card = tx.session.get(ForeignCard, card_id)
+    if card is None or card.user_id != user_id or card.removed_at is not None:
+        raise NotFound("card.not_found", N_("There is no such card on your account."))
+    amount = Money(CNY, order.amount)
+    _within_card_limits(tx, user_id, amount, standing(tx, user_id).rights)
+    return card.token, amount + _fee(tx, amount)
+
+
+def _card_key(order_id: uuid.UUID, card_id: uuid.UUID) -> str:
+    """One card authorization per order and card: a retry gets the same one back, and
+    paying with another card after a decline asks for a new one."""
+    return f"order:{order_id}:card:{card_id}"
+
+
+def _remember_card(tx: Tx, order_id: uuid.UUID, card_id: uuid.UUID) -> None:
+    """The card chosen while its issuer checks the person (3-D Secure)."""
+    _order(tx, order_id).card_id = card_id
+
+
+# --- refunds -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RefundView:
+    id: uuid.UUID
+    out_request_no: str
+    amount: Money
+    fee_refunded: Money
+    destination: str
+    card_amount: int | None  # minor units of the card's currency
+
+
+def refund(
+    db: Database,
+    merchant_id: uuid.UUID,
+    order_id: uuid.UUID,
+    out_request_no: str,
+    amount: Money,
+) -> RefundView:
+    """Give back all or part of a paid order, the way it came, once per request number.
+    Money for a person whose level may not use a balance is held, visible, until they
+    are verified."""
+    plan = db.run(lambda tx: _plan_refund(tx, merchant_id, order_id, out_request_no, amount))
+    if isinstance(plan, RefundView):
+        return plan  # a retry of a done refund
+    card_refund = None
+    if plan.capture_id is not None:
+        card_refund = network_for(db).refund(
+            plan.capture_id, amount + plan.fee_part, rate_date=db.clock.now().astimezone(UTC).date()
+        )
+    return db.run(lambda tx: _record_refund(tx, plan, card_refund), isolation="read committed")
+
+
+@dataclass(frozen=True)
+class _RefundPlan:
+    order_id: uuid.UUID
+    out_request_no: str
+    amount: Money
+    fee_part: Money
+    capture_id: str | None
+
+
+def _plan_refund(
+    tx: Tx, merchant_id: uuid.UUID, order_id: uuid.UUID, request_no: str, amount: Money
+) -> _RefundPlan | RefundView:
+    order = tx.session.get(PaymentOrder, order_id, with_for_update=True)
+    if order is None or order.merchant_id != merchant_id:
+        raise NotFound("order.not_found", N_("There is no such order."))
+    done = tx.session.scalar(
+        select(OrderRefund).where(
+            OrderRefund.order_id == order_id, OrderRefund.out_request_no == request_no
+        )
+    )
+    if done is not None:
+        if done.amount != amount.minor:
+            raise Conflict(
+                "refund.request_no_used",
+                N_("This refund request number was used for another amount."),
+            )
+        return _refund_view(done)
+    if order.status not in ("TRADE_SUCCESS",) or order.buyer_id is None:
+        raise Conflict("refund.not_refundable", N_("Only a paid order can be refunded."))
+    if amount.currency != CNY or amount.minor <= 0:
+        raise InvalidInput("refund.amount", N_("A refund is a positive amount in CNY."))
+    if order.refunded + amount.minor > order.amount:
+        raise InvalidInput(
+            "refund.too_much",
+            N_("No more than {left} of this order is left to refund."),
+            {"left": Money(CNY, order.amount - order.refunded).format()},
+        )
+    fee_part = _fee_share(order, amount.minor)
+    return _RefundPlan(order.id, request_no, amount, Money(CNY, fee_part), order.card_capture_id)
+
+
+def _record_refund(
+    tx: Tx, plan: _RefundPlan, card_refund: card_network.Refund | None
+) -> RefundView:
+    order = tx.session.get(PaymentOrder, plan.order_id, with_for_update=True)
+    assert order is not None
+    assert order.buyer_id is not None
+    merchant = _merchant(tx, order.merchant_id)
+    buyer = str(order.buyer_id)
+    _claim(tx, buyer, SYSTEM)
+    if card_refund is not None:
+        destination = "foreign_card"
+        clearing = account_of(tx, SYSTEM, "card_clearing")
+
+        def build(booking: ledger.Booking) -> None:
+            booking.transfer(merchant.settlement_account_id, clearing, plan.amount)
+            if plan.fee_part.minor:
+                booking.transfer(account_of(tx, SYSTEM, "fee_income"), clearing, plan.fee_part)
+
+    else:
+        usable = standing(tx, order.buyer_id).rights.use_balance
+        destination = "balance" if usable else "held"
+        target = account_of(tx, buyer, "user_balance" if usable else "user_held")
+
+        def build(booking: ledger.Booking) -> None:
+            booking.transfer(merchant.settlement_account_id, target, plan.amount)
+
+    receipt = ledger.execute(
+        tx,
+        f"order:{order.id}:refund:{plan.out_request_no}",
+        {"order": order.id, "request": plan.out_request_no, "amount": plan.amount},
+        build,
+    )
+    row = OrderRefund(
+        order_id=order.id,
+        out_request_no=plan.out_request_no,
+        amount=plan.amount.minor,
+        fee_refunded=plan.fee_part.minor,
+        destination=destination,
+        card_amount=card_refund.amount_in_card_currency.minor if card_refund else None,
+        card_rate=card_refund.rate if card_refund else None,
+        ledger_operation_id=receipt.operation_id,
+        created_at=tx.now(),
+    )
+    tx.session.add(row)
+    order.refunded += plan.amount.minor
+    if order.refunded == order.amount:
+        order.status = "TRADE_CLOSED"  # Alipay: a fully refunded trade is closed
+    tx.session.flush()
+    return _refund_view(row)
+
+
+def order_refunds(tx: Tx, order_id: uuid.UUID) -> list[RefundView]:
+    rows = tx.session.scalars(
+        select(OrderRefund).where(OrderRefund.order_id == order_id).order_by(OrderRefund.created_at)
+    )
+    return [_refund_view(row) for row in rows]
+
+
+# --- foreign cards -------------------------------------------------------------------------
+
+
+def foreign_cards(tx: Tx, user_id: uuid.UUID) -> list[ForeignCardView]:
+    rows = tx.session.scalars(
+        select(ForeignCard)
+        .where(ForeignCard.user_id == user_id, ForeignCard.removed_at.is_(None))
+        .order_by(ForeignCard.added_at)
+    )
+    return [ForeignCardView(r.id, r.brand, r.last4, r.expiry, r.currency) for r in rows]
+
+
+def add_foreign_card(
+    db: Database,
+    user_id: uuid.UUID,
+    number: str,
+    expiry: str,
+    cvv: str,
+    holder_name: str,
+) -> ForeignCardView:
+    """Check the card, link it through the network (the CVV is used for that call and
+    never kept), and keep the network's token, the brand and the last four digits."""
+    month, year = card_network.parse_expiry(expiry)
+    checked = card_network.check_card(
+        number, month, year, cvv, today=db.clock.now().astimezone(UTC).date()
+    )
+    linked = network_for(db).tokenize(checked.digits, month, year, cvv, holder_name)
+
+    def keep(tx: Tx) -> ForeignCardView:
+        for card in foreign_cards(tx, user_id):
+            if (card.brand, card.last4, card.expiry) == (
+                linked.brand.value,
+                linked.last4,
+                str(linked.expiry),
+            ):
+                return card
+        row = ForeignCard(
+            user_id=user_id,
+            token=linked.token,
+            brand=linked.brand.value,
+            last4=linked.last4,
+            expiry=str(linked.expiry),
+            currency=linked.currency,
+            added_at=tx.now(),
+        )
+        tx.session.add(row)
+        tx.session.flush()
+        return ForeignCardView(row.id, row.brand, row.last4, row.expiry, row.currency)
+
+    return db.run(keep)
+
+
+_networks: weakref.WeakKeyDictionary[Database, card_network.CardNetwork] = (
+    weakref.WeakKeyDictionary()
+)
+_networks_lock = threading.Lock()
+
+
+def network_for(db: Database) -> card_network.CardNetwork:
+    """One card network per process and database (the sandbox keeps its state in memory)."""
+    with _networks_lock:
+        found = _networks.get(db)
+        if found is None:
+            found = card_network.SandboxCardNetwork(db.clock, rates=db.settings.fx_rates)
+            _networks[db] = found
+        return found
+
+
+# --- inside --------------------------------------------------------------------------------
+
+
+def _order(tx: Tx, order_id: uuid.UUID) -> PaymentOrder:
+    order = tx.session.get(PaymentOrder, order_id)
+    if order is None:
+        raise NotFound("order.not_found", N_("There is no such order."))
+    return order
+
+
+def _merchant(tx: Tx, merchant_id: uuid.UUID) -> Merchant:
+    merchant = tx.session.get(Merchant, merchant_id)
+    assert merchant is not None
+    return merchant
+
+
+def _payable(tx: Tx, user_id: uuid.UUID, order_id: uuid.UUID) -> PaymentOrder | None:
+    """The order, locked, if it may be paid now; None if this person already paid it."""
+    order = tx.session.get(PaymentOrder, order_id, with_for_update=True)
+    if order is None:
+        raise NotFound("order.not_found", N_("There is no such order."))
+    if order.status == "TRADE_SUCCESS" and order.buyer_id == user_id:
+        return None
+    if order.status != "WAIT_BUYER_PAY":
+        raise Conflict("order.not_payable", N_("This order cannot be paid now."))
+    if order.expires_at <= tx.now():
+        order.status = "TRADE_CLOSED"
+        raise Conflict("order.expired", N_("This order has expired. Ask the shop for a new one."))
+    return order
+
+
+def _mark_paid(
+    tx: Tx, order: PaymentOrder, user_id: uuid.UUID, source: str, operation_id: uuid.UUID
+) -> None:
+    order.status, order.buyer_id, order.source = "TRADE_SUCCESS", user_id, source
+    order.paid_at, order.ledger_operation_id = tx.now(), operation_id
+
+
+def _fee(tx: Tx, amount: Money) -> Money:
+    settings = tx.settings
+    major, _, currency = settings.foreign_card_fee_threshold.partition(" ")
+    return card_network.foreign_card_fee(
+        amount,
+        threshold=Money.of(currency.strip() or CNY, major),
+        rate_percent=settings.foreign_card_fee_percent,
+    )
+
+
+def _fee_share(order: PaymentOrder, refund_minor: int) -> int:
+    """The fee refunded with ``refund_minor``: in proportion, the last refund taking
+    whatever is left so the whole fee comes back with the whole amount."""
+    if order.fee == 0:
+        return 0
+    if order.refunded + refund_minor == order.amount:
+        already = (Decimal(order.fee) * order.refunded / order.amount).quantize(
+            Decimal(1), ROUND_HALF_UP
+        )
+        return order.fee - int(already)
+    share = Decimal(order.fee) * refund_minor / order.amount
+    return int(share.quantize(Decimal(1), ROUND_HALF_UP))
+
+
+def _within_balance_limits(tx: Tx, user_id: uuid.UUID, amount: Money, rights: Rights) -> None:
+    now = tx.now()
+    for limit, since, code in (
+        (rights.balance_per_day, now - timedelta(days=1), "policy.balance_day_limit"),
+        (
+            rights.balance_per_year,
+            now.replace(month=1, day=1, hour=0, minute=0, second=0, microsecond=0),
+            "policy.balance_year_limit",
+        ),
+    ):
+        if limit is None:
+            continue
+        used = _paid_since(tx, user_id, "balance", since)
+        if used + amount.minor > limit.minor:
+            raise Forbidden(
+                code,
+                N_("This payment would pass your limit of {limit} ({used} used)."),
+                {"limit": limit.format(), "used": Money(CNY, used).format()},
+            )
+
+
+def _within_card_limits(tx: Tx, user_id: uuid.UUID, amount: Money, rights: Rights) -> None:
+    rates = tx.settings.fx_rates
+    now = tx.now()
+    year_start = now.replace(month=1, day=1, hour=0, minute=0, second=0, microsecond=0)
+    used = _paid_since(tx, user_id, "foreign_card", year_start)
+    checks = [(rights.card_per_payment, amount.minor, "policy.card_payment_limit")]
+    checks.append((rights.card_per_year, used + amount.minor, "policy.card_year_limit"))
+    for limit, cny_minor, code in checks:
+        if limit is None:
+            continue
+        in_limit_currency = Decimal(cny_minor) / rates[limit.currency]
+        if in_limit_currency > limit.minor:
+            raise Forbidden(
+                code,
+                N_("This payment would pass your foreign card limit of {limit}."),
+                {"limit": limit.format()},
+            )
+
+
+def _paid_since(tx: Tx, user_id: uuid.UUID, source: str, since: datetime) -> int:
+    query = select(func.coalesce(func.sum(PaymentOrder.amount - PaymentOrder.refunded), 0)).where(
+        PaymentOrder.buyer_id == user_id,
+        PaymentOrder.source == source,
+        PaymentOrder.paid_at >= since,
+    )
+    return int(tx.session.scalar(query) or 0)
+
+
+def _order_view(tx: Tx, order: PaymentOrder) -> OrderView:
+    merchant = _merchant(tx, order.merchant_id)
+    card_amount = (
+        Money(order.card_currency, order.card_amount)
+        if order.card_currency and order.card_amount is not None
+        else None
+    )
+    return OrderView(
+        id=order.id,
+        merchant=merchant.name,
+        out_trade_no=order.out_trade_no,
+        subject=order.subject,
+        amount=Money(order.currency, order.amount),
+        refunded=Money(order.currency, order.refunded),
+        status=order.status,
+        created_at=order.created_at,
+        expires_at=order.expires_at,
+        paid_at=order.paid_at,
+        source=order.source,
+        fee=Money(order.currency, order.fee),
+        card_amount=card_amount,
+    )
+
+
+def _refund_view(row: OrderRefund) -> RefundView:
+    return RefundView(
+        id=row.id,
+        out_request_no=row.out_request_no,
+        amount=Money(CNY, row.amount),
+        fee_refunded=Money(CNY, row.fee_refunded),
+        destination=row.destination,
+        card_amount=row.card_amount,
+    )

@@ -1,0 +1,103 @@
+"""Request and response shapes of the wallet and payments. Amounts are strings in major
+units with their currency ("288.00"), never floats."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from qianbao.money import Money
+
+
+class AmountOut(BaseModel):
+    currency: str
+    value: str  # major units, exact: "288.00"
+
+    @classmethod
+    def of(cls, money: Money) -> AmountOut:
+        return cls(currency=money.currency, value=str(money.major))
+
+
+class CardOut(BaseModel):
+    id: uuid.UUID
+    brand: str
+    last4: str
+    expiry: str
+    currency: str
+
+
+class WalletOut(BaseModel):
+    balance: AmountOut
+    held: AmountOut  # arrived while the level could not use it; released on verification
+    can_use_balance: bool
+    cards: list[CardOut]
+
+
+class CardIn(BaseModel):
+    number: str = Field(max_length=32)
+    expiry: str = Field(max_length=7, description="MM/YY")
+    cvv: str = Field(max_length=4, description="used once to link the card, never stored")
+    holder_name: str = Field(max_length=128)
+
+
+class OrderOut(BaseModel):
+    id: uuid.UUID
+    merchant: str
+    out_trade_no: str
+    subject: str
+    amount: AmountOut
+    refunded: AmountOut
+    status: str
+    created_at: datetime
+    expires_at: datetime
+    paid_at: datetime | None
+    source: str | None
+    fee: AmountOut
+    card_amount: AmountOut | None
+
+
+class QuoteOut(BaseModel):
+    card: CardOut
+    fee: AmountOut
+    total: AmountOut
+
+
+class CashierOut(BaseModel):
+    order: OrderOut
+    balance: AmountOut
+    can_use_balance: bool
+    balance_refusal: str | None
+    cards: list[QuoteOut]
+
+
+class PayIn(BaseModel):
+    source: Literal["balance", "foreign_card"]
+    card_id: uuid.UUID | None = None
+    payment_password: str = Field(min_length=6, max_length=6)
+    return_url: str | None = Field(default=None, max_length=512)
+
+
+class PayOut(BaseModel):
+    order: OrderOut | None
+    challenge_url: str | None = None  # the card issuer's 3-D Secure check, then /finish
+
+
+class DemoOrderIn(BaseModel):
+    subject: str = Field(default="Demo order", max_length=256)
+    amount: str = Field(max_length=16, description='CNY, e.g. "288.00"')
+
+
+class RefundIn(BaseModel):
+    out_request_no: str = Field(min_length=1, max_length=64)
+    amount: str = Field(max_length=16)
+
+
+class RefundOut(BaseModel):
+    id: uuid.UUID
+    out_request_no: str
+    amount: AmountOut
+    fee_refunded: AmountOut
+    destination: str  # balance | held | foreign_card

@@ -1,0 +1,258 @@
+"""Pages of the wallet: home (balance, held money and why, cards), add a foreign card,
+the cashier, the sandbox card network's 3-D Secure page, and a demo shop that creates
+orders to pay and refunds them (demo mode only)."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import uuid
+from typing import Annotated, Final
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import Response
+
+from qianbao.db import Database
+from qianbao.errors import QianbaoError
+from qianbao.i18n import N_
+from qianbao.identity.service import CurrentSession
+from qianbao.money import Money
+from qianbao.wallet import payments
+from qianbao.web.render import check_csrf, page, redirect
+from qianbao.web.routes import CsrfField, DbDep, signed_in
+
+router = APIRouter(include_in_schema=False)
+Text = Annotated[str, Form()]
+NOTICES: Final = {
+    "card": N_("Card added."),
+    "paid": N_("Payment made."),
+}
+
+
+def _session_or_home(request: Request, db: Database) -> CurrentSession | Response:
+    session = signed_in(request, db)
+    return session if session is not None else redirect(request, "/")
+
+
+@router.get("/wallet")
+def wallet_page(request: Request, db: DbDep, done: str | None = None) -> Response:
+    session = _session_or_home(request, db)
+    if isinstance(session, Response):
+        return session
+    user_id = session.account.id
+    view = db.run(lambda tx: payments.wallet(tx, user_id))
+    orders = db.run(lambda tx: payments.user_orders(tx, user_id, 20))
+    return page(
+        request,
+        "wallet.html",
+        account=session.account,
+        tab="wallet",
+        wallet=view,
+        orders=orders,
+        notice=NOTICES.get(done or ""),
+    )
+
+
+@router.get("/wallet/cards/new")
+def add_card_page(request: Request, db: DbDep) -> Response:
+    session = _session_or_home(request, db)
+    if isinstance(session, Response):
+        return session
+    return page(request, "wallet_add_card.html", account=session.account, tab="wallet")
+
+
+@router.post("/wallet/cards")
+def add_card(
+    request: Request,
+    db: DbDep,
+    csrf: CsrfField = "",
+    number: Text = "",
+    expiry: Text = "",
+    cvv: Text = "",
+    holder_name: Text = "",
+) -> Response:
+    check_csrf(request, csrf)
+    session = _session_or_home(request, db)
+    if isinstance(session, Response):
+        return session
+    try:
+        payments.add_foreign_card(db, session.account.id, number, expiry, cvv, holder_name)
+    except QianbaoError as error:
+        return page(
+            request,
+            "wallet_add_card.html",
+            status=error.status,
+            account=session.account,
+            tab="wallet",
+            error=error,
+            holder_name=holder_name,
+        )
+    return redirect(request, "/wallet?done=card")
+
+
+@router.get("/cashier/{order_id}")
+def cashier_page(request: Request, db: DbDep, order_id: uuid.UUID) -> Response:
+    session = _session_or_home(request, db)
+    if isinstance(session, Response):
+        return session
+    return _cashier(request, db, session, order_id)
+
+
+def _cashier(
+    request: Request,
+    db: Database,
+    session: CurrentSession,
+    order_id: uuid.UUID,
+    error: QianbaoError | None = None,
+) -> Response:
+    view = db.run(lambda tx: payments.cashier(tx, session.account.id, order_id))
+    return page(
+        request,
+        "cashier.html",
+        status=error.status if error else 200,
+        account=session.account,
+        tab="wallet",
+        cashier=view,
+        error=error,
+    )
+
+
+@router.post("/cashier/{order_id}")
+def pay(
+    request: Request,
+    db: DbDep,
+    order_id: uuid.UUID,
+    csrf: CsrfField = "",
+    source: Text = "",
+    payment_password: Text = "",
+) -> Response:
+    check_csrf(request, csrf)
+    session = _session_or_home(request, db)
+    if isinstance(session, Response):
+        return session
+    user_id = session.account.id
+    try:
+        if source == "balance":
+            payments.pay_with_balance(db, user_id, order_id, payment_password)
+        else:
+            card_id = uuid.UUID(source.removeprefix("card:"))
+            back = f"{request.url.path}/finish"
+            outcome = payments.pay_with_card(
+                db, user_id, order_id, card_id, payment_password, challenge_return_url=back
+            )
+            if isinstance(outcome, str):
+                return redirect(request, outcome)
+    except ValueError:
+        return _cashier(request, db, session, order_id, _choose_source())
+    except QianbaoError as error:
+        return _cashier(request, db, session, order_id, error)
+    return redirect(request, f"/cashier/{order_id}")
+
+
+@router.get("/cashier/{order_id}/finish")
+def finish(request: Request, db: DbDep, order_id: uuid.UUID) -> Response:
+    """Back from the card issuer's 3-D Secure page."""
+    session = _session_or_home(request, db)
+    if isinstance(session, Response):
+        return session
+    try:
+        payments.finish_card_payment(db, session.account.id, order_id)
+    except QianbaoError as error:
+        return _cashier(request, db, session, order_id, error)
+    return redirect(request, f"/cashier/{order_id}")
+
+
+def _choose_source() -> QianbaoError:
+    return QianbaoError("cashier.source", N_("Choose how to pay."), status=422)
+
+
+# --- the sandbox card network's 3-D Secure page ------------------------------------------
+
+
+@router.get("/sandbox/3ds/{authorization_id}")
+def three_ds_page(request: Request, authorization_id: str, return_to: str = "/wallet") -> Response:
+    return page(
+        request,
+        "sandbox_3ds.html",
+        authorization_id=authorization_id,
+        return_to=_same_site(return_to),
+    )
+
+
+@router.post("/sandbox/3ds/{authorization_id}")
+def three_ds_answer(
+    request: Request,
+    db: DbDep,
+    authorization_id: str,
+    csrf: CsrfField = "",
+    answer: Text = "",
+    return_to: Text = "/wallet",
+) -> Response:
+    check_csrf(request, csrf)
+    # A wrong answer fails the authorization; the cashier then says so.
+    with contextlib.suppress(QianbaoError):
+        payments.network_for(db).complete_challenge(authorization_id, answer.strip())
+    return redirect(request, _same_site(return_to))
+
+
+def _same_site(path: str) -> str:
+    return path if path.startswith("/") and not path.startswith("//") else "/wallet"
+
+
+# --- the demo shop ------------------------------------------------------------------------
+
+
+@router.get("/demo/shop")
+def demo_shop(request: Request, db: DbDep) -> Response:
+    shop = payments.demo_merchant(db)
+    orders = db.run(lambda tx: payments.merchant_orders(tx, shop))
+    session = signed_in(request, db)
+    return page(
+        request,
+        "demo_shop.html",
+        account=session.account if session else None,
+        tab="wallet",
+        orders=orders,
+    )
+
+
+@router.post("/demo/shop/orders")
+def demo_order(
+    request: Request, db: DbDep, csrf: CsrfField = "", amount: Text = "", subject: Text = ""
+) -> Response:
+    check_csrf(request, csrf)
+    shop = payments.demo_merchant(db)
+    money = _amount(amount)
+    number = f"DEMO{secrets.token_hex(6).upper()}"
+    try:
+        order = db.run(
+            lambda tx: payments.create_order(tx, shop, number, subject or "Demo order", money)
+        )
+    except QianbaoError as error:
+        orders = db.run(lambda tx: payments.merchant_orders(tx, shop))
+        return page(request, "demo_shop.html", status=error.status, orders=orders, error=error)
+    return redirect(request, f"/cashier/{order.id}")
+
+
+@router.post("/demo/shop/orders/{order_id}/refunds")
+def demo_refund(
+    request: Request, db: DbDep, order_id: uuid.UUID, csrf: CsrfField = "", amount: Text = ""
+) -> Response:
+    check_csrf(request, csrf)
+    shop = payments.demo_merchant(db)
+    try:
+        number = f"R{secrets.token_hex(6).upper()}"
+        payments.refund(db, shop, order_id, number, _amount(amount))
+    except QianbaoError as error:
+        orders = db.run(lambda tx: payments.merchant_orders(tx, shop))
+        return page(request, "demo_shop.html", status=error.status, orders=orders, error=error)
+    return redirect(request, "/demo/shop")
+
+
+def _amount(text: str) -> Money:
+    """A typed CNY amount; anything unreadable becomes zero, which the service refuses
+    with its own message."""
+    try:
+        return Money.of("CNY", text.strip().replace(",", "") or "0")
+    except (ValueError, ArithmeticError):
+        return Money("CNY", 0)

@@ -1,0 +1,195 @@
+"""Merchant payments through the service: orders, the cashier's rules (policy), paying by
+balance and by foreign card (fee, currency, 3-D Secure), refunds the way the money came,
+held money released on verification, and retries that move nothing twice."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from qianbao.clock import FrozenClock
+from qianbao.db import Database
+from qianbao.errors import QianbaoError
+from qianbao.identity import security
+from qianbao.identity import service as identity
+from qianbao.money import Money
+from qianbao.wallet import ledger, payments
+from tests.identity.test_security import security_code
+from tests.verification.flow_helpers import new_person
+
+PIN = "802417"
+VISA_USD = "4000 0000 0084 0019"
+MASTERCARD_EUR = "5555 5500 0027 6016"
+VISA_DECLINE = "4000 0000 0084 0027"
+
+
+def refused(attempt: Callable[[], object]) -> QianbaoError:
+    with pytest.raises(QianbaoError) as caught:
+        attempt()
+    return caught.value
+
+
+def cny(major: str) -> Money:
+    return Money.of("CNY", major)
+
+
+@pytest.fixture
+def shop(db: Database) -> uuid.UUID:
+    return db.run(lambda tx: payments.create_merchant(tx, "Demo Shop"))
+
+
+def buyer(db: Database, clock: FrozenClock, number: str = "07911 123456") -> uuid.UUID:
+    person = new_person(db, number)
+    security.set_payment_password(db, person.id, PIN, sms_code=security_code(db, person.id, clock))
+    return person.id
+
+
+def order(db: Database, shop: uuid.UUID, amount: str, number: str = "T1") -> uuid.UUID:
+    return db.run(lambda tx: payments.create_order(tx, shop, number, "A teapot", cny(amount))).id
+
+
+def fund(db: Database, user_id: uuid.UUID, amount: str) -> None:
+    """Money arriving in a balance from outside (a bank top-up, in a later issue)."""
+
+    def move(tx: object) -> None:
+        from qianbao.db import Tx
+
+        assert isinstance(tx, Tx)
+        payments._claim(tx, str(user_id), payments.SYSTEM)
+        source = payments.account_of(tx, payments.SYSTEM, "bank_clearing")
+        target = payments.account_of(tx, str(user_id), "user_balance")
+        ledger.transfer(tx, f"fund:{uuid.uuid4()}", source, target, cny(amount))
+
+    db.run(move)
+
+
+def verify(db: Database, user_id: uuid.UUID) -> None:
+    db.run(lambda tx: identity.set_verification_level(tx, user_id, "passport_face"))
+
+
+def add_card(db: Database, user_id: uuid.UUID, number: str = VISA_USD) -> uuid.UUID:
+    return payments.add_foreign_card(db, user_id, number, "12/30", "123", "ADA LOVELACE").id
+
+
+def test_an_unverified_person_pays_by_card_not_by_balance(
+    db: Database, clock: FrozenClock, shop: uuid.UUID
+) -> None:
+    user = buyer(db, clock)
+    fund(db, user, "500")
+    first = order(db, shop, "300.00")
+    cashier = db.run(lambda tx: payments.cashier(tx, user, first))
+    assert not cashier.can_use_balance and cashier.balance_refusal
+    error = refused(lambda: payments.pay_with_balance(db, user, first, PIN))
+    assert error.code == "policy.balance_not_allowed" and error.status == 403
+    card = add_card(db, user)
+    quote = db.run(lambda tx: payments.cashier(tx, user, first)).quotes[0]
+    assert quote.fee == cny("9.00") and quote.total == cny("309.00")  # 3% above CNY 200
+    paid = payments.pay_with_card(db, user, first, card, PIN)
+    assert not isinstance(paid, str)
+    assert paid.status == "TRADE_SUCCESS" and paid.fee == cny("9.00")
+    assert paid.card_amount is not None and paid.card_amount.currency == "USD"
+    small = order(db, shop, "200.00", "T2")
+    assert payments.pay_with_card(db, user, small, card, PIN).fee == cny("0")  # type: ignore[union-attr]
+
+
+def test_a_verified_person_pays_by_balance_once_whatever_the_retries(
+    db: Database, clock: FrozenClock, shop: uuid.UUID
+) -> None:
+    user = buyer(db, clock)
+    verify(db, user)
+    fund(db, user, "100")
+    first = order(db, shop, "60.00")
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(
+            pool.map(lambda _: payments.pay_with_balance(db, user, first, PIN), range(6))
+        )
+    assert {r.status for r in results} == {"TRADE_SUCCESS"}
+    assert db.run(lambda tx: payments.wallet(tx, user)).balance == cny("40.00")
+    second = order(db, shop, "60.00", "T2")
+    error = refused(lambda: payments.pay_with_balance(db, user, second, PIN))
+    assert error.code == "ledger.insufficient_funds"
+    wrong = refused(lambda: payments.pay_with_balance(db, user, second, "111112"))
+    assert wrong.code.startswith("paypw.")
+
+
+def test_refunds_go_back_the_way_they_came_and_never_exceed_the_payment(
+    db: Database, clock: FrozenClock, shop: uuid.UUID
+) -> None:
+    user = buyer(db, clock)
+    verify(db, user)
+    fund(db, user, "100")
+    by_balance = order(db, shop, "80.00")
+    payments.pay_with_balance(db, user, by_balance, PIN)
+    part = payments.refund(db, shop, by_balance, "R1", cny("30.00"))
+    assert part.destination == "balance"
+    again = payments.refund(db, shop, by_balance, "R1", cny("30.00"))  # a retry
+    assert again.id == part.id
+    assert refused(lambda: payments.refund(db, shop, by_balance, "R1", cny("31.00"))).code == (
+        "refund.request_no_used"
+    )
+    assert refused(lambda: payments.refund(db, shop, by_balance, "R2", cny("50.01"))).code == (
+        "refund.too_much"
+    )
+    payments.refund(db, shop, by_balance, "R2", cny("50.00"))
+    assert db.run(lambda tx: payments.get_order(tx, by_balance)).status == "TRADE_CLOSED"
+    assert db.run(lambda tx: payments.wallet(tx, user)).balance == cny("100.00")
+
+    card = add_card(db, user, MASTERCARD_EUR)
+    by_card = order(db, shop, "1000.00", "T2")
+    payments.pay_with_card(db, user, by_card, card, PIN)
+    half = payments.refund(db, shop, by_card, "R1", cny("500.00"))
+    assert half.destination == "foreign_card" and half.fee_refunded == cny("15.00")
+    rest = payments.refund(db, shop, by_card, "R2", cny("500.00"))
+    assert rest.fee_refunded == cny("15.00")  # the whole fee comes back with the whole amount
+
+
+def test_refunds_to_an_unverified_person_are_held_until_verification(
+    db: Database, clock: FrozenClock, shop: uuid.UUID
+) -> None:
+    """The comment thread's problem: a refund stuck in a balance the person cannot use.
+    Here it is held, visible, and released the moment they verify."""
+    user = buyer(db, clock)
+    verify(db, user)
+    fund(db, user, "50")
+    paid = order(db, shop, "50.00")
+    payments.pay_with_balance(db, user, paid, PIN)
+    db.run(lambda tx: identity.set_verification_level(tx, user, "unverified"))  # e.g. revoked
+    payments.refund(db, shop, paid, "R1", cny("50.00"))
+    view = db.run(lambda tx: payments.wallet(tx, user))
+    assert view.held == cny("50.00") and view.balance == cny("0.00")
+    verify(db, user)
+    after = db.run(lambda tx: payments.wallet(tx, user))
+    assert after.held == cny("0.00") and after.balance == cny("50.00")
+
+
+def test_card_declines_and_3d_secure(db: Database, clock: FrozenClock, shop: uuid.UUID) -> None:
+    user = buyer(db, clock)
+    declined = add_card(db, user, VISA_DECLINE)
+    first = order(db, shop, "20.00")
+    assert refused(lambda: payments.pay_with_card(db, user, first, declined, PIN)).code == (
+        "card.declined"
+    )
+    assert db.run(lambda tx: payments.get_order(tx, first)).status == "WAIT_BUYER_PAY"
+
+    checked = add_card(db, user, "5400 0000 0027 6050")  # its issuer asks for 3-D Secure
+    challenge = payments.pay_with_card(db, user, first, checked, PIN)
+    assert isinstance(challenge, str) and "/sandbox/3ds/" in challenge
+    early = refused(lambda: payments.finish_card_payment(db, user, first))
+    assert early.code == "card.challenge_failed"
+    authorization_id = challenge.split("/sandbox/3ds/")[1].split("?")[0]
+    payments.network_for(db).complete_challenge(authorization_id, "1234")
+    paid = payments.finish_card_payment(db, user, first)
+    assert paid.status == "TRADE_SUCCESS" and paid.card_amount is not None
+    assert paid.card_amount.currency == "EUR"
+
+
+def test_unpaid_orders_close_after_their_timeout(
+    db: Database, clock: FrozenClock, shop: uuid.UUID
+) -> None:
+    waiting = order(db, shop, "20.00")
+    clock.advance(minutes=16)
+    assert db.run(payments.close_expired_orders) == 1
+    assert db.run(lambda tx: payments.get_order(tx, waiting)).status == "TRADE_CLOSED"

@@ -1,0 +1,116 @@
+"""The wallet over HTTP: the API a mobile app calls and the pages, with the demo shop."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi.testclient import TestClient
+
+from qianbao.clock import FrozenClock
+from tests.api_helpers import api_sign_up, bearer, outbox_code
+from tests.web.test_pages import csrf, sign_up_by_form
+
+VISA_USD = "4000 0000 0084 0019"
+
+
+def with_payment_password(client: TestClient, auth: dict[str, str], clock: FrozenClock) -> None:
+    clock.advance(seconds=61)  # past the sign-up code's resend cooldown
+    sent = client.post("/api/v1/me/security-codes", headers=auth)
+    assert sent.status_code == 201, sent.text
+    code = outbox_code(client, "+447911123456")
+    done = client.put(
+        "/api/v1/me/payment-password",
+        headers=auth,
+        json={"new_password": "802417", "sms_code": code},
+    )
+    assert done.status_code == 204, done.text
+
+
+def test_a_newcomer_pays_a_demo_order_by_card_and_gets_a_partial_refund(
+    client: TestClient, clock: FrozenClock
+) -> None:
+    auth = bearer(api_sign_up(client)["token"])
+    with_payment_password(client, auth, clock)
+    card = client.post(
+        "/api/v1/wallet/cards",
+        headers=auth,
+        json={"number": VISA_USD, "expiry": "12/30", "cvv": "123", "holder_name": "ADA LOVELACE"},
+    )
+    assert card.status_code == 201, card.text
+    assert card.json()["last4"] == "0019" and VISA_USD.replace(" ", "") not in card.text
+    order = client.post("/api/v1/demo/shop/orders", json={"subject": "Tea", "amount": "300.00"})
+    assert order.status_code == 201, order.text
+    order_id = order.json()["id"]
+    cashier = client.get(f"/api/v1/orders/{order_id}/cashier", headers=auth).json()
+    assert (
+        cashier["can_use_balance"] is False
+        and "identity verification" in cashier["balance_refusal"]
+    )
+    assert cashier["cards"][0]["fee"] == {"currency": "CNY", "value": "9.00"}
+    balance = client.post(
+        f"/api/v1/orders/{order_id}/pay",
+        headers=auth,
+        json={"source": "balance", "payment_password": "802417"},
+    )
+    assert balance.status_code == 403 and balance.json()["code"] == "policy.balance_not_allowed"
+    paid = client.post(
+        f"/api/v1/orders/{order_id}/pay",
+        headers=auth,
+        json={"source": "foreign_card", "card_id": card.json()["id"], "payment_password": "802417"},
+    )
+    assert paid.status_code == 200, paid.text
+    assert paid.json()["order"]["status"] == "TRADE_SUCCESS"
+    assert paid.json()["order"]["card_amount"]["currency"] == "USD"
+    refund = client.post(
+        f"/api/v1/demo/shop/orders/{order_id}/refunds",
+        json={"out_request_no": "R1", "amount": "100.00"},
+    )
+    assert refund.status_code == 200, refund.text
+    assert refund.json()["destination"] == "foreign_card"
+    assert refund.json()["fee_refunded"] == {"currency": "CNY", "value": "3.00"}
+    bad = client.post(
+        f"/api/v1/demo/shop/orders/{order_id}/refunds",
+        json={"out_request_no": "R2", "amount": "abc"},
+    )
+    assert bad.status_code == 422 and bad.json()["code"] == "amount.format"
+
+
+def test_the_pages_add_a_card_and_pay_at_the_cashier(client: TestClient) -> None:
+    sign_up_by_form(client)
+    token = csrf(client, "/wallet")
+    page = client.get("/wallet")
+    assert 'data-testid="balance"' in page.text
+    added = client.post(
+        "/wallet/cards",
+        data={
+            "csrf": token,
+            "number": VISA_USD,
+            "expiry": "12/30",
+            "cvv": "123",
+            "holder_name": "ADA",
+        },
+    )
+    assert "0019" in added.text
+    bad = client.post(
+        "/wallet/cards",
+        data={
+            "csrf": token,
+            "number": "4000 0000 0084 0018",
+            "expiry": "12/30",
+            "cvv": "123",
+            "holder_name": "ADA",
+        },
+    )
+    assert bad.status_code == 422 and 'data-code="card.luhn"' in bad.text
+    shop = client.post(
+        "/demo/shop/orders", data={"csrf": token, "amount": "88.00", "subject": "Tea"}
+    )
+    assert "/cashier/" in str(shop.url)
+    assert 'data-testid="balance-refusal"' in shop.text and 'data-testid="fee"' in shop.text
+    source = re.search(r'value="(card:[0-9a-f-]+)"', shop.text)
+    assert source
+    no_pin = client.post(
+        str(shop.url.path),
+        data={"csrf": token, "source": source.group(1), "payment_password": "123456"},
+    )
+    assert no_pin.status_code in (403, 422) and "alert-error" in no_pin.text
