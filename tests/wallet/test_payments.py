@@ -193,3 +193,36 @@ def test_unpaid_orders_close_after_their_timeout(
     clock.advance(minutes=16)
     assert db.run(payments.close_expired_orders) == 1
     assert db.run(lambda tx: payments.get_order(tx, waiting)).status == "TRADE_CLOSED"
+
+
+def test_held_money_is_released_by_the_verification_itself(
+    db: Database, clock: FrozenClock, shop: uuid.UUID, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qianbao.verification import liveness
+    from qianbao.verification import service as verification
+    from tests.verification.flow_helpers import CHALLENGE, accept_synthetic_clips, clip, reading
+
+    user = buyer(db, clock)
+    verify(db, user)
+    fund(db, user, "30")
+    paid = order(db, shop, "30.00")
+    payments.pay_with_balance(db, user, paid, PIN)
+    db.run(lambda tx: identity.set_verification_level(tx, user, "unverified"))
+    payments.refund(db, shop, paid, "R1", cny("30.00"))
+    monkeypatch.setattr(liveness, "new_challenge", lambda rng=None: CHALLENGE)
+    accept_synthetic_clips(db.settings)
+    case = db.run(lambda tx: verification.start_case(tx, user))
+    db.run(lambda tx: verification.record_page(tx, user, case.id, reading()))
+    db.run(lambda tx: verification.confirm_document(tx, user, case.id))
+    db.run(lambda tx: verification.issue_challenge(tx, user, case.id))
+    assert verification.submit_face(db, user, case.id, clip("astronaut")).status == "verified"
+
+    def held_and_balance(tx: object) -> tuple[int, int]:
+        from qianbao.db import Tx
+
+        assert isinstance(tx, Tx)
+        key = str(user)
+        held = ledger.balance(tx, payments.account_of(tx, key, "user_held")).posted
+        return held, ledger.balance(tx, payments.account_of(tx, key, "user_balance")).posted
+
+    assert db.run(held_and_balance) == (0, 3000)  # before any page shows the wallet
