@@ -30,6 +30,7 @@ Operators override any number or switch with ``QIANBAO_POLICY_OVERRIDES``, a JSO
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -150,10 +151,12 @@ class Line:
     label: str
     value: str
     allowed: bool
+    used: str | None = None  # how much of a limit is used, when known
 
 
-def describe(rights: Rights) -> list[Line]:
-    """The rights as lines for a page, in the current language."""
+def describe(rights: Rights, used: Mapping[str, Money] | None = None) -> list[Line]:
+    """The rights as lines for a page, in the current language; ``used`` (by limit key,
+    in the limit's currency) adds how much of each limit is spent."""
     lines = [
         Line(
             key,
@@ -165,13 +168,15 @@ def describe(rights: Rights) -> list[Line]:
     ]
     for key, label in LIMIT_LABELS.items():
         limit: Money | None = getattr(rights, key)
+        spent = (used or {}).get(key)
         if key.startswith("balance") and not rights.use_balance:
-            value, allowed = translate(N_("Not available")), False
+            value, allowed, spent = translate(N_("Not available")), False, None
         elif limit is None:
             value, allowed = translate(N_("Within the yearly limit")), True
         else:
             value, allowed = limit.format(), True
-        lines.append(Line(key, translate(label), value, allowed))
+        shown = translate(N_("{used} used"), {"used": spent.format()}) if spent else None
+        lines.append(Line(key, translate(label), value, allowed, shown))
     return lines
 
 

@@ -16,8 +16,10 @@ from qianbao.i18n import N_, Language, set_language, translate
 from qianbao.identity import agreements, passwords, schemas, security, service
 from qianbao.identity.phone import PhoneNumber, calling_codes, parse_mobile
 from qianbao.identity.service import Client, CurrentSession
+from qianbao.money import Money
 from qianbao.standing import Standing, standing
 from qianbao.verification import service as verification
+from qianbao.wallet import payments
 
 router = APIRouter(prefix="/api/v1", tags=["identity"])
 DbDep = Annotated[Database, Depends(deps.database)]
@@ -153,10 +155,11 @@ def get_level(session: SessionDep, db: DbDep) -> schemas.LevelOut:
     """The account's tier (from how it is verified), what it may do, and what the next
     tier would add (policy.py decides all of it)."""
     found = db.run(lambda tx: standing(tx, session.account.id))
-    return level_out(found)
+    used = db.run(lambda tx: payments.limit_usage(tx, session.account.id, found.rights))
+    return level_out(found, used)
 
 
-def level_out(found: Standing) -> schemas.LevelOut:
+def level_out(found: Standing, used: dict[str, Money]) -> schemas.LevelOut:
     def lines(rows: list[policy.Line]) -> list[schemas.RightOut]:
         return [schemas.RightOut(**dataclasses.asdict(row)) for row in rows]
 
@@ -166,7 +169,7 @@ def level_out(found: Standing) -> schemas.LevelOut:
         has_bank_card=found.has_bank_card,
         tier=found.tier,
         tier_label=translate(policy.TIER_LABELS[found.tier]),
-        rights=lines(policy.describe(found.rights)),
+        rights=lines(policy.describe(found.rights, used)),
         next_tier=upper,
         next_tier_label=translate(policy.TIER_LABELS[upper]) if upper else None,
         next_tier_adds=lines(policy.gains(found.rights, found.next_rights))

@@ -160,6 +160,7 @@ class RightOut(BaseModel):
     label: str
     value: str
     allowed: bool
+    used: str | None = None  # how much of the limit is used
 
 
 class LevelOut(BaseModel):

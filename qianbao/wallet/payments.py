@@ -711,6 +711,25 @@ def _fee_share(order: PaymentOrder, refund_minor: int) -> int:
     return int(share.quantize(Decimal(1), ROUND_HALF_UP))
 
 
+def limit_usage(tx: Tx, user_id: uuid.UUID, rights: Rights) -> dict[str, Money]:
+    """How much of each of policy.py's limits the person has used, in the limit's own
+    currency (card payments are converted from CNY at the settings' rate)."""
+    now = tx.now()
+    year_start = now.replace(month=1, day=1, hour=0, minute=0, second=0, microsecond=0)
+    balance_day = Money(CNY, _paid_since(tx, user_id, "balance", now - timedelta(days=1)))
+    balance_year = Money(CNY, _paid_since(tx, user_id, "balance", year_start))
+    card_year_cny = _paid_since(tx, user_id, "foreign_card", year_start)
+    used = {"balance_per_day": balance_day, "balance_per_year": balance_year}
+    card_limit = rights.card_per_year
+    rate = tx.settings.fx_rates.get(card_limit.currency)
+    if card_limit.currency == CNY:
+        used["card_per_year"] = Money(CNY, card_year_cny)
+    elif rate:
+        converted = (Decimal(card_year_cny) / rate).quantize(Decimal(1), ROUND_HALF_UP)
+        used["card_per_year"] = Money(card_limit.currency, int(converted))
+    return used
+
+
 def _within_balance_limits(tx: Tx, user_id: uuid.UUID, amount: Money, rights: Rights) -> None:
     now = tx.now()
     for limit, since, code in (

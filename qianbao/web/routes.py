@@ -28,6 +28,7 @@ from qianbao.notify import service as notify
 from qianbao.profile import service as personal_info
 from qianbao.standing import standing
 from qianbao.verification import service as verification
+from qianbao.wallet import payments
 from qianbao.web.render import check_csrf, page, redirect, secure_cookies
 
 router = APIRouter(include_in_schema=False)
@@ -386,6 +387,7 @@ def level_page(request: Request, db: DbDep) -> Page:
     if session is None:
         return redirect(request, "/")
     found = db.run(lambda tx: standing(tx, session.account.id))
+    used = db.run(lambda tx: payments.limit_usage(tx, session.account.id, found.rights))
     upper = found.next_tier
     return page(
         request,
@@ -394,7 +396,7 @@ def level_page(request: Request, db: DbDep) -> Page:
         tab="me",
         standing=found,
         tier_label=translate(policy.TIER_LABELS[found.tier]),
-        rights=policy.describe(found.rights),
+        rights=policy.describe(found.rights, used),
         next_label=translate(policy.TIER_LABELS[upper]) if upper else None,
         next_adds=policy.gains(found.rights, found.next_rights) if found.next_rights else [],
         how_to_reach=policy.how_to_reach(upper) if upper else None,

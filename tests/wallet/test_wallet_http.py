@@ -68,6 +68,11 @@ def test_a_newcomer_pays_a_demo_order_by_card_and_gets_a_partial_refund(
     assert refund.status_code == 200, refund.text
     assert refund.json()["destination"] == "foreign_card"
     assert refund.json()["fee_refunded"] == {"currency": "CNY", "value": "3.00"}
+    # The level shows how much of the yearly card limit is used: CNY 200 still paid,
+    # at the settings' 7.1072 CNY per USD.
+    level = client.get("/api/v1/me/level", headers=auth).json()
+    card_year = next(row for row in level["rights"] if row["key"] == "card_per_year")
+    assert card_year["used"].replace("\u00a0", " ") == "USD 28.14 used"
     bad = client.post(
         f"/api/v1/demo/shop/orders/{order_id}/refunds",
         json={"out_request_no": "R2", "amount": "abc"},
