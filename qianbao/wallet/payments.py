@@ -247,14 +247,36 @@ def merchant_orders(tx: Tx, merchant_id: uuid.UUID, limit: int = 50) -> list[Ord
     return [_order_view(tx, row) for row in rows]
 
 
-def user_orders(tx: Tx, user_id: uuid.UUID, limit: int = 100) -> list[OrderView]:
-    rows = tx.session.scalars(
-        select(PaymentOrder)
-        .where(PaymentOrder.buyer_id == user_id)
-        .order_by(PaymentOrder.paid_at.desc())
-        .limit(limit)
-    )
+def user_orders(
+    tx: Tx,
+    user_id: uuid.UUID,
+    limit: int = 100,
+    *,
+    source: str | None = None,
+    status: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[OrderView]:
+    """The person's payments, newest first, filtered by source, status and time."""
+    query = select(PaymentOrder).where(PaymentOrder.buyer_id == user_id)
+    if source:
+        query = query.where(PaymentOrder.source == source)
+    if status:
+        query = query.where(PaymentOrder.status == status)
+    if since:
+        query = query.where(PaymentOrder.paid_at >= since)
+    if until:
+        query = query.where(PaymentOrder.paid_at < until)
+    rows = tx.session.scalars(query.order_by(PaymentOrder.paid_at.desc()).limit(limit))
     return [_order_view(tx, row) for row in rows]
+
+
+def user_order(tx: Tx, user_id: uuid.UUID, order_id: uuid.UUID) -> OrderView:
+    """One of the person's payments (nobody else's)."""
+    order = tx.session.get(PaymentOrder, order_id)
+    if order is None or order.buyer_id != user_id:
+        raise NotFound("order.not_found", N_("There is no such order."))
+    return _order_view(tx, order)
 
 
 def close_expired_orders(tx: Tx, limit: int = 500) -> int:

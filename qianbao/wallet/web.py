@@ -5,9 +5,12 @@ orders to pay and refunds them (demo mode only)."""
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import secrets
 import uuid
-from typing import Annotated, Final
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
@@ -17,7 +20,7 @@ from qianbao.errors import QianbaoError
 from qianbao.i18n import N_
 from qianbao.identity.service import CurrentSession
 from qianbao.money import Money
-from qianbao.wallet import payments
+from qianbao.wallet import payment_models, payments
 from qianbao.web.render import check_csrf, page, redirect
 from qianbao.web.routes import CsrfField, DbDep, signed_in
 
@@ -51,6 +54,124 @@ def wallet_page(request: Request, db: DbDep, done: str | None = None) -> Respons
         orders=orders,
         notice=NOTICES.get(done or ""),
     )
+
+
+@router.get("/wallet/history")
+def history_page(
+    request: Request,
+    db: DbDep,
+    source: str = "",
+    status: str = "",
+    since: str = "",
+    until: str = "",
+) -> Response:
+    """Every payment, filtered by source, status and dates; CSV at /wallet/history.csv."""
+    session = _session_or_home(request, db)
+    if isinstance(session, Response):
+        return session
+    filters = _filters(source, status, since, until)
+    rows = db.run(lambda tx: payments.user_orders(tx, session.account.id, 500, **filters))
+    return page(
+        request,
+        "wallet_history.html",
+        account=session.account,
+        tab="wallet",
+        orders=rows,
+        chosen={"source": source, "status": status, "since": since, "until": until},
+        query=request.url.query,
+    )
+
+
+@router.get("/wallet/history.csv")
+def history_csv(
+    request: Request,
+    db: DbDep,
+    source: str = "",
+    status: str = "",
+    since: str = "",
+    until: str = "",
+) -> Response:
+    session = _session_or_home(request, db)
+    if isinstance(session, Response):
+        return session
+    filters = _filters(source, status, since, until)
+    rows = db.run(lambda tx: payments.user_orders(tx, session.account.id, 10_000, **filters))
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        [
+            "paid_at",
+            "merchant",
+            "order_no",
+            "subject",
+            "amount",
+            "currency",
+            "fee",
+            "refunded",
+            "source",
+            "status",
+            "card_amount",
+            "card_currency",
+        ]
+    )
+    for order in rows:
+        writer.writerow(
+            [
+                order.paid_at.isoformat() if order.paid_at else "",
+                order.merchant,
+                order.out_trade_no,
+                order.subject,
+                str(order.amount.major),
+                order.amount.currency,
+                str(order.fee.major),
+                str(order.refunded.major),
+                order.source or "",
+                order.status,
+                str(order.card_amount.major) if order.card_amount else "",
+                order.card_amount.currency if order.card_amount else "",
+            ]
+        )
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="qianbao-payments.csv"'},
+    )
+
+
+@router.get("/wallet/payments/{order_id}")
+def payment_detail(request: Request, db: DbDep, order_id: uuid.UUID) -> Response:
+    session = _session_or_home(request, db)
+    if isinstance(session, Response):
+        return session
+    order = db.run(lambda tx: payments.user_order(tx, session.account.id, order_id))
+    refunds = db.run(lambda tx: payments.order_refunds(tx, order_id))
+    return page(
+        request,
+        "wallet_payment.html",
+        account=session.account,
+        tab="wallet",
+        order=order,
+        refunds=refunds,
+    )
+
+
+def _filters(source: str, status: str, since: str, until: str) -> dict[str, Any]:
+    """The history's filters; unknown values are ignored rather than refused (a page's
+    query string)."""
+    chosen: dict[str, Any] = {}
+    if source in payment_models.SOURCES:
+        chosen["source"] = source
+    if status in payment_models.ORDER_STATUSES:
+        chosen["status"] = status
+    for name, text in (("since", since), ("until", until)):
+        try:
+            day = date.fromisoformat(text) if text else None
+        except ValueError:
+            day = None
+        if day is not None:
+            moment = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
+            chosen[name] = moment + timedelta(days=1) if name == "until" else moment
+    return chosen
 
 
 @router.get("/wallet/cards/new")

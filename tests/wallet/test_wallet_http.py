@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import re
+import uuid
 
+import pytest
 from fastapi.testclient import TestClient
 
 from qianbao.clock import FrozenClock
+from qianbao.errors import QianbaoError
+from qianbao.identity import security
+from qianbao.identity.phone import parse_mobile
+from qianbao.money import Money
+from qianbao.wallet import payments
 from tests.api_helpers import api_sign_up, bearer, outbox_code
+from tests.identity.test_security import security_code
 from tests.web.test_pages import csrf, sign_up_by_form
 
 VISA_USD = "4000 0000 0084 0019"
@@ -119,3 +127,42 @@ def test_the_pages_add_a_card_and_pay_at_the_cashier(client: TestClient) -> None
         data={"csrf": token, "source": source.group(1), "payment_password": "123456"},
     )
     assert no_pin.status_code in (403, 422) and "alert-error" in no_pin.text
+
+
+def test_history_filters_detail_and_csv(client: TestClient, clock: FrozenClock) -> None:
+    db = client.app.state.db  # type: ignore[attr-defined]
+    sign_up_by_form(client)
+    phone = parse_mobile("+447911123456", "GB")
+    user = db.run(lambda tx: security.find_login(tx, phone.e164, phone)).id
+    security.set_payment_password(db, user, "802417", sms_code=security_code(db, user, clock))
+    card = payments.add_foreign_card(db, user, VISA_USD, "12/30", "123", "ADA")
+    shop = payments.demo_merchant(db)
+    paid = []
+    for number, amount in (("A1", "88.00"), ("A2", "250.00")):
+        order = db.run(
+            lambda tx, n=number, a=amount: payments.create_order(
+                tx, shop, n, "Tea", Money.of("CNY", a)
+            )
+        )
+        payments.pay_with_card(db, user, order.id, card.id, "802417")
+        paid.append(order.id)
+    payments.refund(db, shop, paid[1], "R1", Money.of("CNY", "50.00"))
+
+    history = client.get("/wallet/history?source=foreign_card&status=TRADE_SUCCESS")
+    assert history.text.count("/wallet/payments/") == 2
+    none = client.get("/wallet/history?source=balance")
+    assert "/wallet/payments/" not in none.text
+    detail = client.get(f"/wallet/payments/{paid[1]}")
+    assert 'data-testid="refunds"' in detail.text and "R1" in detail.text
+    exported = client.get("/wallet/history.csv?source=foreign_card")
+    assert exported.headers["content-type"].startswith("text/csv")
+    lines = exported.text.splitlines()
+    assert lines[0].startswith("paid_at,merchant,order_no") and len(lines) == 3
+    assert {line.split(",")[2] for line in lines[1:]} == {"A1", "A2"}
+    assert ",7.50," in exported.text  # the 3% fee of CNY 250
+    stranger = TestClient(client.app, base_url="http://127.0.0.1")
+    assert stranger.get(f"/wallet/payments/{paid[1]}", follow_redirects=False).status_code == 303
+    other = uuid.uuid4()
+    with pytest.raises(QianbaoError) as refused:
+        db.run(lambda tx: payments.user_order(tx, other, paid[1]))
+    assert refused.value.code == "order.not_found"  # only the buyer sees a payment
