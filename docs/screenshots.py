@@ -19,6 +19,9 @@ browser tests, tests/e2e/liveserver.py), signs up a UK number and saves:
     12-verify-verified.png      step 3: verified
     13-certification-verified.png  the certification center once verified
     14-review-case.png          the reviewers' back office: one case
+    15-level.png                the account level: rights, limits used, the next level
+    16-cashier.png              the cashier: balance refused before verification, card fee
+    17-wallet.png               the wallet after a payment and a partial refund
 
 The passport page and the selfie frames are the synthetic ones of the tests
 (tests/verification/passport_pages.py and liveness_clips.py).
@@ -158,6 +161,59 @@ def verify_face(page: Page, server: LiveServer, out: Path) -> None:
     page.goto(server.url + "/me/certification")
     shoot(page, out, "13-certification-verified.png")
     review_case(page, server, out, paths_for_review(server))
+    page.set_viewport_size(PHONE_VIEWPORT)
+    wallet(page, server, out)
+
+
+def wallet(page: Page, server: LiveServer, out: Path) -> None:
+    """A new, unverified person adds a card and pays the demo shop."""
+    from qianbao.identity import security
+    from qianbao.identity.phone import parse_mobile
+    from qianbao.money import Money
+    from qianbao.wallet import payments
+
+    db = server.db
+    page.context.clear_cookies()
+    phone = parse_mobile("+447400123456", "GB")
+    page.goto(server.url + "/")
+    page.locator("#country").select_option("GB")
+    page.locator("#number").fill("07400 123456")
+    page.locator("form[action='/start'] button[type=submit]").click()
+    page.wait_for_url(re.compile(r"/signup\?"))
+    page.locator("#agree").check()
+    page.locator("#signup-form button[type=submit]").click()
+    page.wait_for_url(re.compile(r"/code\?"))
+    page.locator("#code").fill(server.sms_code(phone.e164))
+    page.locator("form[action='/code'] button[type=submit]").click()
+    page.wait_for_url(re.compile(r"/home$"))
+    user = db.run(lambda tx: security.find_login(tx, phone.e164, phone))
+    assert user is not None
+    server.settings.sms_resend_cooldown_seconds = 0
+    security.send_security_code(db, user.id, _client(), "en")
+    security.set_payment_password(db, user.id, "802417", sms_code=server.sms_code(phone.e164))
+    payments.add_foreign_card(db, user.id, "4000 0000 0084 0019", "12/30", "123", "TAN WEI")
+    shop = payments.demo_merchant(db)
+    paid = db.run(
+        lambda tx: payments.create_order(tx, shop, "DEMO1", "Teapot", Money.of("CNY", "288.00"))
+    )
+    card = payments.foreign_cards_of(db, user.id)[0]
+    payments.pay_with_card(db, user.id, paid.id, card, "802417")
+    payments.refund(db, shop, paid.id, "R1", Money.of("CNY", "88.00"))
+    waiting = db.run(
+        lambda tx: payments.create_order(tx, shop, "DEMO2", "Tea cups", Money.of("CNY", "468.00"))
+    )
+    page.goto(server.url + "/me/level")
+    shoot(page, out, "15-level.png")
+    page.goto(server.url + f"/cashier/{waiting.id}")
+    shoot(page, out, "16-cashier.png")
+    page.goto(server.url + "/wallet")
+    shoot(page, out, "17-wallet.png")
+
+
+def _client() -> object:
+    from qianbao.identity.service import Client
+
+    return Client(ip="127.0.0.1", user_agent="screenshots")
 
 
 def paths_for_review(server: LiveServer) -> str:

@@ -615,6 +615,10 @@ def foreign_cards(tx: Tx, user_id: uuid.UUID) -> list[ForeignCardView]:
     return [ForeignCardView(r.id, r.brand, r.last4, r.expiry, r.currency) for r in rows]
 
 
+def foreign_cards_of(db: Database, user_id: uuid.UUID) -> list[uuid.UUID]:
+    return [card.id for card in db.run(lambda tx: foreign_cards(tx, user_id))]
+
+
 def add_foreign_card(
     db: Database,
     user_id: uuid.UUID,
