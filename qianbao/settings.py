@@ -152,6 +152,14 @@ class Settings(BaseSettings):
         }
     )
 
+    # --- risk rules (qianbao/risk/restrictions.py): data, not code -----------------------
+    # An unverified account making this many card payments within the window is
+    # restricted until it verifies or a reviewer lifts it.
+    risk_card_velocity_payments: int = 5
+    risk_card_velocity_minutes: int = 10
+    # A card linked to this many accounts restricts the newest of them.
+    risk_shared_card_accounts: int = 3
+
     # --- what each verification level may do (qianbao/policy.py) -------------------------
     # Overrides of the table's defaults, per tier: {"class_ii": {"balance_per_year":
     # "150000 CNY", "send_transfers": false}}.

@@ -589,6 +589,14 @@ def get_account(tx: Tx, user_id: uuid.UUID) -> Account:
     return to_account(tx.session.get_one(User, user_id))
 
 
+def account_by_phone(tx: Tx, phone: PhoneNumber) -> Account:
+    """The account of a mobile number (for the back office)."""
+    user = _user_by_phone(tx, phone.e164)
+    if user is None:
+        raise NotFound("account.not_found", N_("No such account."))
+    return to_account(user)
+
+
 def set_language(tx: Tx, user_id: uuid.UUID, language: Language) -> None:
     tx.session.get_one(User, user_id).language = language
 

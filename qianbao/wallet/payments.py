@@ -30,7 +30,7 @@ from qianbao.i18n import N_
 from qianbao.identity import security
 from qianbao.money import Money
 from qianbao.policy import Rights
-from qianbao.risk import ratelimit
+from qianbao.risk import ratelimit, restrictions
 from qianbao.standing import standing
 from qianbao.wallet import ledger
 from qianbao.wallet.payment_models import (
@@ -114,9 +114,9 @@ def wallet(tx: Tx, user_id: uuid.UUID) -> WalletView:
 
 
 def release_held(tx: Tx, user_id: uuid.UUID) -> Money:
-    """Move held money to the balance once the person's level may use it (called when
-    they are verified, and whenever their wallet is shown)."""
-    if not standing(tx, user_id).rights.use_balance:
+    """Move held money to the balance once the person's level may use it and the account
+    is not frozen (called when they are verified, and whenever their wallet is shown)."""
+    if not standing(tx, user_id).rights.use_balance or restrictions.is_frozen(tx, user_id):
         return Money(CNY, 0)
     key = str(user_id)
     _claim(tx, key)
@@ -338,6 +338,7 @@ def pay_with_balance(
         order = _payable(tx, user_id, order_id)
         if order is None:  # already paid by this person: a retry
             return get_order(tx, order_id)
+        restrictions.refuse_money_out(tx, user_id)
         rights = standing(tx, user_id).rights
         if not rights.use_balance:
             raise Forbidden("policy.balance_not_allowed", _BALANCE_NOT_ALLOWED)
@@ -440,6 +441,7 @@ def _capture_and_record(
         order.card_rate = capture.rate
         order.card_capture_id = capture.id
         _mark_paid(tx, order, user_id, "foreign_card", receipt.operation_id)
+        _card_velocity_rule(tx, user_id)
         return _order_view(tx, order)
 
     return db.run(record, isolation="read committed")
@@ -451,6 +453,7 @@ def _card_charge(
     order = _payable(tx, user_id, order_id)
     if order is None:
         raise Conflict("order.paid", N_("This order is already paid."))
+    restrictions.refuse_money_out(tx, user_id)
     card = tx.session.get(ForeignCard, card_id)
     if card is None or card.user_id != user_id or card.removed_at is not None:
         raise NotFound("card.not_found", N_("There is no such card on your account."))
@@ -564,7 +567,9 @@ def _record_refund(
                 booking.transfer(account_of(tx, SYSTEM, "fee_income"), clearing, plan.fee_part)
 
     else:
-        usable = standing(tx, order.buyer_id).rights.use_balance
+        usable = standing(tx, order.buyer_id).rights.use_balance and not (
+            restrictions.is_frozen(tx, order.buyer_id)
+        )
         destination = "balance" if usable else "held"
         target = account_of(tx, buyer, "user_balance" if usable else "user_held")
 
@@ -643,6 +648,7 @@ def add_foreign_card(
                 str(linked.expiry),
             ):
                 return card
+        _shared_card_rule(tx, user_id, linked.token)
         row = ForeignCard(
             user_id=user_id,
             token=linked.token,
@@ -754,6 +760,37 @@ def limit_usage(tx: Tx, user_id: uuid.UUID, rights: Rights) -> dict[str, Money]:
         converted = (Decimal(card_year_cny) / rate).quantize(Decimal(1), ROUND_HALF_UP)
         used["card_per_year"] = Money(card_limit.currency, int(converted))
     return used
+
+
+def _card_velocity_rule(tx: Tx, user_id: uuid.UUID) -> None:
+    """Risk rule: an unverified account paying by card faster than the velocity limit."""
+    if standing(tx, user_id).level != "unverified":
+        return
+    window = timedelta(minutes=tx.settings.risk_card_velocity_minutes)
+    recent = tx.session.scalar(
+        select(func.count()).where(
+            PaymentOrder.buyer_id == user_id,
+            PaymentOrder.source == "foreign_card",
+            PaymentOrder.paid_at > tx.now() - window,
+        )
+    )
+    if int(recent or 0) >= tx.settings.risk_card_velocity_payments:
+        restrictions.impose(
+            tx, user_id, "restricted", "card_velocity", imposed_by="rule:card_velocity"
+        )
+
+
+def _shared_card_rule(tx: Tx, user_id: uuid.UUID, token: str) -> None:
+    """Risk rule: one card linked to several accounts restricts the newest of them."""
+    others = tx.session.scalar(
+        select(func.count(func.distinct(ForeignCard.user_id))).where(
+            ForeignCard.token == token,
+            ForeignCard.user_id != user_id,
+            ForeignCard.removed_at.is_(None),
+        )
+    )
+    if int(others or 0) + 1 >= tx.settings.risk_shared_card_accounts:
+        restrictions.impose(tx, user_id, "restricted", "shared_card", imposed_by="rule:shared_card")
 
 
 def _within_balance_limits(tx: Tx, user_id: uuid.UUID, amount: Money, rights: Rights) -> None:

@@ -12,7 +12,7 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
 from qianbao.db import Database
@@ -20,6 +20,8 @@ from qianbao.errors import QianbaoError
 from qianbao.i18n import N_
 from qianbao.identity.service import CurrentSession
 from qianbao.money import Money
+from qianbao.risk import restrictions
+from qianbao.verification.api import read_upload
 from qianbao.wallet import payment_models, payments
 from qianbao.web.render import check_csrf, page, redirect
 from qianbao.web.routes import CsrfField, DbDep, signed_in
@@ -29,6 +31,7 @@ Text = Annotated[str, Form()]
 NOTICES: Final = {
     "card": N_("Card added."),
     "paid": N_("Payment made."),
+    "appeal": N_("Your documents are sent. A reviewer will answer by SMS."),
 }
 
 
@@ -45,6 +48,7 @@ def wallet_page(request: Request, db: DbDep, done: str | None = None) -> Respons
     user_id = session.account.id
     view = db.run(lambda tx: payments.wallet(tx, user_id))
     orders = db.run(lambda tx: payments.user_orders(tx, user_id, 20))
+    restriction = db.run(lambda tx: restrictions.active(tx, user_id))
     return page(
         request,
         "wallet.html",
@@ -52,8 +56,65 @@ def wallet_page(request: Request, db: DbDep, done: str | None = None) -> Respons
         tab="wallet",
         wallet=view,
         orders=orders,
+        restriction=restriction,
+        what_to_do=restrictions.WHAT_TO_DO,
         notice=NOTICES.get(done or ""),
     )
+
+
+@router.get("/wallet/appeal")
+def appeal_page(request: Request, db: DbDep) -> Response:
+    session = _session_or_home(request, db)
+    if isinstance(session, Response):
+        return session
+    restriction = db.run(lambda tx: restrictions.active(tx, session.account.id))
+    return page(
+        request,
+        "wallet_appeal.html",
+        account=session.account,
+        tab="wallet",
+        restriction=restriction,
+    )
+
+
+@router.post("/wallet/appeal")
+def send_appeal(
+    request: Request,
+    db: DbDep,
+    passport_page: Annotated[UploadFile | None, File()] = None,
+    selfie_with_passport: Annotated[UploadFile | None, File()] = None,
+    card_statement: Annotated[UploadFile | None, File()] = None,
+    message: Annotated[str, Form()] = "",
+    csrf: CsrfField = "",
+) -> Response:
+    check_csrf(request, csrf)
+    session = _session_or_home(request, db)
+    if isinstance(session, Response):
+        return session
+    uploads = {
+        "passport_page": passport_page,
+        "selfie_with_passport": selfie_with_passport,
+        "card_statement": card_statement,
+    }
+    try:
+        documents = {
+            kind: read_upload(upload, db.settings)
+            for kind, upload in uploads.items()
+            if upload is not None and upload.filename
+        }
+        restrictions.appeal(db, session.account.id, documents, message)
+    except QianbaoError as error:
+        restriction = db.run(lambda tx: restrictions.active(tx, session.account.id))
+        return page(
+            request,
+            "wallet_appeal.html",
+            status=error.status,
+            account=session.account,
+            tab="wallet",
+            restriction=restriction,
+            error=error,
+        )
+    return redirect(request, "/wallet?done=appeal")
 
 
 @router.get("/wallet/history")

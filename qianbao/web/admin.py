@@ -15,8 +15,11 @@ from fastapi.responses import Response
 from qianbao.db import Database
 from qianbao.errors import NotFound, QianbaoError
 from qianbao.i18n import N_
+from qianbao.identity import service as identity
 from qianbao.identity import staff
+from qianbao.identity.phone import parse_mobile
 from qianbao.identity.staff import Staff
+from qianbao.risk import restrictions
 from qianbao.verification import service as verification
 from qianbao.web.render import check_csrf, page, redirect, secure_cookies
 from qianbao.web.routes import CsrfField, DbDep
@@ -153,3 +156,117 @@ def decide(
     except QianbaoError as error:
         return _case_page(request, db, member, case_id, error)
     return redirect(request, f"/admin/reviews/{case_id}")
+
+
+# --- restrictions and appeals --------------------------------------------------------------
+
+
+@router.get("/appeals")
+def appeals_queue(request: Request, db: DbDep) -> Response:
+    member = current_staff(request, db)
+    if member is None:
+        return redirect(request, "/admin/login")
+    appeals = db.run(restrictions.pending_appeals)
+    return page(
+        request, "admin_appeals.html", staff=member, appeals=appeals, reasons=restrictions.REASONS
+    )
+
+
+@router.get("/appeals/{appeal_id}")
+def appeal_page(request: Request, db: DbDep, appeal_id: uuid.UUID) -> Response:
+    member = current_staff(request, db)
+    if member is None:
+        return redirect(request, "/admin/login")
+    return _appeal(request, db, member, appeal_id)
+
+
+def _appeal(
+    request: Request,
+    db: Database,
+    member: Staff,
+    appeal_id: uuid.UUID,
+    error: QianbaoError | None = None,
+) -> Response:
+    found = db.run(lambda tx: restrictions.get_appeal(tx, appeal_id))
+    return page(
+        request,
+        "admin_appeal.html",
+        status=error.status if error else 200,
+        staff=member,
+        appeal=found,
+        reasons=restrictions.REASONS,
+        error=error,
+    )
+
+
+@router.get("/appeals/{appeal_id}/documents/{document_id}")
+def appeal_document(
+    request: Request, db: DbDep, appeal_id: uuid.UUID, document_id: uuid.UUID
+) -> Response:
+    if current_staff(request, db) is None:
+        raise NotFound("staff.not_signed_in", N_("Please sign in."))
+    data = db.run(lambda tx: restrictions.appeal_document(tx, appeal_id, document_id))
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+@router.post("/appeals/{appeal_id}/decision")
+def decide_appeal(
+    request: Request,
+    db: DbDep,
+    appeal_id: uuid.UUID,
+    csrf: CsrfField = "",
+    decision: Text = "",
+    note: Text = "",
+) -> Response:
+    check_csrf(request, csrf)
+    member = current_staff(request, db)
+    if member is None:
+        return redirect(request, "/admin/login")
+    lift = decision == "lift"
+    try:
+        db.run(lambda tx: restrictions.decide_appeal(tx, appeal_id, member.id, lift, note))
+    except QianbaoError as error:
+        return _appeal(request, db, member, appeal_id, error)
+    return redirect(request, f"/admin/appeals/{appeal_id}")
+
+
+@router.post("/restrictions")
+def impose_restriction(
+    request: Request,
+    db: DbDep,
+    csrf: CsrfField = "",
+    phone: Text = "",
+    kind: Text = "restricted",
+    note: Text = "",
+) -> Response:
+    """A reviewer restricts or freezes an account by its mobile number, saying why."""
+    check_csrf(request, csrf)
+    member = current_staff(request, db)
+    if member is None:
+        return redirect(request, "/admin/login")
+    try:
+        number = parse_mobile(phone, "CN")
+        if not note.strip():
+            raise QianbaoError("restriction.note_required", N_("Say why in the note."), status=422)
+        db.run(
+            lambda tx: restrictions.impose(
+                tx,
+                identity.account_by_phone(tx, number).id,
+                kind,
+                "reviewer",
+                imposed_by=f"staff:{member.id}",
+                note=note,
+            )
+        )
+    except QianbaoError as error:
+        appeals = db.run(restrictions.pending_appeals)
+        return page(
+            request,
+            "admin_appeals.html",
+            status=error.status,
+            staff=member,
+            appeals=appeals,
+            reasons=restrictions.REASONS,
+            error=error,
+        )
+    return redirect(request, "/admin/appeals")

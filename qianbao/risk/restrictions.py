@@ -1,0 +1,294 @@
+"""Restrictions and freezes: what a risk rule or a reviewer can do to an account, what
+the person sees, and how they appeal.
+
+- **restricted**: no money out (no paying, no transfers); money may still come in.
+- **frozen**: no money movement at all; money that arrives is held.
+
+The rules are data (thresholds in settings), evaluated where the facts are (the wallet
+calls ``impose`` when a rule fires). A person sees what happened and what to do: verify
+their real name, or send documents (the passport page, a selfie holding the passport, a
+card statement), which land in the reviewers' queue; the reviewer lifts or keeps the
+restriction. Every change is recorded with who and why, and the person gets an SMS.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+from sqlalchemy import select
+
+from qianbao.db import Database, Tx
+from qianbao.errors import Conflict, Forbidden, InvalidInput, NotFound
+from qianbao.i18n import N_, language_scope, translate
+from qianbao.identity import service as identity
+from qianbao.notify import service as notify
+from qianbao.risk.models import AccountRestriction, AppealDocument, RestrictionAppeal
+from qianbao.sealing import Keyring, Sealed
+
+KINDS: Final = ("restricted", "frozen")
+DOCUMENT_KINDS: Final = ("passport_page", "selfie_with_passport", "card_statement")
+REASONS: Final = {
+    "card_velocity": N_(
+        "Many card payments were made in a short time from an account that is not verified."
+    ),
+    "shared_card": N_("The same card is used by several accounts."),
+    "reviewer": N_("A reviewer restricted the account after a check."),
+}
+WHAT_TO_DO: Final = N_(
+    "Verify your real name, or send us your documents (your passport's photo page, a "
+    "selfie holding the passport, and a statement of the card) and a reviewer will check "
+    "them, usually within 48 hours."
+)
+_SMS: Final = {
+    "restricted": N_(
+        "Qianbao: your account is restricted ({reason}). Open the app to see what to do."
+    ),
+    "frozen": N_("Qianbao: your account is frozen ({reason}). Open the app to see what to do."),
+    "lifted": N_("Qianbao: the restriction on your account is lifted. Thank you."),
+    "kept": N_(
+        "Qianbao: after checking your documents, the restriction on your account stays. "
+        "Reason: {note}"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class RestrictionView:
+    id: uuid.UUID
+    kind: str
+    reason: str
+    reason_text: str  # a msgid
+    created_at: datetime
+    appeal_status: str | None
+
+
+def active(tx: Tx, user_id: uuid.UUID) -> RestrictionView | None:
+    """The account's strongest restriction in force (a freeze before a restriction)."""
+    rows = list(
+        tx.session.scalars(
+            select(AccountRestriction).where(
+                AccountRestriction.user_id == user_id, AccountRestriction.lifted_at.is_(None)
+            )
+        )
+    )
+    if not rows:
+        return None
+    row = max(rows, key=lambda r: (r.kind == "frozen", r.created_at))
+    appeal = tx.session.scalar(
+        select(RestrictionAppeal.status)
+        .where(RestrictionAppeal.restriction_id == row.id)
+        .order_by(RestrictionAppeal.created_at.desc())
+        .limit(1)
+    )
+    return RestrictionView(
+        row.id, row.kind, row.reason, REASONS.get(row.reason, row.reason), row.created_at, appeal
+    )
+
+
+def refuse_money_out(tx: Tx, user_id: uuid.UUID) -> None:
+    """Raise if the account may not pay or send money."""
+    found = active(tx, user_id)
+    if found is None:
+        return
+    message = (
+        N_("Your account is frozen, so no money can move. Open Wallet to see what to do.")
+        if found.kind == "frozen"
+        else N_(
+            "Your account is restricted, so no money can leave it. Open Wallet to see what to do."
+        )
+    )
+    raise Forbidden(f"account.{found.kind}", message, details={"reason": found.reason})
+
+
+def is_frozen(tx: Tx, user_id: uuid.UUID) -> bool:
+    found = active(tx, user_id)
+    return found is not None and found.kind == "frozen"
+
+
+def impose(
+    tx: Tx,
+    user_id: uuid.UUID,
+    kind: str,
+    reason: str,
+    *,
+    imposed_by: str,
+    note: str = "",
+) -> uuid.UUID:
+    """Restrict or freeze (once: the same kind in force is not imposed twice)."""
+    if kind not in KINDS:
+        raise InvalidInput("restriction.kind", N_("A restriction is 'restricted' or 'frozen'."))
+    existing = tx.session.scalar(
+        select(AccountRestriction.id).where(
+            AccountRestriction.user_id == user_id,
+            AccountRestriction.kind == kind,
+            AccountRestriction.lifted_at.is_(None),
+        )
+    )
+    if existing is not None:
+        return existing
+    row = AccountRestriction(
+        user_id=user_id,
+        kind=kind,
+        reason=reason,
+        imposed_by=imposed_by,
+        note=note.strip()[:2000],
+        created_at=tx.now(),
+    )
+    tx.session.add(row)
+    tx.session.flush()
+    _tell(tx, user_id, _SMS[kind], {"reason": REASONS.get(reason, reason)})
+    return row.id
+
+
+def appeal(
+    db: Database,
+    user_id: uuid.UUID,
+    documents: Mapping[str, bytes],
+    message: str,
+) -> uuid.UUID:
+    """The person's documents against their restriction, sealed, to the review queue."""
+    from qianbao.verification import images  # the same safe image intake as verification
+
+    if not documents:
+        raise InvalidInput("appeal.documents", N_("Send at least one document."))
+    checked = {}
+    for kind, data in documents.items():
+        if kind not in DOCUMENT_KINDS:
+            raise InvalidInput("appeal.document_kind", N_("Unknown kind of document."))
+        picture = images.decode_upload(
+            data,
+            max_bytes=db.settings.verification_max_upload_bytes,
+            max_pixels=db.settings.verification_max_pixels,
+        )
+        checked[kind] = _jpeg(picture)
+
+    def submit(tx: Tx) -> uuid.UUID:
+        found = active(tx, user_id)
+        if found is None:
+            raise Conflict("appeal.nothing", N_("Your account has no restriction to appeal."))
+        if found.appeal_status == "pending":
+            raise Conflict("appeal.pending", N_("Your documents are already being checked."))
+        row = RestrictionAppeal(
+            restriction_id=found.id,
+            user_id=user_id,
+            message=message.strip()[:2000],
+            status="pending",
+            created_at=tx.now(),
+        )
+        tx.session.add(row)
+        tx.session.flush()
+        keyring = Keyring.from_settings(tx.settings)
+        for kind, jpeg in checked.items():
+            sealed = keyring.seal(jpeg, _context(row.id, kind))
+            tx.session.add(
+                AppealDocument(
+                    appeal_id=row.id, kind=kind, key_id=sealed.key_id, sealed=sealed.blob
+                )
+            )
+        return row.id
+
+    return db.run(submit)
+
+
+@dataclass(frozen=True)
+class AppealView:
+    id: uuid.UUID
+    user_phone: str
+    kind: str
+    reason: str
+    message: str
+    status: str
+    created_at: datetime
+    documents: list[tuple[uuid.UUID, str]]
+
+
+def pending_appeals(tx: Tx) -> list[AppealView]:
+    rows = tx.session.scalars(
+        select(RestrictionAppeal)
+        .where(RestrictionAppeal.status == "pending")
+        .order_by(RestrictionAppeal.created_at)
+    )
+    return [_appeal_view(tx, row) for row in rows]
+
+
+def get_appeal(tx: Tx, appeal_id: uuid.UUID) -> AppealView:
+    row = tx.session.get(RestrictionAppeal, appeal_id)
+    if row is None:
+        raise NotFound("appeal.not_found", N_("No such appeal."))
+    return _appeal_view(tx, row)
+
+
+def appeal_document(tx: Tx, appeal_id: uuid.UUID, document_id: uuid.UUID) -> bytes:
+    row = tx.session.get(AppealDocument, document_id)
+    if row is None or row.appeal_id != appeal_id:
+        raise NotFound("appeal.document_not_found", N_("No such document."))
+    keyring = Keyring.from_settings(tx.settings)
+    return keyring.open(Sealed(row.key_id, row.sealed), _context(appeal_id, row.kind))
+
+
+def decide_appeal(
+    tx: Tx, appeal_id: uuid.UUID, staff_id: uuid.UUID, lift: bool, note: str
+) -> AppealView:
+    """A reviewer lifts the restriction or keeps it, saying why; recorded and told."""
+    note = note.strip()
+    if not note:
+        raise InvalidInput("appeal.note_required", N_("Say why in the note."))
+    row = tx.session.get(RestrictionAppeal, appeal_id, with_for_update=True)
+    if row is None:
+        raise NotFound("appeal.not_found", N_("No such appeal."))
+    if row.status != "pending":
+        raise Conflict("appeal.decided", N_("This appeal has already been decided."))
+    row.status = "lifted" if lift else "kept"
+    row.decided_at, row.decided_by, row.decision_note = tx.now(), staff_id, note[:2000]
+    if lift:
+        restriction = tx.session.get(AccountRestriction, row.restriction_id, with_for_update=True)
+        assert restriction is not None
+        restriction.lifted_at, restriction.lifted_by = tx.now(), f"staff:{staff_id}"
+        restriction.lift_note = note[:2000]
+        _tell(tx, row.user_id, _SMS["lifted"])
+    else:
+        _tell(tx, row.user_id, _SMS["kept"], {"note": note[:200]})
+    return _appeal_view(tx, row)
+
+
+def _appeal_view(tx: Tx, row: RestrictionAppeal) -> AppealView:
+    restriction = tx.session.get(AccountRestriction, row.restriction_id)
+    assert restriction is not None
+    documents = tx.session.execute(
+        select(AppealDocument.id, AppealDocument.kind).where(AppealDocument.appeal_id == row.id)
+    ).all()
+    return AppealView(
+        id=row.id,
+        user_phone=identity.get_account(tx, row.user_id).phone.international(),
+        kind=restriction.kind,
+        reason=restriction.reason,
+        message=row.message,
+        status=row.status,
+        created_at=row.created_at,
+        documents=[(doc.id, doc.kind) for doc in documents],
+    )
+
+
+def _tell(tx: Tx, user_id: uuid.UUID, message: str, params: dict[str, str] | None = None) -> None:
+    account = identity.get_account(tx, user_id)
+    with language_scope(account.language):
+        localized = {key: translate(value) for key, value in (params or {}).items()}
+        text = translate(message, localized)
+    notify.queue_sms(tx, account.phone.e164, text, account.language)
+
+
+def _context(appeal_id: uuid.UUID, kind: str) -> bytes:
+    return f"appeal-document:{appeal_id}:{kind}".encode()
+
+
+def _jpeg(picture: object) -> bytes:
+    from PIL import Image
+
+    from qianbao.verification.analysis import shrink, to_jpeg
+
+    assert isinstance(picture, Image.Image)
+    return to_jpeg(shrink(picture, 1600))
