@@ -136,7 +136,14 @@ def demo_refund(
 ) -> schemas.RefundOut:
     """A full or partial refund by the demo shop; the same request number is done once."""
     shop = payments.demo_merchant(db)
-    done = payments.refund(db, shop, order_id, body.out_request_no, _money(body.amount))
+    done = payments.refund(
+        db,
+        shop,
+        order_id,
+        body.out_request_no,
+        _money(body.amount),
+        to_balance=body.destination == "balance",
+    )
     return schemas.RefundOut(
         id=done.id,
         out_request_no=done.out_request_no,

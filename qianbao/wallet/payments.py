@@ -492,13 +492,19 @@ def refund(
     order_id: uuid.UUID,
     out_request_no: str,
     amount: Money,
+    *,
+    to_balance: bool = False,
 ) -> RefundView:
-    """Give back all or part of a paid order, the way it came, once per request number.
-    Money for a person whose level may not use a balance is held, visible, until they
-    are verified."""
+    """Give back all or part of a paid order, the way it came, once per request number;
+    ``to_balance`` sends a card payment's refund to the buyer's Qianbao balance instead
+    (a closed card, or the merchant's choice: the seed's 1688 and Taobao refunds). Money
+    for a person whose level may not use a balance is held, visible, until they are
+    verified."""
     plan = db.run(lambda tx: _plan_refund(tx, merchant_id, order_id, out_request_no, amount))
     if isinstance(plan, RefundView):
         return plan  # a retry of a done refund
+    if to_balance:
+        plan = _RefundPlan(plan.order_id, plan.out_request_no, amount, plan.fee_part, None)
     card_refund = None
     if plan.capture_id is not None:
         card_refund = network_for(db).refund(
@@ -575,6 +581,8 @@ def _record_refund(
 
         def build(booking: ledger.Booking) -> None:
             booking.transfer(merchant.settlement_account_id, target, plan.amount)
+            if plan.fee_part.minor:  # a card payment's fee comes back with it
+                booking.transfer(account_of(tx, SYSTEM, "fee_income"), target, plan.fee_part)
 
     receipt = ledger.execute(
         tx,

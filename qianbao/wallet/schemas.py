@@ -93,6 +93,8 @@ class DemoOrderIn(BaseModel):
 class RefundIn(BaseModel):
     out_request_no: str = Field(min_length=1, max_length=64)
     amount: str = Field(max_length=16)
+    # "original": the way the money came; "balance": the buyer's Qianbao balance
+    destination: Literal["original", "balance"] = "original"
 
 
 class RefundOut(BaseModel):

@@ -418,13 +418,20 @@ def demo_order(
 
 @router.post("/demo/shop/orders/{order_id}/refunds")
 def demo_refund(
-    request: Request, db: DbDep, order_id: uuid.UUID, csrf: CsrfField = "", amount: Text = ""
+    request: Request,
+    db: DbDep,
+    order_id: uuid.UUID,
+    csrf: CsrfField = "",
+    amount: Text = "",
+    destination: Text = "original",
 ) -> Response:
     check_csrf(request, csrf)
     shop = payments.demo_merchant(db)
     try:
         number = f"R{secrets.token_hex(6).upper()}"
-        payments.refund(db, shop, order_id, number, _amount(amount))
+        payments.refund(
+            db, shop, order_id, number, _amount(amount), to_balance=destination == "balance"
+        )
     except QianbaoError as error:
         orders = db.run(lambda tx: payments.merchant_orders(tx, shop))
         return page(request, "demo_shop.html", status=error.status, orders=orders, error=error)
