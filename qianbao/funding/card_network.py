@@ -590,7 +590,10 @@ class CardNetwork(Protocol):
         ...
 
     def capture(self, authorization_id: str, amount: Money | None = None) -> Capture:
-        """Take all (None) or part of an approved amount, once; the rest is released."""
+        """Take all (None) or part of an approved amount, once; the rest is released.
+        Asking again for what was captured returns that capture (a retry after a lost
+        answer, or after the wallet crashed before recording it); another amount is
+        refused."""
         ...
 
     def void(self, authorization_id: str) -> Authorization:
@@ -874,6 +877,8 @@ class SandboxCardNetwork:
         with self._lock:
             record = self._current(self._record(authorization_id))
             status = record.snapshot.status
+            if status is AuthorizationStatus.CAPTURED:
+                return self._repeated_capture(authorization_id, amount)
             if status is AuthorizationStatus.EXPIRED:
                 raise AuthorizationExpired()
             if status is not AuthorizationStatus.APPROVED:
@@ -897,6 +902,15 @@ class SandboxCardNetwork:
             )
             self._set_status(record, AuthorizationStatus.CAPTURED)
             return capture
+
+    def _repeated_capture(self, authorization_id: str, amount: Money | None) -> Capture:
+        for found in self._captures.values():
+            capture = found.snapshot
+            if capture.authorization_id == authorization_id:
+                if amount is None or amount == capture.amount:
+                    return capture
+                break
+        raise NotCapturable()
 
     def void(self, authorization_id: str) -> Authorization:
         with self._lock:

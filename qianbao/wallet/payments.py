@@ -170,6 +170,11 @@ def create_merchant(tx: Tx, name: str) -> uuid.UUID:
     return merchant.id
 
 
+def account_of_merchant(tx: Tx, merchant_id: uuid.UUID) -> uuid.UUID:
+    """The merchant's settlement account (its shards included in its balance)."""
+    return _merchant(tx, merchant_id).settlement_account_id
+
+
 def merchant_by_name(tx: Tx, name: str) -> uuid.UUID | None:
     return tx.session.scalar(select(Merchant.id).where(Merchant.name == name))
 

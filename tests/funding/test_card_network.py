@@ -707,3 +707,14 @@ def test_set_rates_keeps_earlier_days(network: SandboxCardNetwork, clock: Frozen
     assert network.rate_on("GBP", date(2026, 1, 9)) == Decimal("9.6061")
     assert network.rate_on("GBP", date(2026, 1, 10)) == Decimal(10)
     assert network.rate_on("GBP", TODAY) == Decimal(10)
+
+
+def test_capturing_again_returns_the_same_capture(
+    network: SandboxCardNetwork, approved: str
+) -> None:
+    """A retry after a lost answer (or a crash before the wallet recorded it) must not
+    charge twice, nor lose the record of the charge."""
+    first = network.capture(approved)
+    assert network.capture(approved) == first
+    assert network.capture(approved, cny("300.00")) == first
+    assert refusal(network.capture, approved, cny("100.00")).code == "card.not_capturable"
