@@ -1,0 +1,218 @@
+"""Merchant payments per second through the HTTP API, beside pgbench TPC-B-like.
+
+    .venv/bin/python bench/payments_http.py [--seconds 10] [--workers 2] [--clients 16]
+
+A real `qianbao serve` (PostgreSQL database `qianbao_payments_bench`, recreated each
+run) with N workers. Set-up, not timed: 16 people sign up over the API and set a payment
+password (the SMS codes read from the demo outbox); then, straight in the database, each
+is verified and funded and the demo shop gets enough orders. Timed: 16 clients each
+paying their own orders by balance (`POST /api/v1/orders/{id}/pay`: bearer auth, the
+payment password, policy, restrictions, limits, the ledger operation), against the
+reference `pgbench -c 16 -j 2 -T <seconds> -M prepared` on the same server in the same
+run. Goal: >= 0.5x pgbench.
+
+argon2 is slow on purpose (bench/passwords.py measures it), so the server runs with
+argon2's cheapest parameters here and this figure is the rest of the payment; the
+payment password's own cost is in bench/passwords.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import signup_http  # noqa: E402
+from ledger import SERVER, ensure_database, pgbench  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
+
+from qianbao import migrate  # noqa: E402
+from qianbao.db import Database, Tx  # noqa: E402
+from qianbao.identity import service as identity  # noqa: E402
+from qianbao.identity.phone import parse_mobile  # noqa: E402
+from qianbao.money import Money  # noqa: E402
+from qianbao.settings import Settings  # noqa: E402
+from qianbao.wallet import ledger, payments  # noqa: E402
+
+DATABASE = "qianbao_payments_bench"
+PIN = "802417"
+
+
+def fresh_database() -> str:
+    ensure_database(DATABASE)
+    url = f"{SERVER}/{DATABASE}"
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    migrate.upgrade(Settings(database_url=url))
+    return url
+
+
+def cheap_server_env() -> None:
+    base = signup_http.server_env
+
+    def server_env(database_url: str, var_dir: Path, secret_key: str) -> dict[str, str]:
+        return {
+            **base(database_url, var_dir, secret_key),
+            "QIANBAO_ARGON2_TIME_COST": "1",
+            "QIANBAO_ARGON2_MEMORY_KIB": "1024",
+            "QIANBAO_ARGON2_PARALLELISM": "1",
+            "QIANBAO_SMS_RESEND_COOLDOWN_SECONDS": "0",
+        }
+
+    signup_http.server_env = server_env
+
+
+async def sign_up(client: httpx.AsyncClient, base: str, index: int) -> str:
+    number = f"+44791170{index:04d}"
+    phone = {"country": "GB", "number": number}
+    await client.post(f"{base}/api/v1/auth/number-check", json=phone)
+    sent = await client.post(
+        f"{base}/api/v1/auth/sms-codes",
+        json={**phone, "purpose": "signup", "agreement_version": "2026-11-01"},
+    )
+    sent.raise_for_status()
+    code = await outbox_code(client, base, number)
+    signed = await client.post(
+        f"{base}/api/v1/auth/sessions", json={**phone, "purpose": "signup", "code": code}
+    )
+    signed.raise_for_status()
+    token = str(signed.json()["token"])
+    auth = {"Authorization": f"Bearer {token}"}
+    (await client.post(f"{base}/api/v1/me/security-codes", headers=auth)).raise_for_status()
+    code = await outbox_code(client, base, number)
+    done = await client.put(
+        f"{base}/api/v1/me/payment-password",
+        headers=auth,
+        json={"new_password": PIN, "sms_code": code},
+    )
+    done.raise_for_status()
+    return token
+
+
+async def outbox_code(client: httpx.AsyncClient, base: str, number: str) -> str:
+    messages = (await client.get(f"{base}/api/v1/demo/outbox", params={"phone": number})).json()
+    found = re.search(r"(?<!\d)(\d{6})(?!\d)", messages[0]["body"])
+    assert found, messages
+    return found.group(1)
+
+
+def prepare(url: str, people: int, orders_each: int) -> dict[int, list[str]]:
+    """Verify and fund everyone, and make the orders they will pay (not timed)."""
+    db = Database(Settings(database_url=url))
+    merchant = db.run(lambda tx: payments.create_merchant(tx, "Bench Shop"))
+    orders: dict[int, list[str]] = {}
+    for index in range(people):
+        phone = parse_mobile(f"+44791170{index:04d}", "GB")
+
+        def setup(tx: Tx, phone: object = phone, index: int = index) -> list[str]:
+            account = identity.account_by_phone(tx, phone)  # type: ignore[arg-type]
+            identity.set_verification_level(tx, account.id, "passport_face")
+            payments._claim(tx, str(account.id), payments.SYSTEM)
+            source = payments.account_of(tx, payments.SYSTEM, "bank_clearing")
+            target = payments.account_of(tx, str(account.id), "user_balance")
+            ledger.transfer(tx, f"fund:{account.id}", source, target, Money.of("CNY", 90_000))
+            return [
+                str(
+                    payments.create_order(
+                        tx, merchant, f"B{index}X{n}", "Bench", Money.of("CNY", "1.00")
+                    ).id
+                )
+                for n in range(orders_each)
+            ]
+
+        orders[index] = db.run(setup)
+    db.dispose()
+    return orders
+
+
+async def timed(
+    base: str, tokens: list[str], orders: dict[int, list[str]], seconds: float
+) -> tuple[int, list[float], int]:
+    latencies: list[float] = []
+    failures = 0
+    deadline = time.monotonic() + seconds
+
+    async def client_loop(index: int) -> None:
+        nonlocal failures
+        auth = {"Authorization": f"Bearer {tokens[index]}"}
+        async with httpx.AsyncClient(timeout=30) as client:
+            for order_id in orders[index]:
+                if time.monotonic() >= deadline:
+                    return
+                started = time.perf_counter()
+                answer = await client.post(
+                    f"{base}/api/v1/orders/{order_id}/pay",
+                    headers=auth,
+                    json={"source": "balance", "payment_password": PIN},
+                )
+                if answer.status_code != 200:
+                    failures += 1
+                    continue
+                latencies.append(time.perf_counter() - started)
+
+    await asyncio.gather(*(client_loop(index) for index in range(len(tokens))))
+    return len(latencies), latencies, failures
+
+
+async def run(options: argparse.Namespace) -> int:
+    url = fresh_database()
+    cheap_server_env()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        server = signup_http.Server(url, options.workers, work, work / "server.log", "bench-secret")
+        try:
+            async with httpx.AsyncClient(timeout=30) as client:
+                await server.wait_ready(client)
+                tokens = [
+                    await sign_up(client, server.base_url, index)
+                    for index in range(options.clients)
+                ]
+            orders = prepare(url, options.clients, options.orders)
+            reference = pgbench(int(options.seconds))
+            paid, latencies, failures = await timed(
+                server.base_url, tokens, orders, options.seconds
+            )
+        finally:
+            server.stop()
+    rate = paid / options.seconds
+    ordered = sorted(latencies)
+    p50 = statistics.median(ordered) * 1000 if ordered else 0.0
+    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1000 if ordered else 0.0
+    print(
+        f"payments_http: {options.clients} clients, {options.workers} workers, PostgreSQL,"
+        f" load average {os.getloadavg()[0]:.2f}"
+    )
+    print(f"pgbench TPC-B-like -c 16 -j 2 -M prepared: {reference:,.0f} tps")
+    print(
+        f"payments by balance over HTTP: {rate:,.1f}/s  p50 {p50:.0f} ms  p99 {p99:.0f} ms"
+        f"  failures {failures}  ratio {rate / reference:.2f}x of pgbench (goal >= 0.5x)"
+    )
+    return 1 if failures else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--orders", type=int, default=400, help="orders made per client")
+    return asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
