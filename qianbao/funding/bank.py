@@ -57,6 +57,7 @@ from qianbao.clock import Clock, SystemClock
 from qianbao.errors import Conflict, InvalidInput, QianbaoError
 from qianbao.funding.cards import credit_card_error, normalize_card_number, unionpay_card
 from qianbao.i18n import N_
+from qianbao.money import Money
 
 log = logging.getLogger("qianbao.bank")
 
@@ -107,6 +108,39 @@ class BankConnector(Protocol):
     def confirm(self, reference: str, sms_code: str) -> BankVerificationResult:
         """Check the code the person typed for the verification ``reference``."""
         ...
+
+    def debit(self, card_token: str, amount: Money, *, idempotency_key: str) -> BankMovement:
+        """Take ``amount`` (CNY) from the bound card's account (a quick payment under the
+        agreement the binding made); the same key returns the same debit."""
+        ...
+
+    def credit(self, debit_id: str, amount: Money, *, idempotency_key: str) -> BankMovement:
+        """Give back up to what ``debit_id`` took; the same key returns the same credit."""
+        ...
+
+
+@dataclass(frozen=True)
+class BankMovement:
+    """A debit from, or a credit back to, a bound card's account."""
+
+    id: str
+    amount: Money
+
+
+class BankInsufficientFunds(Conflict):
+    def __init__(self) -> None:
+        super().__init__(
+            "bank.insufficient_funds",
+            N_("Your bank account does not have enough money for this payment."),
+        )
+
+
+class BankCreditExceeds(Conflict):
+    def __init__(self) -> None:
+        super().__init__(
+            "bank.credit_exceeds",
+            N_("No more can be given back to the bank card than was taken from it."),
+        )
 
 
 class BankSettings(Protocol):
@@ -368,6 +402,12 @@ class SandboxBank:
     cards: tuple[SandboxCard, ...] = SANDBOX_CARDS
     _challenges: dict[str, _Challenge] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    # Quick payments: each test card's account, and every debit and credit by its key.
+    _accounts: dict[str, Money] = field(default_factory=dict, init=False, repr=False)
+    _movements: dict[str, BankMovement] = field(default_factory=dict, init=False, repr=False)
+    _debits: dict[str, tuple[str, Money, Money]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     def start_verification(
         self,
@@ -406,6 +446,48 @@ class SandboxBank:
                 raise self._count_wrong_try(challenge)
             del self._challenges[reference]  # a code works once
         return _sandbox_result(challenge.card)
+
+    # Each test card's account starts with this much (CNY): enough to try payments.
+    SANDBOX_ACCOUNT_OPENING: ClassVar[Money] = Money.of("CNY", 50_000)
+
+    def debit(self, card_token: str, amount: Money, *, idempotency_key: str) -> BankMovement:
+        with self._lock:
+            done = self._movements.get(idempotency_key)
+            if done is not None:
+                return done
+            card = self._card_of_token(card_token)
+            if card.outcome is SandboxOutcome.CARD_FROZEN:
+                raise CardFrozen()
+            balance = self._accounts.setdefault(card_token, self.SANDBOX_ACCOUNT_OPENING)
+            if amount.minor <= 0 or balance.minor < amount.minor:
+                raise BankInsufficientFunds()
+            self._accounts[card_token] = balance - amount
+            movement = BankMovement("dbt_sbx_" + secrets.token_hex(8), amount)
+            self._movements[idempotency_key] = movement
+            self._debits[movement.id] = (card_token, amount, Money(amount.currency, 0))
+            return movement
+
+    def credit(self, debit_id: str, amount: Money, *, idempotency_key: str) -> BankMovement:
+        with self._lock:
+            done = self._movements.get(idempotency_key)
+            if done is not None:
+                return done
+            if debit_id not in self._debits:
+                raise ChallengeUnknown()
+            card_token, taken, given_back = self._debits[debit_id]
+            if amount.minor <= 0 or (given_back + amount).minor > taken.minor:
+                raise BankCreditExceeds()
+            self._debits[debit_id] = (card_token, taken, given_back + amount)
+            self._accounts[card_token] = self._accounts[card_token] + amount
+            movement = BankMovement("crd_sbx_" + secrets.token_hex(8), amount)
+            self._movements[idempotency_key] = movement
+            return movement
+
+    def _card_of_token(self, card_token: str) -> SandboxCard:
+        for card in self.cards:
+            if _sandbox_result(card).card_token_from_bank == card_token:
+                return card
+        raise SandboxUnknownCard()
 
     def _card(self, number: str) -> SandboxCard:
         for card in self.cards:
@@ -479,6 +561,8 @@ PROVIDER_ERRORS: Mapping[str, Callable[[Mapping[str, Any]], QianbaoError]] = {
     "code_expired": lambda body: CodeExpired(),
     "too_many_tries": lambda body: TooManyTries(),
     "unknown_reference": lambda body: ChallengeUnknown(),
+    "insufficient_funds": lambda body: BankInsufficientFunds(),
+    "credit_exceeds": lambda body: BankCreditExceeds(),
 }
 _LAST4 = re.compile(r"[0-9]{4}")
 # What the caller's tables keep of a challenge (qianbao/funding/models.py).
@@ -580,6 +664,30 @@ class HttpBank:
             raise ProviderError("card_token is not a string")
         bank_name = _text(body, "bank_name", max_length=MAX_BANK_NAME_LENGTH)
         return BankVerificationResult(bank_name, last4, token)
+
+    def debit(self, card_token: str, amount: Money, *, idempotency_key: str) -> BankMovement:
+        body = self._call(
+            "payments/debit",
+            {
+                "card_token": card_token,
+                "amount": str(amount.major),
+                "currency": amount.currency,
+                "idempotency_key": idempotency_key,
+            },
+        )
+        return BankMovement(_text(body, "id", max_length=MAX_REFERENCE_LENGTH), amount)
+
+    def credit(self, debit_id: str, amount: Money, *, idempotency_key: str) -> BankMovement:
+        body = self._call(
+            "payments/credit",
+            {
+                "debit_id": debit_id,
+                "amount": str(amount.major),
+                "currency": amount.currency,
+                "idempotency_key": idempotency_key,
+            },
+        )
+        return BankMovement(_text(body, "id", max_length=MAX_REFERENCE_LENGTH), amount)
 
     def _call(self, path: str, payload: Mapping[str, Any]) -> Mapping[str, Any]:
         content = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()

@@ -25,6 +25,8 @@ class BankCard(Base):
     bank_name_en: Mapped[str] = mapped_column(String(128))
     bank_name_zh: Mapped[str] = mapped_column(String(128))
     last4: Mapped[str] = mapped_column(String(4))
+    # The bank's agreement for quick payments from this card (not the card number).
+    bank_token: Mapped[str | None] = mapped_column(String(128), default=None)
     bound_at: Mapped[datetime] = mapped_column(UTCDateTime())
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 

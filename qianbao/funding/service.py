@@ -160,6 +160,7 @@ def confirm_check(db: Database, user_id: uuid.UUID, check_id: uuid.UUID, code: s
             bank_name_en=check.bank_name_en,
             bank_name_zh=check.bank_name_zh,
             last4=check.last4,
+            bank_token=result.card_token_from_bank,
             bound_at=tx.now(),
         )
         tx.session.add(card)
@@ -186,6 +187,23 @@ def pending_check(tx: Tx, user_id: uuid.UUID, check_id: uuid.UUID) -> CheckStart
         return None
     name = _bank_name(check.bank_name_en, check.bank_name_zh)
     return CheckStarted(check.id, check.masked_phone, name, check.last4, None)
+
+
+def bank_token(tx: Tx, user_id: uuid.UUID, card_id: uuid.UUID) -> str:
+    """The bank's quick-payment agreement for one of the person's bound cards."""
+    card = tx.session.get(BankCard, card_id)
+    if card is None or card.user_id != user_id or card.removed_at is not None:
+        raise NotFound("card.not_found", N_("There is no such card on your account."))
+    if card.bank_token is None:
+        raise Conflict(
+            "bank.no_agreement", N_("This bank card cannot pay yet. Add it again to pay with it.")
+        )
+    return card.bank_token
+
+
+def connector(db: Database) -> BankConnector:
+    """The process's bank connector (the sandbox keeps its state in memory)."""
+    return _connector(db, [])
 
 
 def _admit(tx: Tx, user_id: uuid.UUID, card_hash: str) -> None:

@@ -79,6 +79,10 @@ def get_cashier(order_id: uuid.UUID, session: SessionDep, db: DbDep) -> schemas.
             )
             for quote in view.quotes
         ],
+        bank_cards=[
+            schemas.BankCardOut(id=card.id, bank_name=card.bank_name, last4=card.last4)
+            for card in view.bank_cards
+        ],
     )
 
 
@@ -93,6 +97,11 @@ def pay(order_id: uuid.UUID, body: schemas.PayIn, session: SessionDep, db: DbDep
         )
     if body.card_id is None:
         raise InvalidInput("cashier.card", N_("Choose a card to pay with."))
+    if body.source == "bank_card":
+        paid = payments.pay_with_bank_card(
+            db, user_id, order_id, body.card_id, body.payment_password
+        )
+        return schemas.PayOut(order=order_out(paid))
     outcome = payments.pay_with_card(
         db,
         user_id,

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from qianbao.db import Base, UTCDateTime, new_id
 
 ORDER_STATUSES = ("WAIT_BUYER_PAY", "TRADE_SUCCESS", "TRADE_CLOSED", "TRADE_FINISHED")
-SOURCES = ("balance", "foreign_card")
+SOURCES = ("balance", "foreign_card", "bank_card")
 
 
 class Merchant(Base):
@@ -86,6 +86,11 @@ class PaymentOrder(Base):
     card_amount: Mapped[int | None] = mapped_column(BigInteger, default=None)
     card_rate: Mapped[Decimal | None] = mapped_column(Numeric(18, 8), default=None)
     card_capture_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    # A mainland bank card's quick payment: the card and the bank's debit.
+    bank_card_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("bank_cards.id"), default=None
+    )
+    bank_debit_id: Mapped[str | None] = mapped_column(String(128), default=None)
     ledger_operation_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
 
 

@@ -71,11 +71,18 @@ class CashierOut(BaseModel):
     can_use_balance: bool
     balance_refusal: str | None
     cards: list[QuoteOut]
+    bank_cards: list[BankCardOut]  # mainland cards: no fee
+
+
+class BankCardOut(BaseModel):
+    id: uuid.UUID
+    bank_name: str
+    last4: str
 
 
 class PayIn(BaseModel):
-    source: Literal["balance", "foreign_card"]
-    card_id: uuid.UUID | None = None
+    source: Literal["balance", "foreign_card", "bank_card"]
+    card_id: uuid.UUID | None = None  # a foreign card, or a mainland bank card
     payment_password: str = Field(min_length=6, max_length=6)
     return_url: str | None = Field(default=None, max_length=512)
 

@@ -316,6 +316,9 @@ def pay(
     try:
         if source == "balance":
             payments.pay_with_balance(db, user_id, order_id, payment_password)
+        elif source.startswith("bank:"):
+            bank_card = uuid.UUID(source.removeprefix("bank:"))
+            payments.pay_with_bank_card(db, user_id, order_id, bank_card, payment_password)
         else:
             card_id = uuid.UUID(source.removeprefix("card:"))
             back = f"{request.url.path}/finish"

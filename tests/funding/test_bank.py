@@ -525,6 +525,8 @@ def test_an_answer_without_a_valid_signature_is_refused(signing: str) -> None:
         ("too_many_tries", "bank.too_many_tries", 409),
         ("unknown_reference", "bank.challenge_unknown", 409),
         ("bank_timeout", "bank.timeout", 503),
+        ("insufficient_funds", "bank.insufficient_funds", 409),
+        ("credit_exceeds", "bank.credit_exceeds", 409),
     ],
 )
 def test_provider_refusals_map_to_codes(provider_code: str, code: str, status: int) -> None:
@@ -536,6 +538,7 @@ def test_every_provider_code_is_tested() -> None:
     tested = {
         "name_mismatch", "id_mismatch", "phone_mismatch", "card_not_debit", "code_wrong",
         "card_frozen", "code_expired", "too_many_tries", "unknown_reference", "bank_timeout",
+        "insufficient_funds", "credit_exceeds",
     }  # fmt: skip
     assert set(PROVIDER_ERRORS) == tested
 

@@ -226,3 +226,37 @@ def test_held_money_is_released_by_the_verification_itself(
         return held, ledger.balance(tx, payments.account_of(tx, key, "user_balance")).posted
 
     assert db.run(held_and_balance) == (0, 3000)  # before any page shows the wallet
+
+
+def test_a_mainland_bank_card_pays_without_fee_and_takes_refunds_back(
+    db: Database, clock: FrozenClock, shop: uuid.UUID
+) -> None:
+    import re
+
+    from qianbao.funding import service as funding
+    from qianbao.notify import service as notify
+
+    user = buyer(db, clock)
+    holder = funding.CardHolder(
+        "6222 0200 0000 0000 018", "JOHN SMITH", "912345678", "+447911000001"
+    )
+    started = funding.start_check(db, user, holder, None)
+    text = db.run(lambda tx: notify.read_outbox(tx, "+447911000001", 1))[0].body
+    code = re.search(r"(?<!\d)(\d{6})(?!\d)", text)
+    assert code
+    card = funding.confirm_check(db, user, started.id, code.group(1))
+    order_id = order(db, shop, "300.00")
+    quote = db.run(lambda tx: payments.cashier(tx, user, order_id))
+    assert [c.last4 for c in quote.bank_cards] == ["0018"]
+    paid = payments.pay_with_bank_card(db, user, quote.order.id, card.id, PIN)
+    assert (paid.status, paid.source, paid.fee) == ("TRADE_SUCCESS", "bank_card", cny("0"))
+    again = payments.pay_with_bank_card(db, user, quote.order.id, card.id, PIN)  # a retry
+    assert again.status == "TRADE_SUCCESS"
+    bank = funding.connector(db)
+    token = db.run(lambda tx: funding.bank_token(tx, user, card.id))
+    left = bank.debit(token, cny("1.00"), idempotency_key="probe")
+    assert left.amount == cny("1.00")  # the account still pays: 50,000 - 300 - 1
+    back = payments.refund(db, shop, quote.order.id, "R1", cny("100.00"))
+    assert back.destination == "bank_card"
+    assert payments.refund(db, shop, quote.order.id, "R1", cny("100.00")).id == back.id
+    assert db.run(ledger.audit).sound
