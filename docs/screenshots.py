@@ -196,7 +196,7 @@ def wallet(page: Page, server: LiveServer, out: Path) -> None:
     paid = db.run(
         lambda tx: payments.create_order(tx, shop, "DEMO1", "Teapot", Money.of("CNY", "288.00"))
     )
-    card = payments.foreign_cards_of(db, user.id)[0]
+    card = db.run(lambda tx: payments.foreign_cards(tx, user.id))[0].id
     payments.pay_with_card(db, user.id, paid.id, card, "802417")
     payments.refund(db, shop, paid.id, "R1", Money.of("CNY", "88.00"))
     waiting = db.run(

@@ -8,6 +8,7 @@ a fresh code does not reset, and sending limits that stop SMS pumping.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, Literal, NoReturn
@@ -587,6 +588,16 @@ def revoke_session(tx: Tx, user_id: uuid.UUID, session_id: uuid.UUID) -> None:
 
 def get_account(tx: Tx, user_id: uuid.UUID) -> Account:
     return to_account(tx.session.get_one(User, user_id))
+
+
+def tell(tx: Tx, user_id: uuid.UUID, message: str, params: Mapping[str, str] | None = None) -> None:
+    """An SMS to the account's number in the account's own language; ``params`` are
+    msgids too, translated the same way."""
+    account = get_account(tx, user_id)
+    with language_scope(account.language):
+        localized = {key: translate(value) for key, value in (params or {}).items()}
+        text = translate(message, localized)
+    notify.queue_sms(tx, account.phone.e164, text, account.language)
 
 
 def account_by_phone(tx: Tx, phone: PhoneNumber) -> Account:

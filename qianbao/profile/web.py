@@ -9,14 +9,13 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
-from qianbao.db import Database
 from qianbao.errors import QianbaoError
 from qianbao.i18n import N_
 from qianbao.identity.service import CurrentSession
 from qianbao.profile import regions, service
 from qianbao.profile.models import STREET_MAX_LENGTH
 from qianbao.web.render import check_csrf, page, redirect
-from qianbao.web.routes import CsrfField, DbDep, signed_in
+from qianbao.web.routes import CsrfField, DbDep, signed_in_or_home
 
 router = APIRouter(include_in_schema=False)
 Text = Annotated[str, Form()]
@@ -24,14 +23,9 @@ OVERVIEW = "/me/personal-info"
 SAVED = {"occupation": N_("Occupation type saved."), "address": N_("Address saved.")}
 
 
-def _session_or_home(request: Request, db: Database) -> CurrentSession | Response:
-    session = signed_in(request, db)
-    return session if session is not None else redirect(request, "/")
-
-
 @router.get(OVERVIEW)
 def personal_info_page(request: Request, db: DbDep, saved: str | None = None) -> Response:
-    session = _session_or_home(request, db)
+    session = signed_in_or_home(request, db)
     if isinstance(session, Response):
         return session
     details = db.run(lambda tx: service.get_personal_info(tx, session.account.id))
@@ -69,7 +63,7 @@ def _occupation_page(
 
 @router.get(f"{OVERVIEW}/occupation")
 def personal_info_occupation_form(request: Request, db: DbDep) -> Response:
-    session = _session_or_home(request, db)
+    session = signed_in_or_home(request, db)
     if isinstance(session, Response):
         return session
     details = db.run(lambda tx: service.get_personal_info(tx, session.account.id))
@@ -82,7 +76,7 @@ def personal_info_save_occupation(
     request: Request, db: DbDep, csrf: CsrfField = "", occupation: Text = ""
 ) -> Response:
     check_csrf(request, csrf)
-    session = _session_or_home(request, db)
+    session = signed_in_or_home(request, db)
     if isinstance(session, Response):
         return session
     try:
@@ -122,7 +116,7 @@ def _address_page(
 
 @router.get(f"{OVERVIEW}/address")
 def personal_info_address_form(request: Request, db: DbDep) -> Response:
-    session = _session_or_home(request, db)
+    session = signed_in_or_home(request, db)
     if isinstance(session, Response):
         return session
     details = db.run(lambda tx: service.get_personal_info(tx, session.account.id))
@@ -142,7 +136,7 @@ def personal_info_save_address(
     street: Text = "",
 ) -> Response:
     check_csrf(request, csrf)
-    session = _session_or_home(request, db)
+    session = signed_in_or_home(request, db)
     if isinstance(session, Response):
         return session
     try:

@@ -23,9 +23,8 @@ from sqlalchemy import select
 
 from qianbao.db import Database, Tx
 from qianbao.errors import Conflict, Forbidden, InvalidInput, NotFound
-from qianbao.i18n import N_, language_scope, translate
+from qianbao.i18n import N_
 from qianbao.identity import service as identity
-from qianbao.notify import service as notify
 from qianbao.risk.models import AccountRestriction, AppealDocument, RestrictionAppeal
 from qianbao.sealing import Keyring, Sealed
 
@@ -140,7 +139,7 @@ def impose(
     )
     tx.session.add(row)
     tx.session.flush()
-    _tell(tx, user_id, _SMS[kind], {"reason": REASONS.get(reason, reason)})
+    identity.tell(tx, user_id, _SMS[kind], {"reason": REASONS.get(reason, reason)})
     return row.id
 
 
@@ -249,9 +248,9 @@ def decide_appeal(
         assert restriction is not None
         restriction.lifted_at, restriction.lifted_by = tx.now(), f"staff:{staff_id}"
         restriction.lift_note = note[:2000]
-        _tell(tx, row.user_id, _SMS["lifted"])
+        identity.tell(tx, row.user_id, _SMS["lifted"])
     else:
-        _tell(tx, row.user_id, _SMS["kept"], {"note": note[:200]})
+        identity.tell(tx, row.user_id, _SMS["kept"], {"note": note[:200]})
     return _appeal_view(tx, row)
 
 
@@ -271,14 +270,6 @@ def _appeal_view(tx: Tx, row: RestrictionAppeal) -> AppealView:
         created_at=row.created_at,
         documents=[(doc.id, doc.kind) for doc in documents],
     )
-
-
-def _tell(tx: Tx, user_id: uuid.UUID, message: str, params: dict[str, str] | None = None) -> None:
-    account = identity.get_account(tx, user_id)
-    with language_scope(account.language):
-        localized = {key: translate(value) for key, value in (params or {}).items()}
-        text = translate(message, localized)
-    notify.queue_sms(tx, account.phone.e164, text, account.language)
 
 
 def _context(appeal_id: uuid.UUID, kind: str) -> bytes:

@@ -30,16 +30,15 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, or_, select
 
 from qianbao.db import Database, Tx
 from qianbao.errors import Conflict, InvalidInput, NotFound, RecordedRefusal
-from qianbao.i18n import N_, language_scope, translate
+from qianbao.i18n import N_
 from qianbao.identity import security as identity_security
 from qianbao.identity import service as identity
 from qianbao.identity import staff
 from qianbao.identity.codes import keyed_hash
-from qianbao.notify import service as notify
 from qianbao.risk import ratelimit
 from qianbao.sealing import Keyring, Sealed
 from qianbao.verification import analysis, chip, liveness, trust_store
@@ -618,7 +617,7 @@ def decide(
     else:
         case.status, case.reason = "rejected", reason
         case.decided_at = case.updated_at = tx.now()
-        _tell(tx, case.user_id, REJECTED_SMS, {"reason": REJECT_REASONS[reason]})
+        identity.tell(tx, case.user_id, REJECTED_SMS, {"reason": REJECT_REASONS[reason]})
     return review_case(tx, case.id)
 
 
@@ -732,21 +731,12 @@ def _verify(tx: Tx, case: VerificationCase) -> None:
     )
     identity.set_verification_level(tx, case.user_id, case.method)
     payments.release_held(tx, case.user_id)  # refunds held while unverified are theirs now
-    _tell(tx, case.user_id, VERIFIED_SMS)
+    identity.tell(tx, case.user_id, VERIFIED_SMS)
 
 
 def _to_review(tx: Tx, case: VerificationCase, reason: str) -> None:
     case.status, case.reason, case.updated_at = "review", reason, tx.now()
-    _tell(tx, case.user_id, REVIEW_SMS)
-
-
-def _tell(tx: Tx, user_id: uuid.UUID, message: str, params: dict[str, str] | None = None) -> None:
-    """An SMS in the person's own language."""
-    account = identity.get_account(tx, user_id)
-    with language_scope(account.language):
-        localized = {key: translate(value) for key, value in (params or {}).items()}
-        text = translate(message, localized)
-    notify.queue_sms(tx, account.phone.e164, text, account.language)
+    identity.tell(tx, case.user_id, REVIEW_SMS)
 
 
 def _document_in_use(tx: Tx, case: VerificationCase) -> bool:
@@ -910,8 +900,3 @@ def _embedding_context(case_id: uuid.UUID) -> bytes:
 
 def _image_context(case_id: uuid.UUID, kind: str, position: int) -> bytes:
     return f"kyc-image:{case_id}:{kind}:{position}".encode()
-
-
-def count_open_reviews(tx: Tx) -> int:
-    query = select(func.count()).where(VerificationCase.status == "review")
-    return int(tx.session.scalar(query) or 0)

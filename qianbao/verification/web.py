@@ -23,7 +23,7 @@ from qianbao.verification import service
 from qianbao.verification.api import chip_upload, hex_bytes, read_upload
 from qianbao.verification.service import CaseView
 from qianbao.web.render import check_csrf, page, redirect
-from qianbao.web.routes import CsrfField, DbDep, signed_in
+from qianbao.web.routes import CsrfField, DbDep, signed_in_or_home
 
 router = APIRouter(include_in_schema=False)
 OPTIONS: Final = "/me/verify"
@@ -49,15 +49,10 @@ REVIEW_EXPLAINED: Final = {
 REJECTED_EXPLAINED: Final = service.REJECT_REASONS
 
 
-def _session_or_home(request: Request, db: Database) -> CurrentSession | Response:
-    session = signed_in(request, db)
-    return session if session is not None else redirect(request, "/")
-
-
 @router.get(OPTIONS)
 def options_page(request: Request, db: DbDep) -> Response:
     """The identity verification page: three ways to verify."""
-    session = _session_or_home(request, db)
+    session = signed_in_or_home(request, db)
     if isinstance(session, Response):
         return session
     case = db.run(lambda tx: service.current_case(tx, session.account.id))
@@ -74,7 +69,7 @@ def options_page(request: Request, db: DbDep) -> Response:
 @router.post(f"{FLOW}/start")
 def start(request: Request, db: DbDep, csrf: CsrfField = "") -> Response:
     check_csrf(request, csrf)
-    session = _session_or_home(request, db)
+    session = signed_in_or_home(request, db)
     if isinstance(session, Response):
         return session
     # Already verified, or in review: the flow page shows that outcome instead.
@@ -86,7 +81,7 @@ def start(request: Request, db: DbDep, csrf: CsrfField = "") -> Response:
 @router.get(FLOW)
 def flow_page(request: Request, db: DbDep) -> Response:
     """Whichever step the person's case is at."""
-    session = _session_or_home(request, db)
+    session = signed_in_or_home(request, db)
     if isinstance(session, Response):
         return session
     case = db.run(lambda tx: service.current_case(tx, session.account.id))
@@ -176,7 +171,7 @@ def face(
 @router.post(f"{FLOW}/cancel")
 def cancel(request: Request, db: DbDep, csrf: CsrfField = "") -> Response:
     check_csrf(request, csrf)
-    session = _session_or_home(request, db)
+    session = signed_in_or_home(request, db)
     if isinstance(session, Response):
         return session
     db.run(lambda tx: service.cancel_case(tx, session.account.id))
@@ -190,7 +185,7 @@ CHIP: Final = "/me/verify/passport-chip"
 
 @router.get(CHIP)
 def chip_page(request: Request, db: DbDep) -> Response:
-    session = _session_or_home(request, db)
+    session = signed_in_or_home(request, db)
     if isinstance(session, Response):
         return session
     case = db.run(lambda tx: service.current_case(tx, session.account.id))
@@ -219,7 +214,7 @@ def _chip_page(
 @router.post(CHIP + "/start")
 def chip_start(request: Request, db: DbDep, csrf: CsrfField = "") -> Response:
     check_csrf(request, csrf)
-    session = _session_or_home(request, db)
+    session = signed_in_or_home(request, db)
     if isinstance(session, Response):
         return session
     with contextlib.suppress(QianbaoError):
@@ -240,7 +235,7 @@ def chip_files(
     csrf: CsrfField = "",
 ) -> Response:
     check_csrf(request, csrf)
-    session = _session_or_home(request, db)
+    session = signed_in_or_home(request, db)
     if isinstance(session, Response):
         return session
     case = db.run(lambda tx: service.current_case(tx, session.account.id))
@@ -262,7 +257,7 @@ FACE_CHECK: Final = "/me/security/face-check"
 
 @router.get(FACE_CHECK)
 def face_check_page(request: Request, db: DbDep, passed: str | None = None) -> Response:
-    session = _session_or_home(request, db)
+    session = signed_in_or_home(request, db)
     if isinstance(session, Response):
         return session
     return page(
@@ -279,7 +274,7 @@ def face_check_page(request: Request, db: DbDep, passed: str | None = None) -> R
 @router.post(FACE_CHECK)
 def face_check_start(request: Request, db: DbDep, csrf: CsrfField = "") -> Response:
     check_csrf(request, csrf)
-    session = _session_or_home(request, db)
+    session = signed_in_or_home(request, db)
     if isinstance(session, Response):
         return session
     error: QianbaoError | None = None
@@ -312,7 +307,7 @@ def face_check_submit(
     csrf: CsrfField = "",
 ) -> Response:
     check_csrf(request, csrf)
-    session = _session_or_home(request, db)
+    session = signed_in_or_home(request, db)
     if isinstance(session, Response):
         return session
     kept = frames[: db.settings.verification_max_frames + 1]
@@ -342,7 +337,7 @@ Step = Callable[[uuid.UUID, uuid.UUID], object]
 def _act(request: Request, db: Database, step: Step) -> Response:
     """Run a step on the person's current case; a refusal redraws the step with its
     reason (and the status code the API would give), success shows the next step."""
-    session = _session_or_home(request, db)
+    session = signed_in_or_home(request, db)
     if isinstance(session, Response):
         return session
     case = db.run(lambda tx: service.current_case(tx, session.account.id))

@@ -711,10 +711,6 @@ def foreign_cards(tx: Tx, user_id: uuid.UUID) -> list[ForeignCardView]:
     return [ForeignCardView(r.id, r.brand, r.last4, r.expiry, r.currency) for r in rows]
 
 
-def foreign_cards_of(db: Database, user_id: uuid.UUID) -> list[uuid.UUID]:
-    return [card.id for card in db.run(lambda tx: foreign_cards(tx, user_id))]
-
-
 def add_foreign_card(
     db: Database,
     user_id: uuid.UUID,
@@ -834,11 +830,15 @@ def _fee_share(order: PaymentOrder, refund_minor: int) -> int:
     return int(share.quantize(Decimal(1), ROUND_HALF_UP))
 
 
+def _year_start(now: datetime) -> datetime:
+    return now.replace(month=1, day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
 def limit_usage(tx: Tx, user_id: uuid.UUID, rights: Rights) -> dict[str, Money]:
     """How much of each of policy.py's limits the person has used, in the limit's own
     currency (card payments are converted from CNY at the settings' rate)."""
     now = tx.now()
-    year_start = now.replace(month=1, day=1, hour=0, minute=0, second=0, microsecond=0)
+    year_start = _year_start(now)
     balance_day = Money(CNY, _paid_since(tx, user_id, "balance", now - timedelta(days=1)))
     balance_year = Money(CNY, _paid_since(tx, user_id, "balance", year_start))
     card_year_cny = _paid_since(tx, user_id, "foreign_card", year_start)
@@ -890,7 +890,7 @@ def _within_balance_limits(tx: Tx, user_id: uuid.UUID, amount: Money, rights: Ri
         (rights.balance_per_day, now - timedelta(days=1), "policy.balance_day_limit"),
         (
             rights.balance_per_year,
-            now.replace(month=1, day=1, hour=0, minute=0, second=0, microsecond=0),
+            _year_start(now),
             "policy.balance_year_limit",
         ),
     ):
@@ -908,7 +908,7 @@ def _within_balance_limits(tx: Tx, user_id: uuid.UUID, amount: Money, rights: Ri
 def _within_card_limits(tx: Tx, user_id: uuid.UUID, amount: Money, rights: Rights) -> None:
     rates = tx.settings.fx_rates
     now = tx.now()
-    year_start = now.replace(month=1, day=1, hour=0, minute=0, second=0, microsecond=0)
+    year_start = _year_start(now)
     used = _paid_since(tx, user_id, "foreign_card", year_start)
     checks = [(rights.card_per_payment, amount.minor, "policy.card_payment_limit")]
     checks.append((rights.card_per_year, used + amount.minor, "policy.card_year_limit"))

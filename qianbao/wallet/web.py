@@ -24,7 +24,7 @@ from qianbao.risk import restrictions
 from qianbao.verification.api import read_upload
 from qianbao.wallet import payment_models, payments
 from qianbao.web.render import check_csrf, page, redirect
-from qianbao.web.routes import CsrfField, DbDep, signed_in
+from qianbao.web.routes import CsrfField, DbDep, signed_in, signed_in_or_home
 
 router = APIRouter(include_in_schema=False)
 Text = Annotated[str, Form()]
@@ -35,14 +35,9 @@ NOTICES: Final = {
 }
 
 
-def _session_or_home(request: Request, db: Database) -> CurrentSession | Response:
-    session = signed_in(request, db)
-    return session if session is not None else redirect(request, "/")
-
-
 @router.get("/wallet")
 def wallet_page(request: Request, db: DbDep, done: str | None = None) -> Response:
-    session = _session_or_home(request, db)
+    session = signed_in_or_home(request, db)
     if isinstance(session, Response):
         return session
     user_id = session.account.id
@@ -64,7 +59,7 @@ def wallet_page(request: Request, db: DbDep, done: str | None = None) -> Respons
 
 @router.get("/wallet/appeal")
 def appeal_page(request: Request, db: DbDep) -> Response:
-    session = _session_or_home(request, db)
+    session = signed_in_or_home(request, db)
     if isinstance(session, Response):
         return session
     restriction = db.run(lambda tx: restrictions.active(tx, session.account.id))
@@ -88,7 +83,7 @@ def send_appeal(
     csrf: CsrfField = "",
 ) -> Response:
     check_csrf(request, csrf)
-    session = _session_or_home(request, db)
+    session = signed_in_or_home(request, db)
     if isinstance(session, Response):
         return session
     uploads = {
@@ -127,7 +122,7 @@ def history_page(
     until: str = "",
 ) -> Response:
     """Every payment, filtered by source, status and dates; CSV at /wallet/history.csv."""
-    session = _session_or_home(request, db)
+    session = signed_in_or_home(request, db)
     if isinstance(session, Response):
         return session
     filters = _filters(source, status, since, until)
@@ -152,7 +147,7 @@ def history_csv(
     since: str = "",
     until: str = "",
 ) -> Response:
-    session = _session_or_home(request, db)
+    session = signed_in_or_home(request, db)
     if isinstance(session, Response):
         return session
     filters = _filters(source, status, since, until)
@@ -201,7 +196,7 @@ def history_csv(
 
 @router.get("/wallet/payments/{order_id}")
 def payment_detail(request: Request, db: DbDep, order_id: uuid.UUID) -> Response:
-    session = _session_or_home(request, db)
+    session = signed_in_or_home(request, db)
     if isinstance(session, Response):
         return session
     order = db.run(lambda tx: payments.user_order(tx, session.account.id, order_id))
@@ -237,7 +232,7 @@ def _filters(source: str, status: str, since: str, until: str) -> dict[str, Any]
 
 @router.get("/wallet/cards/new")
 def add_card_page(request: Request, db: DbDep) -> Response:
-    session = _session_or_home(request, db)
+    session = signed_in_or_home(request, db)
     if isinstance(session, Response):
         return session
     return page(request, "wallet_add_card.html", account=session.account, tab="wallet")
@@ -254,7 +249,7 @@ def add_card(
     holder_name: Text = "",
 ) -> Response:
     check_csrf(request, csrf)
-    session = _session_or_home(request, db)
+    session = signed_in_or_home(request, db)
     if isinstance(session, Response):
         return session
     try:
@@ -274,7 +269,7 @@ def add_card(
 
 @router.get("/cashier/{order_id}")
 def cashier_page(request: Request, db: DbDep, order_id: uuid.UUID) -> Response:
-    session = _session_or_home(request, db)
+    session = signed_in_or_home(request, db)
     if isinstance(session, Response):
         return session
     return _cashier(request, db, session, order_id)
@@ -309,7 +304,7 @@ def pay(
     payment_password: Text = "",
 ) -> Response:
     check_csrf(request, csrf)
-    session = _session_or_home(request, db)
+    session = signed_in_or_home(request, db)
     if isinstance(session, Response):
         return session
     user_id = session.account.id
@@ -337,7 +332,7 @@ def pay(
 @router.get("/cashier/{order_id}/finish")
 def finish(request: Request, db: DbDep, order_id: uuid.UUID) -> Response:
     """Back from the card issuer's 3-D Secure page."""
-    session = _session_or_home(request, db)
+    session = signed_in_or_home(request, db)
     if isinstance(session, Response):
         return session
     try:

@@ -51,6 +51,12 @@ def signed_in(request: Request, db: Database) -> CurrentSession | None:
     return session
 
 
+def signed_in_or_home(request: Request, db: Database) -> CurrentSession | Response:
+    """The signed-in session, or a redirect to the first page for a page that needs one."""
+    session = signed_in(request, db)
+    return session if session is not None else redirect(request, "/")
+
+
 def picker(selected: str) -> dict[str, Any]:
     language = current_language()
     rows = sorted(calling_codes(), key=lambda row: row.name(language))
