@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     verification_attempts_per_day: int = 10
     # A liveness challenge must be answered within this time of being asked.
     verification_challenge_ttl_seconds: int = 300
+    # A passport chip's chip-authentication challenge must be answered within this time
+    # (the phone holds the passport to the reader meanwhile).
+    verification_chip_auth_ttl_seconds: int = 120
     # Face comparison: Euclidean distance between dlib ResNet embeddings. At or below
     # threshold - margin: a match; above threshold + margin: no match; between: a
     # reviewer decides. Chosen by bench/face_match.py (see README, "Figures"): a match

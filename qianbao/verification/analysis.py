@@ -24,7 +24,7 @@ from PIL import Image
 from qianbao.errors import InvalidInput
 from qianbao.i18n import N_
 from qianbao.settings import Settings
-from qianbao.verification import chip, face, images, liveness, ocr
+from qianbao.verification import chip, chip_authentication, face, images, liveness, ocr
 from qianbao.verification.mrz import PassportMrz, parse_td3
 from qianbao.verification.trust import TrustStore
 
@@ -58,17 +58,8 @@ class FaceAssessment:
 def read_photo_page(data: bytes, settings: Settings, today: date) -> PageReading:
     """Everything Qianbao needs from a photo of a passport's data page, or the reason it
     cannot be used (``InvalidInput``: image.*, mrz.*, passport.no_portrait, face.*)."""
-    image = images.decode_upload(
-        data,
-        max_bytes=settings.verification_max_upload_bytes,
-        max_pixels=settings.verification_max_pixels,
-    )
-    mrz = ocr.read_passport_mrz(
-        image,
-        today,
-        minimum_age=settings.verification_minimum_age,
-        minimum_validity_days=settings.verification_minimum_validity_days,
-    )
+    image = _decode_page(data, settings)
+    mrz = _read_zone(image, settings, today)
     portrait = face.cut_portrait(image)
     embedding = face.embed_single_face(portrait, role="portrait")
     return PageReading(
@@ -79,21 +70,61 @@ def read_photo_page(data: bytes, settings: Settings, today: date) -> PageReading
     )
 
 
+def read_printed_zone(data: bytes, settings: Settings, today: date) -> PassportMrz:
+    """The zone printed on a photo of the data page (image.*, mrz.* when unreadable)."""
+    return _read_zone(_decode_page(data, settings), settings, today)
+
+
+def _decode_page(data: bytes, settings: Settings) -> Image.Image:
+    return images.decode_upload(
+        data,
+        max_bytes=settings.verification_max_upload_bytes,
+        max_pixels=settings.verification_max_pixels,
+    )
+
+
+def _read_zone(image: Image.Image, settings: Settings, today: date) -> PassportMrz:
+    return ocr.read_passport_mrz(
+        image,
+        today,
+        minimum_age=settings.verification_minimum_age,
+        minimum_validity_days=settings.verification_minimum_validity_days,
+    )
+
+
+@dataclass(frozen=True, repr=False)
+class ChipAnswers:
+    """What proves a chip is the original, and what it is compared with."""
+
+    aa_challenge: bytes
+    aa_signature: bytes | None = None
+    ca_pending: chip_authentication.Pending | None = None  # None: none asked, or expired
+    ca_response: bytes | None = None
+    printed_mrz: PassportMrz | None = None  # the zone of a photo of the data page
+
+
 def read_chip(
     files: chip.ChipFiles,
     store: TrustStore,
-    aa_challenge: bytes,
-    aa_signature: bytes | None,
+    answers: ChipAnswers,
     settings: Settings,
     today: date,
 ) -> PageReading:
     """Everything Qianbao needs from a passport chip's files, or the reason it cannot be
-    used: passive authentication against the trust store, active authentication against
-    this case's fresh challenge (a chip that has the key must answer it), the zone in
-    DG1 checked like a printed one, and the face in DG2 as the portrait."""
+    used: passive authentication against the trust store; the proof that the chip is the
+    original (active authentication against this case's fresh challenge when the chip
+    has DG15, else chip authentication when DG14 offers it: a chip that can prove it
+    must); the zone in DG1 checked like a printed one, and compared with the printed one
+    when a photo of the page came too; the face in DG2 as the portrait."""
     result = chip.verify_chip(
-        files, store, today=today, aa_challenge=aa_challenge, aa_signature=aa_signature
+        files,
+        store,
+        today=today,
+        aa_challenge=answers.aa_challenge,
+        aa_signature=answers.aa_signature,
+        printed_mrz=answers.printed_mrz,
     )
+    checks = result.checks
     if result.active_authentication == "not_run":  # DG15 present, no answer sent
         raise InvalidInput(
             "chip.active_auth",
@@ -103,6 +134,8 @@ def read_chip(
                 "may be a copy."
             ),
         )
+    if result.active_authentication == "not_supported":
+        checks += _chip_authentication(files, result.chip_security, answers)
     mrz = parse_td3(
         result.mrz.line1,
         result.mrz.line2,
@@ -116,8 +149,23 @@ def read_chip(
         page_jpeg=None,
         portrait_jpeg=to_jpeg(result.face),
         portrait_embedding=face.embedding_to_bytes(embedding.embedding),
-        checks=result.checks,
+        checks=checks,
     )
+
+
+def _chip_authentication(
+    files: chip.ChipFiles, security: chip.ChipSecurityInfo | None, answers: ChipAnswers
+) -> tuple[str, ...]:
+    """Chip authentication when the chip offers it and has no DG15 (nothing, for a chip
+    that can prove nothing: passive authentication is then all there is)."""
+    if security is None or chip_authentication.choose(security) is None:
+        return ()
+    if answers.ca_response is None:
+        raise chip_authentication.missing()
+    if answers.ca_pending is None:
+        raise chip_authentication.expired()
+    chip_authentication.finish(answers.ca_pending, answers.ca_response, files.dgs[14], files.dgs[1])
+    return ("chip_authentication",)
 
 
 def decode_frames(uploads: Sequence[bytes], settings: Settings) -> list[Image.Image]:

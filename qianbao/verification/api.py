@@ -86,6 +86,36 @@ def start_chip(session: SessionDep, db: DbDep) -> schemas.CaseOut:
     return case_out(view)
 
 
+@router.post(
+    "/passport-chip/{case_id}/chip-authentication", response_model=schemas.ChipAuthenticationOut
+)
+def chip_authentication_challenge(
+    case_id: str,
+    session: SessionDep,
+    db: DbDep,
+    dg14: Annotated[UploadFile, File(description="EF.DG14 as read")],
+    dg1: Annotated[UploadFile, File(description="EF.DG1 as read")],
+) -> schemas.ChipAuthenticationOut:
+    """For a chip with DG14 and no DG15: a fresh chip-authentication challenge. Keep the
+    passport on the phone: run CA with ``ephemeral_public_key``, send ``command`` under
+    the new session, and upload the chip's answer as ``ca_response`` with the files."""
+    case = _case_id(case_id)
+    view = service.start_chip_authentication(
+        db,
+        session.account.id,
+        case,
+        read_upload(dg14, db.settings),
+        read_upload(dg1, db.settings),
+    )
+    return schemas.ChipAuthenticationOut(
+        protocol=view.protocol_oid,
+        key_id=view.key_id,
+        ephemeral_public_key=view.ephemeral_public_key,
+        command=view.command,
+        expires_at=view.expires_at,
+    )
+
+
 @router.post("/passport-chip/{case_id}/chip", response_model=schemas.CaseOut)
 def chip_files(
     case_id: str,
@@ -96,16 +126,32 @@ def chip_files(
     dg2: Annotated[UploadFile, File(description="EF.DG2")],
     dg14: Annotated[UploadFile | None, File(description="EF.DG14, if the chip has it")] = None,
     dg15: Annotated[UploadFile | None, File(description="EF.DG15, if the chip has it")] = None,
-    aa_signature: Annotated[str, Form(description="the chip's answer, hex")] = "",
+    aa_signature: Annotated[str, Form(description="the chip's AA answer, hex")] = "",
+    ca_response: Annotated[str, Form(description="the chip's CA answer, hex")] = "",
+    page: Annotated[
+        UploadFile | None, File(description="a photo of the data page, if one was taken")
+    ] = None,
 ) -> schemas.CaseOut:
-    """Step 1 by chip: the raw files read over NFC (BAC or PACE) and, when the chip has
-    DG15, its signature of ``aa_challenge``. Passive authentication against the trust
-    store, active authentication against the challenge; then confirm and face as for
-    "Verify face" (``/cases/{id}/confirm``, ``/challenge``, ``/face``)."""
+    """Step 1 by chip: the raw files read over NFC (BAC or PACE) and the chip's proof
+    that it is the original: with DG15, its signature of ``aa_challenge``; without DG15
+    but with DG14, its answer to ``/chip-authentication``. Passive authentication
+    against the trust store; with ``page``, the printed zone must match DG1's. Then
+    confirm and face as for "Verify face" (``/cases/{id}/confirm``, ``/challenge``,
+    ``/face``)."""
     case = _case_id(case_id)
     files = chip_upload(db.settings, sod, dg1, dg2, dg14, dg15)
-    signature = hex_bytes(aa_signature)
-    return case_out(service.submit_chip(db, session.account.id, case, files, signature))
+    proofs = chip_proofs(db.settings, aa_signature, ca_response, page)
+    return case_out(service.submit_chip(db, session.account.id, case, files, proofs))
+
+
+def chip_proofs(
+    settings: Settings, aa_signature: str, ca_response: str, page: UploadFile | None
+) -> service.ChipProofs:
+    return service.ChipProofs(
+        aa_signature=hex_bytes(aa_signature),
+        ca_response=hex_bytes(ca_response),
+        page_photo=read_upload(page, settings) if page is not None and page.filename else None,
+    )
 
 
 def chip_upload(

@@ -35,12 +35,11 @@ When DG15 is present the caller should always send a challenge; without one the
 result says ``active_authentication="not_run"`` and a clone is not caught.
 
 **Chip authentication** (BSI TR-03110, Doc 9303 Part 11 section 6.2) also proves the
-chip is genuine, but only to whoever runs it: the phone and the chip agree on session
-keys from DG14's public key, and only a chip holding the private key can then speak
-the secure-messaging channel. That happens between phone and chip; the server sees
-only the files the phone chose to upload, so it cannot tell whether CA ran, let alone
-succeeded (the phone could claim anything). The server can only read and report what
-DG14 offers (:func:`parse_dg14`), which passive authentication vouches for.
+chip is genuine: DG14 holds a key-agreement public key, and only a chip holding the
+private half can speak secure messaging under the session keys agreed with it. The
+server runs it through the phone, keeping the ephemeral key itself
+(:mod:`qianbao.verification.chip_authentication`); this module reads what DG14 offers
+(:func:`parse_dg14`), which passive authentication vouches for.
 """
 
 from __future__ import annotations
@@ -135,7 +134,7 @@ def _truncated(file: str) -> InvalidInput:
     )
 
 
-def _garbage(file: str) -> InvalidInput:
+def garbage(file: str) -> InvalidInput:
     return InvalidInput(
         "chip.garbage",
         N_(
@@ -275,15 +274,15 @@ def _open_file(data: bytes, number: int) -> _Tlv:
     """The outer TLV of data group ``number`` (0 for the SOD), its tag checked."""
     expected = SOD_TAG if number == 0 else DATA_GROUP_TAGS.get(number)
     if expected is None:
-        raise _garbage(_file_name(number))
+        raise garbage(_file_name(number))
     try:
         tlv = _read_tlv(data)
     except _TruncatedError:
         raise _truncated(_file_name(number)) from None
     except ValueError:
-        raise _garbage(_file_name(number)) from None
+        raise garbage(_file_name(number)) from None
     if tlv.tag != expected:
-        raise _garbage(_file_name(number))
+        raise garbage(_file_name(number))
     return tlv
 
 
@@ -305,7 +304,7 @@ def parse_dg1(
     except _TruncatedError:
         raise _truncated("EF.DG1") from None
     except ValueError:  # UnicodeDecodeError included
-        raise _garbage("EF.DG1") from None
+        raise garbage("EF.DG1") from None
     if len(zone) != 88:
         raise InvalidInput(
             "chip.not_passport",
@@ -339,7 +338,7 @@ def read_dg2(data: bytes) -> FaceImage:
     except _TruncatedError:
         raise _truncated("EF.DG2") from None
     except (ValueError, StopIteration):
-        raise _garbage("EF.DG2") from None
+        raise garbage("EF.DG2") from None
     return FaceImage(_decode_face(image_bytes, image_type), image_type)
 
 
@@ -383,13 +382,13 @@ def _decode_face(image_bytes: bytes, image_type: Literal["JPEG", "JPEG2000"]) ->
         image = Image.open(io.BytesIO(image_bytes), formats=[image_type])
         width, height = image.size
         if width * height > MAX_FACE_PIXELS or min(width, height) < 1:
-            raise _garbage("EF.DG2")
+            raise garbage("EF.DG2")
         image.load()
         return image.convert("RGB")
     except InvalidInput:
         raise
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError):
-        raise _garbage("EF.DG2") from None
+        raise garbage("EF.DG2") from None
 
 
 def parse_dg15(data: bytes) -> PublicKey:
@@ -400,7 +399,7 @@ def parse_dg15(data: bytes) -> PublicKey:
     except UnsupportedAlgorithmError:
         raise _algorithm_mismatch() from None
     except (ValueError, TypeError):
-        raise _garbage("EF.DG15") from None
+        raise garbage("EF.DG15") from None
 
 
 class _SecurityInfo(core.Sequence):  # type: ignore[misc]
@@ -422,14 +421,24 @@ class ChipAuthenticationKey:
     protocol: str  # "id-PK-ECDH" or "id-PK-DH"
     key_id: int | None
     key: str  # "EC brainpoolP256r1", "DH 2048-bit", or what could not be read
+    spki: bytes = field(default=b"", repr=False)  # the DER SubjectPublicKeyInfo
+
+
+@dataclass(frozen=True)
+class ChipAuthenticationInfo:
+    protocol_oid: str  # id-CA-ECDH-AES-CBC-CMAC-128 and the like
+    version: int
+    key_id: int | None
 
 
 @dataclass(frozen=True)
 class ChipSecurityInfo:
-    """What DG14 offers. Reported, not verified: see the module docstring."""
+    """What DG14 offers: the keys and protocols of chip authentication
+    (:mod:`qianbao.verification.chip_authentication` runs it), the AA hash, the rest."""
 
     chip_authentication_keys: tuple[ChipAuthenticationKey, ...]
     chip_authentication_protocols: tuple[str, ...]  # "id-CA-ECDH-AES-CBC-CMAC-128 v1"
+    chip_authentication_infos: tuple[ChipAuthenticationInfo, ...]
     active_authentication_hash: HashName | None  # from ActiveAuthenticationInfo
     other_protocols: tuple[str, ...]  # PACE, TA and the like, by name or OID
 
@@ -439,6 +448,7 @@ def parse_dg14(data: bytes) -> ChipSecurityInfo:
     tlv = _open_file(data, 14)
     ca_keys: list[ChipAuthenticationKey] = []
     ca_protocols: list[str] = []
+    ca_infos: list[ChipAuthenticationInfo] = []
     aa_hash: HashName | None = None
     others: list[str] = []
     try:
@@ -448,14 +458,26 @@ def parse_dg14(data: bytes) -> ChipSecurityInfo:
             if oid.startswith(_PK_PREFIX):
                 ca_keys.append(_chip_authentication_key(name, info))
             elif oid.startswith(_CA_PREFIX):
-                ca_protocols.append(f"{name} v{info['required_data'].parse(core.Integer).native}")
+                ca_infos.append(_chip_authentication_info(oid, info))
+                ca_protocols.append(f"{name} v{ca_infos[-1].version}")
             elif oid == ACTIVE_AUTHENTICATION_OID:
                 aa_hash = _active_authentication_hash(info)
             else:
                 others.append("PACE " + oid if oid.startswith(_PACE_PREFIX) else name)
     except (ValueError, TypeError, KeyError):
-        raise _garbage("EF.DG14") from None
-    return ChipSecurityInfo(tuple(ca_keys), tuple(ca_protocols), aa_hash, tuple(others))
+        raise garbage("EF.DG14") from None
+    return ChipSecurityInfo(
+        tuple(ca_keys), tuple(ca_protocols), tuple(ca_infos), aa_hash, tuple(others)
+    )
+
+
+def _chip_authentication_info(oid: str, info: _SecurityInfo) -> ChipAuthenticationInfo:
+    # ChipAuthenticationInfo ::= SEQUENCE { protocol, version INTEGER, keyId INTEGER OPTIONAL }
+    version = int(info["required_data"].parse(core.Integer).native)
+    key_id = None
+    if info["optional_data"].native is not None:
+        key_id = int(info["optional_data"].parse(core.Integer).native)
+    return ChipAuthenticationInfo(oid, version, key_id)
 
 
 def _chip_authentication_key(protocol: str, info: _SecurityInfo) -> ChipAuthenticationKey:
@@ -463,7 +485,7 @@ def _chip_authentication_key(protocol: str, info: _SecurityInfo) -> ChipAuthenti
     key_id = None
     if info["optional_data"].native is not None:
         key_id = int(info["optional_data"].parse(core.Integer).native)
-    return ChipAuthenticationKey(protocol, key_id, _describe_key(spki.dump()))
+    return ChipAuthenticationKey(protocol, key_id, _describe_key(spki.dump()), spki.dump())
 
 
 def _describe_key(spki: bytes) -> str:
@@ -579,10 +601,10 @@ def _parse_sod(data: bytes) -> cms.SignedData:
     try:
         info = cms.ContentInfo.load(tlv.value, strict=True)
         if info["content_type"].native != "signed_data":
-            raise _garbage("EF.SOD")
+            raise garbage("EF.SOD")
         return info["content"]
     except (ValueError, TypeError, KeyError):
-        raise _garbage("EF.SOD") from None
+        raise garbage("EF.SOD") from None
 
 
 def _signed_hashes(
@@ -602,11 +624,11 @@ def _signed_hashes(
             raise _sod_signature() from None
         if error.reason == "signer_missing":
             raise _unknown_csca() from None
-        raise _garbage("EF.SOD") from None
+        raise garbage("EF.SOD") from None
     except UnsupportedAlgorithmError:
         raise _algorithm_mismatch() from None
     except (ValueError, TypeError, KeyError):
-        raise _garbage("EF.SOD") from None
+        raise garbage("EF.SOD") from None
     # A hash of another size than the stated algorithm's was made with another one.
     if any(len(value) != HASH_SIZES[lds_hash] for value in listed.values()):
         raise _algorithm_mismatch()

@@ -67,6 +67,10 @@ class VerificationCase(Base):
     portrait_embedding_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     # Passport chip: the fresh challenge the chip must sign (active authentication).
     aa_challenge: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    # Passport chip: the session keys of a chip-authentication challenge (sealed), and
+    # when it was made; used up by the answer.
+    chip_auth_sealed: Mapped[str | None] = mapped_column(Text, default=None)
+    chip_auth_issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     # The liveness challenge now asked ("blink,turn_left") and when.
     challenge: Mapped[str | None] = mapped_column(String(64), default=None)
     challenge_issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)

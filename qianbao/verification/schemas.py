@@ -33,6 +33,16 @@ class CaseOut(BaseModel):
     aa_challenge: str | None = None  # hex: what the chip must sign (passport_chip)
 
 
+class ChipAuthenticationOut(BaseModel):
+    """Run chip authentication with this key, then send ``command`` to the chip first."""
+
+    protocol: str  # the OID for MSE:Set AT (or MSE:Set KAT for 3DES)
+    key_id: int | None  # the chip's key to use (DG14), when it names one
+    ephemeral_public_key: str  # hex, uncompressed point: GENERAL AUTHENTICATE tag 80
+    command: str  # hex: the wrapped READ BINARY of DG1; upload the chip's answer
+    expires_at: datetime
+
+
 class VerifiedIdentityOut(BaseModel):
     name: str
     nationality: str

@@ -26,7 +26,7 @@ import json
 import secrets
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Final
 
@@ -41,7 +41,7 @@ from qianbao.identity import staff
 from qianbao.identity.codes import keyed_hash
 from qianbao.risk import ratelimit
 from qianbao.sealing import Keyring, Sealed
-from qianbao.verification import analysis, chip, liveness, trust_store
+from qianbao.verification import analysis, chip, chip_authentication, liveness, trust_store
 from qianbao.verification.analysis import FaceAssessment, PageReading
 from qianbao.verification.models import (
     OPEN_STATUSES,
@@ -142,32 +142,114 @@ def submit_photo_page(
     return db.run(lambda tx: record_page(tx, user_id, case_id, reading))
 
 
+@dataclass(frozen=True)
+class ChipProofs:
+    """What the phone sent besides the files: the chip's answers, a photo of the page."""
+
+    aa_signature: bytes | None = None
+    ca_response: bytes | None = None
+    page_photo: bytes | None = None
+
+
 def submit_chip(
     db: Database,
     user_id: uuid.UUID,
     case_id: uuid.UUID,
     files: chip.ChipFiles,
-    aa_signature: bytes | None,
+    proofs: ChipProofs,
 ) -> CaseView:
     """Step 1 by chip: the files a phone read over NFC, and the chip's answer to this
-    case's challenge; on success the person confirms what was read."""
+    case's challenge (active or chip authentication); on success the person confirms
+    what was read. A photo of the data page, when sent, must show the chip's zone."""
     db.run(lambda tx: admit_try(tx, user_id, case_id, "page"), isolation="read committed")
-    challenge, store = db.run(lambda tx: _chip_inputs(tx, user_id, case_id))
-    reading = analysis.read_chip(
-        files, store, challenge, aa_signature, db.settings, db.clock.now().date()
-    )
+    answers, store = db.run(lambda tx: _chip_inputs(tx, user_id, case_id, proofs))
+    today = db.clock.now().date()
+    if proofs.page_photo is not None:
+        printed = analysis.read_printed_zone(proofs.page_photo, db.settings, today)
+        answers = replace(answers, printed_mrz=printed)
+    reading = analysis.read_chip(files, store, answers, db.settings, today)
     return db.run(lambda tx: record_page(tx, user_id, case_id, reading))
 
 
-def _chip_inputs(tx: Tx, user_id: uuid.UUID, case_id: uuid.UUID) -> tuple[bytes, TrustStore]:
-    """The challenge the chip answered, replaced by a fresh one for any next try (one
-    answer per challenge), and the trust store."""
+def _chip_inputs(
+    tx: Tx, user_id: uuid.UUID, case_id: uuid.UUID, proofs: ChipProofs
+) -> tuple[analysis.ChipAnswers, TrustStore]:
+    """The challenges the chip answered, used up (a fresh AA challenge replaces the old
+    one; a new chip-authentication challenge must be asked for), and the trust store."""
     case = _own_case(tx, user_id, case_id)
     if case.method != "passport_chip" or case.aa_challenge is None:
         raise Conflict("verification.wrong_step", _WRONG_STEP)
     challenge = case.aa_challenge
     case.aa_challenge = secrets.token_bytes(AA_CHALLENGE_BYTES)
-    return challenge, trust_store.load(tx)
+    answers = analysis.ChipAnswers(
+        aa_challenge=challenge,
+        aa_signature=proofs.aa_signature,
+        ca_pending=_take_chip_authentication(tx, case),
+        ca_response=proofs.ca_response,
+    )
+    return answers, trust_store.load(tx)
+
+
+@dataclass(frozen=True)
+class ChipAuthenticationView:
+    """For the phone: run chip authentication with this key, then send ``command``."""
+
+    protocol_oid: str
+    key_id: int | None
+    ephemeral_public_key: str  # hex, an uncompressed EC point
+    command: str  # hex, the wrapped command APDU to send first after CA
+    expires_at: datetime
+
+
+def start_chip_authentication(
+    db: Database, user_id: uuid.UUID, case_id: uuid.UUID, dg14: bytes, dg1: bytes
+) -> ChipAuthenticationView:
+    """A fresh chip-authentication challenge for the chip whose DG14 and DG1 these are
+    (refused when DG14 offers nothing Qianbao can run). A new one replaces the last."""
+    offer = chip_authentication.offer_of(dg14)
+    if offer is None:
+        raise chip_authentication.unsupported()
+    challenge, pending = chip_authentication.start(offer, dg14, dg1)
+    return db.run(lambda tx: _keep_chip_authentication(tx, user_id, case_id, challenge, pending))
+
+
+def _keep_chip_authentication(
+    tx: Tx,
+    user_id: uuid.UUID,
+    case_id: uuid.UUID,
+    challenge: chip_authentication.Challenge,
+    pending: chip_authentication.Pending,
+) -> ChipAuthenticationView:
+    case = _own_case(tx, user_id, case_id)
+    if case.method != "passport_chip" or case.status != "passport":
+        raise Conflict("verification.wrong_step", _WRONG_STEP)
+    sealed = Keyring.from_settings(tx.settings).seal(pending.to_bytes(), _chip_context(case.id))
+    case.chip_auth_sealed, case.chip_auth_issued_at = sealed.encode(), tx.now()
+    ttl = timedelta(seconds=tx.settings.verification_chip_auth_ttl_seconds)
+    return ChipAuthenticationView(
+        protocol_oid=challenge.protocol_oid,
+        key_id=challenge.key_id,
+        ephemeral_public_key=challenge.ephemeral_public_key.hex(),
+        command=challenge.command.hex(),
+        expires_at=case.chip_auth_issued_at + ttl,
+    )
+
+
+def _take_chip_authentication(tx: Tx, case: VerificationCase) -> chip_authentication.Pending | None:
+    """The pending chip-authentication challenge, used up; None if none or expired."""
+    sealed, issued_at = case.chip_auth_sealed, case.chip_auth_issued_at
+    case.chip_auth_sealed = case.chip_auth_issued_at = None
+    if sealed is None or issued_at is None:
+        return None
+    ttl = timedelta(seconds=tx.settings.verification_chip_auth_ttl_seconds)
+    if issued_at + ttl <= tx.now():
+        return None
+    opened = Keyring.from_settings(tx.settings).open(Sealed.decode(sealed), _chip_context(case.id))
+    return chip_authentication.Pending.from_bytes(opened)
+
+
+def _chip_context(case_id: uuid.UUID) -> bytes:
+    return b"chip-authentication\x1f" + case_id.bytes
 
 
 def submit_face(

@@ -20,7 +20,7 @@ from qianbao.i18n import N_
 from qianbao.identity import service as identity
 from qianbao.identity.service import CurrentSession
 from qianbao.verification import service
-from qianbao.verification.api import chip_upload, hex_bytes, read_upload
+from qianbao.verification.api import chip_proofs, chip_upload, read_upload
 from qianbao.verification.service import CaseView
 from qianbao.web.render import check_csrf, page, redirect
 from qianbao.web.routes import CsrfField, DbDep, signed_in_or_home
@@ -197,6 +197,7 @@ def _chip_page(
     session: CurrentSession,
     case: CaseView | None,
     error: QianbaoError | None = None,
+    chip_auth: service.ChipAuthenticationView | None = None,
 ) -> Response:
     ready = case is not None and case.method == "passport_chip" and case.status == "passport"
     return page(
@@ -208,7 +209,37 @@ def _chip_page(
         case=case if ready else None,
         step=1,
         error=error,
+        chip_auth=chip_auth,
     )
+
+
+@router.post(CHIP + "/chip-authentication")
+def chip_authentication_challenge(
+    request: Request,
+    db: DbDep,
+    dg14: Annotated[UploadFile, File()],
+    dg1: Annotated[UploadFile, File()],
+    csrf: CsrfField = "",
+) -> Response:
+    """A chip-authentication challenge for the chip whose DG14 and DG1 these are."""
+    check_csrf(request, csrf)
+    session = signed_in_or_home(request, db)
+    if isinstance(session, Response):
+        return session
+    case = db.run(lambda tx: service.current_case(tx, session.account.id))
+    if case is None:
+        return redirect(request, OPTIONS)
+    try:
+        challenge = service.start_chip_authentication(
+            db,
+            session.account.id,
+            case.id,
+            read_upload(dg14, db.settings),
+            read_upload(dg1, db.settings),
+        )
+    except QianbaoError as error:
+        return _chip_page(request, session, case, error)
+    return _chip_page(request, session, case, chip_auth=challenge)
 
 
 @router.post(CHIP + "/start")
@@ -232,6 +263,8 @@ def chip_files(
     dg14: Annotated[UploadFile | None, File()] = None,
     dg15: Annotated[UploadFile | None, File()] = None,
     aa_signature: Annotated[str, Form()] = "",
+    ca_response: Annotated[str, Form()] = "",
+    page_photo: Annotated[UploadFile | None, File()] = None,
     csrf: CsrfField = "",
 ) -> Response:
     check_csrf(request, csrf)
@@ -243,7 +276,8 @@ def chip_files(
         return redirect(request, OPTIONS)
     try:
         files = chip_upload(db.settings, sod, dg1, dg2, dg14, dg15)
-        service.submit_chip(db, session.account.id, case.id, files, hex_bytes(aa_signature))
+        proofs = chip_proofs(db.settings, aa_signature, ca_response, page_photo)
+        service.submit_chip(db, session.account.id, case.id, files, proofs)
     except QianbaoError as error:
         fresh = db.run(lambda tx: service.current_case(tx, session.account.id))
         return _chip_page(request, session, fresh, error)

@@ -33,6 +33,17 @@ from cryptography.x509.oid import NameOID
 from PIL import Image
 
 from qianbao.verification.chip import ChipFiles
+from qianbao.verification.chip_authentication import (
+    COMMAND_SSC,
+    ECDH_PROTOCOLS,
+    RESPONSE_SSC,
+    Challenge,
+)
+from qianbao.verification.secure_messaging import (
+    derive_keys,
+    protect_response,
+    unprotect_command,
+)
 from qianbao.verification.trust import CSCA_MASTER_LIST_OID, CscaMasterList, HashName
 from tests.verification.passport_pages import TODAY, PassportData
 
@@ -420,18 +431,29 @@ def dg15(public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> bytes:
     return tlv(0x6F, _spki(public_key))
 
 
-def dg14(*, aa_hash: HashName | None = None, ca_curve: str = "brainpoolP256r1") -> bytes:
+CA_AES_128 = "0.4.0.127.0.7.2.2.3.2.2"
+CA_3DES = "0.4.0.127.0.7.2.2.3.2.1"
+
+
+def dg14(
+    *,
+    aa_hash: HashName | None = None,
+    ca_curve: str = "brainpoolP256r1",
+    ca_key: ec.EllipticCurvePrivateKey | None = None,
+    ca_protocol: str | None = CA_AES_128,
+) -> bytes:
     """SecurityInfos: a ChipAuthenticationPublicKeyInfo (ECDH, key id 1), its
-    ChipAuthenticationInfo, and an ActiveAuthenticationInfo when ``aa_hash`` is given."""
+    ChipAuthenticationInfo (none when ``ca_protocol`` is None: CA v1 with 3DES), and an
+    ActiveAuthenticationInfo when ``aa_hash`` is given."""
 
     def oid(value: str) -> bytes:
         return bytes(core.ObjectIdentifier(value).dump())
 
-    ca_public = ec_key(ca_curve, "chip-authentication").public_key()
-    infos = [
-        tlv(0x30, oid("0.4.0.127.0.7.2.2.1.2") + _spki(ca_public) + core.Integer(1).dump()),
-        tlv(0x30, oid("0.4.0.127.0.7.2.2.3.2.2") + core.Integer(1).dump() + core.Integer(1).dump()),
-    ]
+    ca_public = (ca_key or ec_key(ca_curve, "chip-authentication")).public_key()
+    infos = [tlv(0x30, oid("0.4.0.127.0.7.2.2.1.2") + _spki(ca_public) + core.Integer(1).dump())]
+    if ca_protocol is not None:
+        version_and_key = core.Integer(1).dump() + core.Integer(1).dump()
+        infos.append(tlv(0x30, oid(ca_protocol) + version_and_key))
     if aa_hash is not None:
         ecdsa_oid = algos.SignedDigestAlgorithmId(f"{aa_hash}_ecdsa").dotted
         infos.append(tlv(0x30, oid("2.23.136.1.1.5") + core.Integer(1).dump() + oid(ecdsa_oid)))
@@ -506,6 +528,35 @@ def sign_aa(private_key: PrivateKey, challenge: bytes, *, hash_name: HashName = 
     return r.to_bytes(size, "big") + s.to_bytes(size, "big")
 
 
+# --- chip authentication: the chip's side ----------------------------------------------
+
+
+def answer_chip_authentication(
+    private_key: ec.EllipticCurvePrivateKey,
+    dg1_file: bytes,
+    challenge: Challenge,
+    *,
+    check_command: bool = True,
+) -> bytes:
+    """What a chip holding ``private_key`` answers: session keys from the terminal's
+    ephemeral key, the wrapped READ BINARY unwrapped (counter 1), DG1's bytes wrapped
+    back (counter 2). A clone runs this with a key of its own and ``check_command=False``
+    (it cannot check the command's MAC, so it answers blindly)."""
+    terminal = ec.EllipticCurvePublicKey.from_encoded_point(
+        private_key.curve, challenge.ephemeral_public_key
+    )
+    cipher, bits = ECDH_PROTOCOLS[challenge.protocol_oid]
+    keys_ = derive_keys(private_key.exchange(ec.ECDH(), terminal), cipher, bits)
+    length = len(dg1_file)
+    if check_command:
+        command = unprotect_command(keys_, COMMAND_SSC, challenge.command)
+        assert command.header[1:3] == bytes((0xB0, 0x81)), "READ BINARY of DG1 by SFI"
+        assert command.expected_length is not None
+        offset, length = command.header[3], command.expected_length
+        return protect_response(keys_, RESPONSE_SSC, dg1_file[offset : offset + length])
+    return protect_response(keys_, RESPONSE_SSC, dg1_file[:length])
+
+
 # --- whole chips ----------------------------------------------------------------------
 
 
@@ -516,6 +567,7 @@ class Chip:
     crls: list[bytes] = field(default_factory=list)
     aa_private_key: PrivateKey | None = None
     signer: Authority | None = None
+    ca_private_key: ec.EllipticCurvePrivateKey | None = None
 
 
 def build_chip(
@@ -529,20 +581,34 @@ def build_chip(
     face_format: Literal["JPEG", "JPEG2000"] = "JPEG",
     signer: Authority | None = None,
     active_authentication: bool = True,
+    chip_authentication: str | None = None,
+    ca_curve: str = "brainpoolP256r1",
 ) -> Chip:
-    """A chip with every file signed. Forgeries change one argument (or one file after)."""
+    """A chip with every file signed. Forgeries change one argument (or one file after).
+
+    ``chip_authentication`` (a protocol OID, or "v1" for a DG14 without
+    ChipAuthenticationInfo) gives the chip its own CA key in DG14; with
+    ``active_authentication=False`` it then has no DG15, so CA is its only proof.
+    """
     face = face if face is not None else astronaut_face()
     signer = signer or document_signer(algorithm)
     groups = {1: dg1(passport), 2: dg2(face, face_format)}
     private_key = None
+    ca_private = None
+    aa_hash: HashName | None = None
     if active_authentication:
         private_key = aa_key(algorithm)
         groups[15] = dg15(private_key.public_key())
-        is_ec = isinstance(private_key, ec.EllipticCurvePrivateKey)
-        groups[14] = dg14(aa_hash="sha256" if is_ec else None)
+        aa_hash = "sha256" if isinstance(private_key, ec.EllipticCurvePrivateKey) else None
+        groups[14] = dg14(aa_hash=aa_hash)
+    if chip_authentication is not None:
+        ca_private = ec.generate_private_key(ec_key(ca_curve).curve)
+        protocol = None if chip_authentication == "v1" else chip_authentication
+        groups[14] = dg14(aa_hash=aa_hash, ca_key=ca_private, ca_protocol=protocol)
     sod_bytes = sod(groups, signer, algorithm, hash_name=hash_name, lds_used=lds_used, pss=pss)
     issuer = csca("rsa") if algorithm in ("rsa", "rsa-pss") else csca("ec")
-    return Chip(ChipFiles(sod_bytes, groups), [issuer.der], [], private_key, signer)
+    files = ChipFiles(sod_bytes, groups)
+    return Chip(files, [issuer.der], [], private_key, signer, ca_private)
 
 
 def genuine_chip(

@@ -19,8 +19,17 @@ from qianbao.identity import service as identity
 from qianbao.standing import standing
 from qianbao.verification import face, liveness, service, trust_store
 from qianbao.verification.chip import ChipFiles
+from qianbao.verification.chip_authentication import Challenge
 from tests.api_helpers import api_sign_up, bearer
-from tests.verification.chip_vectors import genuine_chip, sign_aa
+from tests.conftest import FrozenClock
+from tests.verification.chip_vectors import (
+    CA_AES_128,
+    Chip,
+    answer_chip_authentication,
+    build_chip,
+    genuine_chip,
+    sign_aa,
+)
 from tests.verification.flow_helpers import (
     CHALLENGE,
     TODAY,
@@ -30,6 +39,7 @@ from tests.verification.flow_helpers import (
     page_image,
     passport,
 )
+from tests.verification.passport_pages import encode
 from tests.verification.test_cli import cli_env  # noqa: F401 - a fixture
 from tests.web.test_pages import csrf, sign_up_by_form
 
@@ -50,6 +60,10 @@ def trust(db: Database, cscas: list[bytes]) -> None:
         db.run(lambda tx, der=der: trust_store.import_file(tx, der, "test CSCA", today=TODAY))
 
 
+def aa(signature: bytes | None) -> service.ChipProofs:
+    return service.ChipProofs(aa_signature=signature)
+
+
 def refused(attempt: object) -> QianbaoError:
     with pytest.raises(QianbaoError) as caught:
         attempt()  # type: ignore[operator]
@@ -63,7 +77,7 @@ def test_a_genuine_chip_and_a_live_face_verify_at_the_chip_level(db: Database) -
     case = db.run(lambda tx: service.start_case(tx, person.id, "passport_chip"))
     assert case.method == "passport_chip" and case.aa_challenge and len(case.aa_challenge) == 16
     answer = sign_aa(key, bytes.fromhex(case.aa_challenge))  # type: ignore[arg-type]
-    read = service.submit_chip(db, person.id, case.id, files, answer)
+    read = service.submit_chip(db, person.id, case.id, files, aa(answer))
     assert read.status == "confirm" and read.document is not None
     assert read.document.document_number == passport().document_number
     db.run(lambda tx: service.confirm_document(tx, person.id, case.id))
@@ -82,7 +96,7 @@ def test_a_cloned_chip_and_an_unknown_country_are_refused(db: Database) -> None:
     case = db.run(lambda tx: service.start_case(tx, person.id, "passport_chip"))
     challenge = bytes.fromhex(case.aa_challenge or "")
     unknown = refused(
-        lambda: service.submit_chip(db, person.id, case.id, files, sign_aa(key, challenge))
+        lambda: service.submit_chip(db, person.id, case.id, files, aa(sign_aa(key, challenge)))
     )
     assert unknown.code == "chip.unknown_csca"
     trust(db, cscas)
@@ -94,15 +108,15 @@ def test_a_cloned_chip_and_an_unknown_country_are_refused(db: Database) -> None:
             person.id,
             case.id,
             files,
-            sign_aa(other_key, bytes.fromhex(fresh.aa_challenge or "")),
+            aa(sign_aa(other_key, bytes.fromhex(fresh.aa_challenge or ""))),
         )
     )
     assert clone.code == "chip.active_auth"
     replay = refused(
-        lambda: service.submit_chip(db, person.id, case.id, files, sign_aa(key, challenge))
+        lambda: service.submit_chip(db, person.id, case.id, files, aa(sign_aa(key, challenge)))
     )
     assert replay.code == "chip.active_auth"  # an answer to an old challenge
-    silent = refused(lambda: service.submit_chip(db, person.id, case.id, files, None))
+    silent = refused(lambda: service.submit_chip(db, person.id, case.id, files, aa(None)))
     assert silent.code == "chip.active_auth"
     assert db.run(lambda tx: service.current_case(tx, person.id)).status == "passport"  # type: ignore[union-attr]
 
@@ -167,3 +181,172 @@ def test_the_chip_page_shows_the_challenge(client: TestClient) -> None:
     token = csrf(client, "/me/verify/passport-chip")
     page = client.post("/me/verify/passport-chip/start", data={"csrf": token})
     assert 'data-testid="aa-challenge"' in page.text
+
+
+# --- a chip with DG14 and no DG15: chip authentication, relayed by the phone -------------
+
+
+def ca_chip_for(seed: int = 7) -> Chip:
+    portrait = face.cut_portrait(page_image(seed))
+    return build_chip(
+        passport(seed), portrait, active_authentication=False, chip_authentication=CA_AES_128
+    )
+
+
+def ca_answer(chip: Chip, view: service.ChipAuthenticationView) -> bytes:
+    challenge = Challenge(
+        view.protocol_oid,
+        view.key_id,
+        bytes.fromhex(view.ephemeral_public_key),
+        bytes.fromhex(view.command),
+    )
+    assert chip.ca_private_key is not None
+    return answer_chip_authentication(chip.ca_private_key, chip.files.dgs[1], challenge)
+
+
+def test_a_chip_without_dg15_proves_itself_by_chip_authentication(db: Database) -> None:
+    chip = ca_chip_for()
+    assert 15 not in chip.files.dgs
+    trust(db, chip.cscas)
+    person = new_person(db)
+    case = db.run(lambda tx: service.start_case(tx, person.id, "passport_chip"))
+    dgs = chip.files.dgs
+    view = service.start_chip_authentication(db, person.id, case.id, dgs[14], dgs[1])
+    assert view.protocol_oid == CA_AES_128 and view.key_id == 1
+    proofs = service.ChipProofs(ca_response=ca_answer(chip, view))
+    read = service.submit_chip(db, person.id, case.id, chip.files, proofs)
+    assert read.status == "confirm"
+    db.run(lambda tx: service.confirm_document(tx, person.id, case.id))
+    db.run(lambda tx: service.issue_challenge(tx, person.id, case.id))
+    assert service.submit_face(db, person.id, case.id, clip("astronaut")).status == "verified"
+    level = db.run(lambda tx: identity.get_account(tx, person.id)).verification_level
+    assert level == "passport_chip"
+
+
+def test_chip_authentication_refuses_silence_clones_replays_and_late_answers(
+    db: Database, clock: FrozenClock
+) -> None:
+    chip = ca_chip_for()
+    trust(db, chip.cscas)
+    person = new_person(db)
+    case = db.run(lambda tx: service.start_case(tx, person.id, "passport_chip"))
+    dgs = chip.files.dgs
+
+    def submit(response: bytes | None) -> str:
+        proofs = service.ChipProofs(ca_response=response)
+        return refused(lambda: service.submit_chip(db, person.id, case.id, chip.files, proofs)).code
+
+    assert submit(None) == "chip.chip_auth_missing"  # a chip that can prove it must
+    view = service.start_chip_authentication(db, person.id, case.id, dgs[14], dgs[1])
+    genuine = ca_answer(chip, view)
+    clone = ca_chip_for()  # the same passport's files on a chip with another key
+    clone_challenge = Challenge(
+        view.protocol_oid,
+        view.key_id,
+        bytes.fromhex(view.ephemeral_public_key),
+        bytes.fromhex(view.command),
+    )
+    assert clone.ca_private_key is not None
+    forged = answer_chip_authentication(
+        clone.ca_private_key, dgs[1], clone_challenge, check_command=False
+    )
+    assert submit(forged) == "chip.chip_auth"
+    assert submit(genuine) == "chip.chip_auth_expired"  # the challenge was used up
+    late = service.start_chip_authentication(db, person.id, case.id, dgs[14], dgs[1])
+    clock.advance(seconds=db.settings.verification_chip_auth_ttl_seconds + 1)
+    assert submit(ca_answer(chip, late)) == "chip.chip_auth_expired"
+    assert db.run(lambda tx: service.current_case(tx, person.id)).status == "passport"  # type: ignore[union-attr]
+
+
+def test_a_dg14_without_chip_authentication_gets_no_challenge(db: Database) -> None:
+    files, _, _ = chip_for()
+    person = new_person(db)
+    case = db.run(lambda tx: service.start_case(tx, person.id, "passport_chip"))
+    empty_dg14 = b"\x6e\x02\x31\x00"  # SecurityInfos with nothing in it
+    with pytest.raises(QianbaoError) as caught:
+        service.start_chip_authentication(db, person.id, case.id, empty_dg14, files.dgs[1])
+    assert caught.value.code == "chip.chip_auth_unsupported"
+
+
+def test_the_api_relays_chip_authentication_and_compares_the_printed_page(
+    client: TestClient,
+) -> None:
+    db: Database = client.app.state.db  # type: ignore[attr-defined]
+    accept_synthetic_clips(db.settings)
+    chip = ca_chip_for()
+    trust(db, chip.cscas)
+    auth = bearer(api_sign_up(client)["token"])
+    case = client.post("/api/v1/verification/passport-chip", headers=auth).json()
+    base = f"/api/v1/verification/passport-chip/{case['id']}"
+    dgs = chip.files.dgs
+    asked = client.post(
+        base + "/chip-authentication",
+        headers=auth,
+        files={"dg14": ("EF.DG14", dgs[14]), "dg1": ("EF.DG1", dgs[1])},
+    )
+    assert asked.status_code == 200, asked.text
+    body = asked.json()
+    view = service.ChipAuthenticationView(
+        body["protocol"],
+        body["key_id"],
+        body["ephemeral_public_key"],
+        body["command"],
+        body["expires_at"],
+    )
+    upload = {
+        "sod": ("EF.SOD", chip.files.sod),
+        **{f"dg{n}": (f"EF.DG{n}", data) for n, data in dgs.items()},
+        "page": ("page.jpg", encode(page_image(8), "JPEG", 92)),  # another passport's page
+    }
+    mismatch = client.post(
+        base + "/chip",
+        headers=auth,
+        files=upload,
+        data={"ca_response": ca_answer(chip, view).hex()},
+    )
+    assert mismatch.status_code == 422 and mismatch.json()["code"] == "chip.mrz_mismatch"
+    body = client.post(
+        base + "/chip-authentication",
+        headers=auth,
+        files={"dg14": ("EF.DG14", dgs[14]), "dg1": ("EF.DG1", dgs[1])},
+    ).json()
+    view = service.ChipAuthenticationView(
+        body["protocol"],
+        body["key_id"],
+        body["ephemeral_public_key"],
+        body["command"],
+        body["expires_at"],
+    )
+    upload["page"] = ("page.jpg", encode(page_image(7), "JPEG", 92))  # this passport's page
+    read = client.post(
+        base + "/chip",
+        headers=auth,
+        files=upload,
+        data={"ca_response": ca_answer(chip, view).hex()},
+    )
+    assert read.status_code == 200, read.text
+    assert read.json()["status"] == "confirm"
+
+
+def test_the_chip_page_makes_a_chip_authentication_challenge(client: TestClient) -> None:
+    db: Database = client.app.state.db  # type: ignore[attr-defined]
+    chip = ca_chip_for()
+    trust(db, chip.cscas)
+    sign_up_by_form(client)
+    token = csrf(client, "/me/verify/passport-chip")
+    client.post("/me/verify/passport-chip/start", data={"csrf": token})
+    dgs = chip.files.dgs
+    page = client.post(
+        "/me/verify/passport-chip/chip-authentication",
+        data={"csrf": token},
+        files={"dg14": ("EF.DG14", dgs[14]), "dg1": ("EF.DG1", dgs[1])},
+    )
+    assert page.status_code == 200 and 'data-testid="ca-command"' in page.text
+    assert CA_AES_128 in page.text
+    refused_page = client.post(
+        "/me/verify/passport-chip/chip-authentication",
+        data={"csrf": token},
+        files={"dg14": ("EF.DG14", b"\x6e\x02\x31\x00"), "dg1": ("EF.DG1", dgs[1])},
+        headers={"Accept-Language": "zh-CN"},
+    )
+    assert refused_page.status_code == 422
