@@ -585,6 +585,15 @@ class CardNetwork(Protocol):
         """Reserve ``amount`` (CNY) on the card; the same key returns the same authorization."""
         ...
 
+    def verify_card(
+        self, token: str, *, idempotency_key: str, three_ds_return_url: str | None = None
+    ) -> Authorization:
+        """Ask the issuer to confirm a newly linked card is the person's (a zero-amount
+        account verification, with its 3-D Secure challenge when the issuer wants one).
+        The same key returns the same verification, in its current state; it can never
+        be captured."""
+        ...
+
     def complete_challenge(self, authorization_id: str, answer: str) -> Authorization:
         """Pass the person's answer to the issuer's 3-D Secure challenge."""
         ...
@@ -682,7 +691,9 @@ class _CaptureRecord:
     refunded: Money
 
 
-_Request = tuple[str, Money, str | None]  # token, amount, 3-D Secure return URL
+# What an idempotency key stands for: the card and the amount. The 3-D Secure return URL
+# is not part of it: asking again after the check (to learn the outcome) sends none.
+_Request = tuple[str, Money]
 
 
 class SandboxCardNetwork:
@@ -789,7 +800,7 @@ class SandboxCardNetwork:
             raise ValueError("authorize a positive amount in CNY")
         if not idempotency_key:
             raise ValueError("authorize needs an idempotency key")
-        request = (token, amount, three_ds_return_url)
+        request = (token, amount)
         with self._lock:
             replayed = self._replay(idempotency_key, request)
             if replayed is not None:
@@ -805,6 +816,53 @@ class SandboxCardNetwork:
             self._by_idempotency_key[idempotency_key] = record
             self._authorizations[record.snapshot.id] = record
             return record.snapshot
+
+    def verify_card(
+        self, token: str, *, idempotency_key: str, three_ds_return_url: str | None = None
+    ) -> Authorization:
+        if not idempotency_key:
+            raise ValueError("verify_card needs an idempotency key")
+        request = (token, Money(WALLET_CURRENCY, 0))
+        with self._lock:
+            replayed = self._replay(idempotency_key, request)
+            if replayed is not None:
+                return replayed
+            self._idempotent_requests[idempotency_key] = request
+            try:
+                record = self._new_verification(token, three_ds_return_url)
+            except QianbaoError as refusal:
+                self._by_idempotency_key[idempotency_key] = refusal
+                raise
+            self._by_idempotency_key[idempotency_key] = record
+            self._authorizations[record.snapshot.id] = record
+            return record.snapshot
+
+    def _new_verification(
+        self, token: str, three_ds_return_url: str | None
+    ) -> _AuthorizationRecord:
+        card, expiry = self._card_of_token(token)
+        now = self._clock.now()
+        if expiry.has_passed(now.date()):
+            raise CardExpired({"expiry": str(expiry)})
+        # Declines, funds and issuer-side expiry concern payments: the test cards for
+        # them link, so that each outcome can be met at the cashier.
+        rate = self._table_on(now.date())[card.currency]
+        verification = Authorization(
+            id="auth_sbx_" + secrets.token_urlsafe(12),
+            status=AuthorizationStatus.APPROVED,
+            amount=Money(WALLET_CURRENCY, 0),
+            amount_in_card_currency=Money(card.currency, 0),
+            rate=rate,
+            rate_date=now.date(),
+        )
+        if card.outcome is SandboxOutcome.CHALLENGE:
+            verification = replace(
+                verification,
+                status=AuthorizationStatus.CHALLENGE_REQUIRED,
+                challenge_url=self._challenge_url(verification.id, three_ds_return_url),
+            )
+            return _AuthorizationRecord(verification, card, now + CHALLENGE_TTL)
+        return _AuthorizationRecord(verification, card, now + AUTHORIZATION_TTL)
 
     def _replay(self, idempotency_key: str, request: _Request) -> Authorization | None:
         earlier = self._by_idempotency_key.get(idempotency_key)
@@ -881,8 +939,8 @@ class SandboxCardNetwork:
                 return self._repeated_capture(authorization_id, amount)
             if status is AuthorizationStatus.EXPIRED:
                 raise AuthorizationExpired()
-            if status is not AuthorizationStatus.APPROVED:
-                raise NotCapturable()
+            if status is not AuthorizationStatus.APPROVED or not record.snapshot.amount.minor:
+                raise NotCapturable()  # (a card verification has nothing to capture)
             authorized = record.snapshot.amount
             taken = authorized if amount is None else amount
             if taken.currency != WALLET_CURRENCY or taken.minor <= 0:

@@ -54,11 +54,27 @@ def get_wallet(session: SessionDep, db: DbDep) -> schemas.WalletOut:
 
 @router.post("/wallet/cards", response_model=schemas.CardOut, status_code=201)
 def add_card(body: schemas.CardIn, session: SessionDep, db: DbDep) -> schemas.CardOut:
-    """Link a foreign card (sandbox test cards: docs/sandbox_card_network.md)."""
+    """Link a foreign card (sandbox test cards: docs/sandbox_card_network.md). When the
+    issuer wants a 3-D Secure check the answer carries ``challenge_url`` and the card is
+    not usable until ``/wallet/cards/{id}/verification`` after the check."""
+    return_url = body.return_url
     card = payments.add_foreign_card(
-        db, session.account.id, body.number, body.expiry, body.cvv, body.holder_name
+        db,
+        session.account.id,
+        body.number,
+        body.expiry,
+        body.cvv,
+        body.holder_name,
+        challenge_return_url=(lambda _card_id: return_url) if return_url else None,
     )
     return card_out(card)
+
+
+@router.post("/wallet/cards/{card_id}/verification", response_model=schemas.CardOut)
+def finish_card_verification(card_id: uuid.UUID, session: SessionDep, db: DbDep) -> schemas.CardOut:
+    """After the issuer's 3-D Secure check at linking: the card, now usable, or
+    ``card.verification_failed`` (the card is dropped; add it again)."""
+    return card_out(payments.finish_card_verification(db, session.account.id, card_id))
 
 
 @router.get("/orders/{order_id}/cashier", response_model=schemas.CashierOut)

@@ -109,6 +109,9 @@ class ForeignCard(Base):
     currency: Mapped[str] = mapped_column(String(3))
     added_at: Mapped[datetime] = mapped_column(UTCDateTime())
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # When the issuer confirmed the card is the person's (3-D Secure at linking, when the
+    # issuer asks for it); a card is usable only from then on.
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
 class OrderRefund(Base):

@@ -16,7 +16,8 @@ from __future__ import annotations
 import threading
 import uuid
 import weakref
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Final
@@ -24,7 +25,7 @@ from typing import Final
 from sqlalchemy import func, select
 
 from qianbao.db import Database, Tx, new_id
-from qianbao.errors import Conflict, Forbidden, InvalidInput, NotFound
+from qianbao.errors import Conflict, Forbidden, InvalidInput, NotFound, QianbaoError
 from qianbao.funding import card_network
 from qianbao.funding import service as funding
 from qianbao.i18n import N_
@@ -96,6 +97,7 @@ class ForeignCardView:
     last4: str
     expiry: str
     currency: str
+    challenge_url: str | None = None  # the issuer's 3-D Secure check, while one is open
 
 
 def wallet(tx: Tx, user_id: uuid.UUID) -> WalletView:
@@ -517,7 +519,7 @@ def _card_charge(
         raise Conflict("order.paid", N_("This order is already paid."))
     restrictions.refuse_money_out(tx, user_id)
     card = tx.session.get(ForeignCard, card_id)
-    if card is None or card.user_id != user_id or card.removed_at is not None:
+    if card is None or card.user_id != user_id or not _usable(card):
         raise NotFound("card.not_found", N_("There is no such card on your account."))
     amount = Money(CNY, order.amount)
     _within_card_limits(tx, user_id, amount, standing(tx, user_id).rights)
@@ -703,12 +705,25 @@ def order_refunds(tx: Tx, order_id: uuid.UUID) -> list[RefundView]:
 
 
 def foreign_cards(tx: Tx, user_id: uuid.UUID) -> list[ForeignCardView]:
+    """The person's usable cards: linked, verified by their issuer, not removed."""
     rows = tx.session.scalars(
         select(ForeignCard)
-        .where(ForeignCard.user_id == user_id, ForeignCard.removed_at.is_(None))
+        .where(
+            ForeignCard.user_id == user_id,
+            ForeignCard.removed_at.is_(None),
+            ForeignCard.verified_at.is_not(None),
+        )
         .order_by(ForeignCard.added_at)
     )
-    return [ForeignCardView(r.id, r.brand, r.last4, r.expiry, r.currency) for r in rows]
+    return [_card_view(row) for row in rows]
+
+
+def _usable(card: ForeignCard) -> bool:
+    return card.removed_at is None and card.verified_at is not None
+
+
+def _card_view(row: ForeignCard, challenge_url: str | None = None) -> ForeignCardView:
+    return ForeignCardView(row.id, row.brand, row.last4, row.expiry, row.currency, challenge_url)
 
 
 def add_foreign_card(
@@ -718,38 +733,117 @@ def add_foreign_card(
     expiry: str,
     cvv: str,
     holder_name: str,
+    *,
+    challenge_return_url: Callable[[uuid.UUID], str] | None = None,
 ) -> ForeignCardView:
     """Check the card, link it through the network (the CVV is used for that call and
-    never kept), and keep the network's token, the brand and the last four digits."""
+    never kept), keep the network's token, the brand and the last four digits, and have
+    the issuer verify it. When the issuer wants a 3-D Secure check the card waits, not
+    usable, and the view carries the challenge URL (``challenge_return_url(card_id)`` is
+    where the check sends the person back to; then ``finish_card_verification``)."""
     month, year = card_network.parse_expiry(expiry)
     checked = card_network.check_card(
         number, month, year, cvv, today=db.clock.now().astimezone(UTC).date()
     )
     linked = network_for(db).tokenize(checked.digits, month, year, cvv, holder_name)
+    card, verified = db.run(lambda tx: _keep_card(tx, user_id, linked))
+    if verified:
+        return card
+    return_url = challenge_return_url(card.id) if challenge_return_url else None
+    verification = network_for(db).verify_card(
+        linked.token, idempotency_key=_verification_key(card.id), three_ds_return_url=return_url
+    )
+    if verification.status == "challenge_required":
+        return replace(card, challenge_url=verification.challenge_url)
+    return db.run(lambda tx: _mark_verified(tx, user_id, card.id))
 
-    def keep(tx: Tx) -> ForeignCardView:
-        for card in foreign_cards(tx, user_id):
-            if (card.brand, card.last4, card.expiry) == (
-                linked.brand.value,
-                linked.last4,
-                str(linked.expiry),
-            ):
-                return card
-        _shared_card_rule(tx, user_id, linked.token)
-        row = ForeignCard(
-            user_id=user_id,
-            token=linked.token,
-            brand=linked.brand.value,
-            last4=linked.last4,
-            expiry=str(linked.expiry),
-            currency=linked.currency,
-            added_at=tx.now(),
+
+def _keep_card(
+    tx: Tx, user_id: uuid.UUID, linked: card_network.CardToken
+) -> tuple[ForeignCardView, bool]:
+    """The person's row for this card: the one already linked (and verified: True), or
+    a new one waiting for the issuer's verification (False)."""
+    same = select(ForeignCard).where(
+        ForeignCard.user_id == user_id,
+        ForeignCard.removed_at.is_(None),
+        ForeignCard.verified_at.is_not(None),
+        ForeignCard.brand == linked.brand.value,
+        ForeignCard.last4 == linked.last4,
+        ForeignCard.expiry == str(linked.expiry),
+    )
+    existing = tx.session.scalars(same).first()
+    if existing is not None:
+        return _card_view(existing), True
+    _shared_card_rule(tx, user_id, linked.token)
+    row = ForeignCard(
+        user_id=user_id,
+        token=linked.token,
+        brand=linked.brand.value,
+        last4=linked.last4,
+        expiry=str(linked.expiry),
+        currency=linked.currency,
+        added_at=tx.now(),
+    )
+    tx.session.add(row)
+    tx.session.flush()
+    return _card_view(row), False
+
+
+def finish_card_verification(
+    db: Database, user_id: uuid.UUID, card_id: uuid.UUID
+) -> ForeignCardView:
+    """After the issuer's 3-D Secure check at linking: the card becomes usable, or is
+    dropped (``card.verification_failed``) when the check failed or was abandoned."""
+    card, token, verified = db.run(lambda tx: _card_state(tx, user_id, card_id))
+    if verified:
+        return card
+    try:
+        verification = network_for(db).verify_card(
+            token, idempotency_key=_verification_key(card_id)
         )
-        tx.session.add(row)
-        tx.session.flush()
-        return ForeignCardView(row.id, row.brand, row.last4, row.expiry, row.currency)
+    except QianbaoError:
+        verification = None
+    if verification is None or verification.status != "approved":
+        db.run(lambda tx: _drop_unverified(tx, user_id, card_id))
+        raise Conflict(
+            "card.verification_failed",
+            N_(
+                "The card's bank could not confirm it is yours, so the card was not added. "
+                "Add it again and answer your bank's check, or use another card."
+            ),
+        )
+    return db.run(lambda tx: _mark_verified(tx, user_id, card_id))
 
-    return db.run(keep)
+
+def _verification_key(card_id: uuid.UUID) -> str:
+    return f"card-verification:{card_id}"
+
+
+def _own_card(tx: Tx, user_id: uuid.UUID, card_id: uuid.UUID) -> ForeignCard:
+    card = tx.session.get(ForeignCard, card_id)
+    if card is None or card.user_id != user_id or card.removed_at is not None:
+        raise NotFound("card.not_found", N_("There is no such card on your account."))
+    return card
+
+
+def _card_state(
+    tx: Tx, user_id: uuid.UUID, card_id: uuid.UUID
+) -> tuple[ForeignCardView, str, bool]:
+    card = _own_card(tx, user_id, card_id)
+    return _card_view(card), card.token, card.verified_at is not None
+
+
+def _mark_verified(tx: Tx, user_id: uuid.UUID, card_id: uuid.UUID) -> ForeignCardView:
+    card = _own_card(tx, user_id, card_id)
+    if card.verified_at is None:
+        card.verified_at = tx.now()
+    return _card_view(card)
+
+
+def _drop_unverified(tx: Tx, user_id: uuid.UUID, card_id: uuid.UUID) -> None:
+    card = _own_card(tx, user_id, card_id)
+    if card.verified_at is None:
+        card.removed_at = tx.now()
 
 
 _networks: weakref.WeakKeyDictionary[Database, card_network.CardNetwork] = (

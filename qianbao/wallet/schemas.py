@@ -27,6 +27,9 @@ class CardOut(BaseModel):
     last4: str
     expiry: str
     currency: str
+    # Set while the card's issuer wants a 3-D Secure check before the card can be used:
+    # send the person there, then POST /wallet/cards/{id}/verification.
+    challenge_url: str | None = None
 
 
 class WalletOut(BaseModel):
@@ -41,6 +44,9 @@ class CardIn(BaseModel):
     expiry: str = Field(max_length=7, description="MM/YY")
     cvv: str = Field(max_length=4, description="used once to link the card, never stored")
     holder_name: str = Field(max_length=128)
+    return_url: str | None = Field(
+        default=None, max_length=512, description="where the issuer's 3-D Secure check returns"
+    )
 
 
 class OrderOut(BaseModel):

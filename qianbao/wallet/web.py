@@ -253,18 +253,47 @@ def add_card(
     if isinstance(session, Response):
         return session
     try:
-        payments.add_foreign_card(db, session.account.id, number, expiry, cvv, holder_name)
-    except QianbaoError as error:
-        return page(
-            request,
-            "wallet_add_card.html",
-            status=error.status,
-            account=session.account,
-            tab="wallet",
-            error=error,
-            holder_name=holder_name,
+        card = payments.add_foreign_card(
+            db,
+            session.account.id,
+            number,
+            expiry,
+            cvv,
+            holder_name,
+            challenge_return_url=lambda card_id: f"/wallet/cards/{card_id}/verified",
         )
+    except QianbaoError as error:
+        return _add_card_error(request, session, error, holder_name)
+    if card.challenge_url is not None:  # the issuer's 3-D Secure check first
+        return redirect(request, card.challenge_url)
     return redirect(request, "/wallet?done=card")
+
+
+@router.get("/wallet/cards/{card_id}/verified")
+def card_verified(request: Request, db: DbDep, card_id: uuid.UUID) -> Response:
+    """Where the issuer's 3-D Secure check at linking sends the person back."""
+    session = signed_in_or_home(request, db)
+    if isinstance(session, Response):
+        return session
+    try:
+        payments.finish_card_verification(db, session.account.id, card_id)
+    except QianbaoError as error:
+        return _add_card_error(request, session, error)
+    return redirect(request, "/wallet?done=card")
+
+
+def _add_card_error(
+    request: Request, session: CurrentSession, error: QianbaoError, holder_name: str = ""
+) -> Response:
+    return page(
+        request,
+        "wallet_add_card.html",
+        status=error.status,
+        account=session.account,
+        tab="wallet",
+        error=error,
+        holder_name=holder_name,
+    )
 
 
 @router.get("/cashier/{order_id}")

@@ -174,7 +174,7 @@ def test_card_declines_and_3d_secure(db: Database, clock: FrozenClock, shop: uui
     )
     assert db.run(lambda tx: payments.get_order(tx, first)).status == "WAIT_BUYER_PAY"
 
-    checked = add_card(db, user, "5400 0000 0027 6050")  # its issuer asks for 3-D Secure
+    checked = add_checked_card(db, user)
     challenge = payments.pay_with_card(db, user, first, checked, PIN)
     assert isinstance(challenge, str) and "/sandbox/3ds/" in challenge
     early = refused(lambda: payments.finish_card_payment(db, user, first))
@@ -184,6 +184,48 @@ def test_card_declines_and_3d_secure(db: Database, clock: FrozenClock, shop: uui
     paid = payments.finish_card_payment(db, user, first)
     assert paid.status == "TRADE_SUCCESS" and paid.card_amount is not None
     assert paid.card_amount.currency == "EUR"
+
+
+CHECKED_CARD = "5400 0000 0027 6050"  # its issuer asks for 3-D Secure, at linking too
+
+
+def add_checked_card(db: Database, user: uuid.UUID) -> uuid.UUID:
+    pending = payments.add_foreign_card(
+        db, user, CHECKED_CARD, "12/30", "123", "Ann Lee", challenge_return_url=lambda c: "/x"
+    )
+    assert pending.challenge_url is not None and "return_to=%2Fx" in pending.challenge_url
+    usable = [card.id for card in db.run(lambda tx: payments.wallet(tx, user)).cards]
+    assert pending.id not in usable  # not before the check
+    authorization_id = pending.challenge_url.split("/sandbox/3ds/")[1].split("?")[0]
+    payments.network_for(db).complete_challenge(authorization_id, "1234")
+    card = payments.finish_card_verification(db, user, pending.id)
+    assert card.id == pending.id and card.challenge_url is None
+    return card.id
+
+
+def test_a_card_whose_issuer_checks_it_is_usable_only_after_the_check(
+    db: Database, clock: FrozenClock, shop: uuid.UUID
+) -> None:
+    user = buyer(db, clock)
+    pending = payments.add_foreign_card(db, user, CHECKED_CARD, "12/30", "123", "Ann Lee")
+    assert pending.challenge_url is not None
+    first = order(db, shop, "20.00")
+    unusable = refused(lambda: payments.pay_with_card(db, user, first, pending.id, PIN))
+    assert unusable.code == "card.not_found"
+    authorization_id = pending.challenge_url.split("/sandbox/3ds/")[1]
+    with pytest.raises(QianbaoError):
+        payments.network_for(db).complete_challenge(authorization_id, "0000")  # wrong
+    failed = refused(lambda: payments.finish_card_verification(db, user, pending.id))
+    assert failed.code == "card.verification_failed"
+    gone = refused(lambda: payments.finish_card_verification(db, user, pending.id))
+    assert gone.code == "card.not_found"  # dropped: add it again
+    again = payments.add_foreign_card(db, user, CHECKED_CARD, "12/30", "123", "Ann Lee")
+    assert again.id != pending.id and again.challenge_url is not None
+    abandoned = refused(lambda: payments.finish_card_verification(db, user, again.id))
+    assert abandoned.code == "card.verification_failed"  # came back without answering
+    assert db.run(lambda tx: payments.wallet(tx, user)).cards == []
+    card_id = add_checked_card(db, user)
+    assert [c.id for c in db.run(lambda tx: payments.wallet(tx, user)).cards] == [card_id]
 
 
 def test_unpaid_orders_close_after_their_timeout(

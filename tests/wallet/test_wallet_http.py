@@ -166,3 +166,34 @@ def test_history_filters_detail_and_csv(client: TestClient, clock: FrozenClock) 
     with pytest.raises(QianbaoError) as refused:
         db.run(lambda tx: payments.user_order(tx, other, paid[1]))
     assert refused.value.code == "order.not_found"  # only the buyer sees a payment
+
+
+def test_a_card_whose_issuer_checks_it_is_added_through_the_3d_secure_page(
+    client: TestClient,
+) -> None:
+    sign_up_by_form(client)
+    token = csrf(client, "/wallet/cards/new")
+    form = {"csrf": token, "expiry": "12/30", "cvv": "123", "holder_name": "ADA"}
+    challenged = client.post("/wallet/cards", data={**form, "number": "5400 0000 0027 6050"})
+    assert "/sandbox/3ds/" in str(challenged.url)
+    assert "6050" not in client.get("/wallet").text  # not usable before the check
+    authorization_id = challenged.url.path.rsplit("/", 1)[1]
+    return_to = challenged.url.params["return_to"]
+    assert return_to.startswith("/wallet/cards/") and return_to.endswith("/verified")
+    done = client.post(
+        f"/sandbox/3ds/{authorization_id}",
+        data={"csrf": token, "answer": "1234", "return_to": return_to},
+    )
+    assert done.url.path == "/wallet" and "6050" in done.text
+    again = client.post("/wallet/cards", data={**form, "number": "5400 0000 0027 6050"})
+    assert again.url.path == "/wallet"  # the same card is already there, checked
+    other = client.post(
+        "/wallet/cards",
+        data={**form, "number": "5400 0000 0027 6050", "expiry": "11/31"},
+        headers={"Accept-Language": "zh-CN"},
+    )
+    wrong = client.post(
+        other.url.path,
+        data={"csrf": token, "answer": "9999", "return_to": other.url.params["return_to"]},
+    )
+    assert wrong.status_code == 409 and 'data-code="card.verification_failed"' in wrong.text
