@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import ClassVar, Final, Literal
 
-from asn1crypto import algos, cms, core, keys
+from asn1crypto import algos, core, keys
 from cryptography.hazmat.primitives.asymmetric import dh, ec, rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 from PIL import Image
@@ -61,16 +61,20 @@ from qianbao.verification.mrz import PassportMrz, parse_td3
 from qianbao.verification.trust import (
     ECDSA_HASH_BY_OID,
     HASH_SIZES,
+    DerReader,
     HashName,
     PublicKey,
     SignatureAlgorithm,
     SignedContent,
     SignedDataError,
+    SignedDataSource,
     TrustStore,
     UnsupportedAlgorithmError,
+    algorithm_oid,
     digest,
     hash_name,
     load_public_key,
+    read_signed_data,
     verify_signature,
     verify_signed_data,
 )
@@ -583,7 +587,8 @@ def verify_passive(
                 "chip. Verify with the passport photo page instead."
             ),
         )
-    for number in sorted(files):
+    numbers = tuple(sorted(files))
+    for number in numbers:
         expected = listed.get(number)
         if expected is None or digest(lds_hash, files[number]) != expected:
             raise _dg_hash(number)
@@ -592,33 +597,25 @@ def verify_passive(
         country_signer=csca.subject,
         signature_algorithm=signed.algorithm.describe(),
         digest_algorithm=lds_hash,
-        data_groups=tuple(sorted(files)),
+        data_groups=numbers,
     )
 
 
-def _parse_sod(data: bytes) -> cms.SignedData:
+def _parse_sod(data: bytes) -> SignedDataSource:
     tlv = _open_file(data, 0)
     try:
-        info = cms.ContentInfo.load(tlv.value, strict=True)
-        if info["content_type"].native != "signed_data":
-            raise garbage("EF.SOD")
-        return info["content"]
+        return read_signed_data(tlv.value)
     except (ValueError, TypeError, KeyError):
         raise garbage("EF.SOD") from None
 
 
 def _signed_hashes(
-    signed_data: cms.SignedData,
+    signed_data: SignedDataSource,
 ) -> tuple[SignedContent, HashName, dict[int, bytes]]:
     """The verified SOD's signer and its data-group hashes (number to hash)."""
     try:
         signed = verify_signed_data(signed_data, LDS_SECURITY_OBJECT_OID)
-        lds = LdsSecurityObject.load(signed.content, strict=True)
-        lds_hash = hash_name(lds["hash_algorithm"]["algorithm"].dotted)
-        listed = {
-            int(entry["data_group_number"].native): bytes(entry["data_group_hash_value"].native)
-            for entry in lds["data_group_hash_values"]
-        }
+        lds_hash, listed = _read_lds(signed.content)
     except SignedDataError as error:
         if error.reason == "signature":
             raise _sod_signature() from None
@@ -633,6 +630,41 @@ def _signed_hashes(
     if any(len(value) != HASH_SIZES[lds_hash] for value in listed.values()):
         raise _algorithm_mismatch()
     return signed, lds_hash, listed
+
+
+def _read_lds(content: bytes) -> tuple[HashName, dict[int, bytes]]:
+    """The LDSSecurityObject's hash algorithm and hashes (a number listed twice: the
+    last). Plain DER is read with :class:`DerReader`, as the SignedData around it is;
+    anything else by asn1crypto, which then decides what is malformed."""
+    try:
+        algorithm, listed = _read_lds_der(content)
+    except ValueError:
+        lds = LdsSecurityObject.load(content, strict=True)
+        lds_hash = hash_name(lds["hash_algorithm"]["algorithm"].dotted)
+        return lds_hash, {
+            int(entry["data_group_number"].native): bytes(entry["data_group_hash_value"].native)
+            for entry in lds["data_group_hash_values"]
+        }
+    return hash_name(algorithm), listed
+
+
+def _read_lds_der(content: bytes) -> tuple[str, dict[int, bytes]]:
+    outer = DerReader(content)
+    lds = outer.enter(0x30)
+    outer.done()
+    lds.integer()  # version
+    algorithm = algorithm_oid(lds.encoded(0x30))
+    hashes = lds.enter(0x30)
+    if lds.peek() is not None:
+        lds.read(0x30)  # ldsVersionInfo (LDS 1.8): not used
+    lds.done()
+    listed: dict[int, bytes] = {}
+    while hashes.peek() is not None:
+        entry = hashes.enter(0x30)
+        number = entry.integer()
+        listed[number] = entry.contents(0x04)
+        entry.done()
+    return algorithm, listed
 
 
 # --- active authentication ------------------------------------------------------------

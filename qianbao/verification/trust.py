@@ -25,6 +25,13 @@ parameters, explicit elliptic-curve parameters). What this module adds:
   RSA PKCS#1 v1.5, RSA-PSS with its hash, MGF1 hash and salt length read from the
   parameters, ECDSA with DER or plain ``r || s`` signatures (BSI TR-03111's
   ``ecdsa-plain-*`` OIDs), SHA-1/224/256/384/512.
+- **A fast path for the SOD's CMS** (:func:`read_signed_data`). Building asn1crypto's
+  objects for a SignedData costs several times its two signature checks, so a
+  SignedData in plain DER of the usual shape (one signer, signed attributes, the DS
+  certificate) is read by :class:`DerReader`, which checks each element's tag and
+  length and copies nothing it is not asked for. Anything else (BER's indefinite
+  lengths, CRLs in the SignedData, several signers...) is read by asn1crypto as
+  before, and the same checks (:func:`verify_signed_data`) run on either.
 - **Master lists** (ICAO Doc 9303 Part 12, section 9): :func:`parse_master_list`.
 
 A CRL is accepted into a :class:`TrustStore` only if one of its CSCAs signed it: the
@@ -35,11 +42,11 @@ a store with it.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import lru_cache
-from typing import ClassVar, Final, Literal
+from typing import Any, ClassVar, Final, Literal, Protocol, TypeVar, overload
 
 from asn1crypto import algos, cms, core, keys
 from asn1crypto import crl as asn1_crl
@@ -70,6 +77,14 @@ HASH_SIZES: Final[dict[HashName, int]] = {
     "sha256": 32,
     "sha384": 48,
     "sha512": 64,
+}
+# hashlib's named constructors: hashlib.new() looks the name up on every call.
+_HASHLIB: Final[dict[HashName, Callable[[bytes], hashlib._Hash]]] = {
+    "sha1": hashlib.sha1,
+    "sha224": hashlib.sha224,
+    "sha256": hashlib.sha256,
+    "sha384": hashlib.sha384,
+    "sha512": hashlib.sha512,
 }
 _HASH_CLASSES: Final[dict[HashName, type[hashes.HashAlgorithm]]] = {
     "sha1": hashes.SHA1,
@@ -145,7 +160,7 @@ def hash_algorithm(name: HashName) -> hashes.HashAlgorithm:
 
 
 def digest(name: HashName, data: bytes) -> bytes:
-    return hashlib.new(name, data).digest()
+    return _HASHLIB[name](data).digest()
 
 
 def hash_name(oid: str) -> HashName:
@@ -350,12 +365,20 @@ class Certificate:
     authority_key_identifier: bytes | None
     subject: str  # RFC 4514
     issuer_der: bytes  # the issuer Name as encoded, for matching a CMS signer identifier
+    # Read once: `cryptography` re-encodes the TBS part and rebuilds the dates on each
+    # access, and a Document Signer's certificate is checked for every passport it signed.
+    tbs: bytes
+    not_before: datetime
+    not_after: datetime
 
     @classmethod
     def load(cls, der: bytes) -> Certificate:
         """Raises ValueError for a malformed certificate, UnsupportedAlgorithmError for
         a key or signature algorithm that cannot be verified."""
-        cert = x509.load_der_x509_certificate(der)
+        try:
+            cert = x509.load_der_x509_certificate(der)
+        except x509.InvalidVersion as error:  # a version byte no X.509 has: malformed
+            raise ValueError(str(error)) from error
         raw = asn1_x509.Certificate.load(der)
         signature = raw["signature_algorithm"]
         algorithm = signature_algorithm(signature["algorithm"].dotted, signature["parameters"])
@@ -369,6 +392,9 @@ class Certificate:
             authority_key_identifier=_extension_value(cert, x509.AuthorityKeyIdentifier),
             subject=cert.subject.rfc4514_string(),
             issuer_der=cert.issuer.public_bytes(),
+            tbs=cert.tbs_certificate_bytes,
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
         )
 
     def is_signed_by(self, issuer_key: PublicKey) -> bool:
@@ -377,14 +403,14 @@ class Certificate:
                 issuer_key,
                 self.signature_algorithm,
                 self.cert.signature,
-                self.cert.tbs_certificate_bytes,
+                self.tbs,
             )
         except UnsupportedAlgorithmError:
             return False
 
     def is_valid_on(self, day: date) -> bool:
         moment = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
-        return self.cert.not_valid_before_utc <= moment <= self.cert.not_valid_after_utc
+        return self.not_before <= moment <= self.not_after
 
 
 def _extension_value(
@@ -567,6 +593,431 @@ class CscaMasterList(core.Sequence):  # type: ignore[misc]
     ]
 
 
+# --- CMS SignedData: read from plain DER, or by asn1crypto ----------------------------
+
+CONTENT_TYPE_ATTRIBUTE: Final = "1.2.840.113549.1.9.3"
+MESSAGE_DIGEST_ATTRIBUTE: Final = "1.2.840.113549.1.9.4"
+_SIGNED_DATA_OID: Final = bytes.fromhex("2a864886f70d010702")  # 1.2.840.113549.1.7.2
+
+
+class NotPlainDerError(ValueError):
+    """Not the plain DER that :class:`DerReader` reads (definite lengths, one-octet
+    tags), or not the shape its caller expects; that caller hands it to asn1crypto."""
+
+
+class DerReader:
+    """The elements inside one DER element, or a whole buffer, read one after the other,
+    each checked against the identifier octet the caller expects.
+
+    Nothing is copied or built until asked for: on a passport's SOD, asn1crypto's
+    objects cost several times the two signature checks.
+    """
+
+    __slots__ = ("_data", "_end", "offset")
+
+    def __init__(self, data: bytes, start: int = 0, end: int | None = None) -> None:
+        self._data = data
+        self.offset = start  # of the next element
+        self._end = len(data) if end is None else end
+
+    def read(self, tag: int) -> tuple[int, int]:
+        """Where the contents of the next element lie; it must carry ``tag``."""
+        data, offset, end = self._data, self.offset, self._end
+        start = offset + 2
+        if start > end or data[offset] != tag:
+            raise NotPlainDerError(f"no element {tag:#04x} at {offset}")
+        length = data[offset + 1]
+        if length > 0x7F:  # the next 1 to 4 octets hold the length (0x80: indefinite)
+            count = length - 0x80
+            if not 1 <= count <= 4 or start + count > end:
+                raise NotPlainDerError("indefinite or oversized length")
+            if count == 1:  # the usual ones spelt out: int.from_bytes costs more
+                length = data[start]
+            elif count == 2:
+                length = data[start] << 8 | data[start + 1]
+            else:
+                length = int.from_bytes(data[start : start + count], "big")
+            start += count
+        if start + length > end:
+            raise NotPlainDerError("truncated")
+        self.offset = start + length
+        return start, self.offset
+
+    def enter(self, tag: int) -> DerReader:
+        """A reader of the next element's contents."""
+        start, end = self.read(tag)
+        return DerReader(self._data, start, end)
+
+    def contents(self, tag: int) -> bytes:
+        start, end = self.read(tag)
+        return self._data[start:end]
+
+    def encoded(self, tag: int) -> bytes:
+        """The next element whole: identifier, length and contents."""
+        offset = self.offset
+        _, end = self.read(tag)
+        return self._data[offset:end]
+
+    def integer(self) -> int:
+        """The next element, an INTEGER (two's complement, as asn1crypto reads it)."""
+        start, end = self.read(0x02)
+        if start == end:
+            raise NotPlainDerError("empty INTEGER")
+        return int.from_bytes(self._data[start:end], "big", signed=True)
+
+    def oid(self) -> str:
+        """The next element, an OBJECT IDENTIFIER, in dotted form."""
+        return _dotted(self.contents(0x06))
+
+    def rest(self, tag: int) -> list[bytes]:
+        """The contents of every element left, each of which must carry ``tag``."""
+        found = []
+        while self.offset < self._end:
+            found.append(self.contents(tag))
+        return found
+
+    def rest_encoded(self, tag: int) -> list[bytes]:
+        """Every element left, whole, each of which must carry ``tag``."""
+        found = []
+        while self.offset < self._end:
+            found.append(self.encoded(tag))
+        return found
+
+    def peek(self) -> int | None:
+        """The identifier octet of the next element; None when none is left."""
+        return self._data[self.offset] if self.offset < self._end else None
+
+    def done(self) -> None:
+        if self.offset != self._end:
+            raise NotPlainDerError("more elements than expected")
+
+
+@lru_cache(maxsize=256)
+def _dotted(contents: bytes) -> str:
+    # asn1crypto decodes, so an OID reads exactly as on the asn1crypto path; remembered
+    # because SODs use a handful of OIDs, and decoding one costs some 2 us each time.
+    return str(core.ObjectIdentifier(contents=contents).dotted)
+
+
+@lru_cache(maxsize=64)
+def algorithm_oid(encoded: bytes) -> str:
+    """The algorithm of an encoded AlgorithmIdentifier; its parameters are not read.
+    Remembered: a Document Signer names the same ones in every SOD."""
+    outer = DerReader(encoded)
+    identifier = outer.enter(0x30)
+    outer.done()
+    algorithm = identifier.oid()
+    if identifier.peek() == 0x05:  # NULL parameters; any others go to asn1crypto
+        identifier.read(0x05)
+    identifier.done()
+    return algorithm
+
+
+@dataclass(frozen=True)
+class SignerIdentifier:
+    """A CMS SignerIdentifier: issuer and serial number, or subject key identifier."""
+
+    issuer: bytes | None = None  # the DER Name
+    serial: int | None = None
+    key_identifier: bytes | None = None
+
+    def identifies(self, candidate: Certificate) -> bool:
+        if self.issuer is None:
+            return candidate.key_identifier == self.key_identifier
+        return candidate.cert.serial_number == self.serial and (
+            # Byte equality first: asn1crypto's name comparison (RFC 4518 string
+            # preparation) is correct but slow, and is only needed when they differ.
+            candidate.issuer_der == self.issuer
+            or asn1_x509.Certificate.load(candidate.der).issuer == asn1_x509.Name.load(self.issuer)
+        )
+
+
+@dataclass(frozen=True)
+class SignedAttributes:
+    encoded: bytes  # as the signature covers them: a DER SET (RFC 5652 section 5.4)
+    content_types: Sequence[str]  # the values of the content-type attribute
+    message_digests: Sequence[bytes]  # the values of the message-digest attribute
+
+
+_T = TypeVar("_T")
+
+
+class _Converted(Sequence[_T]):
+    """asn1crypto values, each converted when it is read: a malformed one fails only if
+    it is read, so the checks refuse a SignedData with the same error as they always did."""
+
+    def __init__(self, values: Sequence[Any], convert: Callable[[Any], _T]) -> None:
+        self._values = values
+        self._convert = convert
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    @overload
+    def __getitem__(self, index: int) -> _T: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[_T]: ...
+
+    def __getitem__(self, index: int | slice) -> _T | Sequence[_T]:
+        if isinstance(index, slice):
+            return [self[position] for position in range(*index.indices(len(self)))]
+        return self._convert(self._values[index])
+
+
+class SignedDataSource(Protocol):
+    """What :func:`verify_signed_data` reads of a SignedData and its first signer."""
+
+    @property
+    def content_type(self) -> str: ...  # eContentType, dotted
+
+    @property
+    def content(self) -> bytes | None: ...  # None when it is no OCTET STRING
+
+    @property
+    def signer_count(self) -> int: ...
+
+    @property
+    def digest_algorithm(self) -> str: ...  # the signer's, dotted
+
+    def signature_algorithm(self, digest_hint: HashName) -> SignatureAlgorithm: ...
+
+    def signer_certificate(self) -> Certificate: ...  # or SignedDataError("signer_missing")
+
+    @property
+    def signed_attributes(self) -> SignedAttributes | None: ...  # None when absent or empty
+
+    @property
+    def signature(self) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class DerSignedData:
+    """A SignedData read with :class:`DerReader`, without asn1crypto's objects.
+
+    Takes only the usual shape: CMS version above 1 (asn1crypto reads a version 1
+    content as PKCS#7's), encapsulated content, certificates, no CRLs, one signer with
+    signed attributes and no unsigned ones. Anything else raises NotPlainDerError, and
+    :func:`read_signed_data` hands it to asn1crypto instead.
+    """
+
+    content_type: str
+    content: bytes
+    digest_algorithm: str
+    algorithm_identifier: bytes  # the signer's signatureAlgorithm, DER
+    signer_id: SignerIdentifier
+    certificates: tuple[bytes, ...]
+    signed_attributes: SignedAttributes | None
+    signature: bytes
+
+    @property
+    def signer_count(self) -> int:
+        return 1
+
+    def signature_algorithm(self, digest_hint: HashName) -> SignatureAlgorithm:
+        return _algorithm_from_der(self.algorithm_identifier, digest_hint)
+
+    def signer_certificate(self) -> Certificate:
+        for der in self.certificates:
+            candidate = load_certificate(der)
+            if self.signer_id.identifies(candidate):
+                return candidate
+        raise SignedDataError("signer_missing")
+
+    @classmethod
+    def from_content_info(cls, data: bytes) -> DerSignedData:
+        outer = DerReader(data)
+        info = outer.enter(0x30)
+        outer.done()
+        if info.contents(0x06) != _SIGNED_DATA_OID:
+            raise NotPlainDerError("not a SignedData")
+        explicit = info.enter(0xA0)
+        info.done()
+        signed_data = explicit.enter(0x30)
+        explicit.done()
+        return cls._read(signed_data)
+
+    @classmethod
+    def _read(cls, signed_data: DerReader) -> DerSignedData:
+        if signed_data.integer() == 1:
+            raise NotPlainDerError("version 1")
+        signed_data.read(0x31)  # digestAlgorithms: not used, as on asn1crypto's path
+        encapsulated = signed_data.enter(0x30)
+        certificates = signed_data.enter(0xA0)
+        signer_infos = signed_data.enter(0x31)
+        signed_data.done()
+        content_type = encapsulated.oid()
+        explicit = encapsulated.enter(0xA0)
+        encapsulated.done()
+        content = explicit.contents(0x04)
+        explicit.done()
+        signer_info = signer_infos.enter(0x30)
+        signer_infos.done()
+        return cls._read_signer(content_type, content, certificates.rest_encoded(0x30), signer_info)
+
+    @classmethod
+    def _read_signer(
+        cls, content_type: str, content: bytes, certificates: list[bytes], signer_info: DerReader
+    ) -> DerSignedData:
+        signer_info.integer()  # version
+        sid_tag = signer_info.peek()
+        if sid_tag not in (0x30, 0x80):  # IssuerAndSerialNumber, [0] subjectKeyIdentifier
+            raise NotPlainDerError("not a SignerIdentifier")
+        sid = signer_info.encoded(sid_tag)
+        digest_algorithm = algorithm_oid(signer_info.encoded(0x30))
+        attributes = signer_info.encoded(0xA0)
+        algorithm = signer_info.encoded(0x30)
+        signature = signer_info.contents(0x04)
+        signer_info.done()  # no unsignedAttrs
+        return cls(
+            content_type=content_type,
+            content=content,
+            digest_algorithm=digest_algorithm,
+            algorithm_identifier=algorithm,
+            signer_id=_signer_id(sid),
+            certificates=tuple(certificates),
+            signed_attributes=_signed_attributes(attributes),
+            signature=signature,
+        )
+
+
+@lru_cache(maxsize=64)
+def _algorithm_from_der(encoded: bytes, digest_hint: HashName) -> SignatureAlgorithm:
+    # Remembered by its bytes: asn1crypto takes a while over RSA-PSS parameters, and a
+    # Document Signer writes the same ones in every SOD. Only the reading is remembered.
+    raw = algos.SignedDigestAlgorithm.load(encoded)
+    return signature_algorithm(raw["algorithm"].dotted, raw["parameters"], digest_hint=digest_hint)
+
+
+@lru_cache(maxsize=256)
+def _signer_id(encoded: bytes) -> SignerIdentifier:
+    # Remembered by its bytes, like the certificate it names: the same in every SOD
+    # of one Document Signer.
+    outer = DerReader(encoded)
+    if outer.peek() == 0x80:
+        return SignerIdentifier(key_identifier=outer.contents(0x80))
+    sid = outer.enter(0x30)
+    issuer = sid.encoded(0x30)
+    serial = sid.integer()
+    sid.done()
+    return SignerIdentifier(issuer=issuer, serial=serial)
+
+
+def _signed_attributes(encoded: bytes) -> SignedAttributes | None:
+    attributes = DerReader(encoded).enter(0xA0)
+    if attributes.peek() is None:
+        return None
+    content_types: list[str] = []
+    digests: list[bytes] = []
+    while attributes.peek() is not None:  # a type given twice: the last counts, as before
+        attribute = attributes.enter(0x30)
+        kind = attribute.oid()
+        values = attribute.enter(0x31)
+        attribute.done()
+        if kind == CONTENT_TYPE_ATTRIBUTE:
+            content_types = [_dotted(value) for value in values.rest(0x06)]
+        elif kind == MESSAGE_DIGEST_ATTRIBUTE:
+            digests = values.rest(0x04)
+    # RFC 5652 section 5.4: signed as a SET, the [0] IMPLICIT tag replaced.
+    return SignedAttributes(b"\x31" + encoded[1:], tuple(content_types), tuple(digests))
+
+
+class _Asn1SignedData:
+    """A SignedData as asn1crypto parsed it: BER, the shapes :class:`DerSignedData`
+    leaves out, master lists. Each part is read when asked for, as before."""
+
+    def __init__(self, signed_data: cms.SignedData) -> None:
+        self._signed_data = signed_data
+
+    @property
+    def content_type(self) -> str:
+        return str(self._signed_data["encap_content_info"]["content_type"].dotted)
+
+    @property
+    def content(self) -> bytes | None:
+        content = self._signed_data["encap_content_info"]["content"]
+        if not isinstance(content, core.OctetString | core.ParsableOctetString):
+            return None
+        return bytes(content.contents)
+
+    @property
+    def signer_count(self) -> int:
+        return len(self._signed_data["signer_infos"])
+
+    @property
+    def _signer_info(self) -> cms.SignerInfo:
+        return self._signed_data["signer_infos"][0]
+
+    @property
+    def digest_algorithm(self) -> str:
+        return str(self._signer_info["digest_algorithm"]["algorithm"].dotted)
+
+    def signature_algorithm(self, digest_hint: HashName) -> SignatureAlgorithm:
+        raw = self._signer_info["signature_algorithm"]
+        return signature_algorithm(
+            raw["algorithm"].dotted, raw["parameters"], digest_hint=digest_hint
+        )
+
+    def signer_certificate(self) -> Certificate:
+        sid = self._signer_info["sid"]
+        for choice in self._signed_data["certificates"] or ():
+            if choice.name != "certificate":
+                continue
+            candidate = load_certificate(choice.chosen.dump())
+            if sid.name == "issuer_and_serial_number":
+                wanted = sid.chosen
+                matches = candidate.cert.serial_number == wanted["serial_number"].native and (
+                    # As in SignerIdentifier.identifies: bytes first, names when they differ.
+                    candidate.issuer_der == wanted["issuer"].dump()
+                    or choice.chosen.issuer == wanted["issuer"]
+                )
+            else:
+                matches = candidate.key_identifier == sid.chosen.native
+            if matches:
+                return candidate
+        raise SignedDataError("signer_missing")
+
+    @property
+    def signed_attributes(self) -> SignedAttributes | None:
+        signed = self._signer_info["signed_attrs"]
+        if not signed:
+            return None
+        values = {attribute["type"].dotted: attribute["values"] for attribute in signed}
+        return SignedAttributes(
+            encoded=b"\x31" + signed.dump()[1:],
+            content_types=_Converted(
+                values.get(CONTENT_TYPE_ATTRIBUTE) or (), lambda value: str(value.dotted)
+            ),
+            message_digests=_Converted(
+                values.get(MESSAGE_DIGEST_ATTRIBUTE) or (), lambda value: bytes(value.native)
+            ),
+        )
+
+    @property
+    def signature(self) -> bytes:
+        return bytes(self._signer_info["signature"].native)
+
+
+def read_signed_data(content_info: bytes) -> SignedDataSource:
+    """The SignedData of an encoded ContentInfo (RFC 5652) with nothing after it.
+
+    Plain DER of the usual shape is read by :class:`DerSignedData`; anything else by
+    asn1crypto, which then also decides what is malformed. Raises ValueError (from
+    asn1crypto also TypeError or KeyError) when it holds no SignedData.
+    """
+    try:
+        return DerSignedData.from_content_info(content_info)
+    except ValueError:
+        return _read_with_asn1crypto(content_info)
+
+
+def _read_with_asn1crypto(content_info: bytes) -> _Asn1SignedData:
+    info = cms.ContentInfo.load(content_info, strict=True)
+    if info["content_type"].native != "signed_data":
+        raise ValueError("not a SignedData")
+    return _Asn1SignedData(info["content"])
+
+
 @dataclass(frozen=True)
 class SignedContent:
     """What :func:`verify_signed_data` proved: ``content`` was signed by ``signer``."""
@@ -577,72 +1028,46 @@ class SignedContent:
     digest: HashName
 
 
-def verify_signed_data(signed_data: cms.SignedData, content_type: str) -> SignedContent:
+def verify_signed_data(
+    signed_data: cms.SignedData | SignedDataSource, content_type: str
+) -> SignedContent:
     """Check a CMS SignedData (RFC 5652) with one signer whose certificate it carries.
 
-    The signed attributes must name ``content_type`` and hold the hash of the
-    encapsulated content, and the signature must verify over those attributes encoded
-    as a DER SET (RFC 5652 section 5.4: the ``[0] IMPLICIT`` tag is replaced by the SET
-    tag; the rest of the bytes are used exactly as they came). Raises
-    :class:`SignedDataError` or :class:`UnsupportedAlgorithmError`; ValueError from the
-    parser means the structure is malformed.
+    ``signed_data`` is asn1crypto's or :func:`read_signed_data`'s. The signed attributes
+    must name ``content_type`` and hold the hash of the encapsulated content, and the
+    signature must verify over those attributes encoded as a DER SET (RFC 5652 section
+    5.4: the ``[0] IMPLICIT`` tag is replaced by the SET tag; the rest of the bytes are
+    used exactly as they came). Raises :class:`SignedDataError` or
+    :class:`UnsupportedAlgorithmError`; ValueError from the parser means the structure
+    is malformed.
     """
-    encapsulated = signed_data["encap_content_info"]
-    if encapsulated["content_type"].dotted != content_type:
-        raise SignedDataError("structure")
-    content = encapsulated["content"]
-    if not isinstance(content, core.OctetString | core.ParsableOctetString):
-        raise SignedDataError("structure")
-    content_bytes = bytes(content.contents)
-    signer_infos = signed_data["signer_infos"]
-    if len(signer_infos) != 1:
-        raise SignedDataError("structure")
-    signer_info = signer_infos[0]
-    digest_name = hash_name(signer_info["digest_algorithm"]["algorithm"].dotted)
-    raw_algorithm = signer_info["signature_algorithm"]
-    algorithm = signature_algorithm(
-        raw_algorithm["algorithm"].dotted, raw_algorithm["parameters"], digest_hint=digest_name
+    source: SignedDataSource = (
+        _Asn1SignedData(signed_data) if isinstance(signed_data, cms.SignedData) else signed_data
     )
-    signer = _signer_certificate(signed_data, signer_info)
-    signed_attributes = signer_info["signed_attrs"]
-    if not signed_attributes:
+    if source.content_type != content_type:
+        raise SignedDataError("structure")
+    content = source.content
+    if content is None or source.signer_count != 1:
+        raise SignedDataError("structure")
+    digest_name = hash_name(source.digest_algorithm)
+    algorithm = source.signature_algorithm(digest_name)
+    signer = source.signer_certificate()
+    attributes = source.signed_attributes
+    if attributes is None:
         raise SignedDataError("structure")  # Doc 9303 Part 10 requires signed attributes
-    attributes = {attribute["type"].dotted: attribute["values"] for attribute in signed_attributes}
-    message_digests = attributes.get("1.2.840.113549.1.9.4")
-    content_types = attributes.get("1.2.840.113549.1.9.3")
+    _check_attributes(attributes, content_type, digest(digest_name, content))
+    if not verify_signature(signer.public_key, algorithm, source.signature, attributes.encoded):
+        raise SignedDataError("signature")
+    return SignedContent(content, signer, algorithm, digest_name)
+
+
+def _check_attributes(attributes: SignedAttributes, content_type: str, content_hash: bytes) -> None:
+    content_types = attributes.content_types
+    message_digests = attributes.message_digests
     if not message_digests or not content_types or len(message_digests) != 1:
         raise SignedDataError("structure")
-    if content_types[0].dotted != content_type:
+    if content_types[0] != content_type or message_digests[0] != content_hash:
         raise SignedDataError("signature")
-    if bytes(message_digests[0].native) != digest(digest_name, content_bytes):
-        raise SignedDataError("signature")
-    encoded = signed_attributes.dump()
-    as_set = b"\x31" + encoded[1:]
-    signature = bytes(signer_info["signature"].native)
-    if not verify_signature(signer.public_key, algorithm, signature, as_set):
-        raise SignedDataError("signature")
-    return SignedContent(content_bytes, signer, algorithm, digest_name)
-
-
-def _signer_certificate(signed_data: cms.SignedData, signer_info: cms.SignerInfo) -> Certificate:
-    sid = signer_info["sid"]
-    for choice in signed_data["certificates"] or ():
-        if choice.name != "certificate":
-            continue
-        candidate = load_certificate(choice.chosen.dump())
-        if sid.name == "issuer_and_serial_number":
-            wanted = sid.chosen
-            matches = candidate.cert.serial_number == wanted["serial_number"].native and (
-                # Byte equality first: asn1crypto's name comparison (RFC 4518 string
-                # preparation) is correct but slow, and is only needed when they differ.
-                candidate.issuer_der == wanted["issuer"].dump()
-                or choice.chosen.issuer == wanted["issuer"]
-            )
-        else:
-            matches = candidate.key_identifier == sid.chosen.native
-        if matches:
-            return candidate
-    raise SignedDataError("signer_missing")
 
 
 @lru_cache(maxsize=256)

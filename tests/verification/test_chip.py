@@ -286,6 +286,16 @@ def test_well_formed_sod_wrapper_with_garbage_inside_fails(genuine: vectors.Chip
     assert _code(dataclasses.replace(genuine, files=bad)) == "chip.garbage"
 
 
+def test_a_signer_certificate_with_an_impossible_version_is_garbage(
+    genuine: vectors.Chip,
+) -> None:
+    version_3 = bytes.fromhex("a003020102")  # [0] INTEGER 2: the DS certificate's version
+    assert version_3 in genuine.files.sod
+    broken = genuine.files.sod.replace(version_3, bytes.fromhex("a003020107"), 1)
+    bad = ChipFiles(broken, genuine.files.dgs)
+    assert _code(dataclasses.replace(genuine, files=bad)) == "chip.garbage"
+
+
 @pytest.mark.parametrize("number", [1, 2])
 def test_missing_data_group_fails(genuine: vectors.Chip, number: int) -> None:
     assert _code(_with_group(genuine, number, None)) == "chip.missing_dg"
