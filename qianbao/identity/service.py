@@ -590,13 +590,22 @@ def get_account(tx: Tx, user_id: uuid.UUID) -> Account:
     return to_account(tx.session.get_one(User, user_id))
 
 
-def tell(tx: Tx, user_id: uuid.UUID, message: str, params: Mapping[str, str] | None = None) -> None:
-    """An SMS to the account's number in the account's own language; ``params`` are
-    msgids too, translated the same way."""
+def tell(
+    tx: Tx,
+    user_id: uuid.UUID,
+    message: str,
+    params: Mapping[str, str] | None = None,
+    *,
+    msgid_params: Mapping[str, str] | None = None,
+) -> None:
+    """An SMS to the account's number in the account's own language. ``params`` are put
+    in as they are (a name, an amount, a reviewer's note: never looked up in the
+    catalog, so a shop called "Balance" stays "Balance"); ``msgid_params`` are msgids,
+    translated like the message."""
     account = get_account(tx, user_id)
     with language_scope(account.language):
-        localized = {key: translate(value) for key, value in (params or {}).items()}
-        text = translate(message, localized)
+        localized = {key: translate(value) for key, value in (msgid_params or {}).items()}
+        text = translate(message, {**(params or {}), **localized})
     notify.queue_sms(tx, account.phone.e164, text, account.language)
 
 

@@ -139,7 +139,7 @@ def impose(
     )
     tx.session.add(row)
     tx.session.flush()
-    identity.tell(tx, user_id, _SMS[kind], {"reason": REASONS.get(reason, reason)})
+    identity.tell(tx, user_id, _SMS[kind], msgid_params={"reason": REASONS.get(reason, reason)})
     return row.id
 
 

@@ -699,7 +699,9 @@ def decide(
     else:
         case.status, case.reason = "rejected", reason
         case.decided_at = case.updated_at = tx.now()
-        identity.tell(tx, case.user_id, REJECTED_SMS, {"reason": REJECT_REASONS[reason]})
+        identity.tell(
+            tx, case.user_id, REJECTED_SMS, msgid_params={"reason": REJECT_REASONS[reason]}
+        )
     return review_case(tx, case.id)
 
 
