@@ -50,9 +50,10 @@ DATABASE = "qianbao_payments_bench"
 PIN = "802417"
 
 
-def fresh_database() -> str:
-    ensure_database(DATABASE)
-    url = f"{SERVER}/{DATABASE}"
+def fresh_database(database: str = DATABASE) -> str:
+    """``database`` dropped to an empty schema and migrated (each run starts clean)."""
+    ensure_database(database)
+    url = f"{SERVER}/{database}"
     engine = create_engine(url)
     with engine.begin() as connection:
         connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
@@ -77,8 +78,11 @@ def cheap_server_env() -> None:
     signup_http.server_env = server_env
 
 
-async def sign_up(client: httpx.AsyncClient, base: str, index: int) -> str:
-    number = f"+44791170{index:04d}"
+async def sign_up(
+    client: httpx.AsyncClient, base: str, index: int, number: str | None = None
+) -> str:
+    """Person ``index`` signs up over the API and sets the payment password; the token."""
+    number = number or f"+44791170{index:04d}"
     phone = {"country": "GB", "number": number}
     await client.post(f"{base}/api/v1/auth/number-check", json=phone)
     sent = await client.post(

@@ -31,6 +31,16 @@ from qianbao.settings import Settings, get_settings
 from qianbao.verification import api as verification_api
 from qianbao.verification import web as verification_web
 from qianbao.wallet import api as wallet_api
+from qianbao.wallet import (
+    pay_for_me_api,
+    pay_for_me_web,
+    topup_codes_api,
+    topup_codes_web,
+    tour_pass_api,
+    tour_pass_web,
+    transfers_api,
+    transfers_web,
+)
 from qianbao.wallet import web as wallet_web
 from qianbao.web import account as web_account
 from qianbao.web import admin as web_admin
@@ -167,6 +177,14 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.include_router(web_admin.router)
     app.include_router(wallet_api.router)
     app.include_router(wallet_web.router)
+    app.include_router(tour_pass_api.router)
+    app.include_router(tour_pass_web.router)
+    app.include_router(transfers_api.router)
+    app.include_router(transfers_web.router)
+    app.include_router(pay_for_me_api.router)
+    app.include_router(pay_for_me_web.router)
+    app.include_router(topup_codes_api.router)
+    app.include_router(topup_codes_web.router)
     app.mount(
         "/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static"
     )

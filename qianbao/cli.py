@@ -75,27 +75,86 @@ def demo() -> None:
     _seed_demo()
 
 
+@app.command("demo-expire-tour-passes")
+def demo_expire_tour_passes(
+    after_days: Annotated[
+        int, typer.Option(min=0, help="Run the expiry as if this many days had passed.")
+    ] = 91,
+    server: Annotated[
+        str, typer.Option(help="The running demo server (default: QIANBAO_PUBLIC_BASE_URL).")
+    ] = "",
+    in_process: Annotated[
+        bool, typer.Option(help="Run it here instead, against the configured database.")
+    ] = False,
+) -> None:
+    """Demo mode only: run the Tour Pass expiry job as if AFTER_DAYS days had passed, so
+    the refunds to the cards can be seen without waiting 90 days.
+
+    By default it asks the running `qianbao serve --demo`: the sandbox card network keeps
+    the top-ups' card payments in that process's memory, so only it can refund them.
+    --in-process suits a card network that keeps its records (a real one)."""
+    from datetime import timedelta
+
+    import httpx
+
+    settings = get_settings()
+    if in_process:
+        from qianbao.wallet import tour_pass
+
+        if not settings.demo:
+            raise typer.BadParameter("only in demo mode (QIANBAO_DEMO=true)")
+        database = Database(settings)
+        try:
+            as_of = database.clock.now() + timedelta(days=after_days)
+            parts = tour_pass.expire_due(database, as_of=as_of)
+        finally:
+            database.dispose()
+    else:
+        base = (server or settings.public_base_url).rstrip("/")
+        try:
+            answer = httpx.post(
+                f"{base}/api/v1/demo/tour-pass/expire",
+                params={"after_days": after_days},
+                timeout=60,
+            )
+        except httpx.HTTPError as error:
+            raise typer.BadParameter(
+                f"cannot reach {base} ({error}); is `qianbao serve --demo` running there?"
+            ) from None
+        if answer.status_code != 200:
+            raise typer.BadParameter(f"{base} answered {answer.status_code}: {answer.text}")
+        parts = int(answer.json()["refund_parts"])
+    typer.echo(f"Tour Pass expiry ran {after_days} days ahead: {parts} refund parts sent")
+
+
 @app.command()
 def worker(
     once: Annotated[bool, typer.Option(help="Do the work that is due, then exit.")] = False,
-    interval: Annotated[float, typer.Option(help="Seconds between sweeps.")] = 2.0,
+    interval: Annotated[float, typer.Option(help="Seconds between idle sweeps.")] = 2.0,
 ) -> None:
-    """Deliver queued messages and keep tables tidy (several workers may run at once)."""
+    """Deliver queued messages, close what expired, keep tables tidy. Several workers may
+    run at once (see qianbao/jobs.py); SIGTERM or Ctrl-C stops one after its sweep."""
+    import signal
+    import threading
+
     from qianbao import jobs
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     database = Database(get_settings())
-    schedule = jobs.default_jobs()
+    stop = threading.Event()
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, lambda _signal, _frame: stop.set())
     try:
-        while True:
-            for name, count in jobs.run_due(database, schedule).items():
-                if count:
-                    typer.echo(f"{name}: {count}")
-            if once:
-                break
-            time.sleep(interval)
-    except KeyboardInterrupt:
-        typer.echo("worker stopped")
+        jobs.work(
+            database,
+            jobs.default_jobs(),
+            interval=interval,
+            once=once,
+            stop=stop,
+            report=lambda name, count: typer.echo(f"{name}: {count}"),
+        )
+        if stop.is_set():
+            typer.echo("worker stopped")
     finally:
         database.dispose()
 
@@ -265,3 +324,67 @@ def create_merchant(name: Annotated[str, typer.Argument(help="The merchant's nam
     except QianbaoError as error:
         raise typer.BadParameter(error.localized_message()) from None
     typer.echo(f"merchant {name!r} created: {merchant_id}")
+
+
+# --- top-up codes sold by stores (qianbao/wallet/topup_codes.py) ----------------------------
+
+
+@admin_app.command("create-topup-codes")
+def create_topup_codes(
+    merchant: Annotated[str, typer.Option(help="The store selling the codes (its name).")],
+    value: Annotated[str, typer.Option(help="What each code adds, in CNY: 100 or 50.50.")],
+    count: Annotated[int, typer.Option(help="How many codes.")],
+    paid_by_bank: Annotated[
+        str | None,
+        typer.Option(
+            help="The store paid the face value by bank transfer (its reference); "
+            "without it, the value comes from the store's settlement balance."
+        ),
+    ] = None,
+) -> None:
+    """Create a batch of codes, prepaid, and print them ONCE: only their hashes are kept."""
+    from qianbao.errors import QianbaoError
+    from qianbao.wallet import topup_codes
+
+    database = Database(get_settings())
+    try:
+        batch = topup_codes.create_batch(
+            database, merchant, value, count, paid_by_bank=paid_by_bank
+        )
+    except QianbaoError as error:
+        raise typer.BadParameter(error.localized_message()) from None
+    finally:
+        database.dispose()
+    typer.echo(
+        f"batch {batch.id}: {len(batch.codes)} codes of {batch.value.format()} for "
+        f"{batch.merchant!r}. They are shown only now: print or store them safely."
+    )
+    for code in batch.codes:
+        typer.echo(code)
+
+
+@admin_app.command("void-topup-codes")
+def void_topup_codes(
+    batch: Annotated[str, typer.Option(help="The batch's id, as create-topup-codes printed.")],
+) -> None:
+    """Withdraw a batch's unredeemed codes; their value goes back to the store."""
+    import uuid
+
+    from qianbao.errors import QianbaoError
+    from qianbao.wallet import topup_codes
+
+    try:
+        batch_id = uuid.UUID(batch.strip())
+    except ValueError:
+        raise typer.BadParameter("not a batch id", param_hint="--batch") from None
+    database = Database(get_settings())
+    try:
+        done = topup_codes.void_batch(database, batch_id)
+    except QianbaoError as error:
+        raise typer.BadParameter(error.localized_message(), param_hint="--batch") from None
+    finally:
+        database.dispose()
+    typer.echo(
+        f"{done.voided} codes voided, {done.returned.format()} back to {done.merchant!r}; "
+        f"{done.already_redeemed} were already redeemed"
+    )

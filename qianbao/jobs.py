@@ -1,18 +1,44 @@
-"""Background work that ``qianbao worker`` runs; each job is safe to run in several
-workers at once."""
+"""Background work that ``qianbao worker`` runs; several workers may run at once.
+
+Registering work: add a ``Job`` to ``default_jobs()`` (its docstring says what a job's
+``run`` must guarantee). ``work`` is the worker's loop; ``run_due`` one sweep of it.
+
+How workers stay apart, and why this way. Each job claims the *rows* it works on with
+``SELECT ... FOR UPDATE SKIP LOCKED`` and changes them in the transaction that claimed
+them (outbox messages, expired orders, ledger holds, Tour Pass expiries). That is what
+makes the work exactly once: two workers never hold the same row, and a worker killed
+with ``kill -9`` mid-transaction loses its connection, so the database rolls its changes
+back and the rows wait, untouched, for the next sweep. Row claims also let N workers
+share one backlog (``bench/worker_outbox.py``), which one lease per job would not.
+
+On top of that, a *periodic* job (``every_seconds`` > 0) has a row in ``worker_jobs``
+that a worker takes with ``FOR UPDATE SKIP LOCKED`` and leases (``worker_lease_seconds``)
+before running it, so the fleet runs it once per interval, not once per worker. The
+lease only saves work; correctness never depends on it. A worker killed while holding
+one leaves the lease to run out, and the next worker runs the job (what the dead one
+committed stays done; what it had not committed is done then, once).
+"""
 
 from __future__ import annotations
 
 import logging
-import time
+import os
+import secrets
+import socket
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
-from qianbao.db import Database
+from sqlalchemy import or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from qianbao.db import Database, Tx
 from qianbao.notify import email as notify_email
 from qianbao.notify import service as notify
 from qianbao.risk import ratelimit
+from qianbao.worker_models import WorkerJob
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +75,47 @@ def close_expired_orders(db: Database) -> int:
     return int(closed) + int(released)
 
 
+def expire_pay_for_me_links(db: Database) -> int:
+    """Pay-for-me links past their time are marked expired (they read so already)."""
+    from qianbao.wallet import pay_for_me
+
+    return db.run(pay_for_me.expire_links, isolation="read committed")
+
+
+def expire_tour_passes(db: Database) -> int:
+    """Tour Passes past their validity expire, and what is left on closed and expired
+    ones goes back to the cards it came from (each part once, under its own key)."""
+    from qianbao.wallet import tour_pass
+
+    return tour_pass.expire_due(db)
+
+
 @dataclass
 class Job:
+    """One kind of background work; register it in ``default_jobs()``.
+
+    ``name`` is stable and unique (a periodic job's schedule row is keyed by it).
+    ``run(db)`` does one round of work and returns how many things it did (0: none were
+    due). ``every_seconds``: 0 makes the job *continuous*: every worker runs it on every
+    sweep, and the sweeps repeat at once while it finds work (the outbox); more makes
+    it *periodic*: the fleet runs it once per interval.
+
+    What ``run`` must guarantee, with several workers and ``kill -9`` at any moment:
+
+    - claim its rows with ``FOR UPDATE SKIP LOCKED`` and change them in the transaction
+      that claimed them, so no row is taken twice and an interrupted round rolls back;
+    - move money only in ledger operations whose idempotency key comes from the row
+      (``expire:<hold id>``), so a repeat cannot move it twice;
+    - for a side effect outside the database (an SMS gateway, a card network refund),
+      claim with a lease that expires (the outbox pushes ``next_attempt_at`` ahead),
+      hand the outside party an idempotency key made from the row where it takes one,
+      and record the outcome after. (An SMS provider takes no key: a message whose
+      worker died between the hand-over and the record is sent again, at least once.)
+    """
+
     name: str
     run: Callable[[Database], int]
     every_seconds: float
-    last_run: float = field(default=float("-inf"))
 
 
 def default_jobs() -> list[Job]:
@@ -64,19 +125,113 @@ def default_jobs() -> list[Job]:
         Job("prune rate limits", prune_rate_limits, every_seconds=3600),
         Job("purge verification images", purge_verification_images, every_seconds=86400),
         Job("close expired orders", close_expired_orders, every_seconds=30),
+        Job("expire pay-for-me links", expire_pay_for_me_links, every_seconds=60),
+        Job("expire Tour Passes", expire_tour_passes, every_seconds=60),
     ]
 
 
-def run_due(db: Database, jobs: list[Job]) -> dict[str, int]:
-    """Run every job whose interval has passed; a failing job does not stop the others."""
+def worker_name() -> str:
+    """Who holds a lease: host, process and a random tag (a pid is reused)."""
+    return f"{socket.gethostname()[:64]}:{os.getpid()}:{_TAG}"
+
+
+_TAG = secrets.token_hex(4)
+
+
+def run_due(db: Database, jobs: list[Job], *, worker: str | None = None) -> dict[str, int]:
+    """One sweep: every continuous job, and each periodic job whose turn has come and
+    that no other worker holds. A failing job does not stop the others."""
+    holder = worker or worker_name()
+    periodic = [job for job in jobs if job.every_seconds > 0]
+    taken = db.run(lambda tx: _take_due(tx, periodic, holder), isolation="read committed")
     done: dict[str, int] = {}
     for job in jobs:
-        now = time.monotonic()
-        if now - job.last_run < job.every_seconds:
+        if job.every_seconds > 0 and job.name not in taken:
             continue
-        job.last_run = now
+        count = 0
         try:
-            done[job.name] = job.run(db)
+            count = done[job.name] = job.run(db)
         except Exception:
             log.exception("job %r failed; it runs again at its next turn", job.name)
+        finally:
+            if job.every_seconds > 0:
+                _finish(db, job, holder, count)
     return done
+
+
+def work(
+    db: Database,
+    jobs: list[Job],
+    *,
+    interval: float,
+    once: bool = False,
+    stop: threading.Event | None = None,
+    report: Callable[[str, int], None] | None = None,
+) -> None:
+    """The worker's loop. After a sweep that did something the next one starts at once,
+    so a backlog drains at full speed; after an idle sweep it waits ``interval``
+    (``once``: it returns). ``stop`` ends it between sweeps."""
+    stopping = stop or threading.Event()
+    holder = worker_name()
+    while not stopping.is_set():
+        try:
+            done = run_due(db, jobs, worker=holder)
+        except Exception:  # the database itself failed: keep the worker, try again later
+            if once:
+                raise
+            log.exception("sweep failed; the next one starts in %s s", interval)
+            done = {}
+        for name, count in done.items():
+            if count and report is not None:
+                report(name, count)
+        if any(done.values()):
+            continue
+        if once:
+            return
+        stopping.wait(interval)
+
+
+def _take_due(tx: Tx, periodic: list[Job], holder: str) -> set[str]:
+    """Lease the periodic jobs that are due and free; a job another worker is taking
+    right now is skipped, not waited for."""
+    if not periodic:
+        return set()
+    now = tx.now()
+    names = [job.name for job in periodic]
+    known = set(tx.session.scalars(select(WorkerJob.name).where(WorkerJob.name.in_(names))))
+    if missing := [name for name in names if name not in known]:
+        insert = pg_insert if tx.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        tx.session.execute(
+            insert(WorkerJob)
+            .values([{"name": name, "next_run_at": now, "last_count": 0} for name in missing])
+            .on_conflict_do_nothing(index_elements=[WorkerJob.name])
+        )
+    due = tx.session.scalars(
+        select(WorkerJob)
+        .where(
+            WorkerJob.name.in_(names),
+            WorkerJob.next_run_at <= now,
+            or_(WorkerJob.leased_until.is_(None), WorkerJob.leased_until <= now),
+        )
+        .with_for_update(skip_locked=True)
+    ).all()
+    lease = timedelta(seconds=tx.settings.worker_lease_seconds)
+    for row in due:
+        row.leased_until, row.leased_by = now + lease, holder
+    return {row.name for row in due}
+
+
+def _finish(db: Database, job: Job, holder: str, count: int) -> None:
+    db.run(lambda tx: _release(tx, job, holder, count), isolation="read committed")
+
+
+def _release(tx: Tx, job: Job, holder: str, count: int) -> None:
+    """Schedule the job's next turn, unless its lease ran out and another worker has
+    taken it over meanwhile (then that worker schedules it)."""
+    row = tx.session.get(WorkerJob, job.name, with_for_update=True)
+    if row is None or row.leased_by != holder:
+        return
+    now = tx.now()
+    row.next_run_at = now + timedelta(seconds=job.every_seconds)
+    row.leased_until = row.leased_by = None
+    row.last_finished_at, row.last_count = now, count

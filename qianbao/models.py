@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from qianbao import worker_models
 from qianbao.db import Base
 from qianbao.funding import models as funding_models
 from qianbao.identity import models as identity_models
@@ -10,7 +11,13 @@ from qianbao.profile import models as profile_models
 from qianbao.risk import models as risk_models
 from qianbao.verification import models as verification_models
 from qianbao.wallet import models as wallet_models
-from qianbao.wallet import payment_models
+from qianbao.wallet import (
+    pay_for_me_models,
+    payment_models,
+    topup_code_models,
+    tour_pass_models,
+    transfer_models,
+)
 
 metadata = Base.metadata
 __all__ = [
@@ -18,9 +25,14 @@ __all__ = [
     "identity_models",
     "metadata",
     "notify_models",
+    "pay_for_me_models",
     "payment_models",
     "profile_models",
     "risk_models",
+    "topup_code_models",
+    "tour_pass_models",
+    "transfer_models",
     "verification_models",
     "wallet_models",
+    "worker_models",
 ]

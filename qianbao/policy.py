@@ -22,6 +22,10 @@ Sources (shared/reference/alipay_rules.md):
   verification.
 - Alipay for foreign cards since March 2024: without ID, USD 2,000 a year; verified,
   USD 5,000 a payment and USD 50,000 a year.
+- Alipay's notice of December 2016 (People's Daily, 2 Dec 2016): at most 100 transfers a
+  day; to another Alipay account, verified accounts CNY 20,000 a transfer and CNY 20,000
+  a day. Transfers come from the balance, so ``balance_per_day`` and ``balance_per_year``
+  count them with payments (PBOC No. 43 caps "consumption and transfer" together).
 
 Operators override any number or switch with ``QIANBAO_POLICY_OVERRIDES``, a JSON object
 ``{"class_ii": {"balance_per_year": "150000 CNY", "send_transfers": false}}``.
@@ -50,10 +54,16 @@ class Rights:
     receive_transfers: bool
     hold_incoming: bool  # money that arrives is held until verification
     wealth_products: bool
+    # May open a Tour Pass (prepaid, topped up by foreign card); a passport is needed
+    # too, which the tier alone does not say: ask ``may_open_tour_pass``.
+    tour_pass: bool
     card_per_payment: Money | None  # foreign card, per payment (None: only the year cap)
     card_per_year: Money  # foreign card payments in a calendar year
     balance_per_year: Money | None  # payments and transfers from the balance, a year
     balance_per_day: Money | None  # the same, a day
+    transfer_per_payment: Money | None  # one transfer to another person
+    transfer_per_day: Money | None  # transfers to other people, a day (rolling 24 hours)
+    transfers_per_day: int | None  # how many transfers, a day
 
 
 DEFAULT_RIGHTS: Final[dict[Tier, Rights]] = {
@@ -63,10 +73,14 @@ DEFAULT_RIGHTS: Final[dict[Tier, Rights]] = {
         receive_transfers=False,
         hold_incoming=True,
         wealth_products=False,
+        tour_pass=False,
         card_per_payment=None,
         card_per_year=Money.of("USD", 2_000),
         balance_per_year=None,
         balance_per_day=None,
+        transfer_per_payment=None,
+        transfer_per_day=None,
+        transfers_per_day=None,
     ),
     "class_ii": Rights(
         use_balance=True,
@@ -74,10 +88,14 @@ DEFAULT_RIGHTS: Final[dict[Tier, Rights]] = {
         receive_transfers=True,
         hold_incoming=False,
         wealth_products=False,
+        tour_pass=True,
         card_per_payment=Money.of("USD", 5_000),
         card_per_year=Money.of("USD", 50_000),
         balance_per_year=Money.of("CNY", 100_000),
         balance_per_day=Money.of("CNY", 5_000),
+        transfer_per_payment=Money.of("CNY", 20_000),
+        transfer_per_day=Money.of("CNY", 20_000),
+        transfers_per_day=100,
     ),
     "class_iii": Rights(
         use_balance=True,
@@ -85,10 +103,14 @@ DEFAULT_RIGHTS: Final[dict[Tier, Rights]] = {
         receive_transfers=True,
         hold_incoming=False,
         wealth_products=True,
+        tour_pass=True,
         card_per_payment=Money.of("USD", 5_000),
         card_per_year=Money.of("USD", 50_000),
         balance_per_year=Money.of("CNY", 200_000),
         balance_per_day=Money.of("CNY", 5_000),
+        transfer_per_payment=Money.of("CNY", 20_000),
+        transfer_per_day=Money.of("CNY", 20_000),
+        transfers_per_day=100,
     ),
 }
 
@@ -102,12 +124,16 @@ SWITCH_LABELS: Final = {
     "send_transfers": N_("Send transfers"),
     "receive_transfers": N_("Receive transfers"),
     "wealth_products": N_("Wealth products"),
+    "tour_pass": N_("Tour Pass (with a verified passport)"),
 }
 LIMIT_LABELS: Final = {
     "card_per_payment": N_("Foreign card, per payment"),
     "card_per_year": N_("Foreign card, per year"),
     "balance_per_year": N_("From balance, per year"),
     "balance_per_day": N_("From balance, per day"),
+    "transfer_per_payment": N_("Transfers, per transfer"),
+    "transfer_per_day": N_("Transfers, per day"),
+    "transfers_per_day": N_("Transfers, how many a day"),
 }
 
 
@@ -119,6 +145,14 @@ def tier_for(level: str, has_bank_card: bool) -> Tier:
     if passport or has_bank_card or level == "bank_card":
         return "class_ii"
     return "unverified"
+
+
+def may_open_tour_pass(level: str, rights: Rights) -> bool:
+    """Whether a person may open and top up a Tour Pass. The 2019 Tour Pass was for
+    natural persons with a foreign passport (alipay_rules.md section 4, "Who"), so the
+    tier's right is not enough: a Class II person verified by a mainland bank card alone
+    has no passport on file and may not."""
+    return rights.tour_pass and level in PASSPORT_LEVELS
 
 
 def rights_for(tier: Tier, settings: Settings) -> Rights:
@@ -154,7 +188,7 @@ class Line:
     used: str | None = None  # how much of a limit is used, when known
 
 
-def describe(rights: Rights, used: Mapping[str, Money] | None = None) -> list[Line]:
+def describe(rights: Rights, used: Mapping[str, Money | int] | None = None) -> list[Line]:
     """The rights as lines for a page, in the current language; ``used`` (by limit key,
     in the limit's currency) adds how much of each limit is spent."""
     lines = [
@@ -167,17 +201,23 @@ def describe(rights: Rights, used: Mapping[str, Money] | None = None) -> list[Li
         for key, label in SWITCH_LABELS.items()
     ]
     for key, label in LIMIT_LABELS.items():
-        limit: Money | None = getattr(rights, key)
+        limit: Money | int | None = getattr(rights, key)
         spent = (used or {}).get(key)
-        if key.startswith("balance") and not rights.use_balance:
+        if (key.startswith("balance") and not rights.use_balance) or (
+            key.startswith("transfer") and not rights.send_transfers
+        ):
             value, allowed, spent = translate(N_("Not available")), False, None
         elif limit is None:
             value, allowed = translate(N_("Within the yearly limit")), True
         else:
-            value, allowed = limit.format(), True
-        shown = translate(N_("{used} used"), {"used": spent.format()}) if spent else None
+            value, allowed = _shown(limit), True
+        shown = translate(N_("{used} used"), {"used": _shown(spent)}) if spent else None
         lines.append(Line(key, translate(label), value, allowed, shown))
     return lines
+
+
+def _shown(amount: Money | int) -> str:
+    return amount.format() if isinstance(amount, Money) else str(amount)
 
 
 def gains(current: Rights, better: Rights) -> list[Line]:
@@ -196,5 +236,9 @@ def _parse(key: str, value: Any) -> Any:
         return value
     if value is None:
         return None
+    if str(field_types[key]).startswith("int"):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"QIANBAO_POLICY_OVERRIDES: {key} must be a whole number")
+        return value
     amount, _, currency = str(value).partition(" ")
     return Money.of(currency.strip().upper(), amount)

@@ -155,6 +155,22 @@ class Settings(BaseSettings):
         }
     )
 
+    # --- Tour Pass (qianbao/wallet/tour_pass.py; alipay_rules.md section 4) ---------------
+    # Alipay Tour Pass (Nov 2019): CNY 100 to 2,000 a top-up, at most CNY 2,000 held,
+    # valid 90 days, then what is left goes back to the original card. TourCard (2023+):
+    # a 5% top-up service fee, which is not given back.
+    tour_pass_min_top_up: Decimal = Decimal(100)  # CNY
+    tour_pass_max_top_up: Decimal = Decimal(2000)  # CNY
+    tour_pass_max_balance: Decimal = Decimal(2000)  # CNY
+    tour_pass_validity_days: int = 90
+    tour_pass_fee_percent: Decimal = Decimal(5)
+    # Who may not open one, by the region of their mobile number: the 2019 Tour Pass was
+    # for foreign passports with an overseas number, so not for mainland, Hong Kong,
+    # Macao or Taiwan numbers (TourCard later admitted HK/MO/TW: set [] for that).
+    tour_pass_refused_phone_regions: list[str] = Field(
+        default_factory=lambda: ["CN", "HK", "MO", "TW"]
+    )
+
     # --- risk rules (qianbao/risk/restrictions.py): data, not code -----------------------
     # An unverified account making this many card payments within the window is
     # restricted until it verifies or a reviewer lifts it.
@@ -163,10 +179,47 @@ class Settings(BaseSettings):
     # A card linked to this many accounts restricts the newest of them.
     risk_shared_card_accounts: int = 3
 
+    # --- transfers between people (qianbao/wallet/transfers.py) --------------------------
+    # The limits per transfer, per day and per year are policy.py's, per tier. A sender's
+    # optional note, shown to both people, is at most this many characters (the column
+    # holds 200); Alipay's transfer note is short, a line on a phone.
+    transfer_note_max_chars: int = Field(default=50, ge=0, le=200)
+    # Numbers and emails that name no account, per sender: past these, lookups wait, so
+    # that nobody can walk the number space to learn who has an account. A person who
+    # mistypes a number a few times never meets them.
+    transfer_unknown_recipients_per_hour: int = Field(default=10, ge=1)
+    transfer_unknown_recipients_per_day: int = Field(default=30, ge=1)
+
     # --- what each verification level may do (qianbao/policy.py) -------------------------
     # Overrides of the table's defaults, per tier: {"class_ii": {"balance_per_year":
     # "150000 CNY", "send_transfers": false}}.
     policy_overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    # --- pay-for-me (代付, qianbao/wallet/pay_for_me.py) ---------------------------------
+    # How long a link a friend pays through stays good; never past the order's own
+    # close time. Taobao cancels a 代付 request the payer does not confirm "in time"
+    # (alipay_rules.md 8) without a published figure: 24 hours is Qianbao's choice.
+    pay_for_me_link_hours: int = Field(default=24, ge=1, le=24 * 7)
+
+    # --- top-up codes sold by stores (qianbao/wallet/topup_codes.py) ---------------------
+    # No source documents mainland store top-up codes (alipay_rules.md, "Cash top-up at
+    # 7-Eleven": AlipayHK only, HK$100 to 3,000). A code is worth at most one Tour Pass
+    # top-up (CNY 2,000, alipay_rules.md), so one lost or stolen code stays a small loss.
+    topup_code_min_value: Decimal = Decimal(1)  # CNY
+    topup_code_max_value: Decimal = Decimal(2000)  # CNY
+    topup_code_max_batch: int = 10_000
+    # Guessing: after this many codes that did not work in a day (unknown, used, void),
+    # each further try waits twice as long as the one before: 1 min, 2 min, 4 min, ...
+    # up to the cap; per account, and per address (shared by a whole office or NAT).
+    topup_code_failures_before_delay: int = 5
+    topup_code_failures_before_delay_per_ip: int = 20
+    topup_code_delay_base_seconds: int = 60
+    topup_code_delay_cap_seconds: int = 24 * 3600
+
+    # --- the worker (qianbao/jobs.py) ----------------------------------------------------
+    # A periodic job a worker took is its own for this long; a worker killed mid-job
+    # leaves it to run out, then another worker runs the job again.
+    worker_lease_seconds: int = 600
 
     # --- demo ------------------------------------------------------------------------
     # Demo users may log in with this fixed code; only when ``demo`` is on and only

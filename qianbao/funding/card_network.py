@@ -609,8 +609,17 @@ class CardNetwork(Protocol):
         """Release an approval that will not be captured."""
         ...
 
-    def refund(self, capture_id: str, amount: Money, *, rate_date: date) -> Refund:
-        """Give back ``amount`` (CNY) of a capture, converted at ``rate_date``'s rate."""
+    def refund(
+        self,
+        capture_id: str,
+        amount: Money,
+        *,
+        rate_date: date,
+        idempotency_key: str | None = None,
+    ) -> Refund:
+        """Give back ``amount`` (CNY) of a capture, converted at ``rate_date``'s rate. With
+        an ``idempotency_key``, asking again returns the first refund and moves nothing
+        (a retry after a lost answer or a crash); the key with another request is refused."""
         ...
 
 
@@ -725,6 +734,8 @@ class SandboxCardNetwork:
         self._idempotent_requests: dict[str, _Request] = {}
         self._by_idempotency_key: dict[str, _AuthorizationRecord | QianbaoError] = {}
         self._captures: dict[str, _CaptureRecord] = {}
+        # Refunds asked with an idempotency key: a retry gets the first refund back.
+        self._refunds_by_key: dict[str, Refund] = {}
 
     # --- rates ---
 
@@ -979,20 +990,39 @@ class SandboxCardNetwork:
             self._set_status(record, AuthorizationStatus.VOIDED, challenge_url=None)
             return record.snapshot
 
-    def refund(self, capture_id: str, amount: Money, *, rate_date: date) -> Refund:
+    def refund(
+        self,
+        capture_id: str,
+        amount: Money,
+        *,
+        rate_date: date,
+        idempotency_key: str | None = None,
+    ) -> Refund:
         if amount.currency != WALLET_CURRENCY or amount.minor <= 0:
             raise ValueError("refund a positive amount in CNY")
         if rate_date > self._today():
             raise ValueError(f"no exchange rate is known yet for {rate_date.isoformat()}")
         with self._lock:
-            captured = self._captures.get(capture_id)
-            if captured is None:
-                raise CaptureUnknown()
-            remaining = captured.snapshot.amount - captured.refunded
-            if amount > remaining:
-                raise RefundExceedsCapture({"remaining": remaining.format()})
-            rate = self._table_on(rate_date)[captured.currency]
-            captured.refunded += amount
+            if idempotency_key is not None and idempotency_key in self._refunds_by_key:
+                earlier = self._refunds_by_key[idempotency_key]
+                if (earlier.capture_id, earlier.amount) != (capture_id, amount):
+                    raise IdempotencyKeyReused()
+                return earlier
+            refund = self._new_refund(capture_id, amount, rate_date)
+            if idempotency_key is not None:
+                self._refunds_by_key[idempotency_key] = refund
+            return refund
+
+    def _new_refund(self, capture_id: str, amount: Money, rate_date: date) -> Refund:
+        # The lock is held.
+        captured = self._captures.get(capture_id)
+        if captured is None:
+            raise CaptureUnknown()
+        remaining = captured.snapshot.amount - captured.refunded
+        if amount > remaining:
+            raise RefundExceedsCapture({"remaining": remaining.format()})
+        rate = self._table_on(rate_date)[captured.currency]
+        captured.refunded += amount
         return Refund(
             id="rf_sbx_" + secrets.token_urlsafe(12),
             capture_id=capture_id,

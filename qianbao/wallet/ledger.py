@@ -81,6 +81,7 @@ AccountKind = Literal[
     "fee_income",
     "fx",
     "issuance",
+    "tour_pass",
 ]
 # Money that belongs to a person or a merchant may not go negative; the others stand for
 # money outside the wallet (a card network, a bank, the fees earned) and may.
@@ -93,6 +94,7 @@ DEFAULT_FLOORS: Final[Mapping[str, int | None]] = {
     "fee_income": None,
     "fx": None,
     "issuance": None,
+    "tour_pass": 0,
 }
 MAX_SHARDS: Final = 64
 

@@ -25,6 +25,7 @@ ACCOUNT_KINDS = (
     "fee_income",
     "fx",
     "issuance",
+    "tour_pass",  # a visitor's prepaid Tour Pass (qianbao/wallet/tour_pass.py)
 )
 TRANSFER_KINDS = ("posted", "pending", "post_pending", "void_pending")
 

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from qianbao.db import Base, UTCDateTime, new_id
 
 ORDER_STATUSES = ("WAIT_BUYER_PAY", "TRADE_SUCCESS", "TRADE_CLOSED", "TRADE_FINISHED")
-SOURCES = ("balance", "foreign_card", "bank_card")
+SOURCES = ("balance", "foreign_card", "bank_card", "tour_pass")
 
 
 class Merchant(Base):
@@ -65,6 +65,7 @@ class PaymentOrder(Base):
         CheckConstraint("refunded >= 0 AND refunded <= amount", name="refunded"),
         UniqueConstraint("merchant_id", "out_trade_no", name="uq_payment_orders_trade_no"),
         Index("ix_payment_orders_status_expires", "status", "expires_at"),
+        Index("ix_payment_orders_payer", "payer_id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -78,6 +79,9 @@ class PaymentOrder(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     buyer_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"), default=None)
+    # Who paid: the buyer, or a friend through a pay-for-me link. Their limits count
+    # the payment and refunds go back to them.
+    payer_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"), default=None)
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     source: Mapped[str | None] = mapped_column(String(16), default=None)
     fee: Mapped[int] = mapped_column(BigInteger, default=0)

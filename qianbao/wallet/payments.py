@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Final
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from qianbao.db import Database, Tx, new_id
 from qianbao.errors import Conflict, Forbidden, InvalidInput, NotFound, QianbaoError
@@ -76,6 +76,17 @@ def account_of(tx: Tx, owner_key: str, kind: ledger.AccountKind, currency: str =
     )
     tx.session.flush()
     return account_id
+
+
+def balance_account(tx: Tx, owner_key: str) -> uuid.UUID | None:
+    """The person's CNY balance account if it is open (a read: opens nothing)."""
+    return tx.session.scalar(
+        select(WalletAccount.account_id).where(
+            WalletAccount.owner_key == owner_key,
+            WalletAccount.kind == "user_balance",
+            WalletAccount.currency == CNY,
+        )
+    )
 
 
 def _claim(tx: Tx, *owners: str) -> None:
@@ -156,6 +167,10 @@ class OrderView:
     source: str | None
     fee: Money
     card_amount: Money | None
+    # Whose order it is, and who paid it: a friend, through a pay-for-me link, pays an
+    # order that stays the asker's (``pay_for_me.py``).
+    buyer_id: uuid.UUID | None = None
+    payer_id: uuid.UUID | None = None
 
 
 def create_merchant(tx: Tx, name: str) -> uuid.UUID:
@@ -265,8 +280,11 @@ def user_orders(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> list[OrderView]:
-    """The person's payments, newest first, filtered by source, status and time."""
-    query = select(PaymentOrder).where(PaymentOrder.buyer_id == user_id)
+    """The person's payments (their own orders, and those they paid for a friend),
+    newest first, filtered by source, status and time."""
+    query = select(PaymentOrder).where(
+        or_(PaymentOrder.buyer_id == user_id, PaymentOrder.payer_id == user_id)
+    )
     if source:
         query = query.where(PaymentOrder.source == source)
     if status:
@@ -282,7 +300,7 @@ def user_orders(
 def user_order(tx: Tx, user_id: uuid.UUID, order_id: uuid.UUID) -> OrderView:
     """One of the person's payments (nobody else's)."""
     order = tx.session.get(PaymentOrder, order_id)
-    if order is None or order.buyer_id != user_id:
+    if order is None or user_id not in (order.buyer_id, order.payer_id):
         raise NotFound("order.not_found", N_("There is no such order."))
     return _order_view(tx, order)
 
@@ -306,6 +324,15 @@ def close_expired_orders(tx: Tx, limit: int = 500) -> int:
 
 
 @dataclass(frozen=True)
+class OnBehalf:
+    """A friend pays someone else's order (pay-for-me, ``pay_for_me.py``): whose order
+    it stays, and what to record (order id, payer) in the payment's own transaction."""
+
+    buyer_id: uuid.UUID
+    record: Callable[[Tx, uuid.UUID, uuid.UUID], None]
+
+
+@dataclass(frozen=True)
 class CardQuote:
     card: ForeignCardView
     fee: Money
@@ -320,6 +347,7 @@ class Cashier:
     balance_refusal: str | None  # a msgid when the balance may not be used
     quotes: list[CardQuote]
     bank_cards: list[funding.BoundCard]  # mainland cards: no fee
+    tour_pass: Money | None = None  # what the person's open Tour Pass holds, if they have one
 
 
 def cashier(tx: Tx, user_id: uuid.UUID, order_id: uuid.UUID) -> Cashier:
@@ -336,12 +364,26 @@ def cashier(tx: Tx, user_id: uuid.UUID, order_id: uuid.UUID) -> Cashier:
         balance_refusal=None if view.can_use_balance else _BALANCE_NOT_ALLOWED,
         quotes=quotes,
         bank_cards=funding.bank_cards(tx, user_id),
+        tour_pass=_tour_pass_balance(tx, user_id),
     )
 
 
+def _tour_pass_balance(tx: Tx, user_id: uuid.UUID) -> Money | None:
+    from qianbao.wallet import tour_pass  # it builds on this module
+
+    return tour_pass.open_balance(tx, user_id)
+
+
 def pay_with_balance(
-    db: Database, user_id: uuid.UUID, order_id: uuid.UUID, payment_password: str
+    db: Database,
+    user_id: uuid.UUID,
+    order_id: uuid.UUID,
+    payment_password: str,
+    *,
+    on_behalf: OnBehalf | None = None,
 ) -> OrderView:
+    """``user_id`` pays from their balance, for themselves or, with ``on_behalf``, for
+    a friend (pay-for-me). The same for every source."""
     security.verify_payment_password(db, user_id, payment_password)
 
     def pay(tx: Tx) -> OrderView:
@@ -353,9 +395,9 @@ def pay_with_balance(
         if not rights.use_balance:
             raise Forbidden("policy.balance_not_allowed", _BALANCE_NOT_ALLOWED)
         amount = Money(CNY, order.amount)
-        _within_balance_limits(tx, user_id, amount, rights)
         key = str(user_id)
-        _claim(tx, key)
+        _claim(tx, key)  # before the limits: a parallel payment or transfer waits
+        _within_balance_limits(tx, user_id, amount, rights)
         merchant = _merchant(tx, order.merchant_id)
         receipt = ledger.transfer(
             tx,
@@ -364,7 +406,7 @@ def pay_with_balance(
             merchant.settlement_account_id,
             amount,
         )
-        _mark_paid(tx, order, user_id, "balance", receipt.operation_id)
+        _mark_paid(tx, order, user_id, "balance", receipt.operation_id, on_behalf=on_behalf)
         return _order_view(tx, order)
 
     return db.run(pay, isolation="read committed")
@@ -378,6 +420,7 @@ def pay_with_card(
     payment_password: str,
     *,
     challenge_return_url: str | None = None,
+    on_behalf: OnBehalf | None = None,
 ) -> OrderView | str:
     """The order paid by a foreign card, or the URL of the issuer's 3-D Secure check to
     send the person to (then ``finish_card_payment``)."""
@@ -394,7 +437,7 @@ def pay_with_card(
         assert authorization.challenge_url is not None
         db.run(lambda tx: _remember_card(tx, order_id, card_id))
         return authorization.challenge_url
-    return _capture_and_record(db, user_id, order_id, card_id, authorization.id)
+    return _capture_and_record(db, user_id, order_id, card_id, authorization.id, on_behalf)
 
 
 def pay_with_bank_card(
@@ -403,6 +446,8 @@ def pay_with_bank_card(
     order_id: uuid.UUID,
     bank_card_id: uuid.UUID,
     payment_password: str,
+    *,
+    on_behalf: OnBehalf | None = None,
 ) -> OrderView:
     """A quick payment from a bound mainland bank card: the bank debits the account (no
     fee), then the ledger records the money arriving and going to the merchant."""
@@ -439,10 +484,17 @@ def pay_with_bank_card(
             ),
         )
         order.bank_card_id, order.bank_debit_id = bank_card_id, debit.id
-        _mark_paid(tx, order, user_id, "bank_card", receipt.operation_id)
+        _mark_paid(tx, order, user_id, "bank_card", receipt.operation_id, on_behalf=on_behalf)
         return _order_view(tx, order)
 
-    return db.run(record, isolation="read committed")
+    try:
+        return db.run(record, isolation="read committed")
+    except Conflict:
+        # Paid or closed meanwhile: the debit was never recorded, so the bank gives it back.
+        funding.connector(db).credit(
+            debit.id, amount, idempotency_key=f"order:{order_id}:undo:{debit.id}"
+        )
+        raise
 
 
 def _just_transfer(
@@ -451,7 +503,9 @@ def _just_transfer(
     booking.transfer(debit, credit, amount)
 
 
-def finish_card_payment(db: Database, user_id: uuid.UUID, order_id: uuid.UUID) -> OrderView:
+def finish_card_payment(
+    db: Database, user_id: uuid.UUID, order_id: uuid.UUID, *, on_behalf: OnBehalf | None = None
+) -> OrderView:
     """After the issuer's 3-D Secure check: the order's authorization (the network gives
     the same one back for the order's key) is captured and recorded."""
     card_id = db.run(lambda tx: _order(tx, order_id).card_id)
@@ -469,11 +523,16 @@ def finish_card_payment(db: Database, user_id: uuid.UUID, order_id: uuid.UUID) -
                 "Pay again and answer your bank's check, or use another card."
             ),
         )
-    return _capture_and_record(db, user_id, order_id, card_id, authorization.id)
+    return _capture_and_record(db, user_id, order_id, card_id, authorization.id, on_behalf)
 
 
 def _capture_and_record(
-    db: Database, user_id: uuid.UUID, order_id: uuid.UUID, card_id: uuid.UUID, auth_id: str
+    db: Database,
+    user_id: uuid.UUID,
+    order_id: uuid.UUID,
+    card_id: uuid.UUID,
+    auth_id: str,
+    on_behalf: OnBehalf | None = None,
 ) -> OrderView:
     capture = network_for(db).capture(auth_id)
 
@@ -504,11 +563,22 @@ def _capture_and_record(
         order.card_amount = capture.amount_in_card_currency.minor
         order.card_rate = capture.rate
         order.card_capture_id = capture.id
-        _mark_paid(tx, order, user_id, "foreign_card", receipt.operation_id)
+        _mark_paid(tx, order, user_id, "foreign_card", receipt.operation_id, on_behalf=on_behalf)
         _card_velocity_rule(tx, user_id)
         return _order_view(tx, order)
 
-    return db.run(record, isolation="read committed")
+    try:
+        return db.run(record, isolation="read committed")
+    except Conflict:
+        # Paid or closed meanwhile (two friends paying one pay-for-me link at once): this
+        # capture was never recorded, so the card gets it back, once whatever the retries.
+        network_for(db).refund(
+            capture.id,
+            capture.amount,
+            rate_date=db.clock.now().astimezone(UTC).date(),
+            idempotency_key=f"order:{order_id}:undo:{capture.id}",
+        )
+        raise
 
 
 def _card_charge(
@@ -637,10 +707,11 @@ def _record_refund(
 ) -> RefundView:
     order = tx.session.get(PaymentOrder, plan.order_id, with_for_update=True)
     assert order is not None
-    assert order.buyer_id is not None
+    payer_id = order.payer_id  # the money goes back to whoever paid (a friend, maybe)
+    assert payer_id is not None
     merchant = _merchant(tx, order.merchant_id)
-    buyer = str(order.buyer_id)
-    _claim(tx, buyer, SYSTEM)
+    payer = str(payer_id)
+    _claim(tx, payer, SYSTEM)
     if plan.bank_debit_id is not None:
         destination = "bank_card"
         bank_clearing = account_of(tx, SYSTEM, "bank_clearing")
@@ -657,12 +728,21 @@ def _record_refund(
             if plan.fee_part.minor:
                 booking.transfer(account_of(tx, SYSTEM, "fee_income"), clearing, plan.fee_part)
 
+    elif order.source == "tour_pass":  # back to the pass it was paid from
+        from qianbao.wallet import tour_pass  # it builds on this module
+
+        destination = "tour_pass"
+        pass_account = tour_pass.refund_target(tx, order.id)
+
+        def build(booking: ledger.Booking) -> None:
+            booking.transfer(merchant.settlement_account_id, pass_account, plan.amount)
+
     else:
-        usable = standing(tx, order.buyer_id).rights.use_balance and not (
-            restrictions.is_frozen(tx, order.buyer_id)
+        usable = standing(tx, payer_id).rights.use_balance and not (
+            restrictions.is_frozen(tx, payer_id)
         )
         destination = "balance" if usable else "held"
-        target = account_of(tx, buyer, "user_balance" if usable else "user_held")
+        target = account_of(tx, payer, "user_balance" if usable else "user_held")
 
         def build(booking: ledger.Booking) -> None:
             booking.transfer(merchant.settlement_account_id, target, plan.amount)
@@ -883,7 +963,7 @@ def _payable(tx: Tx, user_id: uuid.UUID, order_id: uuid.UUID) -> PaymentOrder | 
     order = tx.session.get(PaymentOrder, order_id, with_for_update=True)
     if order is None:
         raise NotFound("order.not_found", N_("There is no such order."))
-    if order.status == "TRADE_SUCCESS" and order.buyer_id == user_id:
+    if order.status == "TRADE_SUCCESS" and order.payer_id == user_id:
         return None
     if order.status != "WAIT_BUYER_PAY":
         raise Conflict("order.not_payable", N_("This order cannot be paid now."))
@@ -894,10 +974,22 @@ def _payable(tx: Tx, user_id: uuid.UUID, order_id: uuid.UUID) -> PaymentOrder | 
 
 
 def _mark_paid(
-    tx: Tx, order: PaymentOrder, user_id: uuid.UUID, source: str, operation_id: uuid.UUID
+    tx: Tx,
+    order: PaymentOrder,
+    user_id: uuid.UUID,
+    source: str,
+    operation_id: uuid.UUID,
+    *,
+    on_behalf: OnBehalf | None = None,
 ) -> None:
-    order.status, order.buyer_id, order.source = "TRADE_SUCCESS", user_id, source
+    """``user_id`` paid: their limits, rights and refunds follow the payment; the order
+    stays the asker's when a friend paid it (``on_behalf``)."""
+    order.status, order.source = "TRADE_SUCCESS", source
+    order.buyer_id = on_behalf.buyer_id if on_behalf else user_id
+    order.payer_id = user_id
     order.paid_at, order.ledger_operation_id = tx.now(), operation_id
+    if on_behalf is not None:
+        on_behalf.record(tx, order.id, user_id)
 
 
 def _fee(tx: Tx, amount: Money) -> Money:
@@ -937,6 +1029,10 @@ def limit_usage(tx: Tx, user_id: uuid.UUID, rights: Rights) -> dict[str, Money]:
     balance_year = Money(CNY, _paid_since(tx, user_id, "balance", year_start))
     card_year_cny = _paid_since(tx, user_id, "foreign_card", year_start)
     used = {"balance_per_day": balance_day, "balance_per_year": balance_year}
+    from qianbao.wallet import transfers  # imported here: transfers builds on this module
+
+    sent_today = transfers.sent_since(tx, user_id, now - timedelta(days=1))
+    used["transfer_per_day"] = Money(CNY, sent_today.total)
     card_limit = rights.card_per_year
     rate = tx.settings.fx_rates.get(card_limit.currency)
     if card_limit.currency == CNY:
@@ -947,6 +1043,12 @@ def limit_usage(tx: Tx, user_id: uuid.UUID, rights: Rights) -> dict[str, Money]:
     return used
 
 
+def balance_spent_since(tx: Tx, user_id: uuid.UUID, since: datetime) -> int:
+    """Minor units of CNY paid and sent from the balance since ``since`` (what policy.py's
+    balance limits count)."""
+    return _paid_since(tx, user_id, "balance", since)
+
+
 def _card_velocity_rule(tx: Tx, user_id: uuid.UUID) -> None:
     """Risk rule: an unverified account paying by card faster than the velocity limit."""
     if standing(tx, user_id).level != "unverified":
@@ -954,7 +1056,7 @@ def _card_velocity_rule(tx: Tx, user_id: uuid.UUID) -> None:
     window = timedelta(minutes=tx.settings.risk_card_velocity_minutes)
     recent = tx.session.scalar(
         select(func.count()).where(
-            PaymentOrder.buyer_id == user_id,
+            PaymentOrder.payer_id == user_id,
             PaymentOrder.source == "foreign_card",
             PaymentOrder.paid_at > tx.now() - window,
         )
@@ -999,6 +1101,12 @@ def _within_balance_limits(tx: Tx, user_id: uuid.UUID, amount: Money, rights: Ri
             )
 
 
+def within_card_limits(tx: Tx, user_id: uuid.UUID, amount: Money) -> None:
+    """Refuse a foreign card charge of ``amount`` (CNY) that would pass the person's
+    card limits (policy.py): per payment, and the calendar year's total."""
+    _within_card_limits(tx, user_id, amount, standing(tx, user_id).rights)
+
+
 def _within_card_limits(tx: Tx, user_id: uuid.UUID, amount: Money, rights: Rights) -> None:
     rates = tx.settings.fx_rates
     now = tx.now()
@@ -1020,11 +1128,22 @@ def _within_card_limits(tx: Tx, user_id: uuid.UUID, amount: Money, rights: Right
 
 def _paid_since(tx: Tx, user_id: uuid.UUID, source: str, since: datetime) -> int:
     query = select(func.coalesce(func.sum(PaymentOrder.amount - PaymentOrder.refunded), 0)).where(
-        PaymentOrder.buyer_id == user_id,
+        PaymentOrder.payer_id == user_id,
         PaymentOrder.source == source,
         PaymentOrder.paid_at >= since,
     )
-    return int(tx.session.scalar(query) or 0)
+    paid = int(tx.session.scalar(query) or 0)
+    if source == "foreign_card":
+        # A Tour Pass top-up is a foreign card payment too (policy.py's card limits).
+        from qianbao.wallet import tour_pass  # imported here: tour_pass builds on this module
+
+        paid += tour_pass.card_top_ups_since(tx, user_id, since)
+    if source == "balance":
+        # policy.py: the balance limits count transfers to other people with payments.
+        from qianbao.wallet import transfers  # imported here: transfers builds on this module
+
+        paid += transfers.sent_since(tx, user_id, since).total
+    return paid
 
 
 def _order_view(tx: Tx, order: PaymentOrder) -> OrderView:
@@ -1048,6 +1167,8 @@ def _order_view(tx: Tx, order: PaymentOrder) -> OrderView:
         source=order.source,
         fee=Money(order.currency, order.fee),
         card_amount=card_amount,
+        buyer_id=order.buyer_id,
+        payer_id=order.payer_id,
     )
 
 

@@ -22,7 +22,7 @@ from qianbao.identity.service import CurrentSession
 from qianbao.money import Money
 from qianbao.risk import restrictions
 from qianbao.verification.api import read_upload
-from qianbao.wallet import payment_models, payments
+from qianbao.wallet import pay_for_me, payment_models, payments, tour_pass, transfers
 from qianbao.web.render import check_csrf, page, redirect
 from qianbao.web.routes import CsrfField, DbDep, signed_in, signed_in_or_home
 
@@ -127,12 +127,16 @@ def history_page(
         return session
     filters = _filters(source, status, since, until)
     rows = db.run(lambda tx: payments.user_orders(tx, session.account.id, 500, **filters))
+    moves = db.run(lambda tx: transfers.history(tx, session.account.id, 500, filters))
+    friends = db.run(lambda tx: pay_for_me.friend_notes(tx, session.account.id, rows))
     return page(
         request,
         "wallet_history.html",
         account=session.account,
         tab="wallet",
         orders=rows,
+        friends=friends,
+        transfers=moves,
         chosen={"source": source, "status": status, "since": since, "until": until},
         query=request.url.query,
     )
@@ -152,6 +156,7 @@ def history_csv(
         return session
     filters = _filters(source, status, since, until)
     rows = db.run(lambda tx: payments.user_orders(tx, session.account.id, 10_000, **filters))
+    moves = db.run(lambda tx: transfers.history(tx, session.account.id, 10_000, filters))
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(
@@ -187,6 +192,7 @@ def history_csv(
                 order.card_amount.currency if order.card_amount else "",
             ]
         )
+    writer.writerows(transfers.csv_rows(moves))
     return Response(
         out.getvalue(),
         media_type="text/csv; charset=utf-8",
@@ -201,6 +207,7 @@ def payment_detail(request: Request, db: DbDep, order_id: uuid.UUID) -> Response
         return session
     order = db.run(lambda tx: payments.user_order(tx, session.account.id, order_id))
     refunds = db.run(lambda tx: payments.order_refunds(tx, order_id))
+    friends = db.run(lambda tx: pay_for_me.friend_notes(tx, session.account.id, [order]))
     return page(
         request,
         "wallet_payment.html",
@@ -208,6 +215,7 @@ def payment_detail(request: Request, db: DbDep, order_id: uuid.UUID) -> Response
         tab="wallet",
         order=order,
         refunds=refunds,
+        friend=friends.get(order.id),
     )
 
 
@@ -340,6 +348,8 @@ def pay(
     try:
         if source == "balance":
             payments.pay_with_balance(db, user_id, order_id, payment_password)
+        elif source == "tour_pass":
+            tour_pass.pay(db, user_id, order_id, payment_password)
         elif source.startswith("bank:"):
             bank_card = uuid.UUID(source.removeprefix("bank:"))
             payments.pay_with_bank_card(db, user_id, order_id, bank_card, payment_password)

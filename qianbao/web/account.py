@@ -15,6 +15,7 @@ from qianbao.identity import security
 from qianbao.identity.phone import parse_mobile
 from qianbao.identity.service import CurrentSession
 from qianbao.verification import service as verification
+from qianbao.web import after_login
 from qianbao.web.render import check_csrf, page, redirect
 from qianbao.web.routes import (
     ClientDep,
@@ -273,4 +274,4 @@ def password_login(
         if error.retry_after:
             refused.headers["Retry-After"] = str(error.retry_after)
         return refused
-    return start_web_session(request, redirect(request, "/home"), signed)
+    return start_web_session(request, after_login.back(request, "/home"), signed)

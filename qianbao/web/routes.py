@@ -29,6 +29,7 @@ from qianbao.profile import service as personal_info
 from qianbao.standing import standing
 from qianbao.verification import service as verification
 from qianbao.wallet import payments
+from qianbao.web import after_login
 from qianbao.web.render import check_csrf, page, redirect, secure_cookies
 
 router = APIRouter(include_in_schema=False)
@@ -267,7 +268,7 @@ def submit_code(
         signed = service.sign_in(db, parsed, chosen, code, client, "web")
     except QianbaoError as error:
         return _code_form(request, db, parsed, chosen, error)
-    return start_web_session(request, redirect(request, "/home"), signed)
+    return start_web_session(request, after_login.back(request, "/home"), signed)
 
 
 @router.post("/code/resend")

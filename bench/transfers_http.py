@@ -1,0 +1,210 @@
+"""Transfers between people per second through the HTTP API, beside pgbench TPC-B-like.
+
+    .venv/bin/python bench/transfers_http.py [--seconds 10] [--workers 2] [--clients 16]
+
+The approach of bench/payments_http.py: a real `qianbao serve` (PostgreSQL database
+`qianbao_transfers_bench`, recreated each run) with N workers. Set-up, not timed: 16
+people sign up over the API and set a payment password (the SMS codes read from the demo
+outbox); then, straight in the database, each is verified and funded. Timed: 16 clients
+in a ring, client i sending CNY 1.00 to client i+1 again and again
+(`POST /api/v1/wallet/transfers`: bearer auth, a fresh Idempotency-Key, the recipient
+looked up by number, the payment password, policy for both people, restrictions, the
+limits (their usage queries run as always; the numbers are raised so that the run does
+not stop at 100 transfers a day), the ledger operation, the transfer row and the
+recipient's SMS in the outbox), against the reference `pgbench -c 16 -j 2 -T <seconds>
+-M prepared` on the same server in the same run. Goal: >= 0.5x pgbench. Afterwards the
+ledger is audited and the transfers counted against the acknowledged ones.
+
+argon2 is slow on purpose, so the server runs with argon2's cheapest parameters and the
+figure is the rest of the transfer; the payment password's own check at the default
+parameters is timed separately below, in this process (bench/passwords.py measures it
+under load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import payments_http  # noqa: E402
+import signup_http  # noqa: E402
+from ledger import pgbench  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
+
+from qianbao.db import Database, Tx  # noqa: E402
+from qianbao.identity import passwords  # noqa: E402
+from qianbao.identity import service as identity  # noqa: E402
+from qianbao.identity.phone import parse_mobile  # noqa: E402
+from qianbao.money import Money  # noqa: E402
+from qianbao.settings import Settings  # noqa: E402
+from qianbao.wallet import ledger, payments  # noqa: E402
+from qianbao.wallet.transfer_models import PersonTransfer  # noqa: E402
+
+DATABASE = "qianbao_transfers_bench"
+PIN = payments_http.PIN
+BIG = 10**9
+# The limits' numbers, raised for the run (their checks still run on every transfer).
+POLICY = {
+    tier: {
+        "transfers_per_day": BIG,
+        "transfer_per_day": f"{BIG} CNY",
+        "balance_per_day": f"{BIG} CNY",
+        "balance_per_year": f"{BIG} CNY",
+    }
+    for tier in ("class_ii", "class_iii")
+}
+
+
+def number(index: int) -> str:
+    return f"+44791172{index:04d}"
+
+
+def server_env_for_transfers() -> None:
+    """payments_http's cheap argon2 and big rate limits, plus the raised policy numbers."""
+    payments_http.cheap_server_env()
+    base = signup_http.server_env
+
+    def server_env(database_url: str, var_dir: Path, secret_key: str) -> dict[str, str]:
+        return {
+            **base(database_url, var_dir, secret_key),
+            "QIANBAO_POLICY_OVERRIDES": json.dumps(POLICY),
+        }
+
+    signup_http.server_env = server_env
+
+
+def prepare(url: str, people: int) -> None:
+    """Verify and fund everyone (not timed)."""
+    db = Database(Settings(database_url=url))
+    for index in range(people):
+        phone = parse_mobile(number(index), "GB")
+
+        def setup(tx: Tx, phone: object = phone) -> None:
+            account = identity.account_by_phone(tx, phone)  # type: ignore[arg-type]
+            identity.set_verification_level(tx, account.id, "passport_face")
+            payments._claim(tx, str(account.id), payments.SYSTEM)
+            source = payments.account_of(tx, payments.SYSTEM, "bank_clearing")
+            target = payments.account_of(tx, str(account.id), "user_balance")
+            ledger.transfer(tx, f"fund:{account.id}", source, target, Money.of("CNY", 90_000))
+
+        db.run(setup)
+    db.dispose()
+
+
+async def timed(base: str, tokens: list[str], seconds: float) -> tuple[list[float], int]:
+    latencies: list[float] = []
+    failures = 0
+    deadline = time.monotonic() + seconds
+
+    async def client_loop(index: int) -> None:
+        nonlocal failures
+        auth = {"Authorization": f"Bearer {tokens[index]}"}
+        body = {
+            "to": number((index + 1) % len(tokens)),
+            "amount": "1.00",
+            "payment_password": PIN,
+        }
+        async with httpx.AsyncClient(timeout=30) as client:
+            while time.monotonic() < deadline:
+                started = time.perf_counter()
+                answer = await client.post(
+                    f"{base}/api/v1/wallet/transfers",
+                    headers={**auth, "Idempotency-Key": uuid.uuid4().hex},
+                    json=body,
+                )
+                if answer.status_code != 201:
+                    failures += 1
+                    continue
+                latencies.append(time.perf_counter() - started)
+
+    await asyncio.gather(*(client_loop(index) for index in range(len(tokens))))
+    return latencies, failures
+
+
+def check(url: str) -> tuple[bool, int]:
+    """The ledger's audit, and how many transfers were recorded."""
+    db = Database(Settings(database_url=url))
+    sound = db.run(ledger.audit).sound
+    count = db.run(lambda tx: int(tx.session.scalar(select(func.count(PersonTransfer.id))) or 0))
+    db.dispose()
+    return sound, count
+
+
+def payment_password_cost(rounds: int = 20) -> float:
+    """Milliseconds of one payment password check at the default argon2id parameters."""
+    settings = Settings()
+    stored = passwords.hash_secret(settings, PIN)
+    started = time.perf_counter()
+    for _ in range(rounds):
+        assert passwords.verify_secret(settings, stored, PIN)
+    return (time.perf_counter() - started) / rounds * 1000
+
+
+async def run(options: argparse.Namespace) -> int:
+    url = payments_http.fresh_database(DATABASE)
+    server_env_for_transfers()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        server = signup_http.Server(url, options.workers, work, work / "server.log", "bench-secret")
+        try:
+            async with httpx.AsyncClient(timeout=30) as client:
+                await server.wait_ready(client)
+                tokens = [
+                    await payments_http.sign_up(client, server.base_url, index, number(index))
+                    for index in range(options.clients)
+                ]
+            prepare(url, options.clients)
+            reference = pgbench(int(options.seconds))
+            latencies, failures = await timed(server.base_url, tokens, options.seconds)
+        finally:
+            server.stop()
+    sound, recorded = check(url)
+    done = len(latencies)
+    rate = done / options.seconds
+    ordered = sorted(latencies)
+    p50 = statistics.median(ordered) * 1000 if ordered else 0.0
+    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1000 if ordered else 0.0
+    print(
+        f"transfers_http: {options.clients} clients in a ring, {options.workers} workers,"
+        f" PostgreSQL, load average {os.getloadavg()[0]:.2f}"
+    )
+    print(f"pgbench TPC-B-like -c 16 -j 2 -M prepared: {reference:,.0f} tps")
+    print(
+        f"transfers between people over HTTP: {rate:,.1f}/s  p50 {p50:.0f} ms  p99 {p99:.0f} ms"
+        f"  failures {failures}  ratio {rate / reference:.2f}x of pgbench (goal >= 0.5x)"
+    )
+    print(
+        f"after the run: ledger audit {'sound' if sound else 'NOT SOUND'},"
+        f" {recorded} transfers recorded for {done} acknowledged"
+    )
+    print(
+        f"payment password check alone (argon2id, default parameters, one core):"
+        f" {payment_password_cost():.0f} ms"
+    )
+    return 1 if failures or not sound or recorded != done else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--clients", type=int, default=16)
+    return asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,188 @@
+"""Pages of transfers between people: the form (prefilled by a request-money link), the
+confirmation with the recipient's masked verified name and the payment password, the
+transfer's page for both people, and the "Request money" page with a link to share."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from typing import Annotated, Final
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import Response
+
+from qianbao.db import Database
+from qianbao.errors import QianbaoError
+from qianbao.i18n import N_
+from qianbao.identity import security
+from qianbao.identity.service import CurrentSession
+from qianbao.standing import standing
+from qianbao.wallet import transfers
+from qianbao.web import after_login
+from qianbao.web.render import check_csrf, page, redirect
+from qianbao.web.routes import CsrfField, DbDep, signed_in, signed_in_or_home
+
+router = APIRouter(include_in_schema=False)
+Text = Annotated[str, Form()]
+NOTICES: Final = {"sent": N_("Money sent.")}
+
+
+@router.get("/wallet/transfer")
+def transfer_page(
+    request: Request, db: DbDep, to: str = "", amount: str = "", note: str = ""
+) -> Response:
+    """The transfer form; a request-money link fills it in (``?to=&amount=&note=``).
+    Opened signed out, the link is kept through the login and opened again after it."""
+    session = signed_in(request, db)
+    if session is None:
+        query = f"?{request.url.query}" if request.url.query else ""
+        return after_login.to_login(request, request.url.path + query)
+    return _form(request, db, session, {"to": to, "amount": amount, "note": note})
+
+
+def _form(
+    request: Request,
+    db: Database,
+    session: CurrentSession,
+    typed: dict[str, str],
+    error: QianbaoError | None = None,
+) -> Response:
+    found = db.run(lambda tx: transfers.allowance(tx, session.account.id))
+    return page(
+        request,
+        "transfer.html",
+        status=error.status if error else 200,
+        account=session.account,
+        tab="wallet",
+        allowance=found,
+        typed={key: value[:400] for key, value in typed.items()},
+        note_limit=db.settings.transfer_note_max_chars,
+        error=error,
+    )
+
+
+@router.post("/wallet/transfer/review")
+def review(
+    request: Request,
+    db: DbDep,
+    csrf: CsrfField = "",
+    to: Text = "",
+    amount: Text = "",
+    note: Text = "",
+) -> Response:
+    """Every rule checked; the sender sees who will get the money before confirming."""
+    check_csrf(request, csrf)
+    session = signed_in_or_home(request, db)
+    if isinstance(session, Response):
+        return session
+    typed = {"to": to, "amount": amount, "note": note}
+    return _confirm(request, db, session, typed, secrets.token_urlsafe(24))
+
+
+def _confirm(
+    request: Request,
+    db: Database,
+    session: CurrentSession,
+    typed: dict[str, str],
+    key: str,
+    error: QianbaoError | None = None,
+) -> Response:
+    user_id = session.account.id
+    try:
+        found = db.run(
+            lambda tx: transfers.quote(tx, user_id, typed["to"], typed["amount"], typed["note"])
+        )
+    except QianbaoError as refusal:
+        return _form(request, db, session, typed, refusal)
+    has_pin = db.run(lambda tx: security.status(tx, user_id)).has_payment_password
+    return page(
+        request,
+        "transfer_confirm.html",
+        status=error.status if error else 200,
+        account=session.account,
+        tab="wallet",
+        quote=found,
+        typed=typed,
+        key=key,
+        has_payment_password=has_pin,
+        error=error,
+    )
+
+
+@router.post("/wallet/transfer")
+def confirm(
+    request: Request,
+    db: DbDep,
+    csrf: CsrfField = "",
+    to: Text = "",
+    amount: Text = "",
+    note: Text = "",
+    key: Text = "",
+    payment_password: Text = "",
+) -> Response:
+    """Send, once per confirmation form (its key): a double click or a reload after a
+    lost answer shows the same transfer and moves nothing again."""
+    check_csrf(request, csrf)
+    session = signed_in_or_home(request, db)
+    if isinstance(session, Response):
+        return session
+    try:
+        sent = transfers.send(db, session.account.id, to, amount, note, payment_password, key)
+    except QianbaoError as error:
+        typed = {"to": to, "amount": amount, "note": note}
+        return _confirm(request, db, session, typed, key, error)
+    return redirect(request, f"/wallet/transfers/{sent.id}?done=sent")
+
+
+@router.get("/wallet/transfers/{transfer_id}")
+def transfer_detail(
+    request: Request, db: DbDep, transfer_id: uuid.UUID, done: str | None = None
+) -> Response:
+    session = signed_in_or_home(request, db)
+    if isinstance(session, Response):
+        return session
+    view = db.run(lambda tx: transfers.user_transfer(tx, session.account.id, transfer_id))
+    return page(
+        request,
+        "transfer_detail.html",
+        account=session.account,
+        tab="wallet",
+        transfer=view,
+        notice=NOTICES.get(done or ""),
+    )
+
+
+@router.get("/wallet/request")
+def request_money(
+    request: Request, db: DbDep, amount: str = "", note: str = "", via: str = "phone"
+) -> Response:
+    """A link to share: whoever opens it sees the transfer form filled in to pay me."""
+    session = signed_in_or_home(request, db)
+    if isinstance(session, Response):
+        return session
+    user_id = session.account.id
+    email = db.run(lambda tx: security.status(tx, user_id)).email
+    may_receive = db.run(lambda tx: standing(tx, user_id)).rights.receive_transfers
+    error: QianbaoError | None = None
+    try:
+        path = db.run(
+            lambda tx: transfers.request_link(
+                tx, user_id, amount, note, by_email=via == "email" and email is not None
+            )
+        )
+    except QianbaoError as refusal:
+        error = refusal
+        path = db.run(lambda tx: transfers.request_link(tx, user_id))
+    return page(
+        request,
+        "transfer_request.html",
+        status=error.status if error else 200,
+        account=session.account,
+        tab="wallet",
+        link=str(request.base_url).rstrip("/") + path,
+        typed={"amount": amount[:32], "note": note[:400], "via": via},
+        email=email,
+        may_receive=may_receive,
+        note_limit=db.settings.transfer_note_max_chars,
+        error=error,
+    )
