@@ -81,24 +81,19 @@ def demo_expire_tour_passes(
         int, typer.Option(min=0, help="Run the expiry as if this many days had passed.")
     ] = 91,
     server: Annotated[
-        str, typer.Option(help="The running demo server (default: QIANBAO_PUBLIC_BASE_URL).")
+        str, typer.Option(help="Ask this running demo server to do it, instead of here.")
     ] = "",
-    in_process: Annotated[
-        bool, typer.Option(help="Run it here instead, against the configured database.")
-    ] = False,
 ) -> None:
     """Demo mode only: run the Tour Pass expiry job as if AFTER_DAYS days had passed, so
-    the refunds to the cards can be seen without waiting 90 days.
-
-    By default it asks the running `qianbao serve --demo`: the sandbox card network keeps
-    the top-ups' card payments in that process's memory, so only it can refund them.
-    --in-process suits a card network that keeps its records (a real one)."""
+    the refunds to the cards can be seen without waiting 90 days. It runs here, against
+    the configured database (the sandbox card network keeps its records in a file that
+    every process shares), or with --server on a running `qianbao serve --demo`."""
     from datetime import timedelta
 
     import httpx
 
     settings = get_settings()
-    if in_process:
+    if not server:
         from qianbao.wallet import tour_pass
 
         if not settings.demo:
@@ -110,7 +105,7 @@ def demo_expire_tour_passes(
         finally:
             database.dispose()
     else:
-        base = (server or settings.public_base_url).rstrip("/")
+        base = server.rstrip("/")
         try:
             answer = httpx.post(
                 f"{base}/api/v1/demo/tour-pass/expire",

@@ -75,6 +75,15 @@ def close_expired_orders(db: Database) -> int:
     return int(closed) + int(released)
 
 
+def reverse_stranded_card_payments(db: Database) -> int:
+    """Card payments left half-way (charged on the network, never recorded, or approved
+    and never captured) are given up and sent back to the card."""
+    from qianbao.wallet import payments
+
+    abandoned = db.run(payments.abandon_stranded_card_attempts, isolation="read committed")
+    return int(abandoned) + payments.reverse_card_attempts(db)
+
+
 def expire_pay_for_me_links(db: Database) -> int:
     """Pay-for-me links past their time are marked expired (they read so already)."""
     from qianbao.wallet import pay_for_me
@@ -126,6 +135,7 @@ def default_jobs() -> list[Job]:
         Job("purge verification images", purge_verification_images, every_seconds=86400),
         Job("close expired orders", close_expired_orders, every_seconds=30),
         Job("expire pay-for-me links", expire_pay_for_me_links, every_seconds=60),
+        Job("reverse stranded card payments", reverse_stranded_card_payments, every_seconds=60),
         Job("expire Tour Passes", expire_tour_passes, every_seconds=60),
     ]
 

@@ -154,6 +154,11 @@ class Settings(BaseSettings):
             "KRW": Decimal("0.0051201"),
         }
     )
+    # A card payment not recorded this long after it began is given up by the worker and
+    # whatever the card network took is sent back (a crash between the card and the
+    # ledger; a person who never came back from 3-D Secure, whose challenge lasts 10
+    # minutes). Well above any real payment's time, so a live one is never cut short.
+    card_attempt_grace_seconds: int = Field(default=1800, ge=60)
 
     # --- Tour Pass (qianbao/wallet/tour_pass.py; alipay_rules.md section 4) ---------------
     # Alipay Tour Pass (Nov 2019): CNY 100 to 2,000 a top-up, at most CNY 2,000 held,

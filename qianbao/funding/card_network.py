@@ -50,8 +50,8 @@ day, not of the payment, so the cardholder bears the difference, as Alipay's rul
 ``SandboxCardNetwork`` (the default) is a network that knows only the documented test
 cards (``SANDBOX_CARDS``, listed in docs/sandbox_card_network.md), each with a fixed
 outcome, like a payment provider's test mode. It keeps authorizations, captures and
-refunds in memory behind one lock: one instance per process (a demo, the tests); a
-restart forgets them. Its card tokens carry no state, so linked cards survive restarts.
+refunds in a store (:mod:`qianbao.funding.sandbox_state`): a file every process shares
+for the running service, memory for unit tests. Its card tokens carry no state.
 
 ``foreign_card_fee`` is Alipay's 3% on the whole amount of a payment above CNY 200.
 
@@ -67,7 +67,7 @@ import re
 import secrets
 import threading
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -78,6 +78,7 @@ from urllib.parse import urlencode
 from qianbao.clock import Clock
 from qianbao.errors import Conflict, InvalidInput, NotFound, QianbaoError
 from qianbao.funding.cards import luhn_valid, normalize_card_number
+from qianbao.funding.sandbox_state import MemoryStore, SandboxState, SandboxStore
 from qianbao.i18n import N_
 from qianbao.money import MINOR_DIGITS, Money
 
@@ -594,6 +595,11 @@ class CardNetwork(Protocol):
         be captured."""
         ...
 
+    def find_authorization(self, idempotency_key: str) -> Authorization | None:
+        """The authorization made under a key, in its current state; None when the key
+        was never used (or was refused): asks without making one."""
+        ...
+
     def complete_challenge(self, authorization_id: str, answer: str) -> Authorization:
         """Pass the person's answer to the issuer's 3-D Secure challenge."""
         ...
@@ -710,7 +716,9 @@ class SandboxCardNetwork:
 
     ``rates`` maps each card currency to CNY per unit (from settings). ``set_rates``
     changes them from a given day on; every conversion uses the table of its day (the
-    UTC date of the clock).
+    UTC date of the clock). ``store`` keeps the network's records
+    (:mod:`qianbao.funding.sandbox_state`): in memory by default, or in a file that every
+    process on the machine shares.
     """
 
     def __init__(
@@ -720,22 +728,17 @@ class SandboxCardNetwork:
         *,
         cards: tuple[SandboxCard, ...] = SANDBOX_CARDS,
         challenge_base_url: str = "/sandbox/3ds",
+        store: SandboxStore | None = None,
     ) -> None:
         self._clock = clock
         self._cards = {_card_key(card.number): card for card in cards}
         self._challenge_base_url = challenge_base_url.rstrip("/")
-        self._lock = threading.Lock()
+        self._store: SandboxStore = store if store is not None else MemoryStore()
+        self._rates_lock = threading.Lock()
         # (first day, table), in order of first day; the first one covers all the past.
         self._rate_tables: list[tuple[date, dict[str, Decimal]]] = [
             (date.min, self._checked_rates(rates))
         ]
-        self._authorizations: dict[str, _AuthorizationRecord] = {}
-        # What each idempotency key was sent with, and what it got: a record or a refusal.
-        self._idempotent_requests: dict[str, _Request] = {}
-        self._by_idempotency_key: dict[str, _AuthorizationRecord | QianbaoError] = {}
-        self._captures: dict[str, _CaptureRecord] = {}
-        # Refunds asked with an idempotency key: a retry gets the first refund back.
-        self._refunds_by_key: dict[str, Refund] = {}
 
     # --- rates ---
 
@@ -743,7 +746,7 @@ class SandboxCardNetwork:
         """Use ``rates`` from ``effective`` (default: today) on, as a network's next table."""
         table = self._checked_rates(rates)
         first_day = effective or self._today()
-        with self._lock:
+        with self._rates_lock:
             kept = [(day, old) for day, old in self._rate_tables if day < first_day]
             self._rate_tables = [*kept, (first_day, table)]
 
@@ -751,8 +754,7 @@ class SandboxCardNetwork:
         """CNY per unit of ``currency`` on ``day``; there is no rate for a future day."""
         if day > self._today():
             raise ValueError(f"no exchange rate is known yet for {day.isoformat()}")
-        with self._lock:
-            return self._table_on(day)[currency]
+        return self._table_on(day)[currency]
 
     def _checked_rates(self, rates: Mapping[str, Decimal]) -> dict[str, Decimal]:
         table = {currency: Decimal(str(rate)) for currency, rate in rates.items()}
@@ -766,6 +768,10 @@ class SandboxCardNetwork:
         if unknown:
             raise ValueError(f"unsupported currencies in the rate table: {unknown}")
         return table
+
+    def _table_on(self, day: date) -> dict[str, Decimal]:
+        with self._rates_lock:  # the first table starts at date.min, so one always matches
+            return next(table for first, table in reversed(self._rate_tables) if first <= day)
 
     def _today(self) -> date:
         return self._clock.now().date()
@@ -811,42 +817,58 @@ class SandboxCardNetwork:
             raise ValueError("authorize a positive amount in CNY")
         if not idempotency_key:
             raise ValueError("authorize needs an idempotency key")
-        request = (token, amount)
-        with self._lock:
-            replayed = self._replay(idempotency_key, request)
-            if replayed is not None:
-                return replayed
-            self._idempotent_requests[idempotency_key] = request
-            try:
-                record = self._new_authorization(token, amount, three_ds_return_url)
-            except QianbaoError as refusal:
-                # Remembered: retrying the same request gets the same answer, as with a
-                # real network, instead of a second attempt on the card.
-                self._by_idempotency_key[idempotency_key] = refusal
-                raise
-            self._by_idempotency_key[idempotency_key] = record
-            self._authorizations[record.snapshot.id] = record
-            return record.snapshot
+        return self._keyed(
+            idempotency_key,
+            (token, amount),
+            lambda: self._new_authorization(token, amount, three_ds_return_url),
+        )
 
     def verify_card(
         self, token: str, *, idempotency_key: str, three_ds_return_url: str | None = None
     ) -> Authorization:
         if not idempotency_key:
             raise ValueError("verify_card needs an idempotency key")
-        request = (token, Money(WALLET_CURRENCY, 0))
-        with self._lock:
-            replayed = self._replay(idempotency_key, request)
-            if replayed is not None:
-                return replayed
-            self._idempotent_requests[idempotency_key] = request
+        return self._keyed(
+            idempotency_key,
+            (token, Money(WALLET_CURRENCY, 0)),
+            lambda: self._new_verification(token, three_ds_return_url),
+        )
+
+    def find_authorization(self, idempotency_key: str) -> Authorization | None:
+        with self._store.transaction() as state:
+            records = _Records(state, self)
+            earlier = records.keyed(idempotency_key)
+            if earlier is None or isinstance(earlier[1], QianbaoError):
+                return None
+            return records.current(records.authorization(earlier[1])).snapshot
+
+    def _keyed(
+        self, key: str, request: _Request, make: Callable[[], _AuthorizationRecord]
+    ) -> Authorization:
+        """The authorization a key stands for: the first answer again (a refusal too, as
+        a real network remembers it, instead of a second attempt on the card), or a new
+        one made by ``make``."""
+        with self._store.transaction() as state:
+            records = _Records(state, self)
+            earlier = records.keyed(key)
+            if earlier is not None:
+                if earlier[0] != request:
+                    raise IdempotencyKeyReused()
+                if isinstance(earlier[1], QianbaoError):
+                    raise earlier[1]
+                return records.current(records.authorization(earlier[1])).snapshot
             try:
-                record = self._new_verification(token, three_ds_return_url)
+                record = make()
             except QianbaoError as refusal:
-                self._by_idempotency_key[idempotency_key] = refusal
-                raise
-            self._by_idempotency_key[idempotency_key] = record
-            self._authorizations[record.snapshot.id] = record
-            return record.snapshot
+                records.remember(key, request, refusal)
+                outcome: Authorization | QianbaoError = refusal
+            else:
+                records.remember(key, request, record.snapshot.id)
+                records.save_authorization(record)
+                outcome = record.snapshot
+        if isinstance(outcome, QianbaoError):
+            raise outcome  # after the commit: the refusal is remembered
+        return outcome
 
     def _new_verification(
         self, token: str, three_ds_return_url: str | None
@@ -866,24 +888,7 @@ class SandboxCardNetwork:
             rate=rate,
             rate_date=now.date(),
         )
-        if card.outcome is SandboxOutcome.CHALLENGE:
-            verification = replace(
-                verification,
-                status=AuthorizationStatus.CHALLENGE_REQUIRED,
-                challenge_url=self._challenge_url(verification.id, three_ds_return_url),
-            )
-            return _AuthorizationRecord(verification, card, now + CHALLENGE_TTL)
-        return _AuthorizationRecord(verification, card, now + AUTHORIZATION_TTL)
-
-    def _replay(self, idempotency_key: str, request: _Request) -> Authorization | None:
-        earlier = self._by_idempotency_key.get(idempotency_key)
-        if earlier is None:
-            return None
-        if self._idempotent_requests[idempotency_key] != request:
-            raise IdempotencyKeyReused()
-        if isinstance(earlier, QianbaoError):
-            raise earlier
-        return self._current(earlier).snapshot
+        return self._challenged(verification, card, three_ds_return_url)
 
     def _new_authorization(
         self, token: str, amount: Money, three_ds_return_url: str | None
@@ -903,51 +908,58 @@ class SandboxCardNetwork:
             rate=rate,
             rate_date=rate_date,
         )
-        if card.outcome is SandboxOutcome.CHALLENGE:
-            authorization = replace(
-                authorization,
-                status=AuthorizationStatus.CHALLENGE_REQUIRED,
-                challenge_url=self._challenge_url(authorization.id, three_ds_return_url),
-            )
-            return _AuthorizationRecord(authorization, card, now + CHALLENGE_TTL)
-        return _AuthorizationRecord(authorization, card, now + AUTHORIZATION_TTL)
+        return self._challenged(authorization, card, three_ds_return_url)
 
-    def _table_on(self, day: date) -> dict[str, Decimal]:
-        # The lock is held. The first table starts at date.min, so one always matches.
-        return next(table for first, table in reversed(self._rate_tables) if first <= day)
-
-    def _challenge_url(self, authorization_id: str, return_url: str | None) -> str:
-        url = f"{self._challenge_base_url}/{authorization_id}"
-        return f"{url}?{urlencode({'return_to': return_url})}" if return_url else url
+    def _challenged(
+        self, authorization: Authorization, card: SandboxCard, return_url: str | None
+    ) -> _AuthorizationRecord:
+        """The record: waiting for 3-D Secure for the challenge card, else approved."""
+        now = self._clock.now()
+        if card.outcome is not SandboxOutcome.CHALLENGE:
+            return _AuthorizationRecord(authorization, card, now + AUTHORIZATION_TTL)
+        url = f"{self._challenge_base_url}/{authorization.id}"
+        if return_url:
+            url = f"{url}?{urlencode({'return_to': return_url})}"
+        waiting = replace(
+            authorization, status=AuthorizationStatus.CHALLENGE_REQUIRED, challenge_url=url
+        )
+        return _AuthorizationRecord(waiting, card, now + CHALLENGE_TTL)
 
     # --- 3-D Secure ---
 
     def complete_challenge(self, authorization_id: str, answer: str) -> Authorization:
-        with self._lock:
-            record = self._current(self._record(authorization_id))
+        with self._store.transaction() as state:
+            records = _Records(state, self)
+            record = records.current(records.authorization(authorization_id))
             if record.snapshot.status is not AuthorizationStatus.CHALLENGE_REQUIRED:
                 raise ChallengeNotOpen()
             now = self._clock.now()
-            if now >= record.expires_at:
-                self._set_status(record, AuthorizationStatus.FAILED)
-                raise ChallengeExpired()
             typed = unicodedata.normalize("NFKC", answer).strip()
-            if not hmac.compare_digest(typed.encode(), SANDBOX_CHALLENGE_ANSWER.encode()):
+            failure: QianbaoError | None = None
+            if now >= record.expires_at:
+                failure = ChallengeExpired()
+            elif not hmac.compare_digest(typed.encode(), SANDBOX_CHALLENGE_ANSWER.encode()):
                 # One answer only, as an issuer's one-time code: a failed payment starts over.
-                self._set_status(record, AuthorizationStatus.FAILED)
-                raise ChallengeFailed()
-            record.expires_at = now + AUTHORIZATION_TTL
-            self._set_status(record, AuthorizationStatus.APPROVED, challenge_url=None)
-            return record.snapshot
+                failure = ChallengeFailed()
+            if failure is not None:
+                _set_status(record, AuthorizationStatus.FAILED)
+            else:
+                record.expires_at = now + AUTHORIZATION_TTL
+                _set_status(record, AuthorizationStatus.APPROVED, challenge_url=None)
+            records.save_authorization(record)
+        if failure is not None:
+            raise failure  # after the commit: the failed check stays failed
+        return record.snapshot
 
     # --- capture, void, refund ---
 
     def capture(self, authorization_id: str, amount: Money | None = None) -> Capture:
-        with self._lock:
-            record = self._current(self._record(authorization_id))
+        with self._store.transaction() as state:
+            records = _Records(state, self)
+            record = records.current(records.authorization(authorization_id))
             status = record.snapshot.status
             if status is AuthorizationStatus.CAPTURED:
-                return self._repeated_capture(authorization_id, amount)
+                return _repeated_capture(records.capture_of(authorization_id), amount)
             if status is AuthorizationStatus.EXPIRED:
                 raise AuthorizationExpired()
             if status is not AuthorizationStatus.APPROVED or not record.snapshot.amount.minor:
@@ -966,28 +978,22 @@ class SandboxCardNetwork:
                 amount_in_card_currency=to_card_currency(taken, record.card.currency, rate),
                 rate=rate,
             )
-            self._captures[capture.id] = _CaptureRecord(
-                capture, record.card.currency, Money(WALLET_CURRENCY, 0)
+            records.save_capture(
+                _CaptureRecord(capture, record.card.currency, Money(WALLET_CURRENCY, 0))
             )
-            self._set_status(record, AuthorizationStatus.CAPTURED)
+            _set_status(record, AuthorizationStatus.CAPTURED)
+            records.save_authorization(record)
             return capture
 
-    def _repeated_capture(self, authorization_id: str, amount: Money | None) -> Capture:
-        for found in self._captures.values():
-            capture = found.snapshot
-            if capture.authorization_id == authorization_id:
-                if amount is None or amount == capture.amount:
-                    return capture
-                break
-        raise NotCapturable()
-
     def void(self, authorization_id: str) -> Authorization:
-        with self._lock:
-            record = self._current(self._record(authorization_id))
+        with self._store.transaction() as state:
+            records = _Records(state, self)
+            record = records.current(records.authorization(authorization_id))
             voidable = (AuthorizationStatus.APPROVED, AuthorizationStatus.CHALLENGE_REQUIRED)
             if record.snapshot.status not in voidable:
                 raise NotVoidable()
-            self._set_status(record, AuthorizationStatus.VOIDED, challenge_url=None)
+            _set_status(record, AuthorizationStatus.VOIDED, challenge_url=None)
+            records.save_authorization(record)
             return record.snapshot
 
     def refund(
@@ -1002,20 +1008,32 @@ class SandboxCardNetwork:
             raise ValueError("refund a positive amount in CNY")
         if rate_date > self._today():
             raise ValueError(f"no exchange rate is known yet for {rate_date.isoformat()}")
-        with self._lock:
-            if idempotency_key is not None and idempotency_key in self._refunds_by_key:
-                earlier = self._refunds_by_key[idempotency_key]
-                if (earlier.capture_id, earlier.amount) != (capture_id, amount):
-                    raise IdempotencyKeyReused()
-                return earlier
-            refund = self._new_refund(capture_id, amount, rate_date)
+        with self._store.transaction() as state:
+            records = _Records(state, self)
             if idempotency_key is not None:
-                self._refunds_by_key[idempotency_key] = refund
+                earlier = records.refund_by_key(idempotency_key)
+                if earlier is not None:
+                    if (earlier.capture_id, earlier.amount) != (capture_id, amount):
+                        raise IdempotencyKeyReused()
+                    return earlier
+            refund = self._new_refund(records, capture_id, amount, rate_date)
+            if idempotency_key is not None:
+                records.save_refund_by_key(idempotency_key, refund)
             return refund
 
-    def _new_refund(self, capture_id: str, amount: Money, rate_date: date) -> Refund:
-        # The lock is held.
-        captured = self._captures.get(capture_id)
+    def refunded(self, capture_id: str) -> Money:
+        """How much of a capture has gone back to the card (the network's own count, as a
+        settlement report gives it: for reconciliation and tests)."""
+        with self._store.transaction() as state:
+            captured = _Records(state, self).capture(capture_id)
+        if captured is None:
+            raise CaptureUnknown()
+        return captured.refunded
+
+    def _new_refund(
+        self, records: _Records, capture_id: str, amount: Money, rate_date: date
+    ) -> Refund:
+        captured = records.capture(capture_id)
         if captured is None:
             raise CaptureUnknown()
         remaining = captured.snapshot.amount - captured.refunded
@@ -1023,6 +1041,7 @@ class SandboxCardNetwork:
             raise RefundExceedsCapture({"remaining": remaining.format()})
         rate = self._table_on(rate_date)[captured.currency]
         captured.refunded += amount
+        records.save_capture(captured)
         return Refund(
             id="rf_sbx_" + secrets.token_urlsafe(12),
             capture_id=capture_id,
@@ -1032,28 +1051,161 @@ class SandboxCardNetwork:
             rate_date=rate_date,
         )
 
-    # --- state helpers (the lock is held) ---
 
-    def _record(self, authorization_id: str) -> _AuthorizationRecord:
-        record = self._authorizations.get(authorization_id)
-        if record is None:
+def _set_status(record: _AuthorizationRecord, status: AuthorizationStatus, **changes: Any) -> None:
+    record.snapshot = replace(record.snapshot, status=status, **changes)
+
+
+def _repeated_capture(found: _CaptureRecord | None, amount: Money | None) -> Capture:
+    """Asking again for what was captured returns that capture; another amount is not."""
+    if found is None or (amount is not None and amount != found.snapshot.amount):
+        raise NotCapturable()
+    return found.snapshot
+
+
+class _Records:
+    """The sandbox's records in one store transaction, as JSON and back."""
+
+    def __init__(self, state: SandboxState, network: SandboxCardNetwork) -> None:
+        self._state = state
+        self._network = network
+
+    # idempotency keys: the request and its outcome (an authorization id or a refusal)
+
+    def keyed(self, key: str) -> tuple[_Request, str | QianbaoError] | None:
+        found = self._state.get("request", key)
+        if found is None:
+            return None
+        request = (str(found["token"]), _money(found["amount"]))
+        if "refusal" in found:
+            refusal_class, params = _REFUSALS[found["refusal"]], found.get("params")
+            return request, refusal_class(params) if params else refusal_class()
+        return request, str(found["authorization"])
+
+    def remember(self, key: str, request: _Request, outcome: str | QianbaoError) -> None:
+        value: dict[str, Any] = {"token": request[0], "amount": _money_json(request[1])}
+        if isinstance(outcome, QianbaoError):
+            value |= {"refusal": type(outcome).__name__, "params": outcome.params}
+        else:
+            value["authorization"] = outcome
+        self._state.put("request", key, value)
+
+    # authorizations
+
+    def authorization(self, authorization_id: str) -> _AuthorizationRecord:
+        found = self._state.get("authorization", authorization_id)
+        if found is None:
             raise AuthorizationUnknown()
-        return record
+        snapshot = Authorization(
+            id=authorization_id,
+            status=AuthorizationStatus(found["status"]),
+            amount=_money(found["amount"]),
+            amount_in_card_currency=_money(found["amount_in_card_currency"]),
+            rate=Decimal(found["rate"]),
+            rate_date=date.fromisoformat(found["rate_date"]),
+            challenge_url=found.get("challenge_url"),
+        )
+        card = self._network._cards[found["card"]]
+        return _AuthorizationRecord(snapshot, card, datetime.fromisoformat(found["expires_at"]))
 
-    def _current(self, record: _AuthorizationRecord) -> _AuthorizationRecord:
+    def save_authorization(self, record: _AuthorizationRecord) -> None:
+        snapshot = record.snapshot
+        self._state.put(
+            "authorization",
+            snapshot.id,
+            {
+                "status": snapshot.status.value,
+                "amount": _money_json(snapshot.amount),
+                "amount_in_card_currency": _money_json(snapshot.amount_in_card_currency),
+                "rate": str(snapshot.rate),
+                "rate_date": snapshot.rate_date.isoformat(),
+                "challenge_url": snapshot.challenge_url,
+                "card": _card_key(record.card.number),
+                "expires_at": record.expires_at.isoformat(),
+            },
+        )
+
+    def current(self, record: _AuthorizationRecord) -> _AuthorizationRecord:
         """The record, with an approval past its time marked expired."""
         if (
             record.snapshot.status is AuthorizationStatus.APPROVED
-            and self._clock.now() >= record.expires_at
+            and self._network._clock.now() >= record.expires_at
         ):
-            self._set_status(record, AuthorizationStatus.EXPIRED)
+            _set_status(record, AuthorizationStatus.EXPIRED)
+            self.save_authorization(record)
         return record
 
-    @staticmethod
-    def _set_status(
-        record: _AuthorizationRecord, status: AuthorizationStatus, **changes: Any
-    ) -> None:
-        record.snapshot = replace(record.snapshot, status=status, **changes)
+    # captures
+
+    def capture(self, capture_id: str) -> _CaptureRecord | None:
+        found = self._state.get("capture", capture_id)
+        if found is None:
+            return None
+        snapshot = Capture(
+            id=capture_id,
+            authorization_id=found["authorization_id"],
+            amount=_money(found["amount"]),
+            amount_in_card_currency=_money(found["amount_in_card_currency"]),
+            rate=Decimal(found["rate"]),
+        )
+        return _CaptureRecord(snapshot, found["currency"], _money(found["refunded"]))
+
+    def capture_of(self, authorization_id: str) -> _CaptureRecord | None:
+        found = self._state.get("capture_of", authorization_id)
+        return None if found is None else self.capture(found["capture"])
+
+    def save_capture(self, record: _CaptureRecord) -> None:
+        snapshot = record.snapshot
+        self._state.put(
+            "capture",
+            snapshot.id,
+            {
+                "authorization_id": snapshot.authorization_id,
+                "amount": _money_json(snapshot.amount),
+                "amount_in_card_currency": _money_json(snapshot.amount_in_card_currency),
+                "rate": str(snapshot.rate),
+                "currency": record.currency,
+                "refunded": _money_json(record.refunded),
+            },
+        )
+        self._state.put("capture_of", snapshot.authorization_id, {"capture": snapshot.id})
+
+    # refunds asked with an idempotency key
+
+    def refund_by_key(self, key: str) -> Refund | None:
+        found = self._state.get("refund", key)
+        if found is None:
+            return None
+        return Refund(
+            id=found["id"],
+            capture_id=found["capture_id"],
+            amount=_money(found["amount"]),
+            amount_in_card_currency=_money(found["amount_in_card_currency"]),
+            rate=Decimal(found["rate"]),
+            rate_date=date.fromisoformat(found["rate_date"]),
+        )
+
+    def save_refund_by_key(self, key: str, refund: Refund) -> None:
+        self._state.put(
+            "refund",
+            key,
+            {
+                "id": refund.id,
+                "capture_id": refund.capture_id,
+                "amount": _money_json(refund.amount),
+                "amount_in_card_currency": _money_json(refund.amount_in_card_currency),
+                "rate": str(refund.rate),
+                "rate_date": refund.rate_date.isoformat(),
+            },
+        )
+
+
+def _money_json(amount: Money) -> dict[str, Any]:
+    return {"currency": amount.currency, "minor": amount.minor}
+
+
+def _money(value: dict[str, Any]) -> Money:
+    return Money(str(value["currency"]), int(value["minor"]))
 
 
 def _refuse_by_outcome(outcome: SandboxOutcome) -> None:
@@ -1063,3 +1215,16 @@ def _refuse_by_outcome(outcome: SandboxOutcome) -> None:
         raise InsufficientFunds()
     if outcome is SandboxOutcome.EXPIRED_AT_ISSUER:
         raise CardExpiredAtIssuer()
+
+
+# The refusals a remembered idempotency key can replay, by class name.
+_REFUSALS: dict[str, Callable[..., QianbaoError]] = {
+    refusal.__name__: refusal
+    for refusal in (
+        CardDeclined,
+        InsufficientFunds,
+        CardExpiredAtIssuer,
+        CardExpired,
+        TokenUnknown,
+    )
+}

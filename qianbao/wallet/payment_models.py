@@ -90,6 +90,13 @@ class PaymentOrder(Base):
     card_amount: Mapped[int | None] = mapped_column(BigInteger, default=None)
     card_rate: Mapped[Decimal | None] = mapped_column(Numeric(18, 8), default=None)
     card_capture_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    # A card payment under way: the network key of the attempt and when it began. The
+    # worker gives up an attempt left unrecorded too long (a crash between the card and
+    # the ledger): it moves the key to card_reversal_key, then voids or refunds on the
+    # network whatever that key got, so no card is charged for an unpaid order.
+    card_attempt_key: Mapped[str | None] = mapped_column(String(96), default=None)
+    card_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    card_reversal_key: Mapped[str | None] = mapped_column(String(96), default=None)
     # A mainland bank card's quick payment: the card and the bank's debit.
     bank_card_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("bank_cards.id"), default=None

@@ -13,6 +13,8 @@ the same way back, converted by the network at the refund day's rate.
 
 from __future__ import annotations
 
+import contextlib
+import secrets
 import threading
 import uuid
 import weakref
@@ -20,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from functools import partial
+from pathlib import Path
 from typing import Final
 
 from sqlalchemy import func, or_, select
@@ -28,6 +32,7 @@ from qianbao.db import Database, Tx, new_id
 from qianbao.errors import Conflict, Forbidden, InvalidInput, NotFound, QianbaoError
 from qianbao.funding import card_network
 from qianbao.funding import service as funding
+from qianbao.funding.sandbox_state import SqliteStore
 from qianbao.i18n import N_
 from qianbao.identity import security
 from qianbao.money import Money
@@ -320,6 +325,77 @@ def close_expired_orders(tx: Tx, limit: int = 500) -> int:
     return len(rows)
 
 
+# --- card payments left half-way -----------------------------------------------------------
+
+
+def abandon_stranded_card_attempts(tx: Tx, limit: int = 100) -> int:
+    """Give up card attempts left unrecorded past the grace time (the process died
+    between the card network and the ledger, or the person never came back from 3-D
+    Secure): the key moves to ``card_reversal_key`` for ``reverse_card_attempts``. From
+    then on the attempt can no longer be recorded as a payment."""
+    grace = timedelta(seconds=tx.settings.card_attempt_grace_seconds)
+    rows = list(
+        tx.session.scalars(
+            select(PaymentOrder)
+            .where(
+                PaymentOrder.card_attempt_key.is_not(None),
+                PaymentOrder.status != "TRADE_SUCCESS",
+                PaymentOrder.status != "TRADE_FINISHED",
+                PaymentOrder.card_attempt_at <= tx.now() - grace,
+            )
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    for row in rows:
+        row.card_reversal_key, row.card_attempt_key = row.card_attempt_key, None
+    return len(rows)
+
+
+def reverse_card_attempts(db: Database, limit: int = 100) -> int:
+    """Send back on the network what each given-up attempt got: a capture is refunded
+    in full, an approval voided. Each step is idempotent, so a worker that dies half-way
+    and the next one that takes over do it once; the key is cleared only after."""
+    keys = db.run(lambda tx: _keys_to_reverse(tx, limit), isolation="read committed")
+    for order_id, key in keys:
+        _reverse_on_network(db, order_id, key)
+        db.run(partial(_reversed, order_id=order_id, key=key))
+    return len(keys)
+
+
+def _keys_to_reverse(tx: Tx, limit: int) -> list[tuple[uuid.UUID, str]]:
+    rows = tx.session.execute(
+        select(PaymentOrder.id, PaymentOrder.card_reversal_key)
+        .where(PaymentOrder.card_reversal_key.is_not(None))
+        .limit(limit)
+    ).all()
+    return [(row[0], str(row[1])) for row in rows]
+
+
+def _reverse_on_network(db: Database, order_id: uuid.UUID, key: str) -> None:
+    network = network_for(db)
+    authorization = network.find_authorization(key)
+    if authorization is None:  # the network never took it: nothing to send back
+        return
+    if authorization.status == "captured":
+        capture = network.capture(authorization.id)  # the same capture, asked again
+        network.refund(
+            capture.id,
+            capture.amount,
+            rate_date=db.clock.now().astimezone(UTC).date(),
+            idempotency_key=f"order:{order_id}:undo:{capture.id}",
+        )
+    elif authorization.status in ("approved", "challenge_required"):
+        with contextlib.suppress(card_network.NotVoidable):  # voided meanwhile: done
+            network.void(authorization.id)
+
+
+def _reversed(tx: Tx, *, order_id: uuid.UUID, key: str) -> None:
+    order = tx.session.get(PaymentOrder, order_id, with_for_update=True)
+    if order is not None and order.card_reversal_key == key:
+        order.card_reversal_key = None
+
+
 # --- the cashier ---------------------------------------------------------------------------
 
 
@@ -425,19 +501,18 @@ def pay_with_card(
     """The order paid by a foreign card, or the URL of the issuer's 3-D Secure check to
     send the person to (then ``finish_card_payment``)."""
     security.verify_payment_password(db, user_id, payment_password)
-    token, total = db.run(lambda tx: _card_charge(tx, user_id, order_id, card_id))
+    charge = db.run(lambda tx: _card_charge(tx, user_id, order_id, card_id))
     network = network_for(db)
     authorization = network.authorize(
-        token,
-        total,
-        idempotency_key=_card_key(order_id, card_id),
+        charge.token,
+        charge.total,
+        idempotency_key=charge.key,
         three_ds_return_url=challenge_return_url,
     )
     if authorization.status == "challenge_required":
         assert authorization.challenge_url is not None
-        db.run(lambda tx: _remember_card(tx, order_id, card_id))
         return authorization.challenge_url
-    return _capture_and_record(db, user_id, order_id, card_id, authorization.id, on_behalf)
+    return _capture_and_record(db, user_id, order_id, charge, authorization.id, on_behalf)
 
 
 def pay_with_bank_card(
@@ -511,9 +586,9 @@ def finish_card_payment(
     card_id = db.run(lambda tx: _order(tx, order_id).card_id)
     if card_id is None:
         raise Conflict("order.not_payable", N_("This order cannot be paid now."))
-    token, total = db.run(lambda tx: _card_charge(tx, user_id, order_id, card_id))
+    charge = db.run(lambda tx: _card_charge(tx, user_id, order_id, card_id))
     authorization = network_for(db).authorize(
-        token, total, idempotency_key=_card_key(order_id, card_id)
+        charge.token, charge.total, idempotency_key=charge.key
     )
     if authorization.status != "approved":
         raise Conflict(
@@ -523,23 +598,32 @@ def finish_card_payment(
                 "Pay again and answer your bank's check, or use another card."
             ),
         )
-    return _capture_and_record(db, user_id, order_id, card_id, authorization.id, on_behalf)
+    return _capture_and_record(db, user_id, order_id, charge, authorization.id, on_behalf)
 
 
 def _capture_and_record(
     db: Database,
     user_id: uuid.UUID,
     order_id: uuid.UUID,
-    card_id: uuid.UUID,
+    charge: _CardCharge,
     auth_id: str,
     on_behalf: OnBehalf | None = None,
 ) -> OrderView:
     capture = network_for(db).capture(auth_id)
+    card_id = charge.card_id
 
     def record(tx: Tx) -> OrderView:
         order = _payable(tx, user_id, order_id)
-        if order is None:
+        if order is None:  # paid already: by this very capture (a retry), or another way
+            if tx.session.get_one(PaymentOrder, order_id).card_capture_id != capture.id:
+                raise Conflict("order.paid", N_("This order is already paid."))
             return get_order(tx, order_id)
+        if order.card_attempt_key != charge.key:
+            # The worker gave this attempt up as stranded and is sending the money back.
+            raise Conflict(
+                "card.attempt_abandoned",
+                N_("This card payment took too long and was cancelled. Pay again."),
+            )
         amount = Money(CNY, order.amount)
         fee = capture.amount - amount
         _claim(tx, SYSTEM)
@@ -581,9 +665,21 @@ def _capture_and_record(
         raise
 
 
+@dataclass(frozen=True)
+class _CardCharge:
+    card_id: uuid.UUID
+    token: str
+    total: Money  # the order and the fee, in CNY
+    key: str  # the network's idempotency key for this attempt
+
+
 def _card_charge(
     tx: Tx, user_id: uuid.UUID, order_id: uuid.UUID, card_id: uuid.UUID
-) -> tuple[str, Money]:
+) -> _CardCharge:
+    """Check a card payment may start, and record the attempt on the order before the
+    network is asked: one key per order and card (a retry, or the return from 3-D
+    Secure, gets the same authorization back; another card asks for a new one), and a
+    trace the worker finds if the process dies between the card and the ledger."""
     order = _payable(tx, user_id, order_id)
     if order is None:
         raise Conflict("order.paid", N_("This order is already paid."))
@@ -593,18 +689,11 @@ def _card_charge(
         raise NotFound("card.not_found", N_("There is no such card on your account."))
     amount = Money(CNY, order.amount)
     _within_card_limits(tx, user_id, amount, standing(tx, user_id).rights)
-    return card.token, amount + _fee(tx, amount)
-
-
-def _card_key(order_id: uuid.UUID, card_id: uuid.UUID) -> str:
-    """One card authorization per order and card: a retry gets the same one back, and
-    paying with another card after a decline asks for a new one."""
-    return f"order:{order_id}:card:{card_id}"
-
-
-def _remember_card(tx: Tx, order_id: uuid.UUID, card_id: uuid.UUID) -> None:
-    """The card chosen while its issuer checks the person (3-D Secure)."""
-    _order(tx, order_id).card_id = card_id
+    if order.card_id != card_id or order.card_attempt_key is None:
+        order.card_id = card_id
+        order.card_attempt_key = f"order:{order.id}:card:{card_id}:{secrets.token_hex(4)}"
+        order.card_attempt_at = tx.now()
+    return _CardCharge(card_id, card.token, amount + _fee(tx, amount), order.card_attempt_key)
 
 
 # --- refunds -------------------------------------------------------------------------------
@@ -926,6 +1015,7 @@ def _drop_unverified(tx: Tx, user_id: uuid.UUID, card_id: uuid.UUID) -> None:
         card.removed_at = tx.now()
 
 
+SANDBOX_NETWORK_FILE: Final = "sandbox_card_network.sqlite3"
 _networks: weakref.WeakKeyDictionary[Database, card_network.CardNetwork] = (
     weakref.WeakKeyDictionary()
 )
@@ -933,11 +1023,16 @@ _networks_lock = threading.Lock()
 
 
 def network_for(db: Database) -> card_network.CardNetwork:
-    """One card network per process and database (the sandbox keeps its state in memory)."""
+    """One card network client per process and database. The sandbox keeps its records
+    in a file of its own under the var directory, so every process sees the same
+    payments and a worker can finish what a crashed request started."""
     with _networks_lock:
         found = _networks.get(db)
         if found is None:
-            found = card_network.SandboxCardNetwork(db.clock, rates=db.settings.fx_rates)
+            store = SqliteStore(Path(db.settings.var_dir) / SANDBOX_NETWORK_FILE)
+            found = card_network.SandboxCardNetwork(
+                db.clock, rates=db.settings.fx_rates, store=store
+            )
             _networks[db] = found
         return found
 
