@@ -838,32 +838,28 @@ def _write(tx: Tx, accepted: list[_Planned], outcomes: list[Receipt | QianbaoErr
     insert_operation = (
         pg_insert if tx.session.get_bind().dialect.name == "postgresql" else sqlite_insert
     )
-    claimed: set[str] = set()
-    for start in range(0, len(accepted), 500):
-        chunk = accepted[start : start + 500]
-        statement = (
-            insert_operation(_operations)
-            .values(
-                [
-                    {
-                        "id": plan.operation_id,
-                        "idempotency_key": plan.operation.key,
-                        "request_hash": plan.hash,
-                        "result": _canonical_json(
-                            {
-                                "transfers": [i.transfer_id for i in plan.intents],
-                                "result": plan.result,
-                            }
-                        ),
-                        "created_at": tx.now(),
-                    }
-                    for plan in chunk
-                ]
-            )
-            .on_conflict_do_nothing(index_elements=[_operations.c.idempotency_key])
-            .returning(_operations.c.idempotency_key)
-        )
-        claimed.update(tx.session.scalars(statement))
+    # One statement whatever the batch's size: parameters passed apart (SQLAlchemy's
+    # "insertmanyvalues" batches them) keep its compiled form cached, where a .values()
+    # list made a new statement to compile on every call.
+    statement = (
+        insert_operation(_operations)
+        .on_conflict_do_nothing(index_elements=[_operations.c.idempotency_key])
+        .returning(_operations.c.idempotency_key)
+    )
+    now = tx.now()
+    rows_to_claim = [
+        {
+            "id": plan.operation_id,
+            "idempotency_key": plan.operation.key,
+            "request_hash": plan.hash,
+            "result": _canonical_json(
+                {"transfers": [i.transfer_id for i in plan.intents], "result": plan.result}
+            ),
+            "created_at": now,
+        }
+        for plan in accepted
+    ]
+    claimed: set[str] = set(tx.session.scalars(statement, rows_to_claim))
     lost = [plan for plan in accepted if plan.operation.key not in claimed]
     stored = _stored_operations(tx, (plan.operation.key for plan in lost))
     for plan in lost:
