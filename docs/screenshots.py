@@ -36,7 +36,7 @@ import re
 import sys
 import tempfile
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from playwright.sync_api import Page, expect, sync_playwright
 
@@ -44,6 +44,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 sys.path.insert(0, str(ROOT))
 
+if TYPE_CHECKING:
+    from qianbao.identity.service import Client
 from liveserver import (  # noqa: E402 - found through the path added above
     CHROMIUM_ARGS,
     PHONE_VIEWPORT,
@@ -208,9 +210,55 @@ def wallet(page: Page, server: LiveServer, out: Path) -> None:
     shoot(page, out, "16-cashier.png")
     page.goto(server.url + "/wallet")
     shoot(page, out, "17-wallet.png")
+    wallet_part_two(page, server, out, user.id)
 
 
-def _client() -> object:
+def wallet_part_two(page: Page, server: LiveServer, out: Path, user_id: object) -> None:
+    """The same person, now verified: a store code on the balance, a transfer to a
+    verified friend (the masked name before confirming), a pay-for-me link with its QR
+    code, a topped-up Tour Pass."""
+    import uuid
+
+    from qianbao.identity import service as identity
+    from qianbao.identity.agreements import CURRENT_VERSION
+    from qianbao.identity.phone import parse_mobile
+    from qianbao.money import Money
+    from qianbao.wallet import payments, topup_codes, tour_pass
+
+    db = server.db
+    assert isinstance(user_id, uuid.UUID)
+    db.run(lambda tx: identity.set_verification_level(tx, user_id, "passport_face"))
+    friend_phone = parse_mobile("+447400654321", "GB")
+    identity.send_code(db, friend_phone, "signup", _client(), "en", CURRENT_VERSION)
+    code = server.sms_code(friend_phone.e164)
+    friend = identity.sign_in(db, friend_phone, "signup", code, _client()).account
+    db.run(lambda tx: identity.set_verification_level(tx, friend.id, "passport_face"))
+    batch = topup_codes.create_batch(db, "Demo Shop", "500", 1, paid_by_bank="DEMO-SCREENSHOTS")
+    topup_codes.redeem(db, user_id, batch.codes[0], "127.0.0.1")
+    page.goto(server.url + "/wallet/topup-code")
+    shoot(page, out, "18-topup-code.png")
+    page.goto(server.url + "/wallet/transfer")
+    page.locator("#to").fill("+44 7400 654321")
+    page.locator("#amount").fill("120.00")
+    page.locator("#note").fill("Dinner")
+    page.locator("form[action='/wallet/transfer/review'] button[type=submit]").click()
+    page.wait_for_url(re.compile(r"/wallet/transfer/review$"))
+    shoot(page, out, "19-transfer-confirm.png")
+    shop = payments.demo_merchant(db)
+    order = db.run(
+        lambda tx: payments.create_order(tx, shop, "DEMO3", "Lanterns", Money.of("CNY", "66.00"))
+    )
+    page.goto(server.url + f"/cashier/{order.id}")
+    page.locator(f"form[action='/cashier/{order.id}/pay-for-me'] button[type=submit]").click()
+    shoot(page, out, "20-pay-for-me-link.png")
+    tour_pass.open_pass(db, user_id)
+    card = db.run(lambda tx: payments.foreign_cards(tx, user_id))[0].id
+    tour_pass.top_up(db, user_id, card, Money.of("CNY", "800.00"), "802417", "screenshots")
+    page.goto(server.url + "/wallet/tour-pass")
+    shoot(page, out, "21-tour-pass.png")
+
+
+def _client() -> Client:
     from qianbao.identity.service import Client
 
     return Client(ip="127.0.0.1", user_agent="screenshots")
