@@ -92,11 +92,12 @@ def expire_pay_for_me_links(db: Database) -> int:
 
 
 def expire_tour_passes(db: Database) -> int:
-    """Tour Passes past their validity expire, and what is left on closed and expired
-    ones goes back to the cards it came from (each part once, under its own key)."""
+    """Top-ups left half-way are finished or undone; Tour Passes past their validity
+    expire, and what is left on closed and expired ones goes back to the cards it came
+    from (each part once, under its own key)."""
     from qianbao.wallet import tour_pass
 
-    return tour_pass.expire_due(db)
+    return tour_pass.finish_stranded_top_ups(db) + tour_pass.expire_due(db)
 
 
 @dataclass

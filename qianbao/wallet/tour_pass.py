@@ -33,6 +33,7 @@ then the pass row, then the ledger accounts) so use cases cannot deadlock each o
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -588,6 +589,45 @@ def _record_top_up(
 
 def _top_up_key(top_up_id: uuid.UUID) -> str:
     return f"tour_pass:top_up:{top_up_id}"
+
+
+def finish_stranded_top_ups(db: Database, limit: int = 100) -> int:
+    """Top-ups still pending past the grace time (the process died between the card
+    network and the ledger, or the person never came back from 3-D Secure), settled by
+    what the network says under the top-up's key: a capture is recorded (the money
+    reached the card network, so it reaches the pass, and a closed pass sends it back
+    on); an approval or an open challenge is voided; nothing taken, the top-up fails."""
+    stranded = db.run(lambda tx: _stranded_top_ups(tx, limit))
+    for top_up_id, user_id in stranded:
+        _settle_stranded(db, top_up_id, user_id)
+    return len(stranded)
+
+
+def _stranded_top_ups(tx: Tx, limit: int) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    before = tx.now() - timedelta(seconds=tx.settings.card_attempt_grace_seconds)
+    rows = tx.session.execute(
+        select(TourPassTopUp.id, TourPass.user_id)
+        .join(TourPass, TourPass.id == TourPassTopUp.pass_id)
+        .where(TourPassTopUp.state == "pending", TourPassTopUp.created_at <= before)
+        .limit(limit)
+    ).all()
+    return [(row[0], row[1]) for row in rows]
+
+
+def _settle_stranded(db: Database, top_up_id: uuid.UUID, user_id: uuid.UUID) -> None:
+    network = payments.network_for(db)
+    authorization = network.find_authorization(_top_up_key(top_up_id))
+    if authorization is not None and authorization.status == "captured":
+        capture = network.capture(authorization.id)  # the same capture, asked again
+        db.run(
+            lambda tx: _record_top_up(tx, user_id, top_up_id, capture),
+            isolation="read committed",
+        )
+        return
+    if authorization is not None and authorization.status in ("approved", "challenge_required"):
+        with contextlib.suppress(card_network.NotVoidable):  # voided meanwhile: done
+            network.void(authorization.id)
+    db.run(lambda tx: _fail_top_up(tx, top_up_id, "tour_pass.top_up_abandoned"))
 
 
 # --- spending -------------------------------------------------------------------------------

@@ -584,3 +584,45 @@ def test_the_demo_command_runs_the_expiry_in_another_process_s_place(
     assert "1 refund parts sent" in ran.output
     assert card_parts(db, user) == [("0019", 40000, "done")]
     sound(db)
+
+
+def test_a_top_up_left_half_way_is_finished_or_undone_by_the_worker(
+    db: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qianbao import jobs
+
+    user = visitor(db, clock)
+    card = add_card(db, user)
+    network = payments.network_for(db)
+
+    def die(*_args: object, **_kwargs: object) -> None:
+        raise Crash
+
+    with monkeypatch.context() as patched:  # captured on the card, never recorded
+        patched.setattr(tour_pass, "_record_top_up", die)
+        with pytest.raises(Crash):
+            top(db, user, card, "300.00", "captured")
+    with monkeypatch.context() as patched:  # approved on the card, never captured
+        patched.setattr(network, "capture", die)
+        with pytest.raises(Crash):
+            top(db, user, card, "200.00", "approved")
+    assert current(db, user).balance == cny("0.00")
+    assert tour_pass.finish_stranded_top_ups(db) == 0  # within the grace time: alone
+    clock.advance(seconds=db.settings.card_attempt_grace_seconds + 1)
+    jobs.expire_tour_passes(db)
+    assert current(db, user).balance == cny("300.00")  # the captured one reached the pass
+
+    def states(tx: Tx) -> dict[str, str]:
+        rows = tx.session.scalars(select(TourPassTopUp))
+        return {row.request_key: row.state for row in rows}
+
+    assert db.run(states) == {"captured": "done", "approved": "failed"}
+    approved_key = db.run(
+        lambda tx: tx.session.scalars(
+            select(TourPassTopUp.id).where(TourPassTopUp.request_key == "approved")
+        ).one()
+    )
+    voided = network.find_authorization(tour_pass._top_up_key(approved_key))
+    assert voided is not None and voided.status == "voided"
+    assert tour_pass.finish_stranded_top_ups(db) == 0
+    sound(db)
