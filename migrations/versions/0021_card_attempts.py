@@ -1,4 +1,5 @@
-"""card payments under way: the network key of each attempt, and attempts given up
+"""payments under way: the network key of each card or bank card attempt, and the
+attempts given up whose money the worker sends back
 
 Revision ID: 0021
 Revises: 0020
@@ -25,13 +26,22 @@ def upgrade() -> None:
         "payment_orders",
         sa.Column("card_attempt_at", sa.DateTime(timezone=True), nullable=True),
     )
-    op.add_column(
-        "payment_orders", sa.Column("card_reversal_key", sa.String(length=96), nullable=True)
+    op.create_table(
+        "payment_attempt_reversals",
+        sa.Column("key", sa.String(length=96), nullable=False),
+        sa.Column("order_id", sa.Uuid(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["order_id"],
+            ["payment_orders.id"],
+            name=op.f("fk_payment_attempt_reversals_order_id_payment_orders"),
+        ),
+        sa.PrimaryKeyConstraint("key", name=op.f("pk_payment_attempt_reversals")),
     )
 
 
 def downgrade() -> None:
+    op.drop_table("payment_attempt_reversals")
     with op.batch_alter_table("payment_orders") as batch_op:
-        batch_op.drop_column("card_reversal_key")
         batch_op.drop_column("card_attempt_at")
         batch_op.drop_column("card_attempt_key")

@@ -42,7 +42,6 @@ import json
 import logging
 import re
 import secrets
-import threading
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -56,6 +55,7 @@ import phonenumbers
 from qianbao.clock import Clock, SystemClock
 from qianbao.errors import Conflict, InvalidInput, QianbaoError
 from qianbao.funding.cards import credit_card_error, normalize_card_number, unionpay_card
+from qianbao.funding.sandbox_state import MemoryStore, SandboxState, SandboxStore
 from qianbao.i18n import N_
 from qianbao.money import Money
 
@@ -116,6 +116,11 @@ class BankConnector(Protocol):
 
     def credit(self, debit_id: str, amount: Money, *, idempotency_key: str) -> BankMovement:
         """Give back up to what ``debit_id`` took; the same key returns the same credit."""
+        ...
+
+    def find_debit(self, idempotency_key: str) -> BankMovement | None:
+        """The debit made under a key, if any, asking without making one (to send back
+        a debit the wallet never recorded)."""
         ...
 
 
@@ -393,21 +398,18 @@ class _Challenge:
 
 @dataclass
 class SandboxBank:
-    """A bank with documented test cards; see the module docstring and docs/sandbox_bank.md."""
+    """A bank with documented test cards; see the module docstring and docs/sandbox_bank.md.
+
+    Its codes, accounts and movements live in ``store`` (:mod:`qianbao.funding.sandbox_state`):
+    memory by default, or a file every process shares, so that a code sent by one web
+    worker is checked by another and a debit made before a crash is found after it."""
 
     send_sms: SendSms
     clock: Clock = field(default_factory=SystemClock)
     code_ttl_seconds: int = DEFAULT_CODE_TTL_SECONDS
     max_code_tries: int = DEFAULT_MAX_CODE_TRIES
     cards: tuple[SandboxCard, ...] = SANDBOX_CARDS
-    _challenges: dict[str, _Challenge] = field(default_factory=dict, init=False, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
-    # Quick payments: each test card's account, and every debit and credit by its key.
-    _accounts: dict[str, Money] = field(default_factory=dict, init=False, repr=False)
-    _movements: dict[str, BankMovement] = field(default_factory=dict, init=False, repr=False)
-    _debits: dict[str, tuple[str, Money, Money]] = field(
-        default_factory=dict, init=False, repr=False
-    )
+    store: SandboxStore = field(default_factory=MemoryStore, repr=False)
 
     def start_verification(
         self,
@@ -423,65 +425,113 @@ class SandboxBank:
         self._check_four_elements(card, holder_name, id_number, reserved_phone_e164)
         code = f"{secrets.randbelow(10**SMS_CODE_DIGITS):0{SMS_CODE_DIGITS}d}"
         reference = "sbx_" + secrets.token_urlsafe(16)
-        now = self.clock.now()
-        expires_at = now + timedelta(seconds=self.code_ttl_seconds)
-        with self._lock:
-            self._forget_expired(now)
-            self._challenges[reference] = _Challenge(card, code, expires_at)
+        expires_at = self.clock.now() + timedelta(seconds=self.code_ttl_seconds)
+        with self.store.transaction() as state:
+            self._save_challenge(state, reference, _Challenge(card, code, expires_at))
         # The bank texts its reserved number, not the number typed (they match here).
         self.send_sms(card.reserved_phone, code)
         return BankChallenge(reference, mask_phone(card.reserved_phone), expires_at)
 
     def confirm(self, reference: str, sms_code: str) -> BankVerificationResult:
-        with self._lock:
-            challenge = self._challenges.get(reference)
+        refusal: QianbaoError | None = None
+        with self.store.transaction() as state:
+            challenge = self._challenge(state, reference)
             if challenge is None:
                 raise ChallengeUnknown()
-            if self.clock.now() >= challenge.expires_at:
-                del self._challenges[reference]
-                raise CodeExpired()
             if challenge.locked:
                 raise TooManyTries()
-            if not hmac.compare_digest(_digits(sms_code).encode(), challenge.code.encode()):
-                raise self._count_wrong_try(challenge)
-            del self._challenges[reference]  # a code works once
+            expired = self.clock.now() >= challenge.expires_at
+            right = hmac.compare_digest(_digits(sms_code).encode(), challenge.code.encode())
+            if expired:
+                refusal = CodeExpired()
+            elif not right:
+                refusal = self._count_wrong_try(challenge)
+            # A code works once, and an expired one is forgotten; a wrong try is counted.
+            self._save_challenge(state, reference, challenge, used=expired or right)
+        if refusal is not None:
+            raise refusal  # after the commit: the wrong try stays counted
         return _sandbox_result(challenge.card)
 
     # Each test card's account starts with this much (CNY): enough to try payments.
     SANDBOX_ACCOUNT_OPENING: ClassVar[Money] = Money.of("CNY", 50_000)
 
     def debit(self, card_token: str, amount: Money, *, idempotency_key: str) -> BankMovement:
-        with self._lock:
-            done = self._movements.get(idempotency_key)
+        with self.store.transaction() as state:
+            done = state.get("movement", idempotency_key)
             if done is not None:
-                return done
+                return _movement(done)
             card = self._card_of_token(card_token)
             if card.outcome is SandboxOutcome.CARD_FROZEN:
                 raise CardFrozen()
-            balance = self._accounts.setdefault(card_token, self.SANDBOX_ACCOUNT_OPENING)
+            balance = self._balance(state, card_token)
             if amount.minor <= 0 or balance.minor < amount.minor:
                 raise BankInsufficientFunds()
-            self._accounts[card_token] = balance - amount
+            state.put("account", card_token, _money_json(balance - amount))
             movement = BankMovement("dbt_sbx_" + secrets.token_hex(8), amount)
-            self._movements[idempotency_key] = movement
-            self._debits[movement.id] = (card_token, amount, Money(amount.currency, 0))
+            state.put("movement", idempotency_key, _movement_json(movement))
+            state.put(
+                "debit",
+                movement.id,
+                {"token": card_token, "taken": _money_json(amount), "given_back": 0},
+            )
             return movement
 
     def credit(self, debit_id: str, amount: Money, *, idempotency_key: str) -> BankMovement:
-        with self._lock:
-            done = self._movements.get(idempotency_key)
+        with self.store.transaction() as state:
+            done = state.get("movement", idempotency_key)
             if done is not None:
-                return done
-            if debit_id not in self._debits:
+                return _movement(done)
+            debit = state.get("debit", debit_id)
+            if debit is None:
                 raise ChallengeUnknown()
-            card_token, taken, given_back = self._debits[debit_id]
-            if amount.minor <= 0 or (given_back + amount).minor > taken.minor:
+            taken, given_back = _money(debit["taken"]), int(debit["given_back"])
+            if amount.minor <= 0 or given_back + amount.minor > taken.minor:
                 raise BankCreditExceeds()
-            self._debits[debit_id] = (card_token, taken, given_back + amount)
-            self._accounts[card_token] = self._accounts[card_token] + amount
+            state.put("debit", debit_id, {**debit, "given_back": given_back + amount.minor})
+            token = str(debit["token"])
+            state.put("account", token, _money_json(self._balance(state, token) + amount))
             movement = BankMovement("crd_sbx_" + secrets.token_hex(8), amount)
-            self._movements[idempotency_key] = movement
+            state.put("movement", idempotency_key, _movement_json(movement))
             return movement
+
+    def find_debit(self, idempotency_key: str) -> BankMovement | None:
+        """The movement made under a key, if any (asks without making one)."""
+        with self.store.transaction() as state:
+            done = state.get("movement", idempotency_key)
+        return None if done is None else _movement(done)
+
+    def _balance(self, state: SandboxState, card_token: str) -> Money:
+        found = state.get("account", card_token)
+        return self.SANDBOX_ACCOUNT_OPENING if found is None else _money(found)
+
+    def _challenge(self, state: SandboxState, reference: str) -> _Challenge | None:
+        found = state.get("challenge", reference)
+        if found is None or found.get("used"):
+            return None
+        return _Challenge(
+            self._card(str(found["card"])),
+            str(found["code"]),
+            datetime.fromisoformat(found["expires_at"]),
+            int(found["wrong_tries"]),
+            bool(found["locked"]),
+        )
+
+    @staticmethod
+    def _save_challenge(
+        state: SandboxState, reference: str, challenge: _Challenge, *, used: bool = False
+    ) -> None:
+        state.put(
+            "challenge",
+            reference,
+            {
+                "card": challenge.card.number,
+                "code": challenge.code,
+                "expires_at": challenge.expires_at.isoformat(),
+                "wrong_tries": challenge.wrong_tries,
+                "locked": challenge.locked,
+                "used": used,
+            },
+        )
 
     def _card_of_token(self, card_token: str) -> SandboxCard:
         for card in self.cards:
@@ -526,9 +576,21 @@ class SandboxBank:
             return TooManyTries()
         return CodeWrong({"tries_left": tries_left})
 
-    def _forget_expired(self, now: datetime) -> None:
-        for reference in [ref for ref, ch in self._challenges.items() if ch.expires_at <= now]:
-            del self._challenges[reference]
+
+def _money_json(amount: Money) -> dict[str, Any]:
+    return {"currency": amount.currency, "minor": amount.minor}
+
+
+def _money(value: dict[str, Any]) -> Money:
+    return Money(str(value["currency"]), int(value["minor"]))
+
+
+def _movement_json(movement: BankMovement) -> dict[str, Any]:
+    return {"id": movement.id, "amount": _money_json(movement.amount)}
+
+
+def _movement(value: dict[str, Any]) -> BankMovement:
+    return BankMovement(str(value["id"]), _money(value["amount"]))
 
 
 def _digits(text: str) -> str:
@@ -677,6 +739,17 @@ class HttpBank:
         )
         return BankMovement(_text(body, "id", max_length=MAX_REFERENCE_LENGTH), amount)
 
+    def find_debit(self, idempotency_key: str) -> BankMovement | None:
+        body = self._call("payments/lookup", {"idempotency_key": idempotency_key})
+        if body.get("found") is not True:
+            return None
+        currency = _text(body, "currency", max_length=3)
+        try:
+            amount = Money.of(currency, _text(body, "amount"))
+        except (ValueError, ArithmeticError) as error:
+            raise ProviderError("amount is not a sum of money") from error
+        return BankMovement(_text(body, "id", max_length=MAX_REFERENCE_LENGTH), amount)
+
     def credit(self, debit_id: str, amount: Money, *, idempotency_key: str) -> BankMovement:
         body = self._call(
             "payments/credit",
@@ -783,12 +856,14 @@ def connector_for(
     send_sms: SendSms,
     clock: Clock | None = None,
     transport: httpx.BaseTransport | None = None,
+    store: SandboxStore | None = None,
 ) -> BankConnector:
-    """The connector ``QIANBAO_BANK_CONNECTOR`` names: ``sandbox`` (default) or ``http``."""
+    """The connector ``QIANBAO_BANK_CONNECTOR`` names: ``sandbox`` (default) or ``http``;
+    ``store`` keeps the sandbox's records (memory when None)."""
     if settings.bank_connector == "http":
         return HttpBank.from_settings(settings, transport, clock)
     if settings.bank_connector == "sandbox":
-        return SandboxBank(send_sms, clock or SystemClock())
+        return SandboxBank(send_sms, clock or SystemClock(), store=store or MemoryStore())
     raise ValueError(
         f"QIANBAO_BANK_CONNECTOR must be sandbox or http, not {settings.bank_connector!r}"
     )

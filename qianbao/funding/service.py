@@ -18,6 +18,7 @@ import uuid
 import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Final
 
 import phonenumbers
@@ -28,12 +29,14 @@ from qianbao.errors import Conflict, InvalidInput, NotFound
 from qianbao.funding import cards
 from qianbao.funding.bank import BankConnector, connector_for
 from qianbao.funding.models import BankCard, BankCardCheck
+from qianbao.funding.sandbox_state import SqliteStore
 from qianbao.i18n import N_, current_language, language_scope, translate
 from qianbao.identity import service as identity
 from qianbao.notify import service as notify
 
 DAY: Final = timedelta(days=1)
 _connectors: weakref.WeakKeyDictionary[Database, BankConnector] = weakref.WeakKeyDictionary()
+SANDBOX_BANK_FILE: Final = "sandbox_bank.sqlite3"
 _connectors_lock = threading.Lock()
 _BANK_SMS: Final = N_(
     "[Sandbox bank] Your code to add your bank card to Qianbao is {code}. Never share it."
@@ -202,7 +205,7 @@ def bank_token(tx: Tx, user_id: uuid.UUID, card_id: uuid.UUID) -> str:
 
 
 def connector(db: Database) -> BankConnector:
-    """The process's bank connector (the sandbox keeps its state in memory)."""
+    """The process's bank connector."""
     return _connector(db, [])
 
 
@@ -282,12 +285,14 @@ def _must_match_verified(holder: CardHolder, verified: tuple[str, str]) -> None:
 
 
 def _connector(db: Database, sent: list[tuple[str, str]]) -> BankConnector:
-    """One connector per process and database (the sandbox keeps its codes in memory);
-    what the sandbox texts is collected in ``sent`` for the outbox."""
+    """One connector per process and database (the sandbox keeps its records in a file
+    of its own that every process shares); what the sandbox texts is collected in
+    ``sent`` for the outbox."""
     with _connectors_lock:
         found = _connectors.get(db)
         if found is None:
-            found = connector_for(db.settings, send_sms=_relay, clock=db.clock)
+            store = SqliteStore(Path(db.settings.var_dir) / SANDBOX_BANK_FILE)
+            found = connector_for(db.settings, send_sms=_relay, clock=db.clock, store=store)
             _connectors[db] = found
     _pending.sent = sent
     return found

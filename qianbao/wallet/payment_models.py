@@ -90,13 +90,12 @@ class PaymentOrder(Base):
     card_amount: Mapped[int | None] = mapped_column(BigInteger, default=None)
     card_rate: Mapped[Decimal | None] = mapped_column(Numeric(18, 8), default=None)
     card_capture_id: Mapped[str | None] = mapped_column(String(64), default=None)
-    # A card payment under way: the network key of the attempt and when it began. The
-    # worker gives up an attempt left unrecorded too long (a crash between the card and
-    # the ledger): it moves the key to card_reversal_key, then voids or refunds on the
-    # network whatever that key got, so no card is charged for an unpaid order.
+    # A card or bank card payment under way: the network key of the attempt and when it
+    # began. Only this attempt may be recorded as the payment; one replaced by another
+    # (the person changed cards) or left unrecorded too long (a crash between the network
+    # and the ledger) goes to PaymentAttemptReversal.
     card_attempt_key: Mapped[str | None] = mapped_column(String(96), default=None)
     card_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
-    card_reversal_key: Mapped[str | None] = mapped_column(String(96), default=None)
     # A mainland bank card's quick payment: the card and the bank's debit.
     bank_card_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("bank_cards.id"), default=None
@@ -123,6 +122,18 @@ class ForeignCard(Base):
     # When the issuer confirmed the card is the person's (3-D Secure at linking, when the
     # issuer asks for it); a card is usable only from then on.
     verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class PaymentAttemptReversal(Base):
+    """A payment attempt given up: whatever the card network or the bank took under its
+    key is sent back by the worker (a capture or a debit refunded, an approval voided),
+    then the row goes."""
+
+    __tablename__ = "payment_attempt_reversals"
+
+    key: Mapped[str] = mapped_column(String(96), primary_key=True)
+    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("payment_orders.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class OrderRefund(Base):

@@ -44,6 +44,7 @@ from qianbao.wallet.payment_models import (
     ForeignCard,
     Merchant,
     OrderRefund,
+    PaymentAttemptReversal,
     PaymentOrder,
     WalletAccount,
 )
@@ -325,22 +326,41 @@ def close_expired_orders(tx: Tx, limit: int = 500) -> int:
     return len(rows)
 
 
-# --- card payments left half-way -----------------------------------------------------------
+# --- payments left half-way ----------------------------------------------------------------
+
+
+def _begin_attempt(tx: Tx, order: PaymentOrder, key: str) -> None:
+    """Make ``key`` the order's one live attempt; an earlier one goes to be sent back
+    (if its request is still running, it can no longer record itself, and sends its own
+    money back; the worker's reversal is idempotent with that)."""
+    if order.card_attempt_key is not None and order.card_attempt_key != key:
+        _give_up(tx, order)
+    order.card_attempt_key, order.card_attempt_at = key, tx.now()
+
+
+def _give_up(tx: Tx, order: PaymentOrder) -> None:
+    assert order.card_attempt_key is not None
+    if tx.session.get(PaymentAttemptReversal, order.card_attempt_key) is None:
+        tx.session.add(
+            PaymentAttemptReversal(
+                key=order.card_attempt_key, order_id=order.id, created_at=tx.now()
+            )
+        )
+    order.card_attempt_key = None
 
 
 def abandon_stranded_card_attempts(tx: Tx, limit: int = 100) -> int:
-    """Give up card attempts left unrecorded past the grace time (the process died
-    between the card network and the ledger, or the person never came back from 3-D
-    Secure): the key moves to ``card_reversal_key`` for ``reverse_card_attempts``. From
-    then on the attempt can no longer be recorded as a payment."""
+    """Give up payment attempts left unrecorded past the grace time (the process died
+    between the network and the ledger, or the person never came back from 3-D Secure):
+    from then on they can no longer be recorded, and ``reverse_card_attempts`` sends back
+    what they took."""
     grace = timedelta(seconds=tx.settings.card_attempt_grace_seconds)
     rows = list(
         tx.session.scalars(
             select(PaymentOrder)
             .where(
                 PaymentOrder.card_attempt_key.is_not(None),
-                PaymentOrder.status != "TRADE_SUCCESS",
-                PaymentOrder.status != "TRADE_FINISHED",
+                PaymentOrder.paid_at.is_(None),
                 PaymentOrder.card_attempt_at <= tx.now() - grace,
             )
             .limit(limit)
@@ -348,28 +368,29 @@ def abandon_stranded_card_attempts(tx: Tx, limit: int = 100) -> int:
         )
     )
     for row in rows:
-        row.card_reversal_key, row.card_attempt_key = row.card_attempt_key, None
+        _give_up(tx, row)
     return len(rows)
 
 
 def reverse_card_attempts(db: Database, limit: int = 100) -> int:
-    """Send back on the network what each given-up attempt got: a capture is refunded
-    in full, an approval voided. Each step is idempotent, so a worker that dies half-way
-    and the next one that takes over do it once; the key is cleared only after."""
-    keys = db.run(lambda tx: _keys_to_reverse(tx, limit), isolation="read committed")
-    for order_id, key in keys:
-        _reverse_on_network(db, order_id, key)
-        db.run(partial(_reversed, order_id=order_id, key=key))
-    return len(keys)
+    """Send back what each given-up attempt got: a card capture refunded in full, an
+    approval voided, a bank debit credited back. Each step is idempotent, so a worker
+    that dies half-way and the next one do it once; the row goes only after."""
+    reversals = db.run(lambda tx: _reversals(tx, limit), isolation="read committed")
+    for order_id, key in reversals:
+        if ":bank:" in key:
+            _reverse_bank_debit(db, order_id, key)
+        else:
+            _reverse_on_network(db, order_id, key)
+        db.run(partial(_reversed, key=key))
+    return len(reversals)
 
 
-def _keys_to_reverse(tx: Tx, limit: int) -> list[tuple[uuid.UUID, str]]:
-    rows = tx.session.execute(
-        select(PaymentOrder.id, PaymentOrder.card_reversal_key)
-        .where(PaymentOrder.card_reversal_key.is_not(None))
-        .limit(limit)
-    ).all()
-    return [(row[0], str(row[1])) for row in rows]
+def _reversals(tx: Tx, limit: int) -> list[tuple[uuid.UUID, str]]:
+    rows = tx.session.scalars(
+        select(PaymentAttemptReversal).order_by(PaymentAttemptReversal.created_at).limit(limit)
+    )
+    return [(row.order_id, row.key) for row in rows]
 
 
 def _reverse_on_network(db: Database, order_id: uuid.UUID, key: str) -> None:
@@ -390,10 +411,17 @@ def _reverse_on_network(db: Database, order_id: uuid.UUID, key: str) -> None:
             network.void(authorization.id)
 
 
-def _reversed(tx: Tx, *, order_id: uuid.UUID, key: str) -> None:
-    order = tx.session.get(PaymentOrder, order_id, with_for_update=True)
-    if order is not None and order.card_reversal_key == key:
-        order.card_reversal_key = None
+def _reverse_bank_debit(db: Database, order_id: uuid.UUID, key: str) -> None:
+    bank = funding.connector(db)
+    debit = bank.find_debit(key)
+    if debit is not None:
+        bank.credit(debit.id, debit.amount, idempotency_key=f"order:{order_id}:undo:{debit.id}")
+
+
+def _reversed(tx: Tx, *, key: str) -> None:
+    found = tx.session.get(PaymentAttemptReversal, key, with_for_update=True)
+    if found is not None:
+        tx.session.delete(found)
 
 
 # --- the cashier ---------------------------------------------------------------------------
@@ -528,25 +556,37 @@ def pay_with_bank_card(
     fee), then the ledger records the money arriving and going to the merchant."""
     security.verify_payment_password(db, user_id, payment_password)
 
-    def check(tx: Tx) -> str | None:
+    def check(tx: Tx) -> tuple[str, str, Money] | None:
         order = _payable(tx, user_id, order_id)
         if order is None:  # already paid by this person: a retry
             return None
         restrictions.refuse_money_out(tx, user_id)
-        return funding.bank_token(tx, user_id, bank_card_id)
+        token = funding.bank_token(tx, user_id, bank_card_id)
+        # One debit per attempt: a retry with the same card gets the same one back.
+        prefix = f"order:{order.id}:bank:{bank_card_id}:"
+        if not (order.card_attempt_key or "").startswith(prefix):
+            _begin_attempt(tx, order, prefix + secrets.token_hex(4))
+        assert order.card_attempt_key is not None
+        return token, order.card_attempt_key, Money(CNY, order.amount)
 
-    token = db.run(check)
-    if token is None:
+    started = db.run(check)
+    if started is None:
         return db.run(lambda tx: get_order(tx, order_id))
-    amount = db.run(lambda tx: Money(CNY, _order(tx, order_id).amount))
-    debit = funding.connector(db).debit(
-        token, amount, idempotency_key=f"order:{order_id}:bank:{bank_card_id}"
-    )
+    token, key, amount = started
+    debit = funding.connector(db).debit(token, amount, idempotency_key=key)
 
     def record(tx: Tx) -> OrderView:
         order = _payable(tx, user_id, order_id)
-        if order is None:
+        if order is None:  # paid already: by this very debit (a retry), or another way
+            if tx.session.get_one(PaymentOrder, order_id).bank_debit_id != debit.id:
+                raise Conflict("order.paid", N_("This order is already paid."))
             return get_order(tx, order_id)
+        if order.card_attempt_key != key:
+            # Given up (another way of paying was chosen meanwhile, or it took too long).
+            raise Conflict(
+                "card.attempt_abandoned",
+                N_("This card payment took too long and was cancelled. Pay again."),
+            )
         _claim(tx, SYSTEM)
         clearing = account_of(tx, SYSTEM, "bank_clearing")
         merchant = _merchant(tx, order.merchant_id)
@@ -559,6 +599,7 @@ def pay_with_bank_card(
             ),
         )
         order.bank_card_id, order.bank_debit_id = bank_card_id, debit.id
+        order.card_attempt_key = None  # this attempt is the payment
         _mark_paid(tx, order, user_id, "bank_card", receipt.operation_id, on_behalf=on_behalf)
         return _order_view(tx, order)
 
@@ -647,6 +688,7 @@ def _capture_and_record(
         order.card_amount = capture.amount_in_card_currency.minor
         order.card_rate = capture.rate
         order.card_capture_id = capture.id
+        order.card_attempt_key = None  # this attempt is the payment
         _mark_paid(tx, order, user_id, "foreign_card", receipt.operation_id, on_behalf=on_behalf)
         _card_velocity_rule(tx, user_id)
         return _order_view(tx, order)
@@ -689,10 +731,11 @@ def _card_charge(
         raise NotFound("card.not_found", N_("There is no such card on your account."))
     amount = Money(CNY, order.amount)
     _within_card_limits(tx, user_id, amount, standing(tx, user_id).rights)
-    if order.card_id != card_id or order.card_attempt_key is None:
+    live = order.card_attempt_key
+    if order.card_id != card_id or live is None or ":card:" not in live:
         order.card_id = card_id
-        order.card_attempt_key = f"order:{order.id}:card:{card_id}:{secrets.token_hex(4)}"
-        order.card_attempt_at = tx.now()
+        _begin_attempt(tx, order, f"order:{order.id}:card:{card_id}:{secrets.token_hex(4)}")
+    assert order.card_attempt_key is not None
     return _CardCharge(card_id, card.token, amount + _fee(tx, amount), order.card_attempt_key)
 
 
@@ -1083,6 +1126,11 @@ def _mark_paid(
     order.buyer_id = on_behalf.buyer_id if on_behalf else user_id
     order.payer_id = user_id
     order.paid_at, order.ledger_operation_id = tx.now(), operation_id
+    if order.card_attempt_key is not None:
+        # Paid another way while a card or bank attempt was under way: that one is
+        # given up and what it may have taken goes back. (The attempt being recorded
+        # cleared its own key first.)
+        _give_up(tx, order)
     if on_behalf is not None:
         on_behalf.record(tx, order.id, user_id)
 

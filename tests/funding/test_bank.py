@@ -25,6 +25,7 @@ from qianbao.funding.bank import (
     SANDBOX_CARDS,
     BankChallenge,
     BankConnector,
+    BankMovement,
     HttpBank,
     SandboxBank,
     SandboxCard,
@@ -32,6 +33,7 @@ from qianbao.funding.bank import (
     connector_for,
     mask_phone,
 )
+from qianbao.money import Money
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "sandbox_bank.md"
 SECRET = "shared-secret-for-tests"
@@ -349,12 +351,32 @@ def test_a_code_typed_with_spaces_works(bank: SandboxBank, phone: Phone) -> None
     assert bank.confirm(challenge.reference, f" {code[:3]} {code[3:]} ").last4 == "0018"
 
 
-def test_expired_challenges_are_forgotten(bank: SandboxBank, clock: FrozenClock) -> None:
-    for _ in range(3):
-        start(bank, MATCH)
+def test_expired_challenges_are_forgotten(
+    bank: SandboxBank, phone: Phone, clock: FrozenClock
+) -> None:
+    challenge = start(bank, MATCH)
     clock.advance(seconds=301)
-    start(bank, MATCH)
-    assert len(bank._challenges) == 1
+    with pytest.raises(QianbaoError) as expired:
+        bank.confirm(challenge.reference, phone.last_code())
+    assert expired.value.code == "bank.code_expired"
+    with pytest.raises(QianbaoError) as forgotten:
+        bank.confirm(challenge.reference, phone.last_code())
+    assert forgotten.value.code == "bank.challenge_unknown"
+
+
+def test_a_code_sent_by_one_process_is_checked_by_another(
+    phone: Phone, clock: FrozenClock, tmp_path: Path
+) -> None:
+    """With the file store, two bank clients (two web workers) share codes and debits."""
+    from qianbao.funding.sandbox_state import SqliteStore
+
+    first = SandboxBank(phone, clock, store=SqliteStore(tmp_path / "bank.sqlite3"))
+    second = SandboxBank(phone, clock, store=SqliteStore(tmp_path / "bank.sqlite3"))
+    challenge = start(first, MATCH)
+    result = second.confirm(challenge.reference, phone.last_code())
+    assert result.card_token_from_bank is not None
+    debit = first.debit(result.card_token_from_bank, Money.of("CNY", 10), idempotency_key="k")
+    assert second.find_debit("k") == debit
 
 
 def test_mask_phone() -> None:
@@ -697,3 +719,21 @@ def test_the_http_connector_needs_its_url_and_secret(phone: Phone) -> None:
 def test_an_unknown_connector_is_a_setup_error(phone: Phone) -> None:
     with pytest.raises(ValueError, match="QIANBAO_BANK_CONNECTOR"):
         connector_for(FakeSettings("mock"), send_sms=phone)
+
+
+def test_http_looks_a_debit_up_by_its_key() -> None:
+    def answer(path: str, body: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
+        assert path.endswith("/payments/lookup")
+        if body["idempotency_key"] == "known":
+            return 200, {"found": True, "id": "dbt-1", "amount": "12.50", "currency": "CNY"}, {}
+        return 200, {"found": False}, {}
+
+    bank = http_bank(Provider(answer, FrozenClock()))
+    assert bank.find_debit("known") == BankMovement("dbt-1", Money.of("CNY", "12.50"))
+    assert bank.find_debit("other") is None
+    broken = http_bank(
+        answering(200, {"found": True, "id": "dbt-1", "amount": "lots", "currency": "CNY"})
+    )
+    with pytest.raises(QianbaoError) as caught:
+        broken.find_debit("known")
+    assert caught.value.code == "bank.provider_error"

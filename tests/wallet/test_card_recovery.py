@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from qianbao import jobs
 from qianbao.clock import FrozenClock
@@ -16,6 +17,7 @@ from qianbao.db import Database
 from qianbao.funding.card_network import SandboxCardNetwork
 from qianbao.funding.sandbox_state import SqliteStore
 from qianbao.wallet import ledger, payments
+from qianbao.wallet.payment_models import PaymentAttemptReversal
 from tests.wallet.test_payments import (
     PIN,
     add_card,
@@ -49,6 +51,27 @@ def attempt_key(db: Database, order_id: uuid.UUID) -> str | None:
 
 def past_grace(db: Database, clock: FrozenClock) -> None:
     clock.advance(seconds=db.settings.card_attempt_grace_seconds + 1)
+
+
+def bind_bank_card(db: Database, user: uuid.UUID) -> uuid.UUID:
+    """A sandbox mainland card bound by its four elements and the bank's SMS code."""
+    import re
+
+    from qianbao.funding import service as funding
+    from qianbao.notify import service as notify
+
+    holder = funding.CardHolder(
+        "6222 0200 0000 0000 018", "JOHN SMITH", "912345678", "+447911000001"
+    )
+    started = funding.start_check(db, user, holder, None)
+    text = db.run(lambda tx: notify.read_outbox(tx, "+447911000001", 1))[0].body
+    code = re.search(r"(?<!\d)(\d{6})(?!\d)", text)
+    assert code
+    return funding.confirm_check(db, user, started.id, code.group(1)).id
+
+
+def reversals_left(db: Database) -> int:
+    return len(db.run(lambda tx: list(tx.session.scalars(select(PaymentAttemptReversal)))))
 
 
 def sound(db: Database) -> None:
@@ -128,8 +151,7 @@ def test_an_attempt_given_up_cannot_be_recorded_late_and_is_refunded_once(
         late = refused(lambda: payments.pay_with_card(db, user, first, card, PIN))
     assert late.code == "card.attempt_abandoned"
     assert payments.reverse_card_attempts(db) == 1
-    key = db.run(lambda tx: payments._order(tx, first).card_reversal_key)
-    assert key is None
+    assert reversals_left(db) == 0
     authorizations = [
         found
         for found in [network.find_authorization(k) for k in _keys_tried(db, first)]
@@ -164,8 +186,8 @@ def test_another_process_sees_the_same_payments(
     card = add_card(db, user)
     first = order(db, shop, "20.00")
     payments.pay_with_card(db, user, first, card, PIN)
-    key = attempt_key(db, first)
-    assert key is not None
+    assert attempt_key(db, first) is None  # recorded: the attempt is the payment
+    (key,) = _keys_tried(db, first)
     elsewhere = SandboxCardNetwork(
         clock,
         db.settings.fx_rates,
@@ -173,3 +195,82 @@ def test_another_process_sees_the_same_payments(
     )
     seen = elsewhere.find_authorization(key)
     assert seen is not None and seen.status == "captured"
+
+
+def test_a_capture_stranded_then_another_card_used_is_still_sent_back(
+    db: Database, clock: FrozenClock, shop: uuid.UUID, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The person does not wait: after the crash they pay with another card at once. The
+    first card's capture must not be forgotten."""
+    user = buyer(db, clock)
+    first_card = add_card(db, user)
+    other_card = add_card(db, user, "5555 5500 0027 6016")
+    first = order(db, shop, "40.00")
+    with monkeypatch.context() as patched:
+        crash_in(patched, payments, "_mark_paid")
+        with pytest.raises(Crash):
+            payments.pay_with_card(db, user, first, first_card, PIN)
+    stranded_key = attempt_key(db, first)
+    assert stranded_key is not None
+    paid = payments.pay_with_card(db, user, first, other_card, PIN)
+    assert paid.status == "TRADE_SUCCESS"
+    assert reversals_left(db) == 1  # the first attempt, given up when the second began
+    assert payments.reverse_card_attempts(db) == 1
+    network = payments.network_for(db)
+    stranded = network.find_authorization(stranded_key)
+    assert stranded is not None
+    assert network.refunded(network.capture(stranded.id).id) == cny("40.00")
+    assert reversals_left(db) == 0
+    sound(db)
+
+
+def test_a_bank_debit_never_recorded_is_credited_back(
+    db: Database, clock: FrozenClock, shop: uuid.UUID, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qianbao.funding import service as funding
+
+    user = buyer(db, clock)
+    bank_card = bind_bank_card(db, user)
+    first = order(db, shop, "120.00")
+    with monkeypatch.context() as patched:
+        crash_in(patched, payments, "_mark_paid")
+        with pytest.raises(Crash):
+            payments.pay_with_bank_card(db, user, first, bank_card, PIN)
+    key = attempt_key(db, first)
+    assert key is not None and ":bank:" in key
+    bank = funding.connector(db)
+    debit = bank.find_debit(key)
+    assert debit is not None and debit.amount == cny("120.00")
+    past_grace(db, clock)
+    assert jobs.reverse_stranded_card_payments(db) == 2
+    credit = bank.find_debit(f"order:{first}:undo:{debit.id}")  # the credit's own key
+    assert credit is not None and credit.amount == cny("120.00")
+    paid = payments.pay_with_bank_card(db, user, first, bank_card, PIN)  # pays again
+    assert paid.status == "TRADE_SUCCESS"
+    sound(db)
+
+
+def test_paying_by_balance_while_a_card_attempt_is_stranded_sends_the_card_money_back(
+    db: Database, clock: FrozenClock, shop: uuid.UUID, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.wallet.test_payments import fund, verify
+
+    user = buyer(db, clock)
+    verify(db, user)
+    fund(db, user, "100.00")
+    card = add_card(db, user)
+    first = order(db, shop, "30.00")
+    with monkeypatch.context() as patched:
+        crash_in(patched, payments, "_mark_paid")
+        with pytest.raises(Crash):
+            payments.pay_with_card(db, user, first, card, PIN)
+    key = attempt_key(db, first)
+    assert key is not None
+    assert payments.pay_with_balance(db, user, first, PIN).status == "TRADE_SUCCESS"
+    assert attempt_key(db, first) is None and reversals_left(db) == 1
+    payments.reverse_card_attempts(db)
+    network = payments.network_for(db)
+    found = network.find_authorization(key)
+    assert found is not None
+    assert network.refunded(network.capture(found.id).id) == cny("30.00")
+    sound(db)
