@@ -182,6 +182,15 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # The ledger's history is append-only: with Tour Pass accounts in it, the CHECK
+    # cannot be narrowed back. Checked first, so a refused downgrade changes nothing.
+    used = (
+        op.get_bind()
+        .exec_driver_sql("SELECT COUNT(*) FROM ledger_accounts WHERE kind = 'tour_pass'")
+        .scalar_one()
+    )
+    if used:
+        raise RuntimeError("Tour Pass accounts exist in the ledger; they cannot be removed")
     op.drop_index(op.f("ix_tour_pass_spends_pass_id"), table_name="tour_pass_spends")
     op.drop_table("tour_pass_spends")
     op.drop_index("ix_tour_pass_refunds_pass", table_name="tour_pass_refunds")
@@ -192,13 +201,4 @@ def downgrade() -> None:
     op.drop_index("ix_tour_passes_state_expires", table_name="tour_passes")
     op.drop_index("uq_tour_passes_open_owner", table_name="tour_passes")
     op.drop_table("tour_passes")
-    # The ledger's history is append-only: with Tour Pass accounts in it, the CHECK
-    # cannot be narrowed back, and the downgrade stops here.
-    used = (
-        op.get_bind()
-        .exec_driver_sql("SELECT COUNT(*) FROM ledger_accounts WHERE kind = 'tour_pass'")
-        .scalar_one()
-    )
-    if used:
-        raise RuntimeError("Tour Pass accounts exist in the ledger; they cannot be removed")
     _set_account_kinds(KINDS_AFTER, KINDS_BEFORE)

@@ -600,6 +600,10 @@ class CardNetwork(Protocol):
         was never used (or was refused): asks without making one."""
         ...
 
+    def find_refund(self, idempotency_key: str) -> Refund | None:
+        """The refund made under a key, if any: asks without making one."""
+        ...
+
     def complete_challenge(self, authorization_id: str, answer: str) -> Authorization:
         """Pass the person's answer to the issuer's 3-D Secure challenge."""
         ...
@@ -841,6 +845,10 @@ class SandboxCardNetwork:
             if earlier is None or isinstance(earlier[1], QianbaoError):
                 return None
             return records.current(records.authorization(earlier[1])).snapshot
+
+    def find_refund(self, idempotency_key: str) -> Refund | None:
+        with self._store.transaction() as state:
+            return _Records(state, self).refund_by_key(idempotency_key)
 
     def _keyed(
         self, key: str, request: _Request, make: Callable[[], _AuthorizationRecord]

@@ -14,6 +14,7 @@ the same way back, converted by the network at the refund day's rate.
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 import threading
 import uuid
@@ -49,6 +50,7 @@ from qianbao.wallet.payment_models import (
     WalletAccount,
 )
 
+log = logging.getLogger(__name__)
 CNY: Final = "CNY"
 SYSTEM: Final = "system"
 MERCHANT_SHARDS: Final = 8  # a merchant's settlement account is not one hot row
@@ -377,13 +379,19 @@ def reverse_card_attempts(db: Database, limit: int = 100) -> int:
     approval voided, a bank debit credited back. Each step is idempotent, so a worker
     that dies half-way and the next one do it once; the row goes only after."""
     reversals = db.run(lambda tx: _reversals(tx, limit), isolation="read committed")
+    done = 0
     for order_id, key in reversals:
-        if ":bank:" in key:
-            _reverse_bank_debit(db, order_id, key)
-        else:
-            _reverse_on_network(db, order_id, key)
+        try:
+            if ":bank:" in key:
+                _reverse_bank_debit(db, order_id, key)
+            else:
+                _reverse_on_network(db, order_id, key)
+        except Exception:  # one network's trouble must not hold the others back
+            log.exception("sending back payment attempt %s failed; the next run retries", key)
+            continue
         db.run(partial(_reversed, key=key))
-    return len(reversals)
+        done += 1
+    return done
 
 
 def _reversals(tx: Tx, limit: int) -> list[tuple[uuid.UUID, str]]:
@@ -769,19 +777,26 @@ def refund(
     plan = db.run(lambda tx: _plan_refund(tx, merchant_id, order_id, out_request_no, amount))
     if isinstance(plan, RefundView):
         return plan  # a retry of a done refund
-    if to_balance:
-        plan = _RefundPlan(plan.order_id, plan.out_request_no, amount, plan.fee_part, None)
-    if plan.bank_debit_id is not None:
-        funding.connector(db).credit(
-            plan.bank_debit_id,
-            amount,
-            idempotency_key=f"order:{plan.order_id}:refund:{plan.out_request_no}",
-        )
+    # One key per refund request: a retry after a crash, or a double submit, gets the
+    # first refund back from the card network or the bank instead of a second one.
+    key = f"order:{plan.order_id}:refund:{plan.out_request_no}"
+    network = network_for(db)
     card_refund = None
     if plan.capture_id is not None:
-        card_refund = network_for(db).refund(
-            plan.capture_id, amount + plan.fee_part, rate_date=db.clock.now().astimezone(UTC).date()
-        )
+        # A retry asking for the balance after the card already took this request back
+        # (the first try died before recording it) records that card refund instead.
+        card_refund = network.find_refund(key)
+        if card_refund is None and not to_balance:
+            card_refund = network.refund(
+                plan.capture_id,
+                amount + plan.fee_part,
+                rate_date=db.clock.now().astimezone(UTC).date(),
+                idempotency_key=key,
+            )
+    if card_refund is None and plan.capture_id is not None:
+        plan = _RefundPlan(plan.order_id, plan.out_request_no, amount, plan.fee_part, None)
+    if plan.bank_debit_id is not None:
+        funding.connector(db).credit(plan.bank_debit_id, amount, idempotency_key=key)
     return db.run(lambda tx: _record_refund(tx, plan, card_refund), isolation="read committed")
 
 
@@ -839,6 +854,13 @@ def _record_refund(
 ) -> RefundView:
     order = tx.session.get(PaymentOrder, plan.order_id, with_for_update=True)
     assert order is not None
+    done = tx.session.scalar(
+        select(OrderRefund).where(
+            OrderRefund.order_id == order.id, OrderRefund.out_request_no == plan.out_request_no
+        )
+    )
+    if done is not None:  # the same request, recorded meanwhile (a double submit)
+        return _refund_view(done)
     payer_id = order.payer_id  # the money goes back to whoever paid (a friend, maybe)
     assert payer_id is not None
     merchant = _merchant(tx, order.merchant_id)

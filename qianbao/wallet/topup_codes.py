@@ -222,14 +222,23 @@ def _prepay(tx: Tx, batch: TopupCodeBatch, merchant: Merchant, total: Money) -> 
     else:
         source = merchant.settlement_account_id
     request = {"op": "topup_batch", "batch": batch.id, "source": batch.funded_by, "total": total}
+    # A bank transfer pays for one batch only: its reference is the operation's key, so
+    # running the command again with it (a retry, a typo) cannot fund a second batch.
+    key = (
+        f"topup-bank:{batch.funding_reference}"
+        if batch.funded_by == "bank"
+        else f"topup-batch:{batch.id}:prepay"
+    )
     try:
-        ledger.execute(
+        receipt = ledger.execute(
             tx,
-            f"topup-batch:{batch.id}:prepay",
+            key,
             request,
             lambda booking: _just(booking.transfer(source, batch.account_id, total)),
         )
     except Conflict as error:
+        if error.code == "ledger.idempotency_mismatch":
+            raise _reference_used(batch.funding_reference) from None
         if error.code != "ledger.insufficient_funds":
             raise
         raise Conflict(
@@ -240,6 +249,20 @@ def _prepay(tx: Tx, batch: TopupCodeBatch, merchant: Merchant, total: Money) -> 
             ),
             {"total": total.format()},
         ) from None
+
+    if receipt.replayed:  # cannot happen with a new batch id, but never fund twice
+        raise _reference_used(batch.funding_reference)
+
+
+def _reference_used(reference: str) -> Conflict:
+    return Conflict(
+        "topup.reference_used",
+        N_(
+            "The bank transfer {reference} already paid for a batch of codes. Each "
+            "transfer pays for one batch."
+        ),
+        {"reference": reference},
+    )
 
 
 def _just(_transfer_id: uuid.UUID) -> None:

@@ -67,9 +67,6 @@ log = logging.getLogger(__name__)
 CNY: Final = payments.CNY
 SYSTEM: Final = payments.SYSTEM
 SOURCE: Final = "tour_pass"  # PaymentOrder.source of an order paid from a pass
-# A top-up waiting longer than this for its card (an abandoned 3-D Secure check) no
-# longer counts against the cap: the network has failed its challenge by then.
-IN_FLIGHT: Final = card_network.CHALLENGE_TTL
 # A guard against a loop that would never end; a pass has at most a few dozen top-ups.
 MAX_PARTS_PER_SETTLEMENT: Final = 1000
 
@@ -507,12 +504,13 @@ def _check_amount(tx: Tx, pass_row: TourPass, amount: Money) -> None:
 
 
 def _room(tx: Tx, pass_row: TourPass) -> Money:
-    """What the pass may still take: the cap less its balance and the top-ups under way."""
+    """What the pass may still take: the cap less its balance and every top-up under
+    way (one whose 3-D Secure check was answered may still be captured for days; the
+    worker fails the abandoned ones after the grace time)."""
     held = ledger.balance(tx, pass_row.account_id)
     query = select(func.coalesce(func.sum(TourPassTopUp.amount), 0)).where(
         TourPassTopUp.pass_id == pass_row.id,
         TourPassTopUp.state == "pending",
-        TourPassTopUp.created_at > tx.now() - IN_FLIGHT,
     )
     in_flight = int(tx.session.scalar(query) or 0)
     cap = limits(tx).max_balance

@@ -20,12 +20,16 @@ class TransferQuoteIn(BaseModel):
 
 class TransferIn(TransferQuoteIn):
     payment_password: str = Field(min_length=6, max_length=6)
+    # The account the quote showed (its ``recipient.id``): if ``to`` now names another
+    # one (a recycled number, a moved email), nothing is sent.
+    recipient_id: uuid.UUID | None = None
 
 
 class RecipientOut(BaseModel):
     name: str  # masked verified name, "" when none is on record
     phone: str  # masked mobile number
     shown: str  # "** JOHN (verified)", in the request's language
+    id: uuid.UUID | None = None  # in a quote: send it back as ``recipient_id``
 
 
 class RemainingOut(BaseModel):

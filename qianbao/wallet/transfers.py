@@ -22,6 +22,7 @@ alone has no name on record and is shown by their masked number.
 from __future__ import annotations
 
 import re
+import unicodedata
 import urllib.parse
 import uuid
 from collections.abc import Callable, Mapping
@@ -200,6 +201,11 @@ def clean_note(tx_or_db: Tx | Database, note: str) -> str:
     """The note, trimmed, within the setting's length."""
     limit = tx_or_db.settings.transfer_note_max_chars
     cleaned = " ".join((note or "").split())
+    if _has_control_characters(cleaned):
+        raise InvalidInput(
+            "transfer.note_invalid",
+            N_("A note cannot contain control characters. Type it again as plain text."),
+        )
     if len(cleaned) > limit:
         raise InvalidInput(
             "transfer.note_too_long",
@@ -207,6 +213,12 @@ def clean_note(tx_or_db: Tx | Database, note: str) -> str:
             {"limit": limit},
         )
     return cleaned
+
+
+def _has_control_characters(text: str) -> bool:
+    """Control and format characters (NUL, escapes, right-to-left overrides): nothing a
+    person types on purpose, and they would reach the recipient's SMS and statement."""
+    return any(unicodedata.category(character) in ("Cc", "Cf") for character in text)
 
 
 def check_key(key: str | None) -> str:
@@ -233,6 +245,11 @@ def find_recipient(tx: Tx, sender_id: uuid.UUID, to: str) -> Recipient:
 def recipient_id(tx: Tx, sender_id: uuid.UUID, to: str) -> uuid.UUID:
     """The id of the account that ``to`` names; refuses oneself and nobody."""
     text = (to or "").strip()
+    if _has_control_characters(text):
+        raise InvalidInput(
+            "transfer.recipient_invalid",
+            N_("Enter the recipient's mobile number (with the country code) or email."),
+        )
     if not text:
         raise InvalidInput(
             "transfer.recipient_missing",
@@ -471,18 +488,46 @@ def send(
     note: str,
     payment_password: str,
     idempotency_key: str | None,
+    *,
+    expected_recipient: uuid.UUID | None = None,
 ) -> TransferView:
     """Send money, once per key (see the module docstring). The input is checked before
-    the payment password, so a typo does not cost one of its tries."""
+    the payment password, so a typo does not cost one of its tries. ``expected_recipient``
+    is the account the sender saw (masked) when confirming: if ``to`` names another one
+    now, nothing is sent."""
     key = check_key(idempotency_key)
     amount = parse_amount(amount_text)
     cleaned = clean_note(db, note)
+    # A retry is answered from its key, before anything that may have changed since (the
+    # recipient's number, the look-up throttle, the limits).
+    replayed = db.run(lambda tx: _replay(tx, sender_id, key, amount, cleaned))
+    if replayed is not None:
+        return replayed
     to_id = db.run(lambda tx: recipient_id(tx, sender_id, to))
+    if expected_recipient is not None and to_id != expected_recipient:
+        raise Conflict(
+            "transfer.recipient_changed",
+            N_(
+                "This number or email now belongs to another account than the one you "
+                "checked. Look at the recipient again before sending."
+            ),
+        )
     security.verify_payment_password(db, sender_id, payment_password)
     return db.run(
         lambda tx: _send(tx, sender_id, to_id, amount, cleaned, key),
         isolation="read committed",
     )
+
+
+def _replay(
+    tx: Tx, sender_id: uuid.UUID, key: str, amount: Money, note: str
+) -> TransferView | None:
+    earlier = _by_key(tx, sender_id, key)
+    if earlier is None:
+        return None
+    if (earlier.amount, earlier.note) != (amount.minor, note):
+        raise ledger.idempotency_mismatch(key)
+    return _view(earlier, sender_id, replayed=True)
 
 
 def _request(

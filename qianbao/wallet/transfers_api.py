@@ -70,7 +70,10 @@ def quote(
     )
     return schemas.TransferQuoteOut(
         recipient=schemas.RecipientOut(
-            name=found.recipient.name, phone=found.recipient.phone, shown=found.recipient.shown()
+            name=found.recipient.name,
+            phone=found.recipient.phone,
+            shown=found.recipient.shown(),
+            id=found.recipient.id,
         ),
         amount=AmountOut.of(found.amount),
         note=found.note,
@@ -101,6 +104,7 @@ def send(
         body.note,
         body.payment_password,
         idempotency_key,
+        expected_recipient=body.recipient_id,
     )
     if view.replayed:
         response.status_code = status.HTTP_200_OK

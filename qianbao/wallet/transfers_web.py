@@ -118,16 +118,27 @@ def confirm(
     amount: Text = "",
     note: Text = "",
     key: Text = "",
+    recipient: Text = "",
     payment_password: Text = "",
 ) -> Response:
     """Send, once per confirmation form (its key): a double click or a reload after a
-    lost answer shows the same transfer and moves nothing again."""
+    lost answer shows the same transfer and moves nothing again. The form carries the
+    account the sender saw: if the number now names another one, nothing is sent."""
     check_csrf(request, csrf)
     session = signed_in_or_home(request, db)
     if isinstance(session, Response):
         return session
     try:
-        sent = transfers.send(db, session.account.id, to, amount, note, payment_password, key)
+        sent = transfers.send(
+            db,
+            session.account.id,
+            to,
+            amount,
+            note,
+            payment_password,
+            key,
+            expected_recipient=_uuid_or_none(recipient),
+        )
     except QianbaoError as error:
         typed = {"to": to, "amount": amount, "note": note}
         return _confirm(request, db, session, typed, key, error)
@@ -186,3 +197,10 @@ def request_money(
         note_limit=db.settings.transfer_note_max_chars,
         error=error,
     )
+
+
+def _uuid_or_none(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import re
 import secrets
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -177,22 +178,24 @@ def history_csv(
     )
     for order in rows:
         writer.writerow(
-            [
-                order.paid_at.isoformat() if order.paid_at else "",
-                order.merchant,
-                order.out_trade_no,
-                order.subject,
-                str(order.amount.major),
-                order.amount.currency,
-                str(order.fee.major),
-                str(order.refunded.major),
-                order.source or "",
-                order.status,
-                str(order.card_amount.major) if order.card_amount else "",
-                order.card_amount.currency if order.card_amount else "",
-            ]
+            _spreadsheet_safe(
+                [
+                    order.paid_at.isoformat() if order.paid_at else "",
+                    order.merchant,
+                    order.out_trade_no,
+                    order.subject,
+                    str(order.amount.major),
+                    order.amount.currency,
+                    str(order.fee.major),
+                    str(order.refunded.major),
+                    order.source or "",
+                    order.status,
+                    str(order.card_amount.major) if order.card_amount else "",
+                    order.card_amount.currency if order.card_amount else "",
+                ]
+            )
         )
-    writer.writerows(transfers.csv_rows(moves))
+    writer.writerows(_spreadsheet_safe(row) for row in transfers.csv_rows(moves))
     return Response(
         out.getvalue(),
         media_type="text/csv; charset=utf-8",
@@ -482,3 +485,18 @@ def _amount(text: str) -> Money:
         return Money.of("CNY", text.strip().replace(",", "") or "0")
     except (ValueError, ArithmeticError):
         return Money("CNY", 0)
+
+
+_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+
+
+def _spreadsheet_safe(row: list[str]) -> list[str]:
+    """Text that a spreadsheet would run as a formula (a subject or a transfer note that
+    another person typed, starting with = + - @) is written with a leading apostrophe;
+    numbers stay numbers."""
+    return [
+        "'" + cell
+        if cell[:1] in ("=", "+", "-", "@", "\t", "\r") and not _NUMBER.fullmatch(cell)
+        else cell
+        for cell in row
+    ]

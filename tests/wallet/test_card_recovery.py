@@ -70,6 +70,12 @@ def bind_bank_card(db: Database, user: uuid.UUID) -> uuid.UUID:
     return funding.confirm_check(db, user, started.id, code.group(1)).id
 
 
+def capture_of(db: Database, order_id: uuid.UUID) -> str:
+    found = db.run(lambda tx: payments._order(tx, order_id).card_capture_id)
+    assert found is not None
+    return found
+
+
 def reversals_left(db: Database) -> int:
     return len(db.run(lambda tx: list(tx.session.scalars(select(PaymentAttemptReversal)))))
 
@@ -273,4 +279,45 @@ def test_paying_by_balance_while_a_card_attempt_is_stranded_sends_the_card_money
     found = network.find_authorization(key)
     assert found is not None
     assert network.refunded(network.capture(found.id).id) == cny("30.00")
+    sound(db)
+
+
+def test_a_merchant_refund_retried_after_a_crash_goes_to_the_card_once(
+    db: Database, clock: FrozenClock, shop: uuid.UUID, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = buyer(db, clock)
+    card = add_card(db, user)
+    first = order(db, shop, "300.00")  # fee 9.00
+    payments.pay_with_card(db, user, first, card, PIN)
+    capture_id = capture_of(db, first)
+    with monkeypatch.context() as patched:
+        crash_in(patched, payments, "_record_refund")
+        with pytest.raises(Crash):
+            payments.refund(db, shop, first, "R1", cny("100.00"))
+    network = payments.network_for(db)
+    assert network.refunded(capture_id) == cny("103.00")  # the card got it
+    # The merchant retries, now asking for the balance: the card refund is what stands.
+    retried = payments.refund(db, shop, first, "R1", cny("100.00"), to_balance=True)
+    assert retried.destination == "foreign_card"
+    assert network.refunded(capture_id) == cny("103.00")  # not twice
+    assert payments.refund(db, shop, first, "R1", cny("100.00")).id == retried.id
+    sound(db)
+
+
+def test_a_refund_submitted_twice_at_once_is_made_once(
+    db: Database, clock: FrozenClock, shop: uuid.UUID
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    user = buyer(db, clock)
+    card = add_card(db, user)
+    first = order(db, shop, "50.00")
+    payments.pay_with_card(db, user, first, card, PIN)
+    capture_id = capture_of(db, first)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        views = list(
+            pool.map(lambda _: payments.refund(db, shop, first, "R9", cny("20.00")), range(4))
+        )
+    assert len({view.id for view in views}) == 1
+    assert payments.network_for(db).refunded(capture_id) == cny("20.00")
     sound(db)

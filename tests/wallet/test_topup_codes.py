@@ -72,7 +72,8 @@ def settlement(db: Database, shop: uuid.UUID) -> Money:
 
 def batch_of(db: Database, value: str = "100", count: int = 5) -> topup_codes.NewBatch:
     """A batch whose face value the store paid by bank transfer."""
-    return topup_codes.create_batch(db, "7-Eleven Sanlitun", value, count, paid_by_bank="TT-0001")
+    reference = f"TT-{uuid.uuid4().hex[:8]}"  # each batch its own bank transfer
+    return topup_codes.create_batch(db, "7-Eleven Sanlitun", value, count, paid_by_bank=reference)
 
 
 def assert_sound(db: Database) -> None:
@@ -179,6 +180,17 @@ def test_a_batch_outside_the_rules_is_refused(
 ) -> None:
     error = refused(lambda: batch_of(db, value, count))
     assert error.code == code
+
+
+def test_one_bank_transfer_pays_for_one_batch_only(db: Database, shop: uuid.UUID) -> None:
+    topup_codes.create_batch(db, "7-Eleven Sanlitun", "100", 5, paid_by_bank="TT-0001")
+    again = refused(
+        lambda: topup_codes.create_batch(db, "7-Eleven Sanlitun", "100", 5, paid_by_bank="TT-0001")
+    )
+    assert again.code == "topup.reference_used" and again.status == 409
+    batches = db.run(lambda tx: list(tx.session.scalars(select(TopupCodeBatch))))
+    assert len(batches) == 1  # nothing half-written
+    assert_sound(db)
 
 
 def test_an_unknown_merchant_gets_no_batch(db: Database) -> None:

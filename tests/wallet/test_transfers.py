@@ -644,3 +644,67 @@ def test_a_request_money_link_opened_signed_out_comes_back_after_login(
     )
     assert done.url.path == "/wallet/transfer" and "88.50" in done.text
     assert client.get("/home").url.path == "/home"  # once only
+
+
+def test_control_characters_are_refused_in_the_note_and_the_recipient(
+    db: Database, pair: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    alice, _ = pair
+    fund(db, alice, "5")
+    nul = refused(lambda: send(db, alice, BOB, "1", note="a\u0000b"))
+    assert nul.code == "transfer.note_invalid" and nul.status == 422
+    bidi = refused(lambda: send(db, alice, BOB, "1", note="refund \u202egnp.exe"))
+    assert bidi.code == "transfer.note_invalid"
+    to = refused(lambda: send(db, alice, "x\u0000@example.com", "1"))
+    assert to.code == "transfer.recipient_invalid"
+
+
+def test_the_money_goes_only_to_the_account_the_sender_saw(
+    db: Database, clock: FrozenClock, pair: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    alice, bob = pair
+    carol = person(db, clock, CAROL)
+    before = (balance(db, alice), balance(db, bob))
+    changed = refused(
+        lambda: transfers.send(
+            db, alice, BOB, "1", "", PIN, uuid.uuid4().hex, expected_recipient=carol
+        )
+    )
+    assert changed.code == "transfer.recipient_changed"
+    assert (balance(db, alice), balance(db, bob)) == before  # nothing sent
+    sent = transfers.send(db, alice, BOB, "1", "", PIN, "k-seen", expected_recipient=bob)
+    assert sent.counterparty_phone == "+44 ******0123"
+
+
+def test_a_retry_is_answered_from_its_key_whatever_changed_since(
+    db: Database, pair: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    alice, _ = pair
+    fund(db, alice, "5")
+    first = send(db, alice, BOB, "1", key="k-retry")
+    db.settings.transfer_unknown_recipients_per_hour = 1
+    refused(lambda: send(db, alice, "+44 7400 900999", "1"))  # the look-ups are now held
+    again = send(db, alice, BOB, "1", key="k-retry")
+    assert again.id == first.id and again.replayed
+    other = refused(lambda: send(db, alice, BOB, "2", key="k-retry"))
+    assert other.code == "ledger.idempotency_mismatch"
+
+
+def test_the_export_does_not_let_a_note_run_as_a_spreadsheet_formula(
+    db: Database, pair: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    from qianbao.wallet import web as wallet_web
+
+    alice, bob = pair
+    send(db, alice, BOB, "1", note='=HYPERLINK("http://x.example","Refund")')
+    views = db.run(lambda tx: transfers.history(tx, bob, 10, {}))
+    (row,) = [wallet_web._spreadsheet_safe(cells) for cells in transfers.csv_rows(views)]
+    assert row[3] == '\'=HYPERLINK("http://x.example","Refund")'
+    assert row[4] == "1.00"  # numbers stay numbers
+    assert wallet_web._spreadsheet_safe(["-5.00", "-x", "@SUM(A1)", "+1", "plain"]) == [
+        "-5.00",
+        "'-x",
+        "'@SUM(A1)",
+        "'+1",
+        "plain",
+    ]
