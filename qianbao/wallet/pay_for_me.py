@@ -319,8 +319,8 @@ def friend_notes(
 
 
 def expire_links(tx: Tx, limit: int = 500) -> int:
-    """Open links past their time, or whose order closed, are marked expired (their
-    state reads right before this too). Safe in several workers at once."""
+    """Open links past their time are marked expired (a link whose order closed reads
+    as closed from the order, before and after this). Safe in several workers at once."""
     now = tx.now()
     rows = list(
         tx.session.scalars(

@@ -26,6 +26,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from functools import partial
 from pathlib import Path
 from typing import Final
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, or_, select
 
@@ -1181,18 +1182,24 @@ def _fee_share(order: PaymentOrder, refund_minor: int) -> int:
     return int(share.quantize(Decimal(1), ROUND_HALF_UP))
 
 
-def _year_start(now: datetime) -> datetime:
-    return now.replace(month=1, day=1, hour=0, minute=0, second=0, microsecond=0)
+LIMITS_TIME_ZONE: Final = ZoneInfo("Asia/Shanghai")
+
+
+def year_start(now: datetime) -> datetime:
+    """1 January 00:00 in Beijing of ``now``'s year there: the PBOC's yearly limits
+    (Class II and III) count calendar years in China, not in UTC."""
+    local = now.astimezone(LIMITS_TIME_ZONE)
+    return local.replace(month=1, day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
 def limit_usage(tx: Tx, user_id: uuid.UUID, rights: Rights) -> dict[str, Money]:
     """How much of each of policy.py's limits the person has used, in the limit's own
     currency (card payments are converted from CNY at the settings' rate)."""
     now = tx.now()
-    year_start = _year_start(now)
+    since_new_year = year_start(now)
     balance_day = Money(CNY, _paid_since(tx, user_id, "balance", now - timedelta(days=1)))
-    balance_year = Money(CNY, _paid_since(tx, user_id, "balance", year_start))
-    card_year_cny = _paid_since(tx, user_id, "foreign_card", year_start)
+    balance_year = Money(CNY, _paid_since(tx, user_id, "balance", since_new_year))
+    card_year_cny = _paid_since(tx, user_id, "foreign_card", since_new_year)
     used = {"balance_per_day": balance_day, "balance_per_year": balance_year}
     from qianbao.wallet import transfers  # imported here: transfers builds on this module
 
@@ -1251,7 +1258,7 @@ def _within_balance_limits(tx: Tx, user_id: uuid.UUID, amount: Money, rights: Ri
         (rights.balance_per_day, now - timedelta(days=1), "policy.balance_day_limit"),
         (
             rights.balance_per_year,
-            _year_start(now),
+            year_start(now),
             "policy.balance_year_limit",
         ),
     ):
@@ -1275,8 +1282,7 @@ def within_card_limits(tx: Tx, user_id: uuid.UUID, amount: Money) -> None:
 def _within_card_limits(tx: Tx, user_id: uuid.UUID, amount: Money, rights: Rights) -> None:
     rates = tx.settings.fx_rates
     now = tx.now()
-    year_start = _year_start(now)
-    used = _paid_since(tx, user_id, "foreign_card", year_start)
+    used = _paid_since(tx, user_id, "foreign_card", year_start(now))
     checks = [(rights.card_per_payment, amount.minor, "policy.card_payment_limit")]
     checks.append((rights.card_per_year, used + amount.minor, "policy.card_year_limit"))
     for limit, cny_minor, code in checks:

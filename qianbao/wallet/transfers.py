@@ -353,7 +353,9 @@ def allowance(tx: Tx, user_id: uuid.UUID, rights: Rights | None = None) -> Allow
     spent: dict[str, Callable[[], int]] = {
         "transfer_per_day": lambda: today.total,
         "balance_per_day": lambda: payments.balance_spent_since(tx, user_id, now - DAY),
-        "balance_per_year": lambda: payments.balance_spent_since(tx, user_id, _year_start(now)),
+        "balance_per_year": lambda: payments.balance_spent_since(
+            tx, user_id, payments.year_start(now)
+        ),
     }
     for key, used in spent.items():
         limit: Money | None = getattr(rights, key)
@@ -365,10 +367,6 @@ def allowance(tx: Tx, user_id: uuid.UUID, rights: Rights | None = None) -> Allow
         per_transfer=rights.transfer_per_payment,
         remaining=tuple(lines),
     )
-
-
-def _year_start(now: datetime) -> datetime:
-    return now.replace(month=1, day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
 def _balance(tx: Tx, user_id: uuid.UUID) -> Money:

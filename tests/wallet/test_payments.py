@@ -302,3 +302,12 @@ def test_a_mainland_bank_card_pays_without_fee_and_takes_refunds_back(
     assert back.destination == "bank_card"
     assert payments.refund(db, shop, quote.order.id, "R1", cny("100.00")).id == back.id
     assert db.run(ledger.audit).sound
+
+
+def test_yearly_limits_count_the_calendar_year_in_beijing() -> None:
+    from datetime import UTC, datetime
+
+    new_years_eve_utc = datetime(2026, 12, 31, 20, 0, tzinfo=UTC)  # 04:00 on 1 Jan in Beijing
+    assert payments.year_start(new_years_eve_utc) == datetime(2026, 12, 31, 16, 0, tzinfo=UTC)
+    still_2026 = datetime(2026, 12, 31, 15, 59, tzinfo=UTC)  # 23:59 on 31 Dec in Beijing
+    assert payments.year_start(still_2026) == datetime(2025, 12, 31, 16, 0, tzinfo=UTC)
