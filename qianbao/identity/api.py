@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Mapping
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request, Response, status
@@ -159,7 +160,7 @@ def get_level(session: SessionDep, db: DbDep) -> schemas.LevelOut:
     return level_out(found, used)
 
 
-def level_out(found: Standing, used: dict[str, Money]) -> schemas.LevelOut:
+def level_out(found: Standing, used: Mapping[str, Money | int]) -> schemas.LevelOut:
     def lines(rows: list[policy.Line]) -> list[schemas.RightOut]:
         return [schemas.RightOut(**dataclasses.asdict(row)) for row in rows]
 

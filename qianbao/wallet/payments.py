@@ -1192,19 +1192,24 @@ def year_start(now: datetime) -> datetime:
     return local.replace(month=1, day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
-def limit_usage(tx: Tx, user_id: uuid.UUID, rights: Rights) -> dict[str, Money]:
+def limit_usage(tx: Tx, user_id: uuid.UUID, rights: Rights) -> dict[str, Money | int]:
     """How much of each of policy.py's limits the person has used, in the limit's own
-    currency (card payments are converted from CNY at the settings' rate)."""
+    currency (card payments are converted from CNY at the settings' rate), or as a
+    count (transfers a day)."""
     now = tx.now()
     since_new_year = year_start(now)
     balance_day = Money(CNY, _paid_since(tx, user_id, "balance", now - timedelta(days=1)))
     balance_year = Money(CNY, _paid_since(tx, user_id, "balance", since_new_year))
     card_year_cny = _paid_since(tx, user_id, "foreign_card", since_new_year)
-    used = {"balance_per_day": balance_day, "balance_per_year": balance_year}
+    used: dict[str, Money | int] = {
+        "balance_per_day": balance_day,
+        "balance_per_year": balance_year,
+    }
     from qianbao.wallet import transfers  # imported here: transfers builds on this module
 
     sent_today = transfers.sent_since(tx, user_id, now - timedelta(days=1))
     used["transfer_per_day"] = Money(CNY, sent_today.total)
+    used["transfers_per_day"] = sent_today.count
     card_limit = rights.card_per_year
     rate = tx.settings.fx_rates.get(card_limit.currency)
     if card_limit.currency == CNY:

@@ -708,3 +708,18 @@ def test_the_export_does_not_let_a_note_run_as_a_spreadsheet_formula(
         "'+1",
         "plain",
     ]
+
+
+def test_the_level_page_counts_the_transfers_sent_today(
+    db: Database, pair: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    from qianbao.standing import standing
+
+    alice, _ = pair
+    send(db, alice, BOB, "1")
+    send(db, alice, BOB, "2")
+    rights = db.run(lambda tx: standing(tx, alice)).rights
+    used = db.run(lambda tx: payments.limit_usage(tx, alice, rights))
+    assert used["transfers_per_day"] == 2 and used["transfer_per_day"] == cny("3")
+    lines = {line.key: line for line in policy.describe(rights, used)}
+    assert lines["transfers_per_day"].used is not None and "2" in lines["transfers_per_day"].used
