@@ -224,7 +224,7 @@ class _PasswordAttempt:
 def _begin_password_attempt(
     tx: Tx, login: str, phone: PhoneNumber | None, client: Client
 ) -> _PasswordAttempt:
-    ip_key = f"pw:ip:{client.ip}"
+    ip_key = f"pw:ip:{ratelimit.address(client.ip)}"
     _wait_if_throttled(tx, ip_key, tx.settings.password_failures_before_delay_per_ip)
     user = find_login(tx, login, phone)
     if user is None or user.password_hash is None:
@@ -271,7 +271,7 @@ def _count_password_failure(tx: Tx, user_id: uuid.UUID | None, ip: str | None) -
     if user_id is not None:
         ratelimit.record(tx, f"pw:user:{user_id}")
     if ip is not None:
-        ratelimit.record(tx, f"pw:ip:{ip}")
+        ratelimit.record(tx, f"pw:ip:{ratelimit.address(ip)}")
 
 
 def _wait_if_throttled(tx: Tx, key: str, free_failures: int) -> None:

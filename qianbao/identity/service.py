@@ -106,7 +106,7 @@ def check_number(db: Database, phone: PhoneNumber, client: Client) -> NumberStat
     This reveals whether a number has an account, so it is limited per address.
     """
     quota = Quota(
-        f"lookup:ip:{client.ip}",
+        f"lookup:ip:{ratelimit.address(client.ip)}",
         db.settings.number_lookups_per_ip_per_hour,
         HOUR,
         "rate.lookups",
@@ -256,7 +256,7 @@ def _number_limits(tx: Tx, phone: PhoneNumber) -> list[Limit]:
 def _shared_quotas(tx: Tx, phone: PhoneNumber, client: Client) -> list[Quota]:
     """Quotas on what many numbers share: the address asking, the country, the range."""
     s = tx.settings
-    ip = f"sms:ip:{client.ip}"
+    ip = f"sms:ip:{ratelimit.address(client.ip)}"
     prefix = phone.e164[: -s.sms_prefix_tail_digits] if s.sms_prefix_tail_digits else phone.e164
     return [
         Quota(ip, s.sms_per_ip_per_hour, HOUR, "otp.ip_hourly_cap", _TOO_MANY_FROM_HERE),

@@ -9,6 +9,7 @@ cannot all see "4 of 5" and all go through.
 
 from __future__ import annotations
 
+import ipaddress
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -30,6 +31,21 @@ class Limit:
     window: timedelta
     code: str
     message: str  # gettext msgid; may use {wait}, a human duration
+
+
+def address(ip: str) -> str:
+    """The address that per-address limits count: an IPv4 address as it is, an IPv6 one
+    by its /64 (one subscriber or one network gets a whole /64, so counting single IPv6
+    addresses would let one guesser take a fresh address for every try)."""
+    try:
+        parsed = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip  # not an address (a test client): counted as given
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:  # ::ffff:192.0.2.1 is that IPv4 address
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
 
 
 def claim(tx: Tx, keys: Iterable[str]) -> None:

@@ -345,7 +345,7 @@ def _redeem(tx: Tx, user_id: uuid.UUID, code: str, ip: str) -> Redeemed:
         raise Forbidden("topup.verification_required", IDENTIFICATION_REQUIRED)
     if restrictions.is_frozen(tx, user_id):
         raise Forbidden("account.frozen", _FROZEN)
-    keys = (f"topup:user:{user_id}", f"topup:ip:{ip}")
+    keys = (f"topup:user:{user_id}", f"topup:ip:{ratelimit.address(ip)}")
     # One person's (and one address's) tries queue here: parallel guesses see each other.
     ratelimit.claim(tx, keys)
     _wait_if_guessing(tx, keys[0], tx.settings.topup_code_failures_before_delay)

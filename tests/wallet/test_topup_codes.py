@@ -464,3 +464,19 @@ def test_the_cli_prints_a_batch_once_and_voids_it(
         assert "2 codes voided" in voided.output and "1 were already redeemed" in voided.output
     finally:
         get_settings.cache_clear()
+
+
+def test_guessing_from_many_addresses_of_one_ipv6_network_is_one_guesser(
+    db: Database, shop: uuid.UUID
+) -> None:
+    db.settings.topup_code_failures_before_delay_per_ip = 2
+    guessers = [person(db, number) for number in ("07911 123456", "07400 900123", "07400 900456")]
+    network = "2001:db8:77:1:"
+    codes = []
+    for index, guesser in enumerate(guessers):
+        unknown = topup_codes.grouped(topup_codes.new_code())  # well formed, never sold
+        try:
+            topup_codes.redeem(db, guesser, unknown, f"{network}:{index + 1}")
+        except QianbaoError as error:
+            codes.append(error.code)
+    assert codes == ["topup.unknown", "topup.unknown", "topup.throttled"]  # one /64
