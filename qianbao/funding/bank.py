@@ -55,7 +55,13 @@ import phonenumbers
 from qianbao.clock import Clock, SystemClock
 from qianbao.errors import Conflict, InvalidInput, QianbaoError
 from qianbao.funding.cards import credit_card_error, normalize_card_number, unionpay_card
-from qianbao.funding.sandbox_state import MemoryStore, SandboxState, SandboxStore
+from qianbao.funding.sandbox_state import (
+    MemoryStore,
+    SandboxState,
+    SandboxStore,
+    money_from_record,
+    money_record,
+)
 from qianbao.i18n import N_
 from qianbao.money import Money
 
@@ -466,13 +472,13 @@ class SandboxBank:
             balance = self._balance(state, card_token)
             if amount.minor <= 0 or balance.minor < amount.minor:
                 raise BankInsufficientFunds()
-            state.put("account", card_token, _money_json(balance - amount))
+            state.put("account", card_token, money_record(balance - amount))
             movement = BankMovement("dbt_sbx_" + secrets.token_hex(8), amount)
             state.put("movement", idempotency_key, _movement_json(movement))
             state.put(
                 "debit",
                 movement.id,
-                {"token": card_token, "taken": _money_json(amount), "given_back": 0},
+                {"token": card_token, "taken": money_record(amount), "given_back": 0},
             )
             return movement
 
@@ -484,12 +490,12 @@ class SandboxBank:
             debit = state.get("debit", debit_id)
             if debit is None:
                 raise ChallengeUnknown()
-            taken, given_back = _money(debit["taken"]), int(debit["given_back"])
+            taken, given_back = money_from_record(debit["taken"]), int(debit["given_back"])
             if amount.minor <= 0 or given_back + amount.minor > taken.minor:
                 raise BankCreditExceeds()
             state.put("debit", debit_id, {**debit, "given_back": given_back + amount.minor})
             token = str(debit["token"])
-            state.put("account", token, _money_json(self._balance(state, token) + amount))
+            state.put("account", token, money_record(self._balance(state, token) + amount))
             movement = BankMovement("crd_sbx_" + secrets.token_hex(8), amount)
             state.put("movement", idempotency_key, _movement_json(movement))
             return movement
@@ -502,7 +508,7 @@ class SandboxBank:
 
     def _balance(self, state: SandboxState, card_token: str) -> Money:
         found = state.get("account", card_token)
-        return self.SANDBOX_ACCOUNT_OPENING if found is None else _money(found)
+        return self.SANDBOX_ACCOUNT_OPENING if found is None else money_from_record(found)
 
     def _challenge(self, state: SandboxState, reference: str) -> _Challenge | None:
         found = state.get("challenge", reference)
@@ -577,20 +583,12 @@ class SandboxBank:
         return CodeWrong({"tries_left": tries_left})
 
 
-def _money_json(amount: Money) -> dict[str, Any]:
-    return {"currency": amount.currency, "minor": amount.minor}
-
-
-def _money(value: dict[str, Any]) -> Money:
-    return Money(str(value["currency"]), int(value["minor"]))
-
-
 def _movement_json(movement: BankMovement) -> dict[str, Any]:
-    return {"id": movement.id, "amount": _money_json(movement.amount)}
+    return {"id": movement.id, "amount": money_record(movement.amount)}
 
 
 def _movement(value: dict[str, Any]) -> BankMovement:
-    return BankMovement(str(value["id"]), _money(value["amount"]))
+    return BankMovement(str(value["id"]), money_from_record(value["amount"]))
 
 
 def _digits(text: str) -> str:

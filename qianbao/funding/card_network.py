@@ -78,7 +78,13 @@ from urllib.parse import urlencode
 from qianbao.clock import Clock
 from qianbao.errors import Conflict, InvalidInput, NotFound, QianbaoError
 from qianbao.funding.cards import luhn_valid, normalize_card_number
-from qianbao.funding.sandbox_state import MemoryStore, SandboxState, SandboxStore
+from qianbao.funding.sandbox_state import (
+    MemoryStore,
+    SandboxState,
+    SandboxStore,
+    money_from_record,
+    money_record,
+)
 from qianbao.i18n import N_
 from qianbao.money import MINOR_DIGITS, Money
 
@@ -1084,14 +1090,14 @@ class _Records:
         found = self._state.get("request", key)
         if found is None:
             return None
-        request = (str(found["token"]), _money(found["amount"]))
+        request = (str(found["token"]), money_from_record(found["amount"]))
         if "refusal" in found:
             refusal_class, params = _REFUSALS[found["refusal"]], found.get("params")
             return request, refusal_class(params) if params else refusal_class()
         return request, str(found["authorization"])
 
     def remember(self, key: str, request: _Request, outcome: str | QianbaoError) -> None:
-        value: dict[str, Any] = {"token": request[0], "amount": _money_json(request[1])}
+        value: dict[str, Any] = {"token": request[0], "amount": money_record(request[1])}
         if isinstance(outcome, QianbaoError):
             value |= {"refusal": type(outcome).__name__, "params": outcome.params}
         else:
@@ -1107,8 +1113,8 @@ class _Records:
         snapshot = Authorization(
             id=authorization_id,
             status=AuthorizationStatus(found["status"]),
-            amount=_money(found["amount"]),
-            amount_in_card_currency=_money(found["amount_in_card_currency"]),
+            amount=money_from_record(found["amount"]),
+            amount_in_card_currency=money_from_record(found["amount_in_card_currency"]),
             rate=Decimal(found["rate"]),
             rate_date=date.fromisoformat(found["rate_date"]),
             challenge_url=found.get("challenge_url"),
@@ -1123,8 +1129,8 @@ class _Records:
             snapshot.id,
             {
                 "status": snapshot.status.value,
-                "amount": _money_json(snapshot.amount),
-                "amount_in_card_currency": _money_json(snapshot.amount_in_card_currency),
+                "amount": money_record(snapshot.amount),
+                "amount_in_card_currency": money_record(snapshot.amount_in_card_currency),
                 "rate": str(snapshot.rate),
                 "rate_date": snapshot.rate_date.isoformat(),
                 "challenge_url": snapshot.challenge_url,
@@ -1152,11 +1158,11 @@ class _Records:
         snapshot = Capture(
             id=capture_id,
             authorization_id=found["authorization_id"],
-            amount=_money(found["amount"]),
-            amount_in_card_currency=_money(found["amount_in_card_currency"]),
+            amount=money_from_record(found["amount"]),
+            amount_in_card_currency=money_from_record(found["amount_in_card_currency"]),
             rate=Decimal(found["rate"]),
         )
-        return _CaptureRecord(snapshot, found["currency"], _money(found["refunded"]))
+        return _CaptureRecord(snapshot, found["currency"], money_from_record(found["refunded"]))
 
     def capture_of(self, authorization_id: str) -> _CaptureRecord | None:
         found = self._state.get("capture_of", authorization_id)
@@ -1169,11 +1175,11 @@ class _Records:
             snapshot.id,
             {
                 "authorization_id": snapshot.authorization_id,
-                "amount": _money_json(snapshot.amount),
-                "amount_in_card_currency": _money_json(snapshot.amount_in_card_currency),
+                "amount": money_record(snapshot.amount),
+                "amount_in_card_currency": money_record(snapshot.amount_in_card_currency),
                 "rate": str(snapshot.rate),
                 "currency": record.currency,
-                "refunded": _money_json(record.refunded),
+                "refunded": money_record(record.refunded),
             },
         )
         self._state.put("capture_of", snapshot.authorization_id, {"capture": snapshot.id})
@@ -1187,8 +1193,8 @@ class _Records:
         return Refund(
             id=found["id"],
             capture_id=found["capture_id"],
-            amount=_money(found["amount"]),
-            amount_in_card_currency=_money(found["amount_in_card_currency"]),
+            amount=money_from_record(found["amount"]),
+            amount_in_card_currency=money_from_record(found["amount_in_card_currency"]),
             rate=Decimal(found["rate"]),
             rate_date=date.fromisoformat(found["rate_date"]),
         )
@@ -1200,20 +1206,12 @@ class _Records:
             {
                 "id": refund.id,
                 "capture_id": refund.capture_id,
-                "amount": _money_json(refund.amount),
-                "amount_in_card_currency": _money_json(refund.amount_in_card_currency),
+                "amount": money_record(refund.amount),
+                "amount_in_card_currency": money_record(refund.amount_in_card_currency),
                 "rate": str(refund.rate),
                 "rate_date": refund.rate_date.isoformat(),
             },
         )
-
-
-def _money_json(amount: Money) -> dict[str, Any]:
-    return {"currency": amount.currency, "minor": amount.minor}
-
-
-def _money(value: dict[str, Any]) -> Money:
-    return Money(str(value["currency"]), int(value["minor"]))
 
 
 def _refuse_by_outcome(outcome: SandboxOutcome) -> None:

@@ -27,7 +27,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
+from qianbao.money import Money
+
 Record = dict[str, Any]
+
+
+def money_record(amount: Money) -> Record:
+    """A sum of money as a record field (minor units: never a float)."""
+    return {"currency": amount.currency, "minor": amount.minor}
+
+
+def money_from_record(value: Record) -> Money:
+    return Money(str(value["currency"]), int(value["minor"]))
 
 
 class SandboxState(Protocol):

@@ -11,7 +11,6 @@ from fastapi import APIRouter, Request, status
 from qianbao.errors import InvalidInput
 from qianbao.i18n import N_, translate
 from qianbao.identity.api import DbDep, SessionDep
-from qianbao.money import Money
 from qianbao.wallet import payments, schemas
 from qianbao.wallet.payments import OrderView
 
@@ -149,7 +148,7 @@ def demo_order(body: schemas.DemoOrderIn, request: Request, db: DbDep) -> schema
     """An order of the demo shop (demo mode only), to pay at the cashier."""
     shop = payments.demo_merchant(db)
     number = f"DEMO{secrets.token_hex(6).upper()}"
-    amount = _money(body.amount)
+    amount = payments.parse_amount(body.amount)
     return order_out(
         db.run(lambda tx: payments.create_order(tx, shop, number, body.subject, amount))
     )
@@ -166,7 +165,7 @@ def demo_refund(
         shop,
         order_id,
         body.out_request_no,
-        _money(body.amount),
+        payments.parse_amount(body.amount),
         to_balance=body.destination == "balance",
     )
     return schemas.RefundOut(
@@ -176,12 +175,3 @@ def demo_refund(
         fee_refunded=schemas.AmountOut.of(done.fee_refunded),
         destination=done.destination,
     )
-
-
-def _money(text: str) -> Money:
-    try:
-        return Money.of("CNY", text.strip())
-    except (ValueError, ArithmeticError) as error:
-        raise InvalidInput(
-            "amount.format", N_("Write an amount in CNY with at most 2 decimals, like 288.00.")
-        ) from error

@@ -29,7 +29,7 @@ from qianbao.i18n import N_
 from qianbao.identity import service as identity
 from qianbao.identity.codes import keyed_hash, new_token
 from qianbao.verification import service as verification
-from qianbao.wallet import payments
+from qianbao.wallet import payments, transfers
 from qianbao.wallet.pay_for_me_models import PayForMeLink
 from qianbao.wallet.payment_models import PaymentOrder
 from qianbao.wallet.payments import Cashier, OrderView
@@ -75,7 +75,7 @@ class NewLink:
 class LinkView:
     id: uuid.UUID
     order: OrderView
-    asker: str  # masked: "*ADA · +44 ******3456"
+    asker: str  # masked: "** ADA · +44 ******3456"
     state: State
     expires_at: datetime
     paid_by: str | None  # the friend who paid through this link, masked
@@ -340,19 +340,12 @@ def expire_links(tx: Tx, limit: int = 500) -> int:
 
 def masked_person(tx: Tx, user_id: uuid.UUID) -> str:
     """Enough for a friend to recognise someone, no more: the verified name's last part
-    and the number's last four digits ("*ADA · +44 ******3456")."""
+    and the number's last four digits ("** ADA · +44 ******3456")."""
     phone = identity.get_account(tx, user_id).phone.masked()
     verified = verification.verified_identity(tx, user_id)
     if verified is None or not verified.name.strip():
         return phone
-    return f"{mask_name(verified.name)} · {phone}"
-
-
-def mask_name(name: str) -> str:
-    """ "*明" for 李明; "*ADA" for LOVELACE ADA (surname first, as a passport has it)."""
-    words = name.split()
-    last = words[-1] if len(words) > 1 else name.strip()[-1:]
-    return "*" + last
+    return f"{transfers.masked_name(verified.name)} · {phone}"
 
 
 def _token_hash(tx: Tx, token: str) -> str:

@@ -433,6 +433,16 @@ def _reversed(tx: Tx, *, key: str) -> None:
         tx.session.delete(found)
 
 
+def parse_amount(text: str) -> Money:
+    """A typed CNY amount (API bodies, forms), or ``amount.format`` when it is not one."""
+    try:
+        return Money.of(CNY, text.strip())
+    except (ValueError, ArithmeticError) as error:
+        raise InvalidInput(
+            "amount.format", N_("Write an amount in CNY with at most 2 decimals, like 288.00.")
+        ) from error
+
+
 # --- the cashier ---------------------------------------------------------------------------
 
 

@@ -214,15 +214,6 @@ def open_balance(tx: Tx, user_id: uuid.UUID) -> Money | None:
     return Money(CNY, ledger.balance(tx, found.account_id).available)
 
 
-def parse_amount(text: str) -> Money:
-    try:
-        return Money.of(CNY, text.strip())
-    except (ValueError, ArithmeticError) as error:
-        raise InvalidInput(
-            "amount.format", N_("Write an amount in CNY with at most 2 decimals, like 288.00.")
-        ) from error
-
-
 # --- opening -------------------------------------------------------------------------------
 
 

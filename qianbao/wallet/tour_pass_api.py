@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from qianbao.errors import NotFound
 from qianbao.i18n import N_, translate
 from qianbao.identity.api import DbDep, SessionDep
-from qianbao.wallet import schemas, tour_pass
+from qianbao.wallet import payments, schemas, tour_pass
 from qianbao.wallet.api import order_out
 
 router = APIRouter(prefix="/api/v1", tags=["tour pass"])
@@ -166,7 +166,7 @@ def open_tour_pass(session: SessionDep, db: DbDep) -> PassOut:
 @router.get("/tour-pass/top-up-quote", response_model=QuoteOut)
 def quote(session: SessionDep, db: DbDep, amount: str = Query(max_length=16)) -> QuoteOut:
     """The fee and the total of a top-up before confirming it, in CNY and per card."""
-    money = tour_pass.parse_amount(amount)
+    money = payments.parse_amount(amount)
     found = db.run(lambda tx: tour_pass.quote(tx, session.account.id, money))
     return QuoteOut(
         amount=Amount.of(found.amount),
@@ -188,7 +188,7 @@ def top_up(body: TopUpIn, session: SessionDep, db: DbDep) -> TopUpOut:
         db,
         session.account.id,
         body.card_id,
-        tour_pass.parse_amount(body.amount),
+        payments.parse_amount(body.amount),
         body.payment_password,
         body.idempotency_key,
         challenge_return_url=(lambda _top_up_id: return_url) if return_url else None,

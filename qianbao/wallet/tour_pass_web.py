@@ -17,7 +17,7 @@ from qianbao.db import Database
 from qianbao.errors import NotFound, QianbaoError
 from qianbao.i18n import N_
 from qianbao.identity.service import CurrentSession
-from qianbao.wallet import tour_pass
+from qianbao.wallet import payments, tour_pass
 from qianbao.web.render import check_csrf, page, redirect
 from qianbao.web.routes import CsrfField, DbDep, signed_in_or_home
 
@@ -86,7 +86,7 @@ def review_top_up(
     if isinstance(session, Response):
         return session
     try:
-        money = tour_pass.parse_amount(amount)
+        money = payments.parse_amount(amount)
         found = db.run(lambda tx: tour_pass.quote(tx, session.account.id, money))
     except QianbaoError as error:
         return _page(request, db, session, error=error, amount=amount)
@@ -122,7 +122,7 @@ def confirm_top_up(
             db,
             session.account.id,
             _card_id(card),
-            tour_pass.parse_amount(amount),
+            payments.parse_amount(amount),
             payment_password,
             request_key,
             challenge_return_url=lambda top_up_id: f"{HOME}/top-ups/{top_up_id}/finish",
