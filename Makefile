@@ -2,21 +2,31 @@
 #   make run    install, then serve with demo data at http://127.0.0.1:8000 (SQLite)
 #   make test   install, then ruff, mypy and pytest (PostgreSQL too when
 #               QIANBAO_TEST_DATABASE_URL is set; the browser tests when chromium is present)
+# Every install comes from uv.lock (exact versions, checked by hash); `make lock` upgrades it.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# uv syncs into the project's .venv; --locked refuses a lock that pyproject.toml no longer
+# matches (instead of quietly re-resolving), --inexact keeps the uv and pip that set it up.
+UV_SYNC := $(BIN)/uv sync --locked --inexact --extra dev --python $(BIN)/python --quiet
 
-.PHONY: run test lint typecheck pytest install i18n-extract clean bench
+.PHONY: run test lint typecheck pytest install lock i18n-extract clean bench
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml uv.lock requirements/uv.txt requirements/testdata.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	$(BIN)/pip download --quiet --no-deps --no-binary face_recognition,insightface -d var/testdata face_recognition==1.3.0 insightface==0.7.3 || echo 'warning: face test photos not fetched into var/testdata; the tests that need them will skip'
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements/uv.txt
+	$(UV_SYNC)
+	$(BIN)/pip download --quiet --no-deps --no-binary face_recognition,insightface --require-hashes -r requirements/testdata.txt -d var/testdata || echo 'warning: face test photos not fetched into var/testdata; the tests that need them will skip'
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Upgrade every dependency to the newest release pyproject.toml allows, re-hashing the lock.
+lock:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements/uv.txt
+	$(BIN)/uv lock --upgrade --python $(BIN)/python
 
 run: $(STAMP)
 	$(BIN)/qianbao serve --demo

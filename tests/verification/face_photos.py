@@ -36,8 +36,8 @@ TESTDATA_DIR = REPO_ROOT / "var" / "testdata"
 FACE_RECOGNITION_SDIST = TESTDATA_DIR / "face_recognition-1.3.0.tar.gz"
 INSIGHTFACE_SDIST = TESTDATA_DIR / "insightface-0.7.3.tar.gz"
 FETCH_COMMAND = (
-    "pip download --no-deps --no-binary face_recognition,insightface "
-    "face_recognition==1.3.0 insightface==0.7.3 -d var/testdata"
+    "pip download --no-deps --no-binary face_recognition,insightface --require-hashes "
+    "-r requirements/testdata.txt -d var/testdata"
 )
 
 # The six people in insightface's t1.jpg, left to right: (left, top, right, bottom) of a
