@@ -664,7 +664,7 @@ def code_version() -> str:
             timeout=10,
         ).stdout.strip()
         changed = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", "qianbao", "migrations"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "qianbao"],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -675,7 +675,7 @@ def code_version() -> str:
         return "unknown (no git)"
     if not changed:
         return f"{head} (clean)"
-    return f"{head} + uncommitted changes in {len(changed)} file(s) of qianbao/ and migrations/"
+    return f"{head} + uncommitted changes in {len(changed)} file(s) of qianbao/"
 
 
 def header_lines(options: Options) -> list[str]:

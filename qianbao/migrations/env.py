@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import create_engine, pool
+from sqlalchemy.engine import Connection
 
 from qianbao.models import metadata
 from qianbao.settings import get_settings
@@ -34,10 +35,10 @@ def run_online() -> None:
     engine.dispose()
 
 
-def _migrate(connection: object) -> None:
+def _migrate(connection: Connection) -> None:
     context.configure(
         connection=connection,
-        target_metadata=metadata,  # type: ignore[arg-type]
+        target_metadata=metadata,
         render_as_batch=url.startswith("sqlite"),
         compare_type=True,
     )
