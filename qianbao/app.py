@@ -27,6 +27,7 @@ from qianbao.identity import api as identity_api
 from qianbao.notify import api as notify_api
 from qianbao.profile import api as profile_api
 from qianbao.profile import web as profile_web
+from qianbao.proxies import TrustedProxyMiddleware
 from qianbao.settings import Settings, get_settings
 from qianbao.verification import api as verification_api
 from qianbao.verification import web as verification_web
@@ -188,4 +189,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.mount(
         "/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static"
     )
+    # Added last, so it is the outermost layer: every other one (logs, limits, handlers)
+    # sees the client's address, not our proxy's.
+    app.add_middleware(TrustedProxyMiddleware, trusted=settings.trusted_proxies)
     return app

@@ -50,6 +50,10 @@ def serve(
         http="httptools",
         log_level="info",
         access_log=False,
+        # X-Forwarded-For and -Proto are read by qianbao/proxies.py alone, from the
+        # proxies in QIANBAO_TRUSTED_PROXIES: uvicorn's own handling (on by default, for
+        # 127.0.0.1) would let a local proxy's clients choose their address.
+        proxy_headers=False,
     )
 
 
@@ -237,19 +241,20 @@ def kyc_rotate_key(
     keep the old ones), restart, run this, then drop the old keys. Without that setting,
     --new-key adds the key to var/sealing.keys itself.
     """
+    from qianbao.private_files import write_private
     from qianbao.sealing import new_key_entry
     from qianbao.verification import service as verification
 
     settings = get_settings()
     if new_key:
         if settings.sealing_keys:
-            raise typer.BadParameter("keys come from QIANBAO_SEALING_KEYS: add the new one there")
+            raise typer.BadParameter(
+                "the keys are given (QIANBAO_SEALING_KEYS or _FILE): add it there"
+            )
         key_file = Path(settings.var_dir) / "sealing.keys"
         existing = key_file.read_text().strip() if key_file.exists() else ""
         key_id = f"k{int(time.time())}"
-        key_file.parent.mkdir(parents=True, exist_ok=True)
-        key_file.write_text(",".join(filter(None, [new_key_entry(key_id), existing])))
-        key_file.chmod(0o600)
+        write_private(key_file, ",".join(filter(None, [new_key_entry(key_id), existing])))
         typer.echo(f"new key {key_id} added to {key_file}")
     database = Database(settings)
     total = 0

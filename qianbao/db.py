@@ -28,6 +28,7 @@ from sqlalchemy.types import TypeDecorator
 
 from qianbao.clock import Clock, SystemClock
 from qianbao.errors import QianbaoError
+from qianbao.private_files import touch_private
 from qianbao.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ class Database:
         self.clock: Clock = clock or SystemClock()
         sqlite_path = settings.sqlite_path()
         if sqlite_path is not None:
-            sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+            touch_private(sqlite_path)  # the owner's alone (0600) before SQLite opens it
         self.engine = make_engine(settings.database_url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
         # For small transactions on hot rows (shared quotas) that take their locks

@@ -19,6 +19,8 @@ def database(request: Request) -> Database:
 
 
 def client(request: Request) -> Client:
+    # Behind our own proxies, proxies.TrustedProxyMiddleware has put the client's address
+    # here; nothing else reads X-Forwarded-For.
     host = request.client.host if request.client else "unknown"
     return Client(ip=host, user_agent=request.headers.get("user-agent", "")[:512])
 

@@ -15,6 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, pool
 
+from qianbao.private_files import touch_private
 from qianbao.settings import Settings
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -37,7 +38,7 @@ def alembic_config(settings: Settings) -> Config:
 def upgrade(settings: Settings, revision: str = "head") -> None:
     sqlite_path = settings.sqlite_path()
     if sqlite_path is not None:
-        sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+        touch_private(sqlite_path)  # the owner's alone (0600) before SQLite creates it
     command.upgrade(alembic_config(settings), revision)
 
 

@@ -6,14 +6,16 @@ keys rotate: the newest key seals, every listed key still opens, and re-sealing 
 value to the newest key. The context (say ``b"passport:number"`` plus the record id) is
 bound in as associated data, so a value copied to another column or row fails to open.
 
-Keys come from ``QIANBAO_SEALING_KEYS``: ``id:base64key`` entries separated by commas,
-the first one current. Empty, a key is generated once into ``var_dir/sealing.keys``
-(fine for one machine; set the variable when several share a database).
+Keys come from ``QIANBAO_SEALING_KEYS`` (or the file ``QIANBAO_SEALING_KEYS_FILE``
+names): ``id:base64key`` entries separated by commas or line breaks, the first one
+current. Neither set, a key is generated once into ``var_dir/sealing.keys``, readable by
+its owner only (development only: in production the keys must be given, see settings).
 """
 
 from __future__ import annotations
 
 import base64
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from qianbao.private_files import create_private
 from qianbao.settings import Settings
 
 NONCE_BYTES = 12  # GCM's standard nonce; random nonces are safe far below 2**32 seals a key
@@ -68,7 +71,7 @@ class Keyring:
     @classmethod
     def parse(cls, text: str) -> Keyring:
         keys = []
-        for entry in filter(None, (part.strip() for part in text.split(","))):
+        for entry in filter(None, re.split(r"[,\s]+", text)):
             key_id, _, encoded = entry.partition(":")
             keys.append((key_id, base64.urlsafe_b64decode(encoded.encode())))
         return cls(keys)
@@ -77,12 +80,9 @@ class Keyring:
     def from_settings(cls, settings: Settings) -> Keyring:
         if settings.sealing_keys:
             return cls.parse(settings.sealing_keys)
-        key_file = Path(settings.var_dir) / "sealing.keys"
-        if not key_file.exists():
-            key_file.parent.mkdir(parents=True, exist_ok=True)
-            key_file.write_text(new_key_entry("k1"))
-            key_file.chmod(0o600)
-        return cls.parse(key_file.read_text())
+        return cls.parse(
+            create_private(Path(settings.var_dir) / "sealing.keys", new_key_entry("k1"))
+        )
 
     def seal(self, plaintext: bytes, context: bytes) -> Sealed:
         nonce = secrets.token_bytes(NONCE_BYTES)

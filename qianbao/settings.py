@@ -6,14 +6,18 @@ they come from (see ``shared/reference/alipay_rules.md`` in the project workspac
 
 from __future__ import annotations
 
+import json
 import secrets
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, PrivateAttr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, IPvAnyNetwork, PrivateAttr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from qianbao.private_files import create_private
 
 
 class Settings(BaseSettings):
@@ -26,9 +30,18 @@ class Settings(BaseSettings):
     # random key is created once and kept in ``var_dir/secret.key`` (fine for one
     # machine; set it explicitly when several processes or machines share a database).
     secret_key: str = ""
+    # Or a file holding it (a Docker or Kubernetes secret); never both.
+    secret_key_file: Path | None = None
+    # Where people reach the service. Its scheme decides the cookies' Secure flag and
+    # whether this is production: served over https, the keys must be given (setting or
+    # file), never generated into var/ beside the database.
     public_base_url: str = "http://127.0.0.1:8000"
     # Keys for encryption at rest (qianbao/sealing.py): "id:base64key,..." newest first.
     sealing_keys: str = ""
+    sealing_keys_file: Path | None = None
+    # Reverse proxies whose X-Forwarded-For is believed (qianbao/proxies.py): addresses
+    # or networks, "10.0.0.0/8,127.0.0.1" or a JSON list. Empty: nobody's.
+    trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
 
     # --- behaviour -------------------------------------------------------------------
     demo: bool = False
@@ -80,6 +93,8 @@ class Settings(BaseSettings):
     session_absolute_seconds: int = 12 * 3600
     # Writing "last seen" on every request would turn each read into a write.
     session_touch_interval_seconds: int = 60
+    # "auto": Secure when public_base_url is https. Never read from the request, whose
+    # Host and scheme the client (or a proxy) chooses.
     cookie_secure: Literal["auto", "always", "never"] = "auto"
 
     # --- passwords (argon2id, RFC 9106; cost measured by bench/passwords.py) -----------
@@ -231,6 +246,35 @@ class Settings(BaseSettings):
     # for the seeded demo numbers.
     demo_sms_code: str = "246810"
 
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _keys_from_files(self) -> Settings:
+        self.secret_key = _secret(
+            "SECRET_KEY", self.secret_key, self.secret_key_file, self.is_production()
+        )
+        self.sealing_keys = _secret(
+            "SEALING_KEYS", self.sealing_keys, self.sealing_keys_file, self.is_production()
+        )
+        return self
+
+    def is_production(self) -> bool:
+        """Served over https and not a demo: then the keys must be given, not generated."""
+        return urlsplit(self.public_base_url).scheme == "https" and not self.demo
+
+    def secure_cookies(self) -> bool:
+        if self.cookie_secure == "auto":
+            return urlsplit(self.public_base_url).scheme == "https"
+        return self.cookie_secure == "always"
+
     def sqlite_path(self) -> Path | None:
         prefix = "sqlite:///"
         if self.database_url.startswith(prefix) and self.database_url != "sqlite:///:memory:":
@@ -244,13 +288,29 @@ class Settings(BaseSettings):
         if self.secret_key:
             return self.secret_key.encode()
         if self._hmac_key is None:
-            key_file = self.var_dir / "secret.key"
-            if not key_file.exists():
-                key_file.parent.mkdir(parents=True, exist_ok=True)
-                key_file.write_text(secrets.token_urlsafe(48))
-                key_file.chmod(0o600)
-            self._hmac_key = key_file.read_text().strip().encode()
+            key = create_private(self.var_dir / "secret.key", secrets.token_urlsafe(48))
+            self._hmac_key = key.strip().encode()
         return self._hmac_key
+
+
+def _secret(name: str, value: str, file: Path | None, required: bool) -> str:
+    """A key from ``QIANBAO_<name>`` or from the file ``QIANBAO_<name>_FILE`` names."""
+    if value and file is not None:
+        raise ValueError(f"QIANBAO_{name} and QIANBAO_{name}_FILE are both set: give one")
+    if file is not None:
+        try:
+            value = file.read_text().strip()
+        except OSError as error:
+            raise ValueError(f"QIANBAO_{name}_FILE: cannot read {file}: {error}") from None
+        if not value:
+            raise ValueError(f"QIANBAO_{name}_FILE: {file} is empty")
+    if not value and required:
+        raise ValueError(
+            f"QIANBAO_{name} or QIANBAO_{name}_FILE must be set when the service is served"
+            " over https (QIANBAO_PUBLIC_BASE_URL): a key generated into var/ beside the"
+            " database is for development"
+        )
+    return value
 
 
 @lru_cache(maxsize=1)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from qianbao.money import Money
+from qianbao.private_files import touch_private
 
 Record = dict[str, Any]
 
@@ -97,7 +98,7 @@ class _SqliteState:
 class SqliteStore:
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        touch_private(path)  # beside the database, and like it the owner's alone
         with self._connect() as connection:
             connection.execute(
                 "CREATE TABLE IF NOT EXISTS records ("

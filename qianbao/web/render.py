@@ -23,6 +23,7 @@ from qianbao.i18n import (
     ngettext_,
 )
 from qianbao.identity.codes import same_hash
+from qianbao.settings import Settings
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -55,10 +56,9 @@ def check_csrf(request: Request, submitted: str | None) -> None:
 
 
 def secure_cookies(request: Request) -> bool:
-    setting = request.app.state.settings.cookie_secure
-    if setting != "auto":
-        return bool(setting == "always")
-    return request.url.scheme == "https" or request.url.hostname not in {"localhost", "127.0.0.1"}
+    # From the settings alone: the Host header and the scheme are the client's to choose.
+    settings: Settings = request.app.state.settings
+    return settings.secure_cookies()
 
 
 def _finish(request: Request, response: HTMLResponse | RedirectResponse) -> None:
