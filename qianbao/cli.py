@@ -1,12 +1,13 @@
-"""``qianbao``: serve, worker, db, demo, sms, admin."""
+"""``qianbao``: serve, worker, db, ledger, demo, sms, admin."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import os
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -14,11 +15,32 @@ from qianbao import migrate
 from qianbao.db import Database, Tx
 from qianbao.settings import get_settings
 
+if TYPE_CHECKING:
+    from qianbao.wallet import ledger
+
 app = typer.Typer(help="Qianbao wallet service.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 sms_app = typer.Typer(help="SMS messages.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(sms_app, name="sms")
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        typer.echo("qianbao " + importlib.metadata.version("qianbao"))
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """Qianbao wallet service."""
 
 
 @app.command()
@@ -126,13 +148,23 @@ def demo_expire_tour_passes(
     typer.echo(f"Tour Pass expiry ran {after_days} days ahead: {parts} refund parts sent")
 
 
-@app.command()
+worker_app = typer.Typer()  # its help is the worker's docstring
+dead_app = typer.Typer(help="Messages the worker gave up on (dead letters).", no_args_is_help=True)
+app.add_typer(worker_app, name="worker")
+worker_app.add_typer(dead_app, name="dead")
+
+
+@worker_app.callback(invoke_without_command=True)
 def worker(
+    context: typer.Context,
     once: Annotated[bool, typer.Option(help="Do the work that is due, then exit.")] = False,
     interval: Annotated[float, typer.Option(help="Seconds between idle sweeps.")] = 2.0,
 ) -> None:
     """Deliver queued messages, close what expired, keep tables tidy. Several workers may
-    run at once (see qianbao/jobs.py); SIGTERM or Ctrl-C stops one after its sweep."""
+    run at once (see qianbao/jobs.py); SIGTERM or Ctrl-C stops one after its sweep.
+    `qianbao worker dead` lists and retries the messages it gave up on."""
+    if context.invoked_subcommand is not None:
+        return  # `qianbao worker dead ...`: a command about the worker, not the worker
     import signal
     import threading
 
@@ -158,11 +190,95 @@ def worker(
         database.dispose()
 
 
+@dead_app.command("list")
+def dead_list(
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
+) -> None:
+    """Outbox messages (SMS, email) the worker gave up on: id, channel, masked
+    recipient, tries, last error. Never their text (it may hold a code)."""
+    from qianbao.notify import dead_letters
+
+    database = Database(get_settings())
+    try:
+        dead = database.run(lambda tx: dead_letters.dead_messages(tx, limit))
+    finally:
+        database.dispose()
+    for message in dead:
+        stamp = message.created_at.strftime("%Y-%m-%d %H:%M:%S")
+        typer.echo(
+            f"{message.id}  {stamp}  {message.channel:<5} {message.recipient:<20}"
+            f" {message.attempts} tries  {message.gateway or '-'}: {message.last_error or '-'}"
+        )
+    typer.echo(f"{len(dead)} dead messages")
+
+
+@dead_app.command("retry")
+def dead_retry(
+    ids: Annotated[list[str] | None, typer.Argument(help="Dead messages' ids.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every dead message.")] = False,
+) -> None:
+    """Queue dead messages again with a fresh set of tries; a running `qianbao worker`
+    sends them. Exits 1 when an id is not a dead message."""
+    import uuid
+
+    from qianbao.notify import dead_letters
+
+    if bool(ids) == all_:
+        raise typer.BadParameter("give the ids of dead messages, or --all")
+    try:
+        wanted = None if all_ else [uuid.UUID(text.strip()) for text in ids or []]
+    except ValueError:
+        raise typer.BadParameter("not a message id (see `qianbao worker dead list`)") from None
+    database = Database(get_settings())
+    try:
+        queued = database.run(lambda tx: dead_letters.retry(tx, wanted))
+    finally:
+        database.dispose()
+    typer.echo(f"{len(queued)} messages queued again")
+    missing = sorted(str(i) for i in set(wanted or []) - set(queued))
+    if missing:
+        typer.echo("not dead messages (unknown, or already queued): " + ", ".join(missing))
+        raise typer.Exit(1)
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
     """Apply migrations up to REVISION (default: the newest)."""
     migrate.upgrade(get_settings(), revision)
     typer.echo("database is at " + revision)
+
+
+def _revision() -> str | None:
+    """The database's revision; exit 2, without the URL (it may hold a password), when the
+    database cannot be read."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return migrate.current(get_settings())
+    except SQLAlchemyError as error:
+        typer.echo(f"cannot read the database: {type(error).__name__}", err=True)
+        raise typer.Exit(2) from None
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the revision the database is at (Alembic's current), and whether it is the
+    newest this code ships."""
+    revision, head = _revision(), migrate.head()
+    if revision is None:
+        typer.echo(f"none (an empty database; the newest is {head})")
+    else:
+        typer.echo(revision + (" (head)" if revision == head else f" (the newest is {head})"))
+
+
+@db_app.command("check")
+def db_check() -> None:
+    """Exit 0 when the database is at the newest revision this code ships, 1 otherwise."""
+    revision, head = _revision(), migrate.head()
+    if revision != head:
+        typer.echo(f"database at {revision or 'none'}, code at {head}: run `qianbao db upgrade`")
+        raise typer.Exit(1)
+    typer.echo(f"database at {head} (head)")
 
 
 @sms_app.command("outbox")
@@ -388,3 +504,40 @@ def void_topup_codes(
         f"{done.voided} codes voided, {done.returned.format()} back to {done.merchant!r}; "
         f"{done.already_redeemed} were already redeemed"
     )
+
+
+# --- the ledger's books ------------------------------------------------------------------
+
+ledger_app = typer.Typer(help="The ledger's books.", no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
+
+
+@ledger_app.command("audit")
+def ledger_audit() -> None:
+    """Recompute every ledger account from its history and check the books: each balance
+    equals its history, none is under its floor, each currency sums to zero. Exits 1 on
+    any mismatch (for an operator's cron)."""
+    from qianbao.wallet import ledger
+
+    database = Database(get_settings())
+    try:
+        result = database.run(ledger.audit)
+    finally:
+        database.dispose()
+    for line in _audit_report(result):
+        typer.echo(line)
+    if not result.sound:
+        raise typer.Exit(1)
+
+
+def _audit_report(result: ledger.Audit) -> list[str]:
+    totals = ", ".join(f"{code} {total}" for code, total in sorted(result.currency_totals.items()))
+    lines = [
+        f"accounts checked: {result.accounts_checked}",
+        f"balances that differ from their history: {len(result.balances_off_history)}",
+        *(f"  {account}" for account in result.balances_off_history),
+        f"balances under their floor: {len(result.below_floor)}",
+        *(f"  {account}" for account in result.below_floor),
+        f"sum per currency, in minor units (each must be 0): {totals or 'no accounts'}",
+    ]
+    return [*lines, "ledger sound" if result.sound else "LEDGER NOT SOUND"]

@@ -887,6 +887,7 @@ class Audit:
     balances_off_history: list[uuid.UUID]
     below_floor: list[uuid.UUID]
     currency_totals: dict[str, int]
+    accounts_checked: int = 0  # how many account rows (shards included) were recomputed
 
     @property
     def sound(self) -> bool:
@@ -933,6 +934,7 @@ def audit(tx: Tx) -> Audit:
     off: list[uuid.UUID] = []
     below: list[uuid.UUID] = []
     totals: dict[str, int] = {}
+    checked = 0
     for row in tx.session.execute(
         select(
             _accounts.c.id,
@@ -948,4 +950,5 @@ def audit(tx: Tx) -> Audit:
         if row.floor is not None and row.balance - row.pending_debits < row.floor:
             below.append(row.id)
         totals[row.currency] = totals.get(row.currency, 0) + row.balance
-    return Audit(off, below, totals)
+        checked += 1
+    return Audit(off, below, totals, checked)
