@@ -22,7 +22,7 @@ from typing import Any, Literal, TypeVar
 
 from sqlalchemy import DateTime, MetaData, create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -126,6 +126,26 @@ def is_retryable(error: BaseException) -> bool:
     if sqlstate in {"40001", "40P01"}:  # serialization_failure, deadlock_detected
         return True
     return isinstance(error, OperationalError) and "database is locked" in str(error.orig)
+
+
+DatabaseFailure = Literal["constraint", "contention", "unavailable", "other"]
+
+
+def classify_failure(error: DBAPIError) -> DatabaseFailure:
+    """What a database error that reached the edge means for the client.
+
+    ``constraint``: a constraint fired, a race or a bug the code did not foresee (the
+    answer is a 409 and an error in the log, never "busy"); ``contention``: serialization
+    failures or locks that outlasted every retry (503, try again); ``unavailable``: the
+    database cannot be reached (503); ``other``: a bug (500).
+    """
+    if isinstance(error, IntegrityError):
+        return "constraint"
+    if is_retryable(error):
+        return "contention"
+    if isinstance(error, OperationalError | InterfaceError) or error.connection_invalidated:
+        return "unavailable"
+    return "other"
 
 
 class Database:

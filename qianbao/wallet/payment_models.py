@@ -63,6 +63,9 @@ class PaymentOrder(Base):
         ),
         CheckConstraint("amount > 0", name="amount"),
         CheckConstraint("refunded >= 0 AND refunded <= amount", name="refunded"),
+        CheckConstraint(
+            "refund_pending >= 0 AND refunded + refund_pending <= amount", name="refund_pending"
+        ),
         UniqueConstraint("merchant_id", "out_trade_no", name="uq_payment_orders_trade_no"),
         Index("ix_payment_orders_status_expires", "status", "expires_at"),
         Index("ix_payment_orders_payer", "payer_id"),
@@ -75,6 +78,9 @@ class PaymentOrder(Base):
     currency: Mapped[str] = mapped_column(String(3))
     amount: Mapped[int] = mapped_column(BigInteger)
     refunded: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Refunds reserved in the ledger and not yet confirmed by the card network or the bank
+    # (OrderRefund rows in "pending"): what is left to refund is amount - refunded - this.
+    refund_pending: Mapped[int] = mapped_column(BigInteger, default=0)
     status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -136,13 +142,25 @@ class PaymentAttemptReversal(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+REFUND_STATUSES = ("pending", "succeeded", "failed")
+
+
 class OrderRefund(Base):
-    """A full or partial refund, once per request number."""
+    """A full or partial refund, once per request number.
+
+    A refund that goes back to a card or a bank card is *pending* from the moment its
+    money is reserved in the ledger (``hold_id``, ``fee_hold_id``) until the card network
+    or the bank has given it back under ``outside_key``; then *succeeded* (the holds
+    posted) or *failed* (the outside party refused it: the holds voided, and the request
+    number may be asked again). One that stays in the wallet is succeeded at once.
+    """
 
     __tablename__ = "order_refunds"
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount"),
+        CheckConstraint("status IN ('pending', 'succeeded', 'failed')", name="status"),
         UniqueConstraint("order_id", "out_request_no", name="uq_order_refunds_request_no"),
+        Index("ix_order_refunds_status_created", "status", "created_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -155,3 +173,15 @@ class OrderRefund(Base):
     card_rate: Mapped[Decimal | None] = mapped_column(Numeric(18, 8), default=None)
     ledger_operation_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(12), default="succeeded")
+    # The digest of what the request asked (amount, currency, where to): the same request
+    # number with another digest is refused (idempotency.mismatch).
+    request_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    to_balance: Mapped[bool] = mapped_column(default=False)
+    # The key the card network or the bank knows this refund by; a request number asked
+    # again after a failure gets a new attempt number, hence a new key.
+    attempt: Mapped[int] = mapped_column(default=0)
+    outside_key: Mapped[str | None] = mapped_column(String(128), default=None)
+    hold_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    fee_hold_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    failure_code: Mapped[str | None] = mapped_column(String(64), default=None)

@@ -237,7 +237,7 @@ def _prepay(tx: Tx, batch: TopupCodeBatch, merchant: Merchant, total: Money) -> 
             lambda booking: _just(booking.transfer(source, batch.account_id, total)),
         )
     except Conflict as error:
-        if error.code == "ledger.idempotency_mismatch":
+        if error.code == "idempotency.mismatch":
             raise _reference_used(batch.funding_reference) from None
         if error.code != "ledger.insufficient_funds":
             raise

@@ -979,7 +979,9 @@ def _history(tx: Tx, row: TourPass) -> list[HistoryLine]:
             HistoryLine("payment", order.paid_at, Money(CNY, -order.amount), view_order.merchant)
         )
     for refund in tx.session.scalars(
-        select(OrderRefund).where(OrderRefund.order_id.in_(list(orders)))
+        select(OrderRefund).where(
+            OrderRefund.order_id.in_(list(orders)), OrderRefund.status == "succeeded"
+        )
     ):
         merchant = payments._order_view(tx, orders[refund.order_id]).merchant
         lines.append(

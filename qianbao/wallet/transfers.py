@@ -315,11 +315,14 @@ def _email_owner(tx: Tx, text: str) -> uuid.UUID | None:
     return user.id if user is not None else None
 
 
-def _phone_owner(tx: Tx, sender_id: uuid.UUID, text: str) -> uuid.UUID | None:
-    # Without "+" or "00", a number is read as one of the sender's own country.
+def _own_country(tx: Tx, sender_id: uuid.UUID) -> str:
+    """Without "+" or "00", a number is read as one of the sender's own country."""
     own = identity.get_account(tx, sender_id).phone
-    country = own.region if own.region != NON_GEOGRAPHIC else f"001-{own.country_code}"
-    phone = parse_mobile(text, country, current_language())
+    return own.region if own.region != NON_GEOGRAPHIC else f"001-{own.country_code}"
+
+
+def _phone_owner(tx: Tx, sender_id: uuid.UUID, text: str) -> uuid.UUID | None:
+    phone = parse_mobile(text, _own_country(tx, sender_id), current_language())
     try:
         return identity.account_by_phone(tx, phone).id
     except NotFound:
@@ -497,8 +500,9 @@ def send(
     amount = parse_amount(amount_text)
     cleaned = clean_note(db, note)
     # A retry is answered from its key, before anything that may have changed since (the
-    # recipient's number, the look-up throttle, the limits).
-    replayed = db.run(lambda tx: _replay(tx, sender_id, key, amount, cleaned))
+    # recipient's number, the look-up throttle, the limits). The key names the request as
+    # the client sent it: to whom (as typed), how much, with which note.
+    digest, replayed = db.run(lambda tx: _replay(tx, sender_id, key, to, amount, cleaned))
     if replayed is not None:
         return replayed
     to_id = db.run(lambda tx: recipient_id(tx, sender_id, to))
@@ -512,20 +516,39 @@ def send(
         )
     security.verify_payment_password(db, sender_id, payment_password)
     return db.run(
-        lambda tx: _send(tx, sender_id, to_id, amount, cleaned, key),
+        lambda tx: _send(tx, sender_id, to_id, amount, cleaned, key, digest),
         isolation="read committed",
     )
 
 
+def request_digest(tx: Tx, sender_id: uuid.UUID, to: str, amount: Money, note: str) -> str:
+    """The digest an idempotency key is bound to: every field of the request that changes
+    its effect. The recipient is taken as the client named them (a number in E.164, an
+    email in lower case), not as the account it names now, so a retry is recognised even
+    if that number has changed hands since."""
+    named = _named(tx, sender_id, " ".join(to.split()))
+    return ledger.request_hash({"op": "p2p", "to": named, "amount": amount, "note": note})
+
+
+def _named(tx: Tx, sender_id: uuid.UUID, to: str) -> str:
+    if "@" in to:
+        return to.casefold()
+    try:
+        return parse_mobile(to, _own_country(tx, sender_id), current_language()).e164
+    except InvalidInput:  # not a number: refused later, after the key is checked
+        return to
+
+
 def _replay(
-    tx: Tx, sender_id: uuid.UUID, key: str, amount: Money, note: str
-) -> TransferView | None:
+    tx: Tx, sender_id: uuid.UUID, key: str, to: str, amount: Money, note: str
+) -> tuple[str, TransferView | None]:
+    digest = request_digest(tx, sender_id, to, amount, note)
     earlier = _by_key(tx, sender_id, key)
     if earlier is None:
-        return None
-    if (earlier.amount, earlier.note) != (amount.minor, note):
+        return digest, None
+    if earlier.request_hash != digest:
         raise ledger.idempotency_mismatch(key)
-    return _view(earlier, sender_id, replayed=True)
+    return digest, _view(earlier, sender_id, replayed=True)
 
 
 def _request(
@@ -541,13 +564,18 @@ def _request(
 
 
 def _send(
-    tx: Tx, sender_id: uuid.UUID, recipient_id: uuid.UUID, amount: Money, note: str, key: str
+    tx: Tx,
+    sender_id: uuid.UUID,
+    recipient_id: uuid.UUID,
+    amount: Money,
+    note: str,
+    key: str,
+    digest: str,
 ) -> TransferView:
     # Both wallets first, in one fixed order: the limits and the balance read below stay
     # true until commit, and a retry of this key waits here for its first try.
     payments._claim(tx, str(sender_id), str(recipient_id))
     request = _request(sender_id, recipient_id, amount, note)
-    digest = ledger.request_hash(request)
     earlier = _by_key(tx, sender_id, key)
     if earlier is not None:
         if earlier.request_hash != digest:

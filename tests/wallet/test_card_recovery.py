@@ -291,14 +291,17 @@ def test_a_merchant_refund_retried_after_a_crash_goes_to_the_card_once(
     payments.pay_with_card(db, user, first, card, PIN)
     capture_id = capture_of(db, first)
     with monkeypatch.context() as patched:
-        crash_in(patched, payments, "_record_refund")
+        crash_in(patched, payments, "_settle_refund")
         with pytest.raises(Crash):
             payments.refund(db, shop, first, "R1", cny("100.00"))
     network = payments.network_for(db)
     assert network.refunded(capture_id) == cny("103.00")  # the card got it
-    # The merchant retries, now asking for the balance: the card refund is what stands.
-    retried = payments.refund(db, shop, first, "R1", cny("100.00"), to_balance=True)
-    assert retried.destination == "foreign_card"
+    # The same request number asking for the balance is another request: refused, and
+    # the card refund under way is what stands.
+    other = refused(lambda: payments.refund(db, shop, first, "R1", cny("100.00"), to_balance=True))
+    assert (other.code, other.status) == ("idempotency.mismatch", 409)
+    retried = payments.refund(db, shop, first, "R1", cny("100.00"))
+    assert retried.destination == "foreign_card" and retried.status == "succeeded"
     assert network.refunded(capture_id) == cny("103.00")  # not twice
     assert payments.refund(db, shop, first, "R1", cny("100.00")).id == retried.id
     sound(db)

@@ -180,9 +180,9 @@ def test_a_retry_is_recognised_even_when_it_could_no_longer_be_paid(
 
 def test_the_same_key_with_another_request_is_a_conflict(db: Database, book: Book) -> None:
     run(db, lambda tx: ledger.transfer(tx, "pay-1", book.alice, book.bob, cny(300)))
-    with raises_code(Conflict, "ledger.idempotency_mismatch"):
+    with raises_code(Conflict, "idempotency.mismatch"):
         run(db, lambda tx: ledger.transfer(tx, "pay-1", book.alice, book.bob, cny(301)))
-    with raises_code(Conflict, "ledger.idempotency_mismatch"):
+    with raises_code(Conflict, "idempotency.mismatch"):
         run(db, lambda tx: ledger.transfer(tx, "pay-1", book.alice, book.merchant, cny(300)))
     assert balance(db, book.bob).posted == 300
 
@@ -371,7 +371,7 @@ def test_a_batch_runs_independent_operations_each_with_its_own_outcome(
     assert isinstance(first, ledger.Receipt) and isinstance(repeat, ledger.Receipt)
     assert repeat.replayed and repeat.operation_id == first.operation_id
     assert isinstance(refused, Conflict) and refused.code == "ledger.insufficient_funds"
-    assert isinstance(mismatch, Conflict) and mismatch.code == "ledger.idempotency_mismatch"
+    assert isinstance(mismatch, Conflict) and mismatch.code == "idempotency.mismatch"
     assert balance(db, book.merchant).posted == 300
     again = run(db, lambda tx: ledger.execute_many(tx, batch[:1]))
     assert isinstance(again[0], ledger.Receipt) and again[0].replayed

@@ -128,7 +128,7 @@ def test_refunds_go_back_the_way_they_came_and_never_exceed_the_payment(
     again = payments.refund(db, shop, by_balance, "R1", cny("30.00"))  # a retry
     assert again.id == part.id
     assert refused(lambda: payments.refund(db, shop, by_balance, "R1", cny("31.00"))).code == (
-        "refund.request_no_used"
+        "idempotency.mismatch"
     )
     assert refused(lambda: payments.refund(db, shop, by_balance, "R2", cny("50.01"))).code == (
         "refund.too_much"

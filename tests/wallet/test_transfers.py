@@ -450,7 +450,7 @@ def test_a_retry_with_the_same_key_returns_the_first_transfer(
     # The first try used most of today's limit; the retry still gets its answer.
     assert send(db, alice, BOB, "4000", note="Rent", key="rent-2026-11").id == first.id
     other = refused(lambda: send(db, alice, BOB, "40", note="Rent", key="rent-2026-11"))
-    assert other.code == "ledger.idempotency_mismatch" and other.status == 409
+    assert other.code == "idempotency.mismatch" and other.status == 409
     bad_key = refused(lambda: send(db, alice, BOB, "1", key="not a key!"))
     assert bad_key.code == "transfer.idempotency_key"
     assert refused(lambda: send(db, alice, BOB, "1", key="x" * 81)).code == bad_key.code
@@ -520,7 +520,7 @@ def test_the_api_quotes_sends_once_per_key_and_lists(
     changed = client.post(
         "/api/v1/wallet/transfers", headers=keyed, json={**paying, "amount": "99"}
     )
-    assert changed.status_code == 409 and changed.json()["code"] == "ledger.idempotency_mismatch"
+    assert changed.status_code == 409 and changed.json()["code"] == "idempotency.mismatch"
     zero = client.post(
         "/api/v1/wallet/transfers",
         headers={**keyed, "Idempotency-Key": "z", "Accept-Language": "zh-CN"},
@@ -687,7 +687,7 @@ def test_a_retry_is_answered_from_its_key_whatever_changed_since(
     again = send(db, alice, BOB, "1", key="k-retry")
     assert again.id == first.id and again.replayed
     other = refused(lambda: send(db, alice, BOB, "2", key="k-retry"))
-    assert other.code == "ledger.idempotency_mismatch"
+    assert other.code == "idempotency.mismatch"
 
 
 def test_the_export_does_not_let_a_note_run_as_a_spreadsheet_formula(
@@ -723,3 +723,19 @@ def test_the_level_page_counts_the_transfers_sent_today(
     assert used["transfers_per_day"] == 2 and used["transfer_per_day"] == cny("3")
     lines = {line.key: line for line in policy.describe(rights, used)}
     assert lines["transfers_per_day"].used is not None and "2" in lines["transfers_per_day"].used
+
+
+def test_a_key_reused_for_another_recipient_with_the_same_amount_is_refused(
+    db: Database, clock: FrozenClock, pair: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    # The finding: the same key, the same amount, another person was answered
+    # "replayed" with the first transfer. The key names the whole request.
+    alice, bob = pair
+    carol = person(db, clock, CAROL)
+    first = send(db, alice, BOB, "10", key="k-one")
+    other = refused(lambda: send(db, alice, CAROL, "10", key="k-one"))
+    assert (other.code, other.status) == ("idempotency.mismatch", 409)
+    noted = refused(lambda: send(db, alice, BOB, "10", note="Lunch", key="k-one"))
+    assert noted.code == "idempotency.mismatch"
+    assert send(db, alice, e164(BOB), "10.00", key="k-one").id == first.id  # same request
+    assert (balance(db, bob), balance(db, carol)) == (cny("10"), cny("0"))

@@ -95,7 +95,7 @@ def test_no_money_is_made_lost_or_repeated_by_concurrent_transfers(
                     plan.key,
                 )
             except QianbaoError as error:
-                if error.code == "ledger.idempotency_mismatch":
+                if error.code == "idempotency.mismatch":
                     with done.lock:
                         done.mismatches += 1
                 continue
