@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -11,12 +11,14 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import iter_route_contexts
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
-from qianbao import deps
+from qianbao import deps, openapi
 from qianbao.clock import Clock
 from qianbao.db import Database
 from qianbao.errors import QianbaoError
@@ -74,22 +76,36 @@ class LanguageMiddleware:
         await self.app(scope, receive, send)
 
 
-def problem_response(error: QianbaoError) -> JSONResponse:
-    headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
-    return JSONResponse(error.problem(), status_code=error.status, headers=headers)
+def problem_response(error: QianbaoError, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """The problem body, with ``Retry-After`` and the RateLimit fields the error carries."""
+    return JSONResponse(
+        error.problem(), status_code=error.status, headers={**(headers or {}), **error.headers()}
+    )
 
 
-def error_response(request: Request, error: QianbaoError) -> Response:
+def error_response(
+    request: Request, error: QianbaoError, headers: Mapping[str, str] | None = None
+) -> Response:
     """A problem body for the API and for clients that ask for JSON; a page otherwise."""
     wants_page = not request.url.path.startswith("/api/") and "text/html" in request.headers.get(
         "accept", ""
     )
     if not wants_page:
-        return problem_response(error)
+        return problem_response(error, headers)
     response = render.page(request, "error.html", status=error.status, error=error)
-    if error.retry_after:
-        response.headers["Retry-After"] = str(error.retry_after)
+    response.headers.update({**(headers or {}), **error.headers()})
     return response
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method the address takes. Starlette's own ``Allow`` names only the methods
+    of the first route that matched the path, and one path often has several routes."""
+    methods: set[str] = set()
+    path = request.scope["path"]
+    for route in iter_route_contexts(request.app.routes):
+        if isinstance(route.original_route, Route) and route.path_regex.match(path):
+            methods |= route.methods or set()
+    return ", ".join(sorted(methods))
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -118,7 +134,11 @@ def _install_error_handlers(app: FastAPI) -> None:
             405: ("method_not_allowed", N_("This address does not take that kind of request.")),
         }
         code, message = messages.get(error.status_code, ("http_error", N_("Request refused.")))
-        return error_response(request, QianbaoError(code, message, status=error.status_code))
+        headers = dict(error.headers or {})  # 405's Allow, 401's WWW-Authenticate
+        if error.status_code == 405:
+            headers["Allow"] = allowed_methods(request) or headers.get("Allow", "")
+        problem = QianbaoError(code, message, status=error.status_code)
+        return error_response(request, problem, headers)
 
     @app.exception_handler(DBAPIError)
     async def database_busy(request: Request, error: DBAPIError) -> Response:
@@ -148,6 +168,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         "verification and the wallet. Errors are problem bodies `{code, message, details}`; "
         "`message` follows Accept-Language (en, zh-Hans).",
         lifespan=lifespan,
+        generate_unique_id_function=openapi.operation_id,
     )
     app.state.db = database
     app.state.settings = settings
@@ -186,6 +207,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.include_router(pay_for_me_web.router)
     app.include_router(topup_codes_api.router)
     app.include_router(topup_codes_web.router)
+    openapi.install(app, settings)
     app.mount(
         "/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static"
     )

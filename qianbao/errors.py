@@ -8,9 +8,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from qianbao.i18n import translate
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """The limit a 429 ran into, for the ``RateLimit-Policy`` and ``RateLimit`` headers
+    (draft-ietf-httpapi-ratelimit-headers): ``quota`` events per ``window_seconds``,
+    ``remaining`` of them left now. ``quota`` is None for a lock that is no quota (too
+    many wrong codes): the answer then says only what is left and for how long."""
+
+    policy: str
+    quota: int | None = None
+    window_seconds: int | None = None
+    remaining: int = 0
 
 
 class QianbaoError(Exception):
@@ -30,6 +44,7 @@ class QianbaoError(Exception):
         details: Mapping[str, Any] | None = None,
         retry_after: float | None = None,
         status: int | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> None:
         super().__init__(code)
         if status is not None:
@@ -39,6 +54,7 @@ class QianbaoError(Exception):
         self.params = dict(params or {})
         self.details = dict(details or {})
         self.retry_after = None if retry_after is None else max(1, math.ceil(retry_after))
+        self.rate_limit = rate_limit
 
     def localized_message(self) -> str:
         return translate(self.message, self.params)
@@ -49,8 +65,29 @@ class QianbaoError(Exception):
             details.setdefault("retry_after", self.retry_after)
         return {"code": self.code, "message": self.localized_message(), "details": details}
 
+    def headers(self) -> dict[str, str]:
+        """``Retry-After``, and on a 429 the draft's ``RateLimit`` fields (the policy is
+        named by the error code, so a client can tell one limit from another)."""
+        headers = {"Retry-After": str(self.retry_after)} if self.retry_after else {}
+        if self.status != 429:
+            return headers
+        limit = self.rate_limit or RateLimit(self.code)
+        name = _sf_string(limit.policy)
+        if limit.quota is not None:
+            window = f";w={limit.window_seconds}" if limit.window_seconds else ""
+            headers["RateLimit-Policy"] = f"{name};q={limit.quota}{window}"
+        reset = f";t={self.retry_after}" if self.retry_after else ""
+        headers["RateLimit"] = f"{name};r={max(0, limit.remaining)}{reset}"
+        return headers
+
     def __str__(self) -> str:
         return f"{self.code}: {self.message.format(**self.params) if self.params else self.message}"
+
+
+def _sf_string(text: str) -> str:
+    """A Structured Field string (RFC 9651 3.3.3): printable ASCII, quoted, escaped."""
+    printable = "".join(c if " " <= c <= "~" else "_" for c in text)
+    return '"' + printable.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class InvalidInput(QianbaoError):

@@ -7,7 +7,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Request, Response, status
+from fastapi import APIRouter, Depends, Request, Response, Security, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from qianbao import deps, policy
@@ -26,19 +27,28 @@ router = APIRouter(prefix="/api/v1", tags=["identity"])
 DbDep = Annotated[Database, Depends(deps.database)]
 ClientDep = Annotated[Client, Depends(deps.client)]
 LanguageDep = Annotated[Language, Depends(deps.language)]
+# The OpenAPI document's security scheme (the Authorize button at /docs) comes from this:
+# every operation that depends on current_session lists it. Not auto_error: a missing
+# token is our own 401 problem body, not FastAPI's.
+BEARER = HTTPBearer(
+    scheme_name="bearer",
+    bearerFormat="opaque session token",
+    description="The `token` from POST /api/v1/auth/sessions (or password-sessions).",
+    auto_error=False,
+)
 
 
 async def current_session(
     request: Request,
     db: DbDep,
-    authorization: Annotated[str | None, Header()] = None,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
 ) -> CurrentSession:
     """The bearer token's session. Async so that the language it sets reaches the handler:
     a context variable set in a worker thread would stay in that thread."""
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
+    token = credentials.credentials.strip() if credentials else ""
+    if not token:
         raise NotAuthenticated("session.missing", N_("Please log in."))
-    session = await run_in_threadpool(db.run, lambda tx: service.authenticate(tx, token.strip()))
+    session = await run_in_threadpool(db.run, lambda tx: service.authenticate(tx, token))
     if not deps.language_is_explicit(request):
         set_language(session.account.language)
     return session

@@ -76,7 +76,10 @@ def take(tx: Tx, quotas: Sequence[Quota]) -> None:
         ).all()
         used = sum(count for _, count in buckets)
         if used > quota.max_events:
-            raise refusal(quota.code, quota.message, _wait(now, quota, buckets, used))
+            wait = _wait(now, quota, buckets, used)
+            raise refusal(
+                quota.code, quota.message, wait, quota=quota.max_events, window=quota.window
+            )
 
 
 def _wait(now: datetime, quota: Quota, buckets: Sequence[tuple[datetime, int]], used: int) -> float:

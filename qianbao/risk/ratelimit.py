@@ -20,7 +20,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from qianbao.db import Tx
-from qianbao.errors import TooManyRequests
+from qianbao.errors import RateLimit, TooManyRequests
+from qianbao.observability import metrics
 from qianbao.risk.models import RateBucket, RateCounter, RateEvent, RateMark
 
 
@@ -114,12 +115,30 @@ def enforce(tx: Tx, *limits: Limit) -> None:
             # The window frees a slot when the oldest event that keeps it full falls out.
             oldest_blocking = inside[limit.max_events - 1]
             wait = (oldest_blocking + limit.window - now).total_seconds()
-            raise refusal(limit.code, limit.message, wait)
+            raise refusal(
+                limit.code, limit.message, wait, quota=limit.max_events, window=limit.window
+            )
 
 
-def refusal(code: str, message: str, wait: float) -> TooManyRequests:
-    """A 429 whose message says, in words and in ``Retry-After``, when to come back."""
-    return TooManyRequests(code, message, {"wait": human_wait(wait)}, retry_after=wait)
+def refusal(
+    code: str,
+    message: str,
+    wait: float,
+    *,
+    quota: int | None = None,
+    window: timedelta | None = None,
+) -> TooManyRequests:
+    """A 429 whose message says, in words and in ``Retry-After``, when to come back; with
+    the quota and its window when the refusal comes from one (``RateLimit-Policy``)."""
+    seconds = int(window.total_seconds()) if window else None
+    metrics.rate_limit_refused(code)
+    return TooManyRequests(
+        code,
+        message,
+        {"wait": human_wait(wait)},
+        retry_after=wait,
+        rate_limit=RateLimit(code, quota, seconds, remaining=0),
+    )
 
 
 def human_wait(seconds: float) -> str:

@@ -201,7 +201,11 @@ def photo_page(
     return case_out(service.submit_photo_page(db, session.account.id, case, data))
 
 
-@router.post("/passport-face/{case_id}/confirm", response_model=schemas.CaseOut)
+@router.post(
+    "/passport-face/{case_id}/confirm",
+    response_model=schemas.CaseOut,
+    operation_id="verification.passport_face_confirm",  # the alias of /cases/...
+)
 @router.post("/cases/{case_id}/confirm", response_model=schemas.CaseOut)
 def confirm(case_id: str, session: SessionDep, db: DbDep) -> schemas.CaseOut:
     """The name and nationality read are right: on to the face check."""
@@ -209,7 +213,11 @@ def confirm(case_id: str, session: SessionDep, db: DbDep) -> schemas.CaseOut:
     return case_out(db.run(lambda tx: service.confirm_document(tx, session.account.id, case)))
 
 
-@router.post("/passport-face/{case_id}/retake", response_model=schemas.CaseOut)
+@router.post(
+    "/passport-face/{case_id}/retake",
+    response_model=schemas.CaseOut,
+    operation_id="verification.passport_face_retake",  # the alias of /cases/...
+)
 @router.post("/cases/{case_id}/retake", response_model=schemas.CaseOut)
 def retake(case_id: str, session: SessionDep, db: DbDep) -> schemas.CaseOut:
     """The read is wrong: back to step 1 for another photo."""
@@ -217,7 +225,11 @@ def retake(case_id: str, session: SessionDep, db: DbDep) -> schemas.CaseOut:
     return case_out(db.run(lambda tx: service.retake_page(tx, session.account.id, case)))
 
 
-@router.post("/passport-face/{case_id}/challenge", response_model=schemas.CaseOut)
+@router.post(
+    "/passport-face/{case_id}/challenge",
+    response_model=schemas.CaseOut,
+    operation_id="verification.passport_face_challenge",  # the alias of /cases/...
+)
 @router.post("/cases/{case_id}/challenge", response_model=schemas.CaseOut)
 def challenge(case_id: str, session: SessionDep, db: DbDep) -> schemas.CaseOut:
     """A new random liveness challenge: two actions to perform, in order, on camera."""
@@ -225,7 +237,11 @@ def challenge(case_id: str, session: SessionDep, db: DbDep) -> schemas.CaseOut:
     return case_out(db.run(lambda tx: service.issue_challenge(tx, session.account.id, case)))
 
 
-@router.post("/passport-face/{case_id}/face", response_model=schemas.CaseOut)
+@router.post(
+    "/passport-face/{case_id}/face",
+    response_model=schemas.CaseOut,
+    operation_id="verification.passport_face_face",  # the alias of /cases/...
+)
 @router.post("/cases/{case_id}/face", response_model=schemas.CaseOut)
 def face(
     case_id: str,

@@ -1,20 +1,43 @@
-"""The JSON API of the wallet: balance and held money, foreign cards, the cashier, and
-a demo merchant's orders and refunds (demo mode only)."""
+"""The JSON API of the wallet: balance and held money, foreign cards, the cashier, the
+payment history (pages and CSV), restrictions and appeals, and a demo merchant's orders
+and refunds (demo mode only)."""
 
 from __future__ import annotations
 
 import secrets
 import uuid
+from datetime import date
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile, status
 
 from qianbao.errors import InvalidInput
 from qianbao.i18n import N_, translate
 from qianbao.identity.api import DbDep, SessionDep
-from qianbao.wallet import payments, schemas
+from qianbao.risk import restrictions
+from qianbao.verification.api import read_upload
+from qianbao.wallet import history, payments, schemas
 from qianbao.wallet.payments import OrderView
 
 router = APIRouter(prefix="/api/v1", tags=["wallet"])
+Upload = Annotated[UploadFile | None, File()]
+
+
+def history_filters(
+    source: Annotated[
+        str | None, Query(description=f"one of {', '.join(history.SOURCES)}; transfers: balance")
+    ] = None,
+    status: Annotated[str | None, Query(description=", ".join(history.STATUSES))] = None,
+    since: Annotated[date | None, Query(description="paid on or after this day (UTC)")] = None,
+    until: Annotated[date | None, Query(description="paid on or before this day (UTC)")] = None,
+) -> dict[str, Any]:
+    """The history page's filters, for the API: an unknown value is a 422 here."""
+    return history.api_filters(source, status, since, until)
+
+
+FiltersDep = Annotated[dict[str, Any], Depends(history_filters)]
+Cursor = Annotated[str | None, Query(max_length=512, description="next_cursor of the last page")]
+Limit = Annotated[int, Query(ge=1, le=history.MAX_PAGE, description="rows per page")]
 
 
 def order_out(order: OrderView) -> schemas.OrderOut:
@@ -136,6 +159,75 @@ def finish(order_id: uuid.UUID, session: SessionDep, db: DbDep) -> schemas.PayOu
     return schemas.PayOut(
         order=order_out(payments.finish_card_payment(db, session.account.id, order_id))
     )
+
+
+@router.get("/wallet/payments", response_model=schemas.PaymentsPageOut)
+def payment_history(
+    session: SessionDep, db: DbDep, filters: FiltersDep, cursor: Cursor = None, limit: Limit = 20
+) -> schemas.PaymentsPageOut:
+    """The payment history, newest first, a page at a time, with the history page's
+    filters; transfers are at ``/wallet/transfers/history``."""
+    found = db.run(lambda tx: history.payments_page(tx, session.account.id, filters, cursor, limit))
+    return schemas.PaymentsPageOut(
+        items=[order_out(order) for order in found.items], next_cursor=found.next_cursor
+    )
+
+
+@router.get(
+    "/wallet/history.csv",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}, "description": "payments, then transfers"}},
+)
+def history_csv(session: SessionDep, db: DbDep, filters: FiltersDep) -> Response:
+    """The history page's CSV export: payments, then transfers, with the same filters."""
+    text = db.run(lambda tx: history.csv_export(tx, session.account.id, filters))
+    return Response(
+        text,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="qianbao-payments.csv"'},
+    )
+
+
+@router.get("/wallet/restriction", response_model=schemas.RestrictionStateOut)
+def get_restriction(session: SessionDep, db: DbDep) -> schemas.RestrictionStateOut:
+    """Whether the account is restricted or frozen, why, and the state of its appeal."""
+    found = db.run(lambda tx: restrictions.active(tx, session.account.id))
+    if found is None:
+        return schemas.RestrictionStateOut(restriction=None)
+    restriction = schemas.RestrictionOut(
+        kind=found.kind,
+        reason=found.reason,
+        reason_text=translate(found.reason_text),
+        since=found.created_at,
+        appeal_status=found.appeal_status,
+        what_to_do=translate(restrictions.WHAT_TO_DO),
+    )
+    return schemas.RestrictionStateOut(restriction=restriction)
+
+
+@router.post("/wallet/appeals", response_model=schemas.AppealOut, status_code=201)
+def appeal(
+    session: SessionDep,
+    db: DbDep,
+    passport_page: Upload = None,
+    selfie_with_passport: Upload = None,
+    card_statement: Upload = None,
+    message: Annotated[str, Form(max_length=2000)] = "",
+) -> schemas.AppealOut:
+    """Documents against the account's restriction (JPEG or PNG; at least one), to a
+    reviewer, who answers by SMS. One appeal at a time (``appeal.pending``)."""
+    uploads = {
+        "passport_page": passport_page,
+        "selfie_with_passport": selfie_with_passport,
+        "card_statement": card_statement,
+    }
+    documents = {
+        kind: read_upload(upload, db.settings)
+        for kind, upload in uploads.items()
+        if upload is not None and upload.filename
+    }
+    appeal_id = restrictions.appeal(db, session.account.id, documents, message)
+    return schemas.AppealOut(id=appeal_id, status="pending")
 
 
 # --- the demo merchant --------------------------------------------------------------------

@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from qianbao.money import Money
 
@@ -40,6 +40,19 @@ class WalletOut(BaseModel):
 
 
 class CardIn(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "number": "4000 0000 0084 0019",
+                    "expiry": "12/30",
+                    "cvv": "123",
+                    "holder_name": "ADA LOVELACE",
+                }
+            ]
+        }
+    )
+
     number: str = Field(max_length=32)
     expiry: str = Field(max_length=7, description="MM/YY")
     cvv: str = Field(max_length=4, description="used once to link the card, never stored")
@@ -87,6 +100,10 @@ class BankCardOut(BaseModel):
 
 
 class PayIn(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"source": "balance", "payment_password": "802417"}]}
+    )
+
     source: Literal["balance", "foreign_card", "bank_card"]
     card_id: uuid.UUID | None = None  # a foreign card, or a mainland bank card
     payment_password: str = Field(min_length=6, max_length=6)
@@ -99,11 +116,23 @@ class PayOut(BaseModel):
 
 
 class DemoOrderIn(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"subject": "Tea", "amount": "288.00"}]}
+    )
+
     subject: str = Field(default="Demo order", max_length=256)
     amount: str = Field(max_length=16, description='CNY, e.g. "288.00"')
 
 
 class RefundIn(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"out_request_no": "R2026120601", "amount": "88.00", "destination": "original"}
+            ]
+        }
+    )
+
     out_request_no: str = Field(min_length=1, max_length=64)
     amount: str = Field(max_length=16)
     # "original": the way the money came; "balance": the buyer's Qianbao balance
@@ -116,3 +145,30 @@ class RefundOut(BaseModel):
     amount: AmountOut
     fee_refunded: AmountOut
     destination: str  # balance | held | foreign_card
+
+
+class PaymentsPageOut(BaseModel):
+    """A page of the payment history, newest first (by time paid, then id)."""
+
+    items: list[OrderOut]
+    next_cursor: str | None = Field(
+        description="Opaque: send it back as ``cursor`` for the next page; null on the last."
+    )
+
+
+class RestrictionOut(BaseModel):
+    kind: str  # restricted (no paying or sending from the balance) | frozen (nothing)
+    reason: str  # stable: card_velocity | shared_card | reviewer
+    reason_text: str  # in the request's language
+    since: datetime
+    appeal_status: str | None  # the latest appeal's: pending | lifted | kept
+    what_to_do: str  # in the request's language
+
+
+class RestrictionStateOut(BaseModel):
+    restriction: RestrictionOut | None  # null: the account may pay and send money
+
+
+class AppealOut(BaseModel):
+    id: uuid.UUID
+    status: Literal["pending"]  # a reviewer decides; the answer comes by SMS

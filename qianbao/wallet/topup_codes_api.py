@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from qianbao.identity.api import ClientDep, DbDep, SessionDep
 from qianbao.wallet import topup_codes
@@ -15,6 +15,8 @@ router = APIRouter(prefix="/api/v1", tags=["wallet"])
 
 
 class RedeemIn(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"code": "QB7K-2M9X-4HTR-8WPC"}]})
+
     code: str = Field(max_length=64, description="As printed; spaces, dashes and case ignored.")
 
 

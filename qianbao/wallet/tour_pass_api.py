@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from fastapi import APIRouter, Query, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from qianbao.errors import NotFound
 from qianbao.i18n import N_, translate
@@ -71,6 +71,19 @@ class QuoteOut(BaseModel):
 
 
 class TopUpIn(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "card_id": "3f1c2b4a-6d5e-4f70-8a91-b2c3d4e5f607",
+                    "amount": "500.00",
+                    "payment_password": "802417",
+                    "idempotency_key": "topup-2026-12-06-1",
+                }
+            ]
+        }
+    )
+
     card_id: uuid.UUID
     amount: str = Field(max_length=16, description="CNY, e.g. 500.00")
     payment_password: str = Field(max_length=6)
@@ -94,6 +107,8 @@ class TopUpOut(BaseModel):
 
 
 class PasswordIn(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"payment_password": "802417"}]})
+
     payment_password: str = Field(max_length=6)
 
 

@@ -7,18 +7,38 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from qianbao.wallet.schemas import AmountOut
 
 
 class TransferQuoteIn(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"to": "+447400900123", "amount": "12.30", "note": "Coffee"}]
+        }
+    )
+
     to: str = Field(max_length=254, description="mobile number with country code, or email")
     amount: str = Field(max_length=32, description='CNY, e.g. "288.00"')
     note: str = Field(default="", max_length=400, description="optional, shown to both")
 
 
 class TransferIn(TransferQuoteIn):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "to": "+447400900123",
+                    "amount": "12.30",
+                    "note": "Coffee",
+                    "payment_password": "802417",
+                    "recipient_id": "0b6f8a52-5d1e-4d0e-9a37-1f2c3d4e5f60",
+                }
+            ]
+        }
+    )
+
     payment_password: str = Field(min_length=6, max_length=6)
     # The account the quote showed (its ``recipient.id``): if ``to`` now names another
     # one (a recycled number, a moved email), nothing is sent.
@@ -66,3 +86,12 @@ class TransferOut(BaseModel):
 
 class RequestLinkOut(BaseModel):
     path: str  # "/wallet/transfer?to=...": the transfer form, prefilled to pay this person
+
+
+class TransfersPageOut(BaseModel):
+    """A page of the transfer history, newest first (by time, then id)."""
+
+    items: list[TransferOut]
+    next_cursor: str | None = Field(
+        description="Opaque: send it back as ``cursor`` for the next page; null on the last."
+    )

@@ -9,8 +9,10 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Response, status
 
 from qianbao.identity.api import DbDep, SessionDep
+from qianbao.wallet import history as wallet_history
 from qianbao.wallet import transfer_schemas as schemas
 from qianbao.wallet import transfers
+from qianbao.wallet.api import Cursor, FiltersDep, Limit
 from qianbao.wallet.schemas import AmountOut
 
 router = APIRouter(prefix="/api/v1/wallet/transfers", tags=["transfers"])
@@ -95,7 +97,7 @@ def send(
     idempotency_key: KeyHeader = None,
 ) -> schemas.TransferOut:
     """Send money to another person, confirmed by the payment password. The same key
-    with another body is refused (``ledger.idempotency_mismatch``)."""
+    with another body is refused (``idempotency.mismatch``)."""
     view = transfers.send(
         db,
         session.account.id,
@@ -119,6 +121,20 @@ def history(
     """Transfers sent and received, newest first."""
     rows = db.run(lambda tx: transfers.user_transfers(tx, session.account.id, limit))
     return [transfer_out(row) for row in rows]
+
+
+@router.get("/history", response_model=schemas.TransfersPageOut)
+def history_page(
+    session: SessionDep, db: DbDep, filters: FiltersDep, cursor: Cursor = None, limit: Limit = 20
+) -> schemas.TransfersPageOut:
+    """Transfers sent and received, newest first, a page at a time, with the payment
+    history's filters (a card source or an order status leaves none)."""
+    found = db.run(
+        lambda tx: wallet_history.transfers_page(tx, session.account.id, filters, cursor, limit)
+    )
+    return schemas.TransfersPageOut(
+        items=[transfer_out(view) for view in found.items], next_cursor=found.next_cursor
+    )
 
 
 @router.get("/request-link", response_model=schemas.RequestLinkOut)

@@ -5,13 +5,9 @@ orders to pay and refunds them (demo mode only)."""
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
-import re
 import secrets
 import uuid
-from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any, Final
+from typing import Annotated, Final
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import Response
@@ -23,7 +19,7 @@ from qianbao.identity.service import CurrentSession
 from qianbao.money import Money
 from qianbao.risk import restrictions
 from qianbao.verification.api import read_upload
-from qianbao.wallet import pay_for_me, payment_models, payments, tour_pass, transfers
+from qianbao.wallet import history, pay_for_me, payments, tour_pass, transfers
 from qianbao.web.render import check_csrf, page, redirect
 from qianbao.web.routes import CsrfField, DbDep, signed_in, signed_in_or_home
 
@@ -126,7 +122,7 @@ def history_page(
     session = signed_in_or_home(request, db)
     if isinstance(session, Response):
         return session
-    filters = _filters(source, status, since, until)
+    filters = history.page_filters(source, status, since, until)
     rows = db.run(lambda tx: payments.user_orders(tx, session.account.id, 500, **filters))
     moves = db.run(lambda tx: transfers.history(tx, session.account.id, 500, filters))
     friends = db.run(lambda tx: pay_for_me.friend_notes(tx, session.account.id, rows))
@@ -155,49 +151,10 @@ def history_csv(
     session = signed_in_or_home(request, db)
     if isinstance(session, Response):
         return session
-    filters = _filters(source, status, since, until)
-    rows = db.run(lambda tx: payments.user_orders(tx, session.account.id, 10_000, **filters))
-    moves = db.run(lambda tx: transfers.history(tx, session.account.id, 10_000, filters))
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(
-        [
-            "paid_at",
-            "merchant",
-            "order_no",
-            "subject",
-            "amount",
-            "currency",
-            "fee",
-            "refunded",
-            "source",
-            "status",
-            "card_amount",
-            "card_currency",
-        ]
-    )
-    for order in rows:
-        writer.writerow(
-            _spreadsheet_safe(
-                [
-                    order.paid_at.isoformat() if order.paid_at else "",
-                    order.merchant,
-                    order.out_trade_no,
-                    order.subject,
-                    str(order.amount.major),
-                    order.amount.currency,
-                    str(order.fee.major),
-                    str(order.refunded.major),
-                    order.source or "",
-                    order.status,
-                    str(order.card_amount.major) if order.card_amount else "",
-                    order.card_amount.currency if order.card_amount else "",
-                ]
-            )
-        )
-    writer.writerows(_spreadsheet_safe(row) for row in transfers.csv_rows(moves))
+    filters = history.page_filters(source, status, since, until)
+    text = db.run(lambda tx: history.csv_export(tx, session.account.id, filters))
     return Response(
-        out.getvalue(),
+        text,
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": 'attachment; filename="qianbao-payments.csv"'},
     )
@@ -220,25 +177,6 @@ def payment_detail(request: Request, db: DbDep, order_id: uuid.UUID) -> Response
         refunds=refunds,
         friend=friends.get(order.id),
     )
-
-
-def _filters(source: str, status: str, since: str, until: str) -> dict[str, Any]:
-    """The history's filters; unknown values are ignored rather than refused (a page's
-    query string)."""
-    chosen: dict[str, Any] = {}
-    if source in payment_models.SOURCES:
-        chosen["source"] = source
-    if status in payment_models.ORDER_STATUSES:
-        chosen["status"] = status
-    for name, text in (("since", since), ("until", until)):
-        try:
-            day = date.fromisoformat(text) if text else None
-        except ValueError:
-            day = None
-        if day is not None:
-            moment = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
-            chosen[name] = moment + timedelta(days=1) if name == "until" else moment
-    return chosen
 
 
 @router.get("/wallet/cards/new")
@@ -487,16 +425,5 @@ def _amount(text: str) -> Money:
         return Money("CNY", 0)
 
 
-_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")
-
-
-def _spreadsheet_safe(row: list[str]) -> list[str]:
-    """Text that a spreadsheet would run as a formula (a subject or a transfer note that
-    another person typed, starting with = + - @) is written with a leading apostrophe;
-    numbers stay numbers."""
-    return [
-        "'" + cell
-        if cell[:1] in ("=", "+", "-", "@", "\t", "\r") and not _NUMBER.fullmatch(cell)
-        else cell
-        for cell in row
-    ]
+# The CSV export lives in history.py (the API serves it too); the name stays for callers.
+_spreadsheet_safe = history.spreadsheet_safe
