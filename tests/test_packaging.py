@@ -1,7 +1,8 @@
 """Packaging: the wheel, installed the way the container image installs it, sets itself up.
 
-``docker/install.sh`` (the script the Dockerfile's build stage runs) builds the wheel and
-installs it with the locked dependencies into a fresh virtual environment; then the
+``docker/install.sh`` (the script the Dockerfile's build stage runs), run on a copy of the
+Docker build's context (what .dockerignore lets in), builds the wheel and installs it with
+the locked dependencies into a fresh virtual environment; then the
 image's own command, ``qianbao serve``, runs from that environment on an empty SQLite
 file in a temporary folder, and must migrate it and answer ``/readyz``. Docker itself
 cannot run here, so this is the image's install checked without it.
@@ -35,16 +36,40 @@ SERVE = ["serve", "--host", "127.0.0.1"]
 NOWHERE = "http://127.0.0.1:9"  # the discard port: a download through it fails at once
 
 
+def docker_context(target: Path) -> Path:
+    """A copy of what ``docker build`` sends: the paths .dockerignore's allow-list lets in."""
+    lines = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert lines[0] == "*", ".dockerignore is an allow-list: '*' first, then '!path' lines"
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for line in lines[1:]:
+        if not line.startswith("!"):
+            continue
+        source = ROOT / line[1:].rstrip("/")
+        copy = target / source.relative_to(ROOT)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, copy, ignore=skip)
+        else:
+            shutil.copy2(source, copy)
+    return target
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A virtual environment holding the built wheel and the locked dependencies."""
+    """A virtual environment holding the built wheel and the locked dependencies,
+    installed from the Docker build's context by the Dockerfile's script."""
     uv = UV if UV.exists() else shutil.which("uv")
     if uv is None:
         pytest.skip("uv is not installed (make install puts it in .venv)")
+    context = docker_context(tmp_path_factory.mktemp("context"))
     venv = tmp_path_factory.mktemp("wheel") / "venv"
     done = subprocess.run(
         ["sh", "docker/install.sh", str(venv), sys.executable],
-        cwd=ROOT,
+        cwd=context,
         # The build step may use the network (an index, its certificates), as the image's
         # build stage does; only what runs the installed wheel below is kept off it.
         env={**os.environ, "UV": str(uv)},
@@ -117,6 +142,15 @@ def wait_ready(base: str, log: Path, seconds: float = 120) -> httpx.Response:
         except httpx.TransportError:
             time.sleep(0.25)
     raise AssertionError("qianbao serve never answered:\n" + log.read_text()[-4000:])
+
+
+def test_the_dockerfile_installs_and_runs_as_this_test_does() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "sh docker/install.sh /opt/qianbao" in dockerfile
+    assert 'ENTRYPOINT ["qianbao"]' in dockerfile
+    assert 'CMD ["serve", "--host", "0.0.0.0", "--port", "8000"]' in dockerfile
+    assert "/readyz" in dockerfile.split("HEALTHCHECK", 1)[1]
+    assert "\nUSER qianbao\n" in dockerfile  # not root
 
 
 def test_the_installed_wheel_is_the_one_imported(installed: Path, tmp_path: Path) -> None:
