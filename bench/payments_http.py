@@ -126,7 +126,7 @@ def prepare(url: str, people: int, orders_each: int) -> dict[int, list[str]]:
         def setup(tx: Tx, phone: object = phone, index: int = index) -> list[str]:
             account = identity.account_by_phone(tx, phone)  # type: ignore[arg-type]
             identity.set_verification_level(tx, account.id, "passport_face")
-            payments._claim(tx, str(account.id), payments.SYSTEM)
+            payments.claim_wallets(tx, str(account.id), payments.SYSTEM)
             source = payments.account_of(tx, payments.SYSTEM, "bank_clearing")
             target = payments.account_of(tx, str(account.id), "user_balance")
             ledger.transfer(tx, f"fund:{account.id}", source, target, Money.of("CNY", 90_000))

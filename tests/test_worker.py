@@ -250,7 +250,7 @@ def expired_orders_and_holds(db: Database, orders: int, holds: int) -> None:
     def write(tx: Tx) -> None:
         for n in range(orders):
             payments.create_order(tx, shop, f"N{n}", "Skewers", amount, timedelta(minutes=1))
-        payments._claim(tx, payments.SYSTEM)
+        payments.claim_wallets(tx, payments.SYSTEM)
         source = payments.account_of(tx, payments.SYSTEM, "bank_clearing")
         target = payments.account_of_merchant(tx, shop)
         for n in range(holds):

@@ -69,7 +69,7 @@ _BALANCE_NOT_ALLOWED: Final = N_(
 
 def account_of(tx: Tx, owner_key: str, kind: ledger.AccountKind, currency: str = CNY) -> uuid.UUID:
     """The ledger account for (owner, kind), opened on first use. Callers hold the
-    owner's claim (``_claim``) so two first uses cannot open two accounts."""
+    owner's claim (``claim_wallets``) so two first uses cannot open two accounts."""
     found = tx.session.scalar(
         select(WalletAccount.account_id).where(
             WalletAccount.owner_key == owner_key,
@@ -99,7 +99,7 @@ def balance_account(tx: Tx, owner_key: str) -> uuid.UUID | None:
     )
 
 
-def _claim(tx: Tx, *owners: str) -> None:
+def claim_wallets(tx: Tx, *owners: str) -> None:
     ratelimit.claim(tx, [f"wallet:{owner}" for owner in owners])
 
 
@@ -126,7 +126,7 @@ def wallet(tx: Tx, user_id: uuid.UUID) -> WalletView:
     released here too, the first time they are allowed to use it."""
     release_held(tx, user_id)
     key = str(user_id)
-    _claim(tx, key)
+    claim_wallets(tx, key)
     balance = ledger.balance(tx, account_of(tx, key, "user_balance"))
     held = ledger.balance(tx, account_of(tx, key, "user_held"))
     return WalletView(
@@ -143,7 +143,7 @@ def release_held(tx: Tx, user_id: uuid.UUID) -> Money:
     if not standing(tx, user_id).rights.use_balance or restrictions.is_frozen(tx, user_id):
         return Money(CNY, 0)
     key = str(user_id)
-    _claim(tx, key)
+    claim_wallets(tx, key)
     held_account = account_of(tx, key, "user_held")
     held = ledger.balance(tx, held_account).available
     if held <= 0:
@@ -200,7 +200,7 @@ def create_merchant(tx: Tx, name: str) -> uuid.UUID:
 
 def account_of_merchant(tx: Tx, merchant_id: uuid.UUID) -> uuid.UUID:
     """The merchant's settlement account (its shards included in its balance)."""
-    return _merchant(tx, merchant_id).settlement_account_id
+    return merchant_of(tx, merchant_id).settlement_account_id
 
 
 def merchant_by_name(tx: Tx, name: str) -> uuid.UUID | None:
@@ -250,7 +250,7 @@ def create_order(
             raise Conflict(
                 "order.trade_no_used", N_("This order number was used for another order.")
             )
-        return _order_view(tx, existing)
+        return order_view(tx, existing)
     order = PaymentOrder(
         merchant_id=merchant_id,
         out_trade_no=out_trade_no,
@@ -263,11 +263,11 @@ def create_order(
     )
     tx.session.add(order)
     tx.session.flush()
-    return _order_view(tx, order)
+    return order_view(tx, order)
 
 
 def get_order(tx: Tx, order_id: uuid.UUID) -> OrderView:
-    return _order_view(tx, _order(tx, order_id))
+    return order_view(tx, _order(tx, order_id))
 
 
 def merchant_orders(tx: Tx, merchant_id: uuid.UUID, limit: int = 50) -> list[OrderView]:
@@ -277,7 +277,7 @@ def merchant_orders(tx: Tx, merchant_id: uuid.UUID, limit: int = 50) -> list[Ord
         .order_by(PaymentOrder.created_at.desc())
         .limit(limit)
     )
-    return [_order_view(tx, row) for row in rows]
+    return [order_view(tx, row) for row in rows]
 
 
 def user_orders(
@@ -304,7 +304,7 @@ def user_orders(
     if until:
         query = query.where(PaymentOrder.paid_at < until)
     rows = tx.session.scalars(query.order_by(PaymentOrder.paid_at.desc()).limit(limit))
-    return [_order_view(tx, row) for row in rows]
+    return [order_view(tx, row) for row in rows]
 
 
 def user_order(tx: Tx, user_id: uuid.UUID, order_id: uuid.UUID) -> OrderView:
@@ -312,7 +312,7 @@ def user_order(tx: Tx, user_id: uuid.UUID, order_id: uuid.UUID) -> OrderView:
     order = tx.session.get(PaymentOrder, order_id)
     if order is None or user_id not in (order.buyer_id, order.payer_id):
         raise NotFound("order.not_found", N_("There is no such order."))
-    return _order_view(tx, order)
+    return order_view(tx, order)
 
 
 def close_expired_orders(tx: Tx, limit: int = 500) -> int:
@@ -475,7 +475,7 @@ class Cashier:
 
 
 def cashier(tx: Tx, user_id: uuid.UUID, order_id: uuid.UUID) -> Cashier:
-    order = _order_view(tx, _order(tx, order_id))
+    order = order_view(tx, _order(tx, order_id))
     view = wallet(tx, user_id)
     quotes = []
     for card in view.cards:
@@ -511,7 +511,7 @@ def pay_with_balance(
     security.verify_payment_password(db, user_id, payment_password)
 
     def pay(tx: Tx) -> OrderView:
-        order = _payable(tx, user_id, order_id)
+        order = payable_order(tx, user_id, order_id)
         if order is None:  # already paid by this person: a retry
             return get_order(tx, order_id)
         restrictions.refuse_money_out(tx, user_id)
@@ -520,9 +520,9 @@ def pay_with_balance(
             raise Forbidden("policy.balance_not_allowed", _BALANCE_NOT_ALLOWED)
         amount = Money(CNY, order.amount)
         key = str(user_id)
-        _claim(tx, key)  # before the limits: a parallel payment or transfer waits
+        claim_wallets(tx, key)  # before the limits: a parallel payment or transfer waits
         _within_balance_limits(tx, user_id, amount, rights)
-        merchant = _merchant(tx, order.merchant_id)
+        merchant = merchant_of(tx, order.merchant_id)
         receipt = ledger.transfer(
             tx,
             f"order:{order.id}:pay",
@@ -530,8 +530,8 @@ def pay_with_balance(
             merchant.settlement_account_id,
             amount,
         )
-        _mark_paid(tx, order, user_id, "balance", receipt.operation_id, on_behalf=on_behalf)
-        return _order_view(tx, order)
+        mark_paid(tx, order, user_id, "balance", receipt.operation_id, on_behalf=on_behalf)
+        return order_view(tx, order)
 
     return db.run(pay, isolation="read committed")
 
@@ -577,7 +577,7 @@ def pay_with_bank_card(
     security.verify_payment_password(db, user_id, payment_password)
 
     def check(tx: Tx) -> tuple[str, str, Money] | None:
-        order = _payable(tx, user_id, order_id)
+        order = payable_order(tx, user_id, order_id)
         if order is None:  # already paid by this person: a retry
             return None
         restrictions.refuse_money_out(tx, user_id)
@@ -596,7 +596,7 @@ def pay_with_bank_card(
     debit = funding.connector(db).debit(token, amount, idempotency_key=key)
 
     def record(tx: Tx) -> OrderView:
-        order = _payable(tx, user_id, order_id)
+        order = payable_order(tx, user_id, order_id)
         if order is None:  # paid already: by this very debit (a retry), or another way
             if tx.session.get_one(PaymentOrder, order_id).bank_debit_id != debit.id:
                 raise Conflict("order.paid", N_("This order is already paid."))
@@ -607,9 +607,9 @@ def pay_with_bank_card(
                 "card.attempt_abandoned",
                 N_("This card payment took too long and was cancelled. Pay again."),
             )
-        _claim(tx, SYSTEM)
+        claim_wallets(tx, SYSTEM)
         clearing = account_of(tx, SYSTEM, "bank_clearing")
-        merchant = _merchant(tx, order.merchant_id)
+        merchant = merchant_of(tx, order.merchant_id)
         receipt = ledger.execute(
             tx,
             f"order:{order.id}:pay",
@@ -620,8 +620,8 @@ def pay_with_bank_card(
         )
         order.bank_card_id, order.bank_debit_id = bank_card_id, debit.id
         order.card_attempt_key = None  # this attempt is the payment
-        _mark_paid(tx, order, user_id, "bank_card", receipt.operation_id, on_behalf=on_behalf)
-        return _order_view(tx, order)
+        mark_paid(tx, order, user_id, "bank_card", receipt.operation_id, on_behalf=on_behalf)
+        return order_view(tx, order)
 
     try:
         return db.run(record, isolation="read committed")
@@ -674,7 +674,7 @@ def _capture_and_record(
     card_id = charge.card_id
 
     def record(tx: Tx) -> OrderView:
-        order = _payable(tx, user_id, order_id)
+        order = payable_order(tx, user_id, order_id)
         if order is None:  # paid already: by this very capture (a retry), or another way
             if tx.session.get_one(PaymentOrder, order_id).card_capture_id != capture.id:
                 raise Conflict("order.paid", N_("This order is already paid."))
@@ -687,9 +687,9 @@ def _capture_and_record(
             )
         amount = Money(CNY, order.amount)
         fee = capture.amount - amount
-        _claim(tx, SYSTEM)
+        claim_wallets(tx, SYSTEM)
         clearing = account_of(tx, SYSTEM, "card_clearing")
-        merchant = _merchant(tx, order.merchant_id)
+        merchant = merchant_of(tx, order.merchant_id)
 
         def build(booking: ledger.Booking) -> None:
             booking.transfer(clearing, merchant.settlement_account_id, amount)
@@ -709,9 +709,9 @@ def _capture_and_record(
         order.card_rate = capture.rate
         order.card_capture_id = capture.id
         order.card_attempt_key = None  # this attempt is the payment
-        _mark_paid(tx, order, user_id, "foreign_card", receipt.operation_id, on_behalf=on_behalf)
+        mark_paid(tx, order, user_id, "foreign_card", receipt.operation_id, on_behalf=on_behalf)
         _card_velocity_rule(tx, user_id)
-        return _order_view(tx, order)
+        return order_view(tx, order)
 
     try:
         return db.run(record, isolation="read committed")
@@ -742,7 +742,7 @@ def _card_charge(
     network is asked: one key per order and card (a retry, or the return from 3-D
     Secure, gets the same authorization back; another card asks for a new one), and a
     trace the worker finds if the process dies between the card and the ledger."""
-    order = _payable(tx, user_id, order_id)
+    order = payable_order(tx, user_id, order_id)
     if order is None:
         raise Conflict("order.paid", N_("This order is already paid."))
     restrictions.refuse_money_out(tx, user_id)
@@ -929,9 +929,9 @@ def _refund_in_wallet(
     """A refund that stays in the wallet: one transaction, checked and posted at once."""
     payer_id = order.payer_id  # the money goes back to whoever paid (a friend, maybe)
     assert payer_id is not None
-    merchant = _merchant(tx, order.merchant_id)
+    merchant = merchant_of(tx, order.merchant_id)
     payer = str(payer_id)
-    _claim(tx, payer, SYSTEM)
+    claim_wallets(tx, payer, SYSTEM)
     if order.source == "tour_pass":  # back to the pass it was paid from
         from qianbao.wallet import tour_pass  # it builds on this module
 
@@ -971,8 +971,8 @@ def _reserve_refund(
     earlier: OrderRefund | None,
 ) -> _OutsideRefund:
     """Hold the refund in the ledger and write it as pending (step 1)."""
-    merchant = _merchant(tx, order.merchant_id)
-    _claim(tx, str(order.payer_id), SYSTEM)
+    merchant = merchant_of(tx, order.merchant_id)
+    claim_wallets(tx, str(order.payer_id), SYSTEM)
     destination = "bank_card" if order.bank_debit_id is not None else "foreign_card"
     row = _refund_row(tx, order, request, fee_part, earlier, destination)
     clearing = account_of(tx, SYSTEM, "bank_clearing" if order.bank_debit_id else "card_clearing")
@@ -1339,13 +1339,13 @@ def _order(tx: Tx, order_id: uuid.UUID) -> PaymentOrder:
     return order
 
 
-def _merchant(tx: Tx, merchant_id: uuid.UUID) -> Merchant:
+def merchant_of(tx: Tx, merchant_id: uuid.UUID) -> Merchant:
     merchant = tx.session.get(Merchant, merchant_id)
     assert merchant is not None
     return merchant
 
 
-def _payable(tx: Tx, user_id: uuid.UUID, order_id: uuid.UUID) -> PaymentOrder | None:
+def payable_order(tx: Tx, user_id: uuid.UUID, order_id: uuid.UUID) -> PaymentOrder | None:
     """The order, locked, if it may be paid now; None if this person already paid it."""
     order = tx.session.get(PaymentOrder, order_id, with_for_update=True)
     if order is None:
@@ -1360,7 +1360,7 @@ def _payable(tx: Tx, user_id: uuid.UUID, order_id: uuid.UUID) -> PaymentOrder | 
     return order
 
 
-def _mark_paid(
+def mark_paid(
     tx: Tx,
     order: PaymentOrder,
     user_id: uuid.UUID,
@@ -1551,8 +1551,8 @@ def _paid_since(tx: Tx, user_id: uuid.UUID, source: str, since: datetime) -> int
     return paid
 
 
-def _order_view(tx: Tx, order: PaymentOrder) -> OrderView:
-    merchant = _merchant(tx, order.merchant_id)
+def order_view(tx: Tx, order: PaymentOrder) -> OrderView:
+    merchant = merchant_of(tx, order.merchant_id)
     card_amount = (
         Money(order.card_currency, order.card_amount)
         if order.card_currency and order.card_amount is not None

@@ -217,7 +217,7 @@ def _insert_batch(
 
 def _prepay(tx: Tx, batch: TopupCodeBatch, merchant: Merchant, total: Money) -> None:
     if batch.funded_by == "bank":
-        payments._claim(tx, payments.SYSTEM)
+        payments.claim_wallets(tx, payments.SYSTEM)
         source = payments.account_of(tx, payments.SYSTEM, "bank_clearing")
     else:
         source = merchant.settlement_account_id
@@ -365,7 +365,7 @@ def _redeem(tx: Tx, user_id: uuid.UUID, code: str, ip: str) -> Redeemed:
 def _credit(tx: Tx, code: TopupCode, user_id: uuid.UUID) -> Redeemed:
     batch = tx.session.get_one(TopupCodeBatch, code.batch_id)
     amount = Money(batch.currency, batch.value)
-    payments._claim(tx, str(user_id))
+    payments.claim_wallets(tx, str(user_id))
     balance_account = payments.account_of(tx, str(user_id), "user_balance")
     receipt = ledger.execute(
         tx,

@@ -221,7 +221,7 @@ def open_pass(db: Database, user_id: uuid.UUID) -> PassView:
     """Open a pass (or give back the one already open: opening twice opens one)."""
 
     def run(tx: Tx) -> PassView:
-        payments._claim(tx, str(user_id))
+        payments.claim_wallets(tx, str(user_id))
         existing = _open_pass(tx, user_id, lock=True)
         if existing is not None:
             return _pass_view(tx, existing)
@@ -402,7 +402,7 @@ def _start_top_up(
 ) -> _Charge | TopUpView:
     if not 1 <= len(request_key) <= 64:
         raise InvalidInput("tour_pass.request_key", N_("A request key has 1 to 64 characters."))
-    payments._claim(tx, str(user_id))
+    payments.claim_wallets(tx, str(user_id))
     pass_row = _locked_open_pass(tx, user_id)
     earlier = tx.session.scalars(
         select(TourPassTopUp).where(
@@ -452,7 +452,7 @@ def _retried(
 ) -> _Charge | TopUpView:
     if (earlier.card_id, earlier.amount) != (card_id, amount.minor):
         raise Conflict(
-            "tour_pass.request_reused",
+            "idempotency.mismatch",
             N_("This top-up request repeats an earlier one's key with different contents."),
         )
     if earlier.state == "done":
@@ -544,7 +544,7 @@ def _fail_top_up(tx: Tx, top_up_id: uuid.UUID, code: str) -> None:
 def _record_top_up(
     tx: Tx, user_id: uuid.UUID, top_up_id: uuid.UUID, capture: card_network.Capture
 ) -> TopUpView:
-    payments._claim(tx, str(user_id), SYSTEM)
+    payments.claim_wallets(tx, str(user_id), SYSTEM)
     row = tx.session.get_one(TourPassTopUp, top_up_id, with_for_update=True)
     if row.state == "done":
         return _top_up_view(tx, row)
@@ -630,11 +630,11 @@ def pay(
     security.verify_payment_password(db, user_id, payment_password)
 
     def run(tx: Tx) -> payments.OrderView:
-        order = payments._payable(tx, user_id, order_id)
+        order = payments.payable_order(tx, user_id, order_id)
         if order is None:  # already paid by this person: a retry
             return payments.get_order(tx, order_id)
         restrictions.refuse_money_out(tx, user_id)
-        payments._claim(tx, str(user_id))
+        payments.claim_wallets(tx, str(user_id))
         pass_row = _locked_open_pass(tx, user_id)
         amount = Money(CNY, order.amount)
         held = Money(CNY, ledger.balance(tx, pass_row.account_id).available)
@@ -647,7 +647,7 @@ def pay(
                 ),
                 {"balance": held.format(), "amount": amount.format()},
             )
-        merchant = payments._merchant(tx, order.merchant_id)
+        merchant = payments.merchant_of(tx, order.merchant_id)
         receipt = ledger.transfer(
             tx,
             f"order:{order.id}:pay",
@@ -656,8 +656,8 @@ def pay(
             amount,
         )
         tx.session.add(TourPassSpend(order_id=order.id, pass_id=pass_row.id))
-        payments._mark_paid(tx, order, user_id, SOURCE, receipt.operation_id)
-        return payments._order_view(tx, order)
+        payments.mark_paid(tx, order, user_id, SOURCE, receipt.operation_id)
+        return payments.order_view(tx, order)
 
     return db.run(run, isolation="read committed")
 
@@ -681,7 +681,7 @@ def close(db: Database, user_id: uuid.UUID, payment_password: str) -> PassView:
     security.verify_payment_password(db, user_id, payment_password)
 
     def run(tx: Tx) -> uuid.UUID:
-        payments._claim(tx, str(user_id))
+        payments.claim_wallets(tx, str(user_id))
         pass_row = _locked_open_pass(tx, user_id)
         restrictions.refuse_money_out(tx, user_id)
         pass_row.state, pass_row.closed_at = "closed", tx.now()
@@ -778,7 +778,7 @@ def _next_part(tx: Tx, pass_id: uuid.UUID) -> _Part | Literal[True] | None:
     with its ledger move), True when the rest went to the balance, None when done."""
     owner = tx.session.scalar(select(TourPass.user_id).where(TourPass.id == pass_id))
     assert owner is not None
-    payments._claim(tx, str(owner), SYSTEM)
+    payments.claim_wallets(tx, str(owner), SYSTEM)
     pass_row = tx.session.get_one(TourPass, pass_id, with_for_update=True)
     if pass_row.state == "open" or restrictions.is_frozen(tx, owner):
         return None  # frozen: no money moves until the freeze is lifted
@@ -871,7 +871,7 @@ def _refused(tx: Tx, part: _Part, code: str) -> None:
         .where(TourPassRefund.id == part.refund_id)
     )
     assert owner is not None
-    payments._claim(tx, str(owner), SYSTEM)
+    payments.claim_wallets(tx, str(owner), SYSTEM)
     row = tx.session.get_one(TourPassRefund, part.refund_id, with_for_update=True)
     if row.state != "sending":
         return
@@ -973,7 +973,7 @@ def _history(tx: Tx, row: TourPass) -> list[HistoryLine]:
         for order in tx.session.scalars(select(PaymentOrder).where(PaymentOrder.id.in_(spent)))
     }
     for order in orders.values():
-        view_order = payments._order_view(tx, order)
+        view_order = payments.order_view(tx, order)
         assert order.paid_at is not None
         lines.append(
             HistoryLine("payment", order.paid_at, Money(CNY, -order.amount), view_order.merchant)
@@ -983,7 +983,7 @@ def _history(tx: Tx, row: TourPass) -> list[HistoryLine]:
             OrderRefund.order_id.in_(list(orders)), OrderRefund.status == "succeeded"
         )
     ):
-        merchant = payments._order_view(tx, orders[refund.order_id]).merchant
+        merchant = payments.order_view(tx, orders[refund.order_id]).merchant
         lines.append(
             HistoryLine("merchant_refund", refund.created_at, Money(CNY, refund.amount), merchant)
         )

@@ -574,7 +574,7 @@ def _send(
 ) -> TransferView:
     # Both wallets first, in one fixed order: the limits and the balance read below stay
     # true until commit, and a retry of this key waits here for its first try.
-    payments._claim(tx, str(sender_id), str(recipient_id))
+    payments.claim_wallets(tx, str(sender_id), str(recipient_id))
     request = _request(sender_id, recipient_id, amount, note)
     earlier = _by_key(tx, sender_id, key)
     if earlier is not None:

@@ -92,7 +92,7 @@ def test_a_capture_never_recorded_goes_back_to_the_card_once(
     card = add_card(db, user)
     first = order(db, shop, "300.00")  # above CNY 200: a 3% fee, CNY 9.00
     with monkeypatch.context() as patched:
-        crash_in(patched, payments, "_mark_paid")  # dies after the capture, before commit
+        crash_in(patched, payments, "mark_paid")  # dies after the capture, before commit
         with pytest.raises(Crash):
             payments.pay_with_card(db, user, first, card, PIN)
     key = attempt_key(db, first)
@@ -213,7 +213,7 @@ def test_a_capture_stranded_then_another_card_used_is_still_sent_back(
     other_card = add_card(db, user, "5555 5500 0027 6016")
     first = order(db, shop, "40.00")
     with monkeypatch.context() as patched:
-        crash_in(patched, payments, "_mark_paid")
+        crash_in(patched, payments, "mark_paid")
         with pytest.raises(Crash):
             payments.pay_with_card(db, user, first, first_card, PIN)
     stranded_key = attempt_key(db, first)
@@ -239,7 +239,7 @@ def test_a_bank_debit_never_recorded_is_credited_back(
     bank_card = bind_bank_card(db, user)
     first = order(db, shop, "120.00")
     with monkeypatch.context() as patched:
-        crash_in(patched, payments, "_mark_paid")
+        crash_in(patched, payments, "mark_paid")
         with pytest.raises(Crash):
             payments.pay_with_bank_card(db, user, first, bank_card, PIN)
     key = attempt_key(db, first)
@@ -267,7 +267,7 @@ def test_paying_by_balance_while_a_card_attempt_is_stranded_sends_the_card_money
     card = add_card(db, user)
     first = order(db, shop, "30.00")
     with monkeypatch.context() as patched:
-        crash_in(patched, payments, "_mark_paid")
+        crash_in(patched, payments, "mark_paid")
         with pytest.raises(Crash):
             payments.pay_with_card(db, user, first, card, PIN)
     key = attempt_key(db, first)

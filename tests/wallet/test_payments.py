@@ -58,7 +58,7 @@ def fund(db: Database, user_id: uuid.UUID, amount: str) -> None:
         from qianbao.db import Tx
 
         assert isinstance(tx, Tx)
-        payments._claim(tx, str(user_id), payments.SYSTEM)
+        payments.claim_wallets(tx, str(user_id), payments.SYSTEM)
         source = payments.account_of(tx, payments.SYSTEM, "bank_clearing")
         target = payments.account_of(tx, str(user_id), "user_balance")
         ledger.transfer(tx, f"fund:{uuid.uuid4()}", source, target, cny(amount))

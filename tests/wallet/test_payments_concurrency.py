@@ -55,14 +55,14 @@ def test_no_money_is_made_or_lost_under_concurrent_payments_and_refunds(
         for n in range(40)
     ]
     done = Acknowledged()
-    real_mark_paid = payments._mark_paid
+    real_mark_paid = payments.mark_paid
 
     def flaky_mark_paid(tx: Tx, *args: object, **kwargs: object) -> None:
         real_mark_paid(tx, *args, **kwargs)  # type: ignore[arg-type]
         if random.random() < 0.15:
             raise Crash("after the ledger wrote the payment, before commit")
 
-    monkeypatch.setattr(payments, "_mark_paid", flaky_mark_paid)
+    monkeypatch.setattr(payments, "mark_paid", flaky_mark_paid)
 
     def worker(seed: int) -> None:
         rng = random.Random(seed)

@@ -68,7 +68,7 @@ def current(db: Database, user: uuid.UUID) -> tour_pass.PassView:
 
 def system_balance(db: Database, kind: ledger.AccountKind) -> int:
     def read(tx: Tx) -> int:
-        payments._claim(tx, payments.SYSTEM)
+        payments.claim_wallets(tx, payments.SYSTEM)
         return ledger.balance(tx, payments.account_of(tx, payments.SYSTEM, kind)).posted
 
     return db.run(read)
@@ -189,7 +189,7 @@ def test_a_top_up_is_charged_once_whatever_the_retries(db: Database, clock: Froz
     assert current(db, user).balance == cny("300.00")
     assert system_balance(db, "fee_income") == 1500
     error = refused(lambda: top(db, user, card, "400.00", "same-key"))
-    assert error.code == "tour_pass.request_reused"
+    assert error.code == "idempotency.mismatch"
     no_key = refused(lambda: tour_pass.top_up(db, user, card, cny("300"), PIN, ""))
     assert no_key.code == "tour_pass.request_key"
     wrong = refused(lambda: tour_pass.top_up(db, user, card, cny("300"), "111112", "k2"))
