@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from qianbao import migrate
+from qianbao.backup_cli import backup_app, restore_app
 from qianbao.db import Database, Tx
 from qianbao.settings import get_settings
 
@@ -23,6 +24,8 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 sms_app = typer.Typer(help="SMS messages.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(sms_app, name="sms")
+app.add_typer(backup_app, name="backup")
+app.add_typer(restore_app, name="restore")
 
 
 def _print_version(wanted: bool) -> None:
