@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile, status
 
+from qianbao.db import Tx
 from qianbao.errors import InvalidInput
 from qianbao.i18n import N_, translate
 from qianbao.identity.api import DbDep, SessionDep
@@ -170,6 +171,30 @@ def payment_history(
     found = db.run(lambda tx: history.payments_page(tx, session.account.id, filters, cursor, limit))
     return schemas.PaymentsPageOut(
         items=[order_out(order) for order in found.items], next_cursor=found.next_cursor
+    )
+
+
+@router.get("/wallet/payments/{order_id}", response_model=schemas.PaymentDetailOut)
+def payment_detail(order_id: uuid.UUID, session: SessionDep, db: DbDep) -> schemas.PaymentDetailOut:
+    """One of the person's payments with its refunds, as its page shows it."""
+
+    def read(tx: Tx) -> tuple[OrderView, list[payments.RefundView]]:
+        order = payments.user_order(tx, session.account.id, order_id)  # theirs, or 404
+        return order, payments.order_refunds(tx, order_id)
+
+    order, refunds = db.run(read)
+    return schemas.PaymentDetailOut(
+        order=order_out(order),
+        refunds=[
+            schemas.RefundOut(
+                id=refund.id,
+                out_request_no=refund.out_request_no,
+                amount=schemas.AmountOut.of(refund.amount),
+                fee_refunded=schemas.AmountOut.of(refund.fee_refunded),
+                destination=refund.destination,
+            )
+            for refund in refunds
+        ],
     )
 
 

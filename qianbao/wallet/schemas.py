@@ -156,6 +156,11 @@ class PaymentsPageOut(BaseModel):
     )
 
 
+class PaymentDetailOut(BaseModel):
+    order: OrderOut
+    refunds: list[RefundOut]  # oldest first
+
+
 class RestrictionOut(BaseModel):
     kind: str  # restricted (no paying or sending from the balance) | frozen (nothing)
     reason: str  # stable: card_velocity | shared_card | reviewer

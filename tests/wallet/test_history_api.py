@@ -16,7 +16,7 @@ from qianbao.clock import FrozenClock
 from qianbao.db import Database
 from qianbao.risk import restrictions
 from qianbao.wallet import payments
-from tests.wallet.test_payments import PIN, fund, order, shop, verify
+from tests.wallet.test_payments import PIN, cny, fund, order, shop, verify
 from tests.wallet.test_transfers import ALICE, BOB, pair, send, sign_in
 
 __all__ = ["pair", "shop"]  # fixtures used here
@@ -115,6 +115,14 @@ def test_payment_history_pages_filters_and_exports_csv(
     assert walk(client, url, auth, source="bank_card") == [[]]
     one = client.get(url, headers=auth, params={"limit": 1}).json()["items"][0]
     assert one["amount"] == {"currency": "CNY", "value": "14.00"}
+    payments.refund(db, shop, uuid.UUID(paid[0]), "R1", cny("4.00"), to_balance=True)
+    detail = client.get(f"{url}/{paid[0]}", headers=auth).json()
+    assert detail["order"]["id"] == paid[0] and detail["order"]["refunded"]["value"] == "4.00"
+    assert [(r["out_request_no"], r["amount"]["value"]) for r in detail["refunds"]] == [
+        ("R1", "4.00")
+    ]
+    stranger = client.get(f"{url}/{paid[0]}", headers=sign_in(client, db, clock, BOB))
+    assert stranger.status_code == 404 and stranger.json()["code"] == "order.not_found"
     send(db, alice, "+447400900123", "1.00")
     exported = client.get("/api/v1/wallet/history.csv", headers=auth, params={"source": "balance"})
     assert exported.status_code == 200
