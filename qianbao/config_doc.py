@@ -2,9 +2,10 @@
 
 Every field of ``qianbao.settings.Settings`` is listed with its environment variable, type,
 default and meaning. The meaning is the field's ``description=`` if it has one, else the
-comment written above it (or after it on its line) in settings.py; the ``# --- title ---``
-comments there make the sections. A test regenerates the page and compares, so the page
-cannot fall behind the code.
+comment written above it and after it on its line in settings.py (a field with neither,
+right under another, shares the comment above that one: one comment often speaks for a
+group); the ``# --- title ---`` comments there make the sections. A test regenerates the
+page and compares, so the page cannot fall behind the code.
 
     python -m qianbao.config_doc            # rewrite docs/configuration.md
     python -m qianbao.config_doc --check    # exit 1 if it is out of date
@@ -71,14 +72,24 @@ def entries(source: str) -> list[Entry]:
     comments = _comments(source)
     tree = ast.parse(source)
     found: list[Entry] = []
+    group, previous_end = "", 0
     for node in _settings_fields(tree):
         assert isinstance(node.target, ast.Name)
+        block = _block_above(lines, comments, node.lineno)
+        trailing = comments.get(node.lineno, "")
+        if block:
+            group = block
+        elif node.lineno - 1 != previous_end:
+            group = ""  # a blank line ends the group a comment spoke for
+        elif not trailing:
+            block = group  # "# Uploads: ..." above several fields speaks for them all
+        previous_end = node.end_lineno or node.lineno
         found.append(
             Entry(
                 name=node.target.id,
                 section=_section_above(lines, node.lineno),
                 annotation=ast.unparse(node.annotation),
-                comment=_comment_of(lines, comments, node.lineno),
+                comment=" ".join(part for part in (block, trailing) if part),
             )
         )
     return found
@@ -111,9 +122,8 @@ def _section_above(lines: list[str], lineno: int) -> str:
     return "General"
 
 
-def _comment_of(lines: list[str], comments: dict[int, str], lineno: int) -> str:
-    """The comment lines right above the field (up to a blank line, code or a section
-    title), then the comment at the end of its own line."""
+def _block_above(lines: list[str], comments: dict[int, str], lineno: int) -> str:
+    """The comment lines right above a field, up to a blank line, code or a section title."""
     block: list[str] = []
     number = lineno - 1
     while number >= 1:
@@ -122,8 +132,7 @@ def _comment_of(lines: list[str], comments: dict[int, str], lineno: int) -> str:
             break
         block.insert(0, comments.get(number, ""))
         number -= 1
-    trailing = comments.get(lineno, "") if not lines[lineno - 1].strip().startswith("#") else ""
-    return " ".join(part for part in [*block, trailing] if part)
+    return " ".join(part for part in block if part)
 
 
 def render(source: str | None = None) -> str:
@@ -145,6 +154,7 @@ def render(source: str | None = None) -> str:
 
 def _row(entry: Entry, info: FieldInfo) -> str:
     meaning = info.description or entry.comment or _humanized(entry.name) + "."
+    meaning = meaning[:1].upper() + meaning[1:]
     cells = [
         f"`{PREFIX}{entry.name.upper()}`",
         f"`{entry.annotation}`" + _bounds(info),

@@ -20,19 +20,22 @@ def test_every_setting_is_in_the_reference_with_its_variable_and_default() -> No
     assert "| `QIANBAO_DEMO` | `bool` | `false` |" in page
 
 
-def test_a_setting_s_comment_is_its_meaning() -> None:
+def test_the_comments_above_a_setting_are_its_meaning() -> None:
     source = """
 class Settings(BaseSettings):
     # --- things ---
     # How long a thing lasts,
     # in seconds.
     sms_code_ttl_seconds: int = 300  # NIST
+    sms_code_max_attempts: int = 5
 
     demo: bool = False
 """
     entries = {entry.name: entry for entry in config_doc.entries(source)}
     assert entries["sms_code_ttl_seconds"].comment == "How long a thing lasts, in seconds. NIST"
     assert entries["sms_code_ttl_seconds"].section == "things"
+    # A field with no comment of its own, right under another, shares the one above it.
+    assert entries["sms_code_max_attempts"].comment == "How long a thing lasts, in seconds."
     assert entries["demo"].comment == ""
     page = config_doc.render(source)
     assert "## things" in page
