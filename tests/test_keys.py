@@ -101,3 +101,10 @@ def test_the_sqlite_database_and_its_wal_are_the_owner_s_alone(tmp_path: Path) -
         database.dispose()
     SqliteStore(tmp_path / "sandbox" / "bank.db")
     assert mode(tmp_path / "sandbox" / "bank.db") == 0o600
+
+
+def test_a_refused_setting_never_echoes_the_keys(tmp_path: Path) -> None:
+    (tmp_path / "key").write_text("from-a-file")
+    with pytest.raises(ValueError, match="both set") as caught:
+        Settings(secret_key="do-not-print-me", secret_key_file=tmp_path / "key")
+    assert "do-not-print-me" not in str(caught.value)
