@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.metadata
-import logging
 import os
 import time
 from pathlib import Path
@@ -56,14 +55,23 @@ def serve(
     """Run the web app and the JSON API (migrating the database first)."""
     import uvicorn
 
+    from qianbao.observability import logs, multiproc
+
     if demo:
         os.environ["QIANBAO_DEMO"] = "true"
         get_settings.cache_clear()
     settings = get_settings()
+    logs.configure(settings.log_level, settings.log_format)
+    # Before anything that counts is imported; the worker processes inherit the choice.
+    multiproc.prepare(settings.metrics_dir, settings.var_dir, workers)
     settings.hmac_key()  # create the key file before several workers race to do it
     migrate.upgrade(settings)
     if demo:
         _seed_demo()
+    if settings.metrics_bind:
+        from qianbao import monitoring
+
+        monitoring.serve_metrics(settings)
     typer.echo(f"Qianbao on http://{host}:{port}  (database: {settings.database_url})")
     uvicorn.run(
         "qianbao.app:create_app",
@@ -73,7 +81,10 @@ def serve(
         workers=workers,
         loop="uvloop",
         http="httptools",
-        log_level="info",
+        # The same JSON lines in every worker process; uvicorn's access log stays off
+        # (ours, qianbao.access, has the route template and the request id).
+        log_config=logs.logging_config(settings.log_level, settings.log_format),
+        log_level=settings.log_level.lower(),
         access_log=False,
         # X-Forwarded-For and -Proto are read by qianbao/proxies.py alone, from the
         # proxies in QIANBAO_TRUSTED_PROXIES: uvicorn's own handling (on by default, for
@@ -172,9 +183,11 @@ def worker(
     import threading
 
     from qianbao import jobs
+    from qianbao.observability import logs
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    database = Database(get_settings())
+    settings = get_settings()
+    logs.configure(settings.log_level, settings.log_format)
+    database = Database(settings)
     stop = threading.Event()
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, lambda _signal, _frame: stop.set())

@@ -26,10 +26,12 @@ import os
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+import structlog
 from sqlalchemy import or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -37,6 +39,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from qianbao.db import Database, Tx
 from qianbao.notify import email as notify_email
 from qianbao.notify import service as notify
+from qianbao.observability import metrics
 from qianbao.risk import ratelimit
 from qianbao.worker_models import WorkerJob
 
@@ -159,15 +162,50 @@ def run_due(db: Database, jobs: list[Job], *, worker: str | None = None) -> dict
     for job in jobs:
         if job.every_seconds > 0 and job.name not in taken:
             continue
-        count = 0
+        count: int | None = 0
         try:
-            count = done[job.name] = job.run(db)
-        except Exception:
-            log.exception("job %r failed; it runs again at its next turn", job.name)
+            count = _run_one(db, job)
         finally:
             if job.every_seconds > 0:
-                _finish(db, job, holder, count)
+                _finish(db, job, holder, count or 0)
+        if count is not None:
+            done[job.name] = count
     return done
+
+
+def _run_one(db: Database, job: Job) -> int | None:
+    """Run a job once, with its name in every log line it writes; log the run (an idle
+    one at DEBUG) and count it in the metrics. None: it failed."""
+    started = time.perf_counter()
+    with structlog.contextvars.bound_contextvars(job=job.name):
+        try:
+            count = job.run(db)
+        except Exception:
+            seconds = time.perf_counter() - started
+            metrics.job_ran(job.name, 0, seconds, failed=True)
+            log.exception(
+                "job failed; it runs again at its next turn", extra=_run(0, seconds, True)
+            )
+            return None
+        seconds = time.perf_counter() - started
+        metrics.job_ran(job.name, count, seconds, failed=False)
+        log.log(logging.INFO if count else logging.DEBUG, "job run", extra=_run(count, seconds))
+    return count
+
+
+def _run(rows: int, seconds: float, failed: bool = False) -> dict[str, object]:
+    return {"rows": rows, "duration_ms": round(seconds * 1000, 2), "failed": failed}
+
+
+def lag(tx: Tx) -> dict[str, float]:
+    """Per periodic job, the seconds it has been due without a worker taking it (0: not
+    due, or running under a live lease); a dead worker's job shows once its lease ends."""
+    now = tx.now()
+    lags: dict[str, float] = {}
+    for row in tx.session.scalars(select(WorkerJob)):
+        running = row.leased_until is not None and row.leased_until > now
+        lags[row.name] = 0.0 if running else max(0.0, (now - row.next_run_at).total_seconds())
+    return lags
 
 
 def work(

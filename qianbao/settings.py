@@ -246,6 +246,21 @@ class Settings(BaseSettings):
     # leaves it to run out, then another worker runs the job again.
     worker_lease_seconds: int = 600
 
+    # --- logs and metrics (qianbao/observability; README "Logs and metrics") -------------
+    # Logging level of Qianbao and uvicorn: DEBUG, INFO, WARNING or ERROR (SQLAlchemy stays
+    # at WARNING: at INFO it would log every statement's parameters).
+    log_level: str = "INFO"
+    # "json": one JSON object per line, for a log collector; "console": for a person.
+    log_format: Literal["json", "console"] = "json"
+    # GET /metrics answers only "Authorization: Bearer <this>"; empty: no /metrics route.
+    metrics_token: str = ""
+    # Or a listener of its own, "127.0.0.1:9100", that asks for no token (bind it where
+    # only Prometheus reaches); started by `qianbao serve`. Empty: none.
+    metrics_bind: str = ""
+    # prometheus-client's multiprocess folder (PROMETHEUS_MULTIPROC_DIR); `qianbao serve
+    # --workers N` uses var_dir/metrics when neither is set.
+    metrics_dir: Path | None = None
+
     # --- demo ------------------------------------------------------------------------
     # Demo users may log in with this fixed code; only when ``demo`` is on and only
     # for the seeded demo numbers.

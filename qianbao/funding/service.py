@@ -33,6 +33,7 @@ from qianbao.funding.sandbox_state import SqliteStore
 from qianbao.i18n import N_, current_language, language_scope, translate
 from qianbao.identity import service as identity
 from qianbao.notify import service as notify
+from qianbao.observability import metrics
 
 DAY: Final = timedelta(days=1)
 _connectors: weakref.WeakKeyDictionary[Database, BankConnector] = weakref.WeakKeyDictionary()
@@ -105,9 +106,10 @@ def start_check(
     card_hash = cards.card_token(number, db.settings.hmac_key())
     db.run(lambda tx: _admit(tx, user_id, card_hash), isolation="read committed")
     sent: list[tuple[str, str]] = []
-    challenge = _connector(db, sent).start_verification(
-        number, holder.holder_name, "passport", holder.passport_number, reserved
-    )
+    with metrics.verification_refusals("bank_card"):
+        challenge = _connector(db, sent).start_verification(
+            number, holder.holder_name, "passport", holder.passport_number, reserved
+        )
 
     def record(tx: Tx) -> CheckStarted:
         check = BankCardCheck(
@@ -141,7 +143,8 @@ def start_check(
 def confirm_check(db: Database, user_id: uuid.UUID, check_id: uuid.UUID, code: str) -> BoundCard:
     """The code from the bank's SMS: the card is bound, and the person's level follows."""
     reference = db.run(lambda tx: _open_check(tx, user_id, check_id).bank_reference)
-    result = _connector(db, []).confirm(reference, code.strip())
+    with metrics.verification_refusals("bank_card"):
+        result = _connector(db, []).confirm(reference, code.strip())
 
     def bind(tx: Tx) -> BoundCard:
         check = _open_check(tx, user_id, check_id)
@@ -170,12 +173,9 @@ def confirm_check(db: Database, user_id: uuid.UUID, check_id: uuid.UUID, code: s
         tx.session.flush()
         account = identity.get_account(tx, user_id)
         if not identity.is_verified(account.verification_level):
+            # The wallet hears of it (identity.on_level_set) and releases held refunds.
             identity.set_verification_level(tx, user_id, "bank_card")
-        # Imported here: the wallet asks funding (through standing) whether a card is
-        # bound, so a module-level import would be circular.
-        from qianbao.wallet import payments
-
-        payments.release_held(tx, user_id)
+        metrics.verification_outcome("bank_card", "verified")
         return BoundCard(
             card.id, _bank_name(card.bank_name_en, card.bank_name_zh), card.last4, card.bound_at
         )

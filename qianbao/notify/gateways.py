@@ -2,7 +2,9 @@
 
 * ``outbox``: the message stays in the outbox table, marked sent, and is read with
   ``qianbao sms outbox`` (and, in demo mode, on the /demo/outbox page).
-* ``log``: the message is written to the application log.
+* ``log``: a line in the application log says that a message was sent, to which calling
+  code and how long; never its number or text, which carry codes (the outbox row keeps
+  the text until it is delivered).
 * ``twilio``: Twilio's Programmable Messaging REST API (``POST
   /2010-04-01/Accounts/{AccountSid}/Messages.json`` with ``To``, ``From`` and ``Body``,
   HTTP basic auth). Any provider that speaks this shape can be used via
@@ -15,6 +17,7 @@ import logging
 from typing import Protocol
 
 import httpx
+import phonenumbers
 
 from qianbao.settings import Settings
 
@@ -49,8 +52,19 @@ class LogGateway:
     name = "log"
 
     def send(self, to_e164: str, body: str) -> str:
-        log.info("SMS to %s: %s", to_e164, body)
+        log.info(
+            "SMS handed to the log gateway",
+            extra={"country": _calling_code(to_e164), "length": len(body)},
+        )
         return "log"
+
+
+def _calling_code(e164: str) -> str:
+    """``+44`` for ``+447911123456``: where a message went, without the number."""
+    try:
+        return f"+{phonenumbers.parse(e164).country_code}"
+    except phonenumbers.NumberParseException:
+        return "unknown"
 
 
 class TwilioGateway:

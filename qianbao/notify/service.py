@@ -8,11 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from qianbao.db import Database, Tx
 from qianbao.notify.gateways import GatewayError, SmsGateway, gateway_for
 from qianbao.notify.models import OutboxMessage
+from qianbao.observability import metrics
 
 log = logging.getLogger(__name__)
 # Waits between delivery attempts: 10 s, 30 s, 1 min, 5 min, 15 min, 1 h, ...
@@ -191,6 +192,8 @@ def _record_sent(tx: Tx, message_id: uuid.UUID, reference: str, gateway: str) ->
     message = tx.session.get_one(OutboxMessage, message_id)
     message.status, message.sent_at = "sent", tx.now()
     message.gateway, message.provider_ref = gateway[:16], reference[:128]
+    if message.channel == "sms":
+        metrics.sms_sent(message.recipient)  # counted by calling code, never the number
     if gateway != "outbox":
         # Once a real provider has it, the codes in the text have no business here.
         message.body = ERASED
@@ -204,7 +207,15 @@ def _record_failure(tx: Tx, message_id: uuid.UUID, error: GatewayError, gateway:
     else:
         delay = RETRY_DELAYS[min(message.attempts, len(RETRY_DELAYS)) - 1]
         message.next_attempt_at = tx.now() + timedelta(seconds=delay)
-    log.warning("%s message %s not sent: %s", message.channel, message_id, error)
+    # The provider's answer may quote the number or the text: the log gets the message's
+    # id and whether it gives up; the reason stays on the row (last_error).
+    log.warning(
+        "%s message %s not sent (%s)",
+        message.channel,
+        message_id,
+        message.status,
+        extra={"attempts": message.attempts, "permanent": error.permanent},
+    )
 
 
 def read_outbox(tx: Tx, recipient: str | None = None, limit: int = 20) -> list[OutboxEntry]:
@@ -217,3 +228,23 @@ def read_outbox(tx: Tx, recipient: str | None = None, limit: int = 20) -> list[O
         )
         for m in tx.session.scalars(query)
     ]
+
+
+CHANNELS = ("sms", "email")
+
+
+def backlog(tx: Tx) -> dict[str, metrics.Backlog]:
+    """Per channel: messages waiting to be sent, and the age of the oldest (metrics)."""
+    rows = tx.session.execute(
+        select(OutboxMessage.channel, func.count(), func.min(OutboxMessage.created_at))
+        .where(OutboxMessage.status == "pending")
+        .group_by(OutboxMessage.channel)
+    ).all()
+    found = {channel: (count, oldest) for channel, count, oldest in rows}
+    now = tx.now()
+    waiting: dict[str, metrics.Backlog] = {}
+    for channel in CHANNELS:
+        count, oldest = found.get(channel, (0, None))
+        age = max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
+        waiting[channel] = metrics.Backlog(int(count), age)
+    return waiting

@@ -39,6 +39,7 @@ from qianbao.identity import security as identity_security
 from qianbao.identity import service as identity
 from qianbao.identity import staff
 from qianbao.identity.codes import keyed_hash
+from qianbao.observability import metrics
 from qianbao.risk import ratelimit
 from qianbao.sealing import Keyring, Sealed
 from qianbao.verification import analysis, chip, chip_authentication, liveness, trust_store
@@ -54,7 +55,6 @@ from qianbao.verification.models import (
 )
 from qianbao.verification.mrz import PassportMrz, masked_document_number
 from qianbao.verification.trust import TrustStore
-from qianbao.wallet import payments
 
 METHOD: Final = "passport_face"
 METHODS: Final = ("passport_face", "passport_chip")
@@ -413,6 +413,7 @@ def record_face(
         assert assessment.reason is not None
         assert assessment.message is not None
         tries_left, next_try = _tries_left(tx, user_id)
+        metrics.verification_outcome(case.method, "refused")
         raise RecordedRefusal(
             assessment.reason,
             assessment.message,
@@ -698,6 +699,7 @@ def decide(
         _verify(tx, case)
     else:
         case.status, case.reason = "rejected", reason
+        metrics.verification_outcome(case.method, "rejected")
         case.decided_at = case.updated_at = tx.now()
         identity.tell(
             tx, case.user_id, REJECTED_SMS, msgid_params={"reason": REJECT_REASONS[reason]}
@@ -805,6 +807,7 @@ def _verify(tx: Tx, case: VerificationCase) -> None:
     assert case.document_hash is not None
     now = tx.now()
     case.status, case.reason, case.decided_at, case.updated_at = "verified", None, now, now
+    metrics.verification_outcome(case.method, "verified")
     tx.session.add(
         VerifiedDocument(
             document_hash=case.document_hash,
@@ -813,13 +816,15 @@ def _verify(tx: Tx, case: VerificationCase) -> None:
             verified_at=now,
         )
     )
+    # The wallet hears of it (identity.on_level_set): refunds held while unverified are
+    # the person's now.
     identity.set_verification_level(tx, case.user_id, case.method)
-    payments.release_held(tx, case.user_id)  # refunds held while unverified are theirs now
     identity.tell(tx, case.user_id, VERIFIED_SMS)
 
 
 def _to_review(tx: Tx, case: VerificationCase, reason: str) -> None:
     case.status, case.reason, case.updated_at = "review", reason, tx.now()
+    metrics.verification_outcome(case.method, "review")
     identity.tell(tx, case.user_id, REVIEW_SMS)
 
 
