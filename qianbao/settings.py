@@ -27,8 +27,9 @@ class Settings(BaseSettings):
     )
 
     # --- where things live -------------------------------------------------------------
+    # SQLAlchemy URL: SQLite by default, postgresql+psycopg://... in production.
     database_url: str = "sqlite:///./var/qianbao.db"
-    var_dir: Path = Path("./var")
+    var_dir: Path = Path("./var")  # local state: the SQLite file, generated keys, sandboxes
     # The server key: keyed hashes of codes, session tokens, card and passport
     # fingerprints. Neither it nor its _FILE set, a random key is created once in
     # ``var_dir/secret.key`` (development only: refused when served over https).
@@ -49,7 +50,10 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
 
     # --- behaviour -------------------------------------------------------------------
+    # Demo mode: seeded demo accounts, a fixed SMS code for them, the demo shop and the
+    # /api/v1/demo routes (which only then appear in /openapi.json). Never in production.
     demo: bool = False
+    # The language when neither the cookie, Accept-Language nor the account says one.
     default_language: Literal["en", "zh_Hans"] = "en"
     # The region preselected in the calling-code picker: +86, as in the original app.
     default_region: str = "CN"
@@ -57,45 +61,48 @@ class Settings(BaseSettings):
     # --- SMS codes (NIST SP 800-63B 5.1.3, OWASP ASVS 2.7) ---------------------------
     # The original app sent four digits (mysourcify guide); six is the default here.
     sms_code_length: int = Field(default=6, ge=4, le=8)
-    sms_code_ttl_seconds: int = 300
-    sms_code_max_attempts: int = 5
-    sms_failures_before_lock: int = 20
-    sms_failure_window_seconds: int = 24 * 3600
-    sms_lock_seconds: int = 24 * 3600
-    sms_resend_cooldown_seconds: int = 60
-    sms_per_number_per_hour: int = 5
-    sms_per_number_per_day: int = 10
-    sms_per_ip_per_hour: int = 30
-    sms_per_ip_per_day: int = 100
-    sms_per_country_per_hour: int = 2000
+    sms_code_ttl_seconds: int = 300  # how long a code is good for
+    sms_code_max_attempts: int = 5  # wrong tries before a code is spent
+    sms_failures_before_lock: int = 20  # wrong codes, per number and window, that lock it
+    sms_failure_window_seconds: int = 24 * 3600  # the window those wrong codes count in
+    sms_lock_seconds: int = 24 * 3600  # how long a locked number gets no codes
+    sms_resend_cooldown_seconds: int = 60  # between two codes to one number
+    sms_per_number_per_hour: int = 5  # codes sent to one number
+    sms_per_number_per_day: int = 10  # codes sent to one number
+    sms_per_ip_per_hour: int = 30  # codes asked for from one address (IPv6: its /64)
+    sms_per_ip_per_day: int = 100  # codes asked for from one address (IPv6: its /64)
+    sms_per_country_per_hour: int = 2000  # codes to all the numbers of one calling code
     # Numbers that share all but their last ``sms_prefix_tail_digits`` digits form one
     # range; toll-fraud ("SMS pumping") walks through such ranges of premium numbers.
     sms_prefix_tail_digits: int = 3
-    sms_per_prefix_per_hour: int = 20
-    sms_countries_per_ip_per_day: int = 3
-    number_lookups_per_ip_per_hour: int = 120
+    sms_per_prefix_per_hour: int = 20  # codes to one such range of numbers
+    sms_countries_per_ip_per_day: int = 3  # countries one address may ask codes for
+    number_lookups_per_ip_per_hour: int = 120  # "has this number an account?" per address
 
+    # outbox: the sandbox (kept in the database, read with `qianbao sms outbox`); log: the
+    # log; twilio: Twilio's Messaging API, or any provider of that shape (twilio_base_url).
     sms_gateway: Literal["outbox", "log", "twilio"] = "outbox"
-    twilio_account_sid: str = ""
-    twilio_auth_token: str = ""
-    twilio_from: str = ""
-    twilio_base_url: str = "https://api.twilio.com"
-    outbox_max_attempts: int = 8
+    twilio_account_sid: str = ""  # the twilio gateway's account (HTTP basic auth user)
+    twilio_auth_token: str = ""  # and its password
+    twilio_from: str = ""  # the sender number, E.164
+    twilio_base_url: str = "https://api.twilio.com"  # another provider with its shape
+    outbox_max_attempts: int = 8  # tries of a message before it is a dead letter
 
     # --- email (qianbao/notify/email.py); outbox is the sandbox ---------------------------
+    # outbox: the sandbox (an address at .invalid bounces, as test data); log; smtp.
     email_gateway: Literal["outbox", "log", "smtp"] = "outbox"
-    smtp_host: str = ""
+    smtp_host: str = ""  # the smtp gateway's server
     smtp_port: int | None = None  # None: 587 starttls, 465 ssl, 25 none
-    smtp_security: Literal["starttls", "ssl", "none"] = "starttls"
-    smtp_username: str = ""
-    smtp_password: str = ""
-    smtp_timeout_seconds: float = 10.0
+    smtp_security: Literal["starttls", "ssl", "none"] = "starttls"  # none: no credentials sent
+    smtp_username: str = ""  # empty: no login
+    smtp_password: str = ""  # with smtp_username
+    smtp_timeout_seconds: float = 10.0  # per connection and command
     email_from: str = ""  # the From address; required for smtp
-    email_from_name: str = "Qianbao"
+    email_from_name: str = "Qianbao"  # the From display name
 
     # --- sessions (NIST SP 800-63B 4.2.3: AAL2 idle 30 min, absolute 12 h) --------------
-    session_idle_seconds: int = 30 * 60
-    session_absolute_seconds: int = 12 * 3600
+    session_idle_seconds: int = 30 * 60  # a session unused this long ends
+    session_absolute_seconds: int = 12 * 3600  # a session ends this long after login
     # Writing "last seen" on every request would turn each read into a write.
     session_touch_interval_seconds: int = 60
     # "auto": Secure when public_base_url is https. Never read from the request, whose
@@ -103,9 +110,9 @@ class Settings(BaseSettings):
     cookie_secure: Literal["auto", "always", "never"] = "auto"
 
     # --- passwords (argon2id, RFC 9106; cost measured by bench/passwords.py) -----------
-    argon2_time_cost: int = 3
-    argon2_memory_kib: int = 65536
-    argon2_parallelism: int = 2
+    argon2_time_cost: int = 3  # argon2id passes over memory
+    argon2_memory_kib: int = 65536  # argon2id memory per hash
+    argon2_parallelism: int = 2  # argon2id lanes
     # Alipay: 3 wrong payment passwords lock payments for 3 hours (alipay_rules.md 5).
     payment_password_max_failures: int = 3
     payment_password_lock_seconds: int = 3 * 3600
@@ -148,16 +155,18 @@ class Settings(BaseSettings):
     face_check_valid_seconds: int = 600
 
     # --- mainland bank cards (qianbao/funding; docs/sandbox_bank.md) ---------------------
+    # sandbox: the test bank of docs/sandbox_bank.md; http: a real bank's gateway that
+    # speaks its signed protocol (qianbao/funding/bank.py).
     bank_connector: Literal["sandbox", "http"] = "sandbox"
-    bank_http_url: str = ""
-    bank_http_secret: str = ""
-    bank_http_timeout_seconds: float = 10.0
+    bank_http_url: str = ""  # the http connector's base URL
+    bank_http_secret: str = ""  # its shared HMAC-SHA256 secret (requests and answers)
+    bank_http_timeout_seconds: float = 10.0  # per request to it
     # Four-element checks a person may start in 24 hours (each one texts a code, and a
     # mismatch tells which element is wrong, so guessing must stay slow).
     bank_checks_per_day: int = 5
 
     # --- foreign cards (qianbao/funding/card_network.py; docs/sandbox_card_network.md) ----
-    card_network: Literal["sandbox"] = "sandbox"
+    card_network: Literal["sandbox"] = "sandbox"  # docs/sandbox_card_network.md
     # Alipay and WeChat: no fee up to CNY 200 a payment; above, 3% of the whole amount
     # (MOFCOM guide, 2024; alipay_rules.md 3).
     foreign_card_fee_threshold: str = "200 CNY"
