@@ -173,9 +173,13 @@ def confirm_check(db: Database, user_id: uuid.UUID, check_id: uuid.UUID, code: s
         tx.session.flush()
         account = identity.get_account(tx, user_id)
         if not identity.is_verified(account.verification_level):
-            # The wallet hears of it (identity.on_level_set) and releases held refunds.
             identity.set_verification_level(tx, user_id, "bank_card")
         metrics.verification_outcome("bank_card", "verified")
+        # Imported here: the wallet asks funding (through standing) whether a card is
+        # bound, so a module-level import would be circular.
+        from qianbao.wallet import payments
+
+        payments.release_held(tx, user_id)
         return BoundCard(
             card.id, _bank_name(card.bank_name_en, card.bank_name_zh), card.last4, card.bound_at
         )

@@ -55,6 +55,7 @@ from qianbao.verification.models import (
 )
 from qianbao.verification.mrz import PassportMrz, masked_document_number
 from qianbao.verification.trust import TrustStore
+from qianbao.wallet import payments
 
 METHOD: Final = "passport_face"
 METHODS: Final = ("passport_face", "passport_chip")
@@ -816,9 +817,8 @@ def _verify(tx: Tx, case: VerificationCase) -> None:
             verified_at=now,
         )
     )
-    # The wallet hears of it (identity.on_level_set): refunds held while unverified are
-    # the person's now.
     identity.set_verification_level(tx, case.user_id, case.method)
+    payments.release_held(tx, case.user_id)  # refunds held while unverified are theirs now
     identity.tell(tx, case.user_id, VERIFIED_SMS)
 
 
