@@ -28,6 +28,9 @@ from qianbao.i18n import N_, negotiate, parse_language, set_language
 from qianbao.identity import api as identity_api
 from qianbao.monitoring import instrument
 from qianbao.notify import api as notify_api
+from qianbao.pages import account as account_pages
+from qianbao.pages import backoffice
+from qianbao.pages import home as home_pages
 from qianbao.profile import api as profile_api
 from qianbao.profile import web as profile_web
 from qianbao.proxies import TrustedProxyMiddleware
@@ -46,10 +49,7 @@ from qianbao.wallet import (
     transfers_web,
 )
 from qianbao.wallet import web as wallet_web
-from qianbao.web import account as web_account
-from qianbao.web import admin as web_admin
 from qianbao.web import render
-from qianbao.web import routes as web_routes
 
 log = logging.getLogger(__name__)
 Scope = MutableMapping[str, Any]
@@ -191,14 +191,14 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.include_router(identity_api.router)
     app.include_router(notify_api.router)
     app.include_router(profile_api.router)
-    app.include_router(web_routes.router)
-    app.include_router(web_account.router)
+    app.include_router(home_pages.router)
+    app.include_router(account_pages.router)
     app.include_router(profile_web.router)
     app.include_router(verification_api.router)
     app.include_router(funding_api.router)
     app.include_router(funding_web.router)
     app.include_router(verification_web.router)
-    app.include_router(web_admin.router)
+    app.include_router(backoffice.router)
     app.include_router(wallet_api.router)
     app.include_router(wallet_web.router)
     app.include_router(tour_pass_api.router)

@@ -13,7 +13,7 @@ from qianbao.funding import service
 from qianbao.identity.service import CurrentSession
 from qianbao.verification import service as verification
 from qianbao.web.render import check_csrf, page, redirect
-from qianbao.web.routes import CsrfField, DbDep, signed_in
+from qianbao.web.pages import CsrfField, DbDep, signed_in
 
 router = APIRouter(include_in_schema=False)
 BANK = "/me/verify/bank-card"

@@ -14,17 +14,11 @@ from qianbao.i18n import N_, current_language
 from qianbao.identity import security
 from qianbao.identity.phone import parse_mobile
 from qianbao.identity.service import CurrentSession
+from qianbao.pages.home import picker, start_web_session
 from qianbao.verification import service as verification
 from qianbao.web import after_login
+from qianbao.web.pages import ClientDep, CsrfField, DbDep, signed_in
 from qianbao.web.render import check_csrf, page, redirect
-from qianbao.web.routes import (
-    ClientDep,
-    CsrfField,
-    DbDep,
-    picker,
-    signed_in,
-    start_web_session,
-)
 
 router = APIRouter(include_in_schema=False)
 Text = Annotated[str, Form()]

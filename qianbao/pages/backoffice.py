@@ -21,8 +21,8 @@ from qianbao.identity.phone import parse_mobile
 from qianbao.identity.staff import Staff
 from qianbao.risk import restrictions
 from qianbao.verification import service as verification
+from qianbao.web.pages import CsrfField, DbDep
 from qianbao.web.render import check_csrf, page, redirect, secure_cookies
-from qianbao.web.routes import CsrfField, DbDep
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 STAFF_COOKIE: Final = "qb_staff"

@@ -6,56 +6,33 @@ import uuid
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from qianbao import deps, policy
 from qianbao.db import Database
-from qianbao.errors import NotAuthenticated, NotFound, QianbaoError
+from qianbao.errors import NotFound, QianbaoError
 from qianbao.funding import service as funding
 from qianbao.i18n import (
     N_,
     Language,
     current_language,
     parse_language,
-    set_language,
     translate,
 )
 from qianbao.identity import agreements, service
 from qianbao.identity.phone import PhoneNumber, calling_codes, from_e164, parse_mobile
-from qianbao.identity.service import Client, CurrentSession, Purpose, SignedIn
+from qianbao.identity.service import Purpose, SignedIn
 from qianbao.notify import service as notify
 from qianbao.profile import service as personal_info
 from qianbao.standing import standing
 from qianbao.verification import service as verification
 from qianbao.wallet import payments
 from qianbao.web import after_login
+from qianbao.web.pages import ClientDep, CsrfField, DbDep, Page, signed_in
 from qianbao.web.render import check_csrf, page, redirect, secure_cookies
 
 router = APIRouter(include_in_schema=False)
-DbDep = Annotated[Database, Depends(deps.database)]
-ClientDep = Annotated[Client, Depends(deps.client)]
-CsrfField = Annotated[str, Form(alias="csrf")]
-Page = Response
-
-
-def signed_in(request: Request, db: Database) -> CurrentSession | None:
-    token = request.cookies.get(deps.SESSION_COOKIE)
-    if not token:
-        return None
-    try:
-        session = db.run(lambda tx: service.authenticate(tx, token))
-    except NotAuthenticated:
-        return None
-    if not deps.language_from_cookie(request):
-        set_language(session.account.language)
-    return session
-
-
-def signed_in_or_home(request: Request, db: Database) -> CurrentSession | Response:
-    """The signed-in session, or a redirect to the first page for a page that needs one."""
-    session = signed_in(request, db)
-    return session if session is not None else redirect(request, "/")
 
 
 def picker(selected: str) -> dict[str, Any]:

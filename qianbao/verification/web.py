@@ -23,7 +23,7 @@ from qianbao.verification import service
 from qianbao.verification.api import chip_proofs, chip_upload, read_upload
 from qianbao.verification.service import CaseView
 from qianbao.web.render import check_csrf, page, redirect
-from qianbao.web.routes import CsrfField, DbDep, signed_in_or_home
+from qianbao.web.pages import CsrfField, DbDep, signed_in_or_home
 
 router = APIRouter(include_in_schema=False)
 OPTIONS: Final = "/me/verify"

@@ -20,7 +20,7 @@ from qianbao.wallet import pay_for_me
 from qianbao.wallet.pay_for_me import Source
 from qianbao.web import after_login
 from qianbao.web.render import check_csrf, page, redirect
-from qianbao.web.routes import CsrfField, DbDep, signed_in, signed_in_or_home
+from qianbao.web.pages import CsrfField, DbDep, signed_in, signed_in_or_home
 
 router = APIRouter(include_in_schema=False)
 Text = Annotated[str, Form()]

@@ -11,7 +11,7 @@ from qianbao.errors import QianbaoError
 from qianbao.identity.service import CurrentSession
 from qianbao.wallet import topup_codes
 from qianbao.web.render import check_csrf, page, redirect
-from qianbao.web.routes import ClientDep, CsrfField, DbDep, signed_in_or_home
+from qianbao.web.pages import ClientDep, CsrfField, DbDep, signed_in_or_home
 
 router = APIRouter(include_in_schema=False)
 
