@@ -87,6 +87,14 @@ def reverse_stranded_card_payments(db: Database) -> int:
     return int(abandoned) + payments.reverse_card_attempts(db)
 
 
+def finish_pending_refunds(db: Database) -> int:
+    """Refunds to a card or a bank card whose request died half-way (reserved in the
+    ledger, perhaps already given back) are settled from what the outside party says."""
+    from qianbao.wallet import payments
+
+    return payments.finish_pending_refunds(db)
+
+
 def expire_pay_for_me_links(db: Database) -> int:
     """Pay-for-me links past their time are marked expired (they read so already)."""
     from qianbao.wallet import pay_for_me
@@ -140,6 +148,7 @@ def default_jobs() -> list[Job]:
         Job("close expired orders", close_expired_orders, every_seconds=30),
         Job("expire pay-for-me links", expire_pay_for_me_links, every_seconds=60),
         Job("reverse stranded card payments", reverse_stranded_card_payments, every_seconds=60),
+        Job("finish pending refunds", finish_pending_refunds, every_seconds=60),
         Job("expire Tour Passes", expire_tour_passes, every_seconds=60),
     ]
 

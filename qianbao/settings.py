@@ -188,6 +188,15 @@ class Settings(BaseSettings):
     # ledger; a person who never came back from 3-D Secure, whose challenge lasts 10
     # minutes). Well above any real payment's time, so a live one is never cut short.
     card_attempt_grace_seconds: int = Field(default=1800, ge=60)
+    # A refund to a card or a bank card is held in the ledger before the card network or
+    # the bank is asked. One left pending this long (its request died half-way) is asked
+    # again by the worker under the same key and settled from the answer; well above a
+    # real refund call's time, so a live request is rarely raced (a race is harmless: the
+    # key makes both ask for the one refund).
+    refund_grace_seconds: int = Field(default=300, ge=30)
+    # How long such a hold stands at most: a backstop far beyond the grace time (the
+    # worker settles pending refunds long before; an expired hold is released).
+    refund_hold_days: int = Field(default=30, ge=1)
 
     # --- Tour Pass (qianbao/wallet/tour_pass.py; alipay_rules.md section 4) ---------------
     # Alipay Tour Pass (Nov 2019): CNY 100 to 2,000 a top-up, at most CNY 2,000 held,

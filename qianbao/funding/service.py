@@ -173,13 +173,9 @@ def confirm_check(db: Database, user_id: uuid.UUID, check_id: uuid.UUID, code: s
         tx.session.flush()
         account = identity.get_account(tx, user_id)
         if not identity.is_verified(account.verification_level):
+            # The wallet hears of it (identity.on_level_set) and releases held refunds.
             identity.set_verification_level(tx, user_id, "bank_card")
         metrics.verification_outcome("bank_card", "verified")
-        # Imported here: the wallet asks funding (through standing) whether a card is
-        # bound, so a module-level import would be circular.
-        from qianbao.wallet import payments
-
-        payments.release_held(tx, user_id)
         return BoundCard(
             card.id, _bank_name(card.bank_name_en, card.bank_name_zh), card.last4, card.bound_at
         )
@@ -232,6 +228,8 @@ def _admit(tx: Tx, user_id: uuid.UUID, card_hash: str) -> None:
             "bank.too_many_checks",
             N_("You have tried to add a bank card too many times today. Try again in {wait}."),
             wait,
+            quota=limit,
+            window=DAY,
         )
     same_card = select(func.count()).where(
         BankCardCheck.card_hash == card_hash, BankCardCheck.started_at > since
@@ -241,6 +239,8 @@ def _admit(tx: Tx, user_id: uuid.UUID, card_hash: str) -> None:
             "bank.too_many_checks",
             N_("You have tried to add a bank card too many times today. Try again in {wait}."),
             DAY.total_seconds(),
+            quota=limit,
+            window=DAY,
         )
 
 

@@ -55,7 +55,6 @@ from qianbao.verification.models import (
 )
 from qianbao.verification.mrz import PassportMrz, masked_document_number
 from qianbao.verification.trust import TrustStore
-from qianbao.wallet import payments
 
 METHOD: Final = "passport_face"
 METHODS: Final = ("passport_face", "passport_chip")
@@ -817,8 +816,9 @@ def _verify(tx: Tx, case: VerificationCase) -> None:
             verified_at=now,
         )
     )
+    # The wallet hears of it (identity.on_level_set): refunds held while unverified are
+    # the person's now.
     identity.set_verification_level(tx, case.user_id, case.method)
-    payments.release_held(tx, case.user_id)  # refunds held while unverified are theirs now
     identity.tell(tx, case.user_id, VERIFIED_SMS)
 
 
@@ -844,6 +844,8 @@ def _refuse_over_cap(tx: Tx, user_id: uuid.UUID) -> None:
         "verification.daily_cap",
         N_("You have used all of today's verification tries. Try again in {wait}."),
         (next_try - tx.now()).total_seconds(),
+        quota=tx.settings.verification_attempts_per_day,
+        window=DAY,
     )
     error.details["next_try_at"] = next_try.isoformat()
     raise error

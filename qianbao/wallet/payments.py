@@ -38,6 +38,7 @@ from qianbao.funding.bank import BankCreditExceeds, BankInputRefused, BankStateR
 from qianbao.funding.sandbox_state import SqliteStore
 from qianbao.i18n import N_
 from qianbao.identity import security
+from qianbao.identity import service as identity
 from qianbao.money import Money
 from qianbao.policy import Rights
 from qianbao.risk import ratelimit, restrictions
@@ -1587,3 +1588,7 @@ def _refund_view(row: OrderRefund) -> RefundView:
         card_amount=row.card_amount,
         status=row.status,
     )
+
+
+# Held refunds become the person's the moment they are verified, in that transaction.
+identity.on_level_set(release_held)
