@@ -138,6 +138,17 @@ class BankMovement:
     amount: Money
 
 
+@dataclass(frozen=True)
+class BookedDebit:
+    """One debit in the bank's books: the key it was made under, what it took and what
+    of it was given back since (CNY). For reconciliation with the wallet's ledger."""
+
+    key: str
+    id: str
+    taken: Money
+    given_back: Money
+
+
 class BankInsufficientFunds(Conflict):
     def __init__(self) -> None:
         super().__init__(
@@ -499,6 +510,20 @@ class SandboxBank:
             movement = BankMovement("crd_sbx_" + secrets.token_hex(8), amount)
             state.put("movement", idempotency_key, _movement_json(movement))
             return movement
+
+    def statement(self) -> list[BookedDebit]:
+        """Every debit, with its key and what was given back: the sandbox's statement,
+        for reconciliation."""
+        with self.store.transaction() as state:
+            booked: list[BookedDebit] = []
+            for key, movement in state.items("movement"):
+                debit = state.get("debit", str(movement["id"]))
+                if debit is None:
+                    continue  # a credit: counted in its debit's given_back
+                taken = money_from_record(debit["taken"])
+                given_back = Money(taken.currency, int(debit["given_back"]))
+                booked.append(BookedDebit(key, str(movement["id"]), taken, given_back))
+        return booked
 
     def find_debit(self, idempotency_key: str) -> BankMovement | None:
         """The movement made under a key, if any (asks without making one)."""

@@ -574,6 +574,19 @@ class Refund:
     rate_date: date
 
 
+@dataclass(frozen=True)
+class BookedAuthorization:
+    """One line of the network's books, as a settlement report gives it: an authorization
+    made under an idempotency key, in its current state, and what of it was captured and
+    refunded (CNY). For reconciliation with the wallet's ledger."""
+
+    key: str
+    authorization: Authorization
+    capture_id: str | None
+    captured: Money  # 0 when nothing was captured
+    refunded: Money
+
+
 class CardNetwork(Protocol):
     def tokenize(
         self, number: str, expiry_month: int, expiry_year: int, cvv: str, holder_name: str
@@ -1034,6 +1047,29 @@ class SandboxCardNetwork:
             if idempotency_key is not None:
                 records.save_refund_by_key(idempotency_key, refund)
             return refund
+
+    def books(self) -> list[BookedAuthorization]:
+        """Every authorization made under a key (refusals left out), with its capture
+        and what went back: the sandbox's settlement report, for reconciliation."""
+        booked: list[BookedAuthorization] = []
+        with self._store.transaction() as state:
+            records = _Records(state, self)
+            for key, found in state.items("request"):
+                if "authorization" not in found:
+                    continue  # a refusal: nothing was authorized
+                record = records.current(records.authorization(str(found["authorization"])))
+                capture = records.capture_of(record.snapshot.id)
+                nothing = Money(WALLET_CURRENCY, 0)
+                booked.append(
+                    BookedAuthorization(
+                        key=key,
+                        authorization=record.snapshot,
+                        capture_id=None if capture is None else capture.snapshot.id,
+                        captured=nothing if capture is None else capture.snapshot.amount,
+                        refunded=nothing if capture is None else capture.refunded,
+                    )
+                )
+        return booked
 
     def refunded(self, capture_id: str) -> Money:
         """How much of a capture has gone back to the card (the network's own count, as a

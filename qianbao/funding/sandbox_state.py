@@ -47,6 +47,10 @@ class SandboxState(Protocol):
 
     def put(self, kind: str, key: str, value: Record) -> None: ...
 
+    def items(self, kind: str) -> list[tuple[str, Record]]:
+        """Every record of a kind, by key (a settlement report, for reconciliation)."""
+        ...
+
 
 class SandboxStore(Protocol):
     def transaction(self) -> Any:  # a context manager giving a SandboxState
@@ -64,6 +68,10 @@ class _DictState:
     def put(self, kind: str, key: str, value: Record) -> None:
         # Stored as JSON, as SqliteStore does: a caller can never share a mutable record.
         self._records[(kind, key)] = json.dumps(value, sort_keys=True)
+
+    def items(self, kind: str) -> list[tuple[str, Record]]:
+        found = [(key, value) for (of, key), value in self._records.items() if of == kind]
+        return [(key, dict(json.loads(value))) for key, value in sorted(found)]
 
 
 class MemoryStore:
@@ -93,6 +101,12 @@ class _SqliteState:
             "ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value",
             (kind, key, json.dumps(value, sort_keys=True)),
         )
+
+    def items(self, kind: str) -> list[tuple[str, Record]]:
+        rows = self._connection.execute(
+            "SELECT key, value FROM records WHERE kind = ? ORDER BY key", (kind,)
+        ).fetchall()
+        return [(str(key), dict(json.loads(value))) for key, value in rows]
 
 
 class SqliteStore:
