@@ -532,17 +532,21 @@ app.add_typer(ledger_app, name="ledger")
 def ledger_audit() -> None:
     """Recompute every ledger account from its history and check the books: each balance
     equals its history, none is under its floor, each currency sums to zero. Exits 1 on
-    any mismatch (for an operator's cron)."""
-    from qianbao.wallet import ledger
+    any mismatch (for an operator's cron). With the sandbox card network and bank, their
+    books are reconciled with the ledger's too (wallet/reconciliation.py)."""
+    from qianbao.wallet import ledger, reconciliation
 
     database = Database(get_settings())
     try:
         result = database.run(ledger.audit)
+        outside = None
+        if reconciliation.uses_sandboxes(database.settings):
+            outside = reconciliation.reconcile(database)
     finally:
         database.dispose()
-    for line in _audit_report(result):
+    for line in _audit_report(result) + (outside.report() if outside else []):
         typer.echo(line)
-    if not result.sound:
+    if not result.sound or (outside is not None and not outside.sound):
         raise typer.Exit(1)
 
 
