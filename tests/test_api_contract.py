@@ -195,3 +195,20 @@ def test_a_rate_limited_answer_carries_retry_after_and_the_ratelimit_fields(
     assert capped.headers["RateLimit-Policy"] == '"otp.number_hourly_cap";q=5;w=3600'
     assert capped.headers["RateLimit"] == f'"otp.number_hourly_cap";r=0;t={wait}'
     assert 0 < wait <= 3600 - 4 * 61
+
+
+def test_a_quota_on_a_shared_key_names_its_policy_too(
+    client: TestClient, clock: FrozenClock
+) -> None:
+    """One address asking codes for a fourth country in a day: the quota is three."""
+    for number, country in [("07911 123456", "GB"), ("8123 4567", "SG"), ("012-345 6789", "MY")]:
+        ask = {"country": country, "number": number, "purpose": "signup"}
+        sent = client.post("/api/v1/auth/sms-codes", json={**ask, "agreement_version": AGREEMENT})
+        assert sent.status_code == 201, sent.text
+        clock.advance(hours=1)
+    fourth = {"country": "ID", "number": "0812-3456-789", "purpose": "signup"}
+    refused = client.post("/api/v1/auth/sms-codes", json={**fourth, "agreement_version": AGREEMENT})
+    assert refused.status_code == 429 and refused.json()["code"] == "otp.too_many_countries"
+    assert refused.headers["Retry-After"] == str(21 * 3600)
+    assert refused.headers["RateLimit-Policy"] == '"otp.too_many_countries";q=3;w=86400'
+    assert refused.headers["RateLimit"] == f'"otp.too_many_countries";r=0;t={21 * 3600}'
