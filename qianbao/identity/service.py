@@ -8,7 +8,7 @@ a fresh code does not reset, and sending limits that stop SMS pumping.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, Literal, NoReturn
@@ -677,6 +677,20 @@ def verification_method_label(level: str) -> str | None:
     return translate(method) if method is not None else None
 
 
+# Who wants to know, in the same transaction, that a person's level was set: the wallet
+# releases the money it held for them while they were unverified. Verification and
+# funding set the level and the wallet listens, so neither imports the wallet (which
+# builds on both).
+LevelListener = Callable[[Tx, uuid.UUID], object]
+_level_listeners: list[LevelListener] = []
+
+
+def on_level_set(listener: LevelListener) -> None:
+    """Call ``listener(tx, user_id)`` after every ``set_verification_level``."""
+    if listener not in _level_listeners:
+        _level_listeners.append(listener)
+
+
 def set_verification_level(tx: Tx, user_id: uuid.UUID, level: str) -> None:
     """Called by real-name verification when a person passes (or a reviewer approves)."""
     if level not in VERIFICATION_LEVELS:
@@ -685,6 +699,9 @@ def set_verification_level(tx: Tx, user_id: uuid.UUID, level: str) -> None:
     if user is None:
         raise NotFound("account.not_found", N_("No such account."))
     user.verification_level = level
+    tx.session.flush()  # listeners read the new level
+    for listener in _level_listeners:
+        listener(tx, user_id)
 
 
 def verification_label(level: str) -> str:
