@@ -40,7 +40,7 @@ from qianbao.db import Database, Tx
 from qianbao.notify import email as notify_email
 from qianbao.notify import service as notify
 from qianbao.observability import metrics
-from qianbao.risk import ratelimit
+from qianbao.throttling import ratelimit
 from qianbao.worker_models import WorkerJob
 
 log = logging.getLogger(__name__)

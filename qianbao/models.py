@@ -9,6 +9,7 @@ from qianbao.identity import models as identity_models
 from qianbao.notify import models as notify_models
 from qianbao.profile import models as profile_models
 from qianbao.risk import models as risk_models
+from qianbao.throttling import models as throttling_models
 from qianbao.verification import models as verification_models
 from qianbao.wallet import models as wallet_models
 from qianbao.wallet import (
@@ -29,6 +30,7 @@ __all__ = [
     "payment_models",
     "profile_models",
     "risk_models",
+    "throttling_models",
     "topup_code_models",
     "tour_pass_models",
     "transfer_models",

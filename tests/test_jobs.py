@@ -10,7 +10,7 @@ from qianbao.clock import FrozenClock
 from qianbao.db import Database
 from qianbao.errors import QianbaoError
 from qianbao.identity import service
-from qianbao.risk.models import RateEvent
+from qianbao.throttling.models import RateEvent
 from tests.helpers import AGREEMENT, HOME, UK, send_signup_code
 
 

@@ -34,6 +34,7 @@ from qianbao.i18n import N_, current_language, language_scope, translate
 from qianbao.identity import service as identity
 from qianbao.notify import service as notify
 from qianbao.observability import metrics
+from qianbao.throttling import ratelimit
 
 DAY: Final = timedelta(days=1)
 _connectors: weakref.WeakKeyDictionary[Database, BankConnector] = weakref.WeakKeyDictionary()
@@ -210,8 +211,6 @@ def connector(db: Database) -> BankConnector:
 
 
 def _admit(tx: Tx, user_id: uuid.UUID, card_hash: str) -> None:
-    from qianbao.risk import ratelimit
-
     ratelimit.claim(tx, [f"bank:{user_id}"])
     since = tx.now() - DAY
     started = list(

@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
-from collections.abc import Mapping
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response, Security, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from qianbao import deps, policy
+from qianbao import deps
 from qianbao.db import Database, Tx
 from qianbao.errors import NotAuthenticated
 from qianbao.i18n import N_, Language, set_language, translate
 from qianbao.identity import agreements, passwords, schemas, security, service
 from qianbao.identity.phone import PhoneNumber, calling_codes, parse_mobile
 from qianbao.identity.service import Client, CurrentSession
-from qianbao.money import Money
-from qianbao.standing import Standing, standing
-from qianbao.verification import service as verification
-from qianbao.wallet import payments
 
 router = APIRouter(prefix="/api/v1", tags=["identity"])
 DbDep = Annotated[Database, Depends(deps.database)]
@@ -161,35 +155,6 @@ def me(session: SessionDep) -> schemas.AccountOut:
     return account_out(session.account)
 
 
-@router.get("/me/level", response_model=schemas.LevelOut)
-def get_level(session: SessionDep, db: DbDep) -> schemas.LevelOut:
-    """The account's tier (from how it is verified), what it may do, and what the next
-    tier would add (policy.py decides all of it)."""
-    found = db.run(lambda tx: standing(tx, session.account.id))
-    used = db.run(lambda tx: payments.limit_usage(tx, session.account.id, found.rights))
-    return level_out(found, used)
-
-
-def level_out(found: Standing, used: Mapping[str, Money | int]) -> schemas.LevelOut:
-    def lines(rows: list[policy.Line]) -> list[schemas.RightOut]:
-        return [schemas.RightOut(**dataclasses.asdict(row)) for row in rows]
-
-    upper = found.next_tier
-    return schemas.LevelOut(
-        level=found.level,
-        has_bank_card=found.has_bank_card,
-        tier=found.tier,
-        tier_label=translate(policy.TIER_LABELS[found.tier]),
-        rights=lines(policy.describe(found.rights, used)),
-        next_tier=upper,
-        next_tier_label=translate(policy.TIER_LABELS[upper]) if upper else None,
-        next_tier_adds=lines(policy.gains(found.rights, found.next_rights))
-        if found.next_rights
-        else [],
-        how_to_reach_next=policy.how_to_reach(upper) if upper else None,
-    )
-
-
 @router.put("/me/language", response_model=schemas.AccountOut)
 def change_language(body: schemas.LanguageIn, session: SessionDep, db: DbDep) -> schemas.AccountOut:
     def change(tx: Tx) -> service.Account:
@@ -320,7 +285,6 @@ def set_payment_password(
         body.new_password,
         current_pin=body.current_password,
         sms_code=body.sms_code,
-        birth_date=db.run(lambda tx: verification.verified_birth_date(tx, session.account.id)),
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

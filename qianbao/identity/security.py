@@ -8,6 +8,7 @@ sees the count the previous one left, so no burst of tries slips past a limit.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -44,8 +45,8 @@ from qianbao.identity.service import (
     send_code,
     to_account,
 )
-from qianbao.risk import ratelimit
 from qianbao.settings import Settings
+from qianbao.throttling import ratelimit
 
 EMAIL_CODE_TTL = timedelta(minutes=30)
 EMAIL_CODE_TRIES = 5
@@ -294,6 +295,28 @@ def _wait_if_throttled(tx: Tx, key: str, free_failures: int) -> None:
 # --- payment password -----------------------------------------------------------------
 
 
+# What a payment password must not be but identity cannot know itself: the birth date a
+# verification read from the passport. Verification says how to find it, so identity does
+# not import verification (which builds on identity).
+BirthDateSource = Callable[[Tx, uuid.UUID], date | None]
+_birth_date_sources: list[BirthDateSource] = []
+
+
+def on_birth_date_asked(source: BirthDateSource) -> None:
+    """Ask ``source(tx, user_id)`` for the person's known birth date when a payment
+    password is set."""
+    if source not in _birth_date_sources:
+        _birth_date_sources.append(source)
+
+
+def _known_birth_date(tx: Tx, user_id: uuid.UUID) -> date | None:
+    for source in _birth_date_sources:
+        found = source(tx, user_id)
+        if found is not None:
+            return found
+    return None
+
+
 def set_payment_password(
     db: Database,
     user_id: uuid.UUID,
@@ -304,7 +327,8 @@ def set_payment_password(
     birth_date: date | None = None,
 ) -> None:
     """Set the payment password (an SMS code proves it is you) or change it (the current
-    one, or an SMS code when it is forgotten)."""
+    one, or an SMS code when it is forgotten). It may not be the person's birth date:
+    ``birth_date``, or the one verification knows (``on_birth_date_asked``)."""
     db.run(
         lambda tx: _set_payment_password(tx, user_id, new_pin, current_pin, sms_code, birth_date),
         isolation=NUMBER_LOCKED,
@@ -320,7 +344,8 @@ def _set_payment_password(
     birth_date: date | None,
 ) -> None:
     user = _locked_user(tx, user_id)
-    passwords.check_payment_password(new_pin, user.phone_e164, birth_date)
+    known = birth_date or _known_birth_date(tx, user_id)
+    passwords.check_payment_password(new_pin, user.phone_e164, known)
     existing = tx.session.get(PaymentPassword, user_id)
     if existing is not None and current_pin:
         # Rare, so checked here, inside the row's lock; it counts toward the lock too.

@@ -23,9 +23,9 @@ from qianbao.identity.codes import keyed_hash, new_sms_code, new_token, same_has
 from qianbao.identity.models import AgreementAcceptance, AuthSession, SmsChallenge, User
 from qianbao.identity.phone import PhoneNumber, from_e164
 from qianbao.notify import service as notify
-from qianbao.risk import quotas, ratelimit
-from qianbao.risk.quotas import Quota
-from qianbao.risk.ratelimit import Limit
+from qianbao.throttling import quotas, ratelimit
+from qianbao.throttling.quotas import Quota
+from qianbao.throttling.ratelimit import Limit
 
 # security: a step-up code a signed-in person enters to change passwords or email.
 Purpose = Literal["signup", "login", "security"]

@@ -23,7 +23,7 @@ from qianbao.i18n import N_
 from qianbao.identity import passwords
 from qianbao.identity.codes import keyed_hash, new_token
 from qianbao.identity.models import StaffMember, StaffSession
-from qianbao.risk import ratelimit
+from qianbao.throttling import ratelimit
 
 ROLES: Final = ("reviewer", "admin")
 USERNAME_PATTERN: Final = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")

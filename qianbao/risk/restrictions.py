@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
+from PIL import Image
 from sqlalchemy import select
 
 from qianbao.db import Database, Tx
@@ -27,6 +28,10 @@ from qianbao.i18n import N_
 from qianbao.identity import service as identity
 from qianbao.risk.models import AccountRestriction, AppealDocument, RestrictionAppeal
 from qianbao.sealing import Keyring, Sealed
+
+# The same safe image intake and re-encoding as verification's own uploads.
+from qianbao.verification import images
+from qianbao.verification.analysis import shrink, to_jpeg
 
 KINDS: Final = ("restricted", "frozen")
 DOCUMENT_KINDS: Final = ("passport_page", "selfie_with_passport", "card_statement")
@@ -150,8 +155,6 @@ def appeal(
     message: str,
 ) -> uuid.UUID:
     """The person's documents against their restriction, sealed, to the review queue."""
-    from qianbao.verification import images  # the same safe image intake as verification
-
     if not documents:
         raise InvalidInput("appeal.documents", N_("Send at least one document."))
     checked = {}
@@ -277,9 +280,5 @@ def _context(appeal_id: uuid.UUID, kind: str) -> bytes:
 
 
 def _jpeg(picture: object) -> bytes:
-    from PIL import Image
-
-    from qianbao.verification.analysis import shrink, to_jpeg
-
     assert isinstance(picture, Image.Image)
     return to_jpeg(shrink(picture, 1600))

@@ -40,8 +40,8 @@ from qianbao.identity import service as identity
 from qianbao.identity import staff
 from qianbao.identity.codes import keyed_hash
 from qianbao.observability import metrics
-from qianbao.risk import ratelimit
 from qianbao.sealing import Keyring, Sealed
+from qianbao.throttling import ratelimit
 from qianbao.verification import analysis, chip, chip_authentication, liveness, trust_store
 from qianbao.verification.analysis import FaceAssessment, PageReading
 from qianbao.verification.models import (
@@ -991,3 +991,7 @@ def _embedding_context(case_id: uuid.UUID) -> bytes:
 
 def _image_context(case_id: uuid.UUID, kind: str, position: int) -> bytes:
     return f"kyc-image:{case_id}:{kind}:{position}".encode()
+
+
+# A verified person's birth date may not be their payment password.
+identity_security.on_birth_date_asked(verified_birth_date)

@@ -4,18 +4,24 @@ and refunds (demo mode only)."""
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import uuid
+from collections.abc import Mapping
 from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile, status
 
+from qianbao import policy
 from qianbao.db import Tx
 from qianbao.errors import InvalidInput
 from qianbao.i18n import N_, translate
+from qianbao.identity import schemas as identity_schemas
 from qianbao.identity.api import DbDep, SessionDep
+from qianbao.money import Money
 from qianbao.risk import restrictions
+from qianbao.standing import Standing, standing
 from qianbao.verification.api import read_upload
 from qianbao.wallet import history, payments, schemas
 from qianbao.wallet.payments import OrderView
@@ -62,6 +68,43 @@ def order_out(order: OrderView) -> schemas.OrderOut:
 
 def card_out(card: payments.ForeignCardView) -> schemas.CardOut:
     return schemas.CardOut(**card.__dict__)
+
+
+# The tier and its rights with what this person has used of them: the wallet's to answer,
+# since it keeps the usage (identity, below it, cannot ask). Filed under identity, as
+# before, so the document's tag and operationId stay where clients found them.
+@router.get(
+    "/me/level",
+    response_model=identity_schemas.LevelOut,
+    tags=["identity"],
+    operation_id="identity.get_level",
+)
+def get_level(session: SessionDep, db: DbDep) -> identity_schemas.LevelOut:
+    """The account's tier (from how it is verified), what it may do, and what the next
+    tier would add (policy.py decides all of it)."""
+    found = db.run(lambda tx: standing(tx, session.account.id))
+    used = db.run(lambda tx: payments.limit_usage(tx, session.account.id, found.rights))
+    return level_out(found, used)
+
+
+def level_out(found: Standing, used: Mapping[str, Money | int]) -> identity_schemas.LevelOut:
+    def lines(rows: list[policy.Line]) -> list[identity_schemas.RightOut]:
+        return [identity_schemas.RightOut(**dataclasses.asdict(row)) for row in rows]
+
+    upper = found.next_tier
+    return identity_schemas.LevelOut(
+        level=found.level,
+        has_bank_card=found.has_bank_card,
+        tier=found.tier,
+        tier_label=translate(policy.TIER_LABELS[found.tier]),
+        rights=lines(policy.describe(found.rights, used)),
+        next_tier=upper,
+        next_tier_label=translate(policy.TIER_LABELS[upper]) if upper else None,
+        next_tier_adds=lines(policy.gains(found.rights, found.next_rights))
+        if found.next_rights
+        else [],
+        how_to_reach_next=policy.how_to_reach(upper) if upper else None,
+    )
 
 
 @router.get("/wallet", response_model=schemas.WalletOut)

@@ -41,8 +41,9 @@ from qianbao.identity import security
 from qianbao.identity import service as identity
 from qianbao.money import Money
 from qianbao.policy import Rights
-from qianbao.risk import ratelimit, restrictions
+from qianbao.risk import restrictions
 from qianbao.standing import standing
+from qianbao.throttling import ratelimit
 from qianbao.wallet import ledger
 from qianbao.wallet.payment_models import (
     ForeignCard,

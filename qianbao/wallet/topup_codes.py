@@ -51,8 +51,9 @@ from qianbao.errors import (
 from qianbao.i18n import N_
 from qianbao.identity.codes import keyed_hash
 from qianbao.money import Money
-from qianbao.risk import ratelimit, restrictions
+from qianbao.risk import restrictions
 from qianbao.standing import standing
+from qianbao.throttling import ratelimit
 from qianbao.wallet import ledger, payments
 from qianbao.wallet.payment_models import Merchant
 from qianbao.wallet.topup_code_models import TopupCode, TopupCodeBatch

@@ -41,8 +41,9 @@ from qianbao.identity import service as identity
 from qianbao.identity.phone import NON_GEOGRAPHIC, parse_mobile
 from qianbao.money import Money
 from qianbao.policy import LIMIT_LABELS, Rights
-from qianbao.risk import ratelimit, restrictions
+from qianbao.risk import restrictions
 from qianbao.standing import standing
+from qianbao.throttling import ratelimit
 from qianbao.verification import service as verification
 from qianbao.wallet import ledger, payments
 from qianbao.wallet.transfer_models import PersonTransfer

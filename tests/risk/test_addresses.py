@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from qianbao.risk.ratelimit import address
+from qianbao.throttling.ratelimit import address
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from qianbao.db import Tx
 from qianbao.errors import RateLimit, TooManyRequests
 from qianbao.observability import metrics
-from qianbao.risk.models import RateBucket, RateCounter, RateEvent, RateMark
+from qianbao.throttling.models import RateBucket, RateCounter, RateEvent, RateMark
 
 
 @dataclass(frozen=True)

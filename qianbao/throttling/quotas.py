@@ -22,8 +22,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from qianbao.db import Tx
-from qianbao.risk.models import RateCounter, RateMark
-from qianbao.risk.ratelimit import refusal
+from qianbao.throttling.models import RateCounter, RateMark
+from qianbao.throttling.ratelimit import refusal
 
 BUCKETS_PER_WINDOW = 12
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
