@@ -49,6 +49,12 @@ def create_private(path: Path, text: str) -> str:
             os.link(temporary, path)  # fails if another process created it first
         except FileExistsError:
             pass
+        except OSError:
+            # A file system without hard links: a rename is still atomic, but the last
+            # of two racing creators wins (`qianbao serve` creates its keys before it
+            # starts workers, so only processes started apart could race there).
+            if not path.exists():
+                os.replace(temporary, path)
         finally:
             temporary.unlink()
     return path.read_text()

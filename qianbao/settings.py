@@ -294,6 +294,14 @@ class Settings(BaseSettings):
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _no_catch_all(cls, networks: list[IPvAnyNetwork]) -> list[IPvAnyNetwork]:
+        # Trusting every address would let every client write its own address.
+        if any(network.prefixlen == 0 for network in networks):
+            raise ValueError("a /0 network trusts everybody: name your own proxies")
+        return networks
+
     @model_validator(mode="after")
     def _keys_from_files(self) -> Settings:
         self.secret_key = _secret(

@@ -3,6 +3,7 @@ who may read what the service writes: keys and the SQLite database are the owner
 
 from __future__ import annotations
 
+import os
 import stat
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -108,3 +109,17 @@ def test_a_refused_setting_never_echoes_the_keys(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="both set") as caught:
         Settings(secret_key="do-not-print-me", secret_key_file=tmp_path / "key")
     assert "do-not-print-me" not in str(caught.value)
+
+
+def test_a_key_is_created_whole_where_hard_links_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_links(source: object, target: object) -> None:
+        raise PermissionError("no hard links here")
+
+    monkeypatch.setattr(os, "link", no_links)
+    path = tmp_path / "var" / "secret.key"
+    assert create_private(path, "the-key") == "the-key"
+    assert mode(path) == 0o600
+    assert create_private(path, "another") == "the-key"
+    assert [p.name for p in path.parent.iterdir()] == ["secret.key"]

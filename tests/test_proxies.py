@@ -71,6 +71,8 @@ def test_trusted_proxies_are_read_from_a_list_or_json() -> None:
     assert Settings().trusted_proxies == []
     with pytest.raises(ValueError, match="trusted_proxies"):
         Settings(trusted_proxies="10.0.0.1/8")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="trusts everybody"):
+        Settings(trusted_proxies="10.0.0.0/8,0.0.0.0/0")  # type: ignore[arg-type]
 
 
 def echo_app(trusted: list[Network]) -> FastAPI:
