@@ -56,7 +56,7 @@ def create_private(path: Path, text: str) -> str:
             if not path.exists():
                 os.replace(temporary, path)
         finally:
-            temporary.unlink()
+            temporary.unlink(missing_ok=True)
     return path.read_text()
 
 
