@@ -124,6 +124,7 @@ def _clean(value: Any) -> Any:
 
 def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """The structlog processor: sensitive keys dropped, every text scrubbed."""
+    event.pop("color_message", None)  # uvicorn's copy of the message, in terminal colours
     for key in list(event):
         if key in ("timestamp", "level", "logger", "_record", "_from_structlog"):
             continue
