@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from qianbao import jobs
 from qianbao.clock import FrozenClock
 from qianbao.db import Database
 from qianbao.identity import service as identity
@@ -95,6 +96,7 @@ def journey(client: TestClient, clock: FrozenClock) -> dict[str, Any]:
     )
     assert sent.status_code == 201, sent.text
     assert sent.headers["X-Request-ID"] == "journey-transfer-1"
+    jobs.run_due(db, jobs.default_jobs())  # a worker's sweep, whose lines are checked too
     return {"tokens": [sender["token"], recipient["token"]], "order_id": order_id}
 
 
@@ -113,6 +115,8 @@ def test_a_whole_journey_leaves_no_secret_or_personal_datum_in_the_logs(
     # Not vacuous: the journey was logged, one access line per request, with its route.
     access = [line for line in lines if line.get("logger") == "qianbao.access"]
     assert len(access) >= 15
+    idle_runs = [line for line in lines if line["event"] == "job run" and line["rows"] == 0]
+    assert idle_runs and idle_runs[0]["level"] == "debug"  # DEBUG was captured too
     assert {"method", "route", "status", "duration_ms", "request_id"} <= set(access[0])
     routes = {(line["method"], line["route"], line["status"]) for line in access}
     assert ("POST", "/api/v1/orders/{order_id}/pay", 200) in routes
