@@ -68,7 +68,7 @@ from qianbao.notify import service as notify
 from qianbao.sealing import new_key_entry
 from qianbao.settings import Settings
 from qianbao.wallet import ledger, payments, reconciliation, topup_codes
-from qianbao.wallet.payment_models import OrderRefund, PaymentOrder
+from qianbao.wallet.payment_models import OrderRefund, PaymentAttemptReversal, PaymentOrder
 from qianbao.wallet.topup_code_models import TopupCode
 from qianbao.wallet.transfer_models import PersonTransfer
 
@@ -130,6 +130,9 @@ def settings_values(database_url: str, var_dir: Path) -> dict[str, Any]:
         "sms_per_number_per_hour": BIG,
         "sms_per_number_per_day": BIG,
         "sms_per_prefix_per_hour": BIG,
+        "sms_per_country_per_hour": BIG,
+        "sms_countries_per_ip_per_day": BIG,
+        "number_lookups_per_ip_per_hour": BIG,
         "bank_checks_per_day": BIG,
         # Everyone is verified; a card shared by several of them is test data, not fraud.
         "risk_card_velocity_payments": BIG,
@@ -403,6 +406,7 @@ class Journal:
     pay_for_me: dict[uuid.UUID, tuple[uuid.UUID, uuid.UUID]] = field(default_factory=dict)
     refunds: dict[tuple[uuid.UUID, str], tuple[int, uuid.UUID]] = field(default_factory=dict)
     refused_refunds: list[tuple[uuid.UUID, str]] = field(default_factory=list)
+    refused_payments: list[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=list)
     transfers: dict[tuple[uuid.UUID, str], tuple[int, uuid.UUID, uuid.UUID]] = field(
         default_factory=dict
     )
@@ -549,6 +553,8 @@ class Actor:
         amount = _minor(order["amount"]["value"])
         with self.journal.lock:
             self.journal.acked[f"pay:{order['source']}"] += 1
+            if order_id in self.journal.payments:  # each order is paid by one request
+                self.journal.unexpected.append(f"order {order_id} acknowledged as paid twice")
             self.journal.payments[order_id] = (amount, buyer.index, payer.id, order["source"])
         with self.world.lock:
             self.world.paid.append((order_id, amount))
@@ -582,6 +588,8 @@ class Actor:
             self.ack_payment(answer.body["order"], self.me, self.me)
         else:
             self.journal.refusal("pay", answer.status, answer.body)
+            with self.journal.lock:
+                self.journal.refused_payments.append((order_id, self.me.id))
 
     def body(self, source: str, payer: Person | None = None) -> dict[str, Any]:
         payer = payer or self.me
@@ -599,9 +607,8 @@ class Actor:
         )
         assert link.status == 201, link
         token = str(link.body["url"]).rstrip("/").rsplit("/", 1)[1]
-        friends = [self.other()]
-        if self.rng.random() < 0.3:
-            friends.append(self.other())
+        others = [p for p in self.world.people if p.index != self.me.index]
+        friends = self.rng.sample(others, 2 if self.rng.random() < 0.3 else 1)
 
         def friend_pays(friend: Person) -> None:
             source = self.rng.choice(["balance", "foreign_card", "bank_card"])
@@ -833,6 +840,7 @@ class RunResult:
     reconciliation: reconciliation.Reconciliation | None
     ledger_sound: bool
     errors: list[str]
+    left_over: dict[str, int] = field(default_factory=dict)
 
     @property
     def operations(self) -> int:
@@ -858,6 +866,8 @@ class RunResult:
         lines.append(
             f"server CPU: {self.server_cpu_s:.1f} s, {per_op:.1f} ms per acknowledged operation"
         )
+        left = ", ".join(f"{what} {count}" for what, count in self.left_over.items())
+        lines.append(f"left for the final worker pass: {left}")
         if self.reconciliation is not None:
             lines += ["reconciliation:", *(f"  {line}" for line in self.reconciliation.report())]
         lines.append(f"ledger audit: {'sound' if self.ledger_sound else 'NOT SOUND'}")
@@ -893,13 +903,14 @@ def run_bank(
         journal = Journal()
         servers = Servers(process_env(values), work_dir, server_workers)
         errors: list[str] = []
-        servers.start()
         try:
+            servers.start()
             _load(servers, world, journal, seconds, kills, clients, seed, errors)
         finally:
             servers.stop()
         final = Database(settings, OffsetClock(timedelta(hours=2)))
         try:
+            leftover = final.run(left_over)
             finish_work(final)
             found = reconciliation.reconcile(final)
             sound = final.run(ledger.audit).sound
@@ -907,7 +918,9 @@ def run_bank(
         finally:
             final.dispose()
         cpu = servers.server.cpu_seconds
-    return RunResult(seed, backend, seconds, clients, journal, problems, cpu, found, sound, errors)
+    return RunResult(
+        seed, backend, seconds, clients, journal, problems, cpu, found, sound, errors, leftover
+    )
 
 
 def _load(
@@ -975,6 +988,21 @@ def _load(
     killing.join(READY_TIMEOUT_S + 30)
 
 
+def left_over(tx: Tx) -> dict[str, int]:
+    """What the killed processes and the real clock left for the final pass."""
+
+    def count(model: Any, *where: Any) -> int:
+        return int(tx.session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+    return {
+        "refunds pending": count(OrderRefund, OrderRefund.status == "pending"),
+        "payment attempts unrecorded": count(
+            PaymentOrder, PaymentOrder.card_attempt_key.is_not(None), PaymentOrder.paid_at.is_(None)
+        ),
+        "attempts queued to send back": count(PaymentAttemptReversal),
+    }
+
+
 def finish_work(db: Database) -> None:
     """The worker's last pass, here, with the clock past every grace time: everything due
     (jobs.default_jobs), then the money jobs again until none finds anything."""
@@ -1022,11 +1050,17 @@ def _books_problems(tx: Tx, journal: Journal) -> list[str]:
         if row is None or row.paid_at is None:
             problems.append(f"acknowledged payment of {order_id} is not in the books")
             continue
+        outside = {"foreign_card": row.card_capture_id, "bank_card": row.bank_debit_id}
+        if source in outside and outside[source] is None:
+            problems.append(f"order {order_id} paid by {source} without its capture or debit")
         if (row.amount, row.payer_id, row.source) != (amount, payer, source):
             problems.append(
                 f"order {order_id}: acknowledged {amount} by {payer} ({source}), the books"
                 f" say {row.amount} by {row.payer_id} ({row.source})"
             )
+    for order_id, payer in journal.refused_payments:
+        if orders[order_id].payer_id == payer:
+            problems.append(f"refused payment of {order_id} is in the books")
     for order_id, (buyer, friend) in journal.pay_for_me.items():
         row = orders[order_id]
         if (row.buyer_id, row.payer_id) != (buyer, friend):
