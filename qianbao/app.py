@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from qianbao import deps, openapi
 from qianbao.clock import Clock
-from qianbao.db import Database
+from qianbao.db import Database, DatabaseFailure, classify_failure
 from qianbao.errors import QianbaoError
 from qianbao.funding import api as funding_api
 from qianbao.funding import web as funding_web
@@ -142,15 +142,35 @@ def _install_error_handlers(app: FastAPI) -> None:
         return error_response(request, problem, headers)
 
     @app.exception_handler(DBAPIError)
-    async def database_busy(request: Request, error: DBAPIError) -> Response:
-        log.exception("database error", exc_info=error)
-        problem = QianbaoError(
-            "service.busy",
-            N_("We are very busy right now. Try again in a moment."),
-            retry_after=2,
-            status=503,
+    async def database_error(request: Request, error: DBAPIError) -> Response:
+        log.error("database error: %s", type(error.orig).__name__, exc_info=error)
+        return error_response(request, database_problem(classify_failure(error)))
+
+
+def database_problem(failure: DatabaseFailure) -> QianbaoError:
+    """The answer to a database error: 503 only when waiting may really help."""
+    if failure == "constraint":
+        return QianbaoError(
+            "request.conflict",
+            N_(
+                "This request collided with another one that changed the same thing at the "
+                "same moment. Look at where things stand now, then try again if it still "
+                "makes sense."
+            ),
+            status=409,
         )
-        return error_response(request, problem)
+    if failure == "other":
+        return QianbaoError(
+            "service.error",
+            N_("Something went wrong on our side. Nothing was changed."),
+            status=500,
+        )
+    return QianbaoError(
+        "service.busy",
+        N_("We are very busy right now. Try again in a moment."),
+        retry_after=2,
+        status=503,
+    )
 
 
 def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from sqlalchemy import make_url
 
 from qianbao import migrate
 from qianbao.backup_cli import backup_app, restore_app
@@ -72,7 +73,9 @@ def serve(
         from qianbao import monitoring
 
         monitoring.serve_metrics(settings)
-    typer.echo(f"Qianbao on http://{host}:{port}  (database: {settings.database_url})")
+    # The URL may carry the database's password: never printed.
+    database = make_url(settings.database_url).render_as_string(hide_password=True)
+    typer.echo(f"Qianbao on http://{host}:{port}  (database: {database})")
     uvicorn.run(
         "qianbao.app:create_app",
         factory=True,

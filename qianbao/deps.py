@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import Request
+from typing import Annotated
+
+from fastapi import Header, Request
 
 from qianbao.db import Database
-from qianbao.i18n import Language, current_language, parse_language
+from qianbao.errors import InvalidInput
+from qianbao.i18n import N_, Language, current_language, parse_language
 from qianbao.identity.service import Client
 
 LANGUAGE_COOKIE = "qb_lang"
@@ -36,3 +39,33 @@ def language_from_cookie(request: Request) -> Language | None:
 def language_is_explicit(request: Request) -> bool:
     """Whether the request chose its language (cookie or Accept-Language) itself."""
     return bool(request.scope.get("qianbao.language_explicit"))
+
+
+# One convention for every request that moves money and has no key of its own (a
+# transfer, a refund, a Tour Pass top-up): the Idempotency-Key header. A retry with the
+# same key and the same request gets the first answer and moves nothing; the same key
+# with another request is 409 idempotency.mismatch. (A payment's key is its order, a
+# top-up code's key is the code.)
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=80,
+        description="names this request: a retry with the same key and the same body gets "
+        "the first answer and moves nothing; another body under it is 409 "
+        "idempotency.mismatch",
+    ),
+]
+
+
+def request_key(header: str | None, in_body: str | None, field: str) -> str | None:
+    """The request's key: the Idempotency-Key header, or the body field that carried it
+    before the header (kept for the clients written then). Both given must agree."""
+    if header is not None and in_body is not None and header != in_body:
+        raise InvalidInput(
+            "idempotency.key_conflict",
+            N_("The Idempotency-Key header and the field {field} name different keys."),
+            {"field": field},
+            details={"field": field},
+        )
+    return header if header is not None else in_body

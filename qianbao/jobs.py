@@ -41,6 +41,8 @@ from qianbao.notify import email as notify_email
 from qianbao.notify import service as notify
 from qianbao.observability import metrics
 from qianbao.throttling import ratelimit
+from qianbao.verification import service as verification
+from qianbao.wallet import ledger, pay_for_me, payments, tour_pass
 from qianbao.worker_models import WorkerJob
 
 log = logging.getLogger(__name__)
@@ -59,8 +61,6 @@ def prune_rate_limits(db: Database) -> int:
 
 def purge_verification_images(db: Database) -> int:
     """Delete verification images past their retention period, in batches."""
-    from qianbao.verification import service as verification
-
     total = 0
     while True:
         cases, images = db.run(verification.purge_images)
@@ -71,8 +71,6 @@ def purge_verification_images(db: Database) -> int:
 
 def close_expired_orders(db: Database) -> int:
     """Unpaid orders close after their timeout; expired ledger holds are released."""
-    from qianbao.wallet import ledger, payments
-
     closed = db.run(payments.close_expired_orders, isolation="read committed")
     released = db.run(ledger.expire_pending, isolation="read committed")
     return int(closed) + int(released)
@@ -81,8 +79,6 @@ def close_expired_orders(db: Database) -> int:
 def reverse_stranded_card_payments(db: Database) -> int:
     """Card payments left half-way (charged on the network, never recorded, or approved
     and never captured) are given up and sent back to the card."""
-    from qianbao.wallet import payments
-
     abandoned = db.run(payments.abandon_stranded_card_attempts, isolation="read committed")
     return int(abandoned) + payments.reverse_card_attempts(db)
 
@@ -90,15 +86,11 @@ def reverse_stranded_card_payments(db: Database) -> int:
 def finish_pending_refunds(db: Database) -> int:
     """Refunds to a card or a bank card whose request died half-way (reserved in the
     ledger, perhaps already given back) are settled from what the outside party says."""
-    from qianbao.wallet import payments
-
     return payments.finish_pending_refunds(db)
 
 
 def expire_pay_for_me_links(db: Database) -> int:
     """Pay-for-me links past their time are marked expired (they read so already)."""
-    from qianbao.wallet import pay_for_me
-
     return db.run(pay_for_me.expire_links, isolation="read committed")
 
 
@@ -106,8 +98,6 @@ def expire_tour_passes(db: Database) -> int:
     """Top-ups left half-way are finished or undone; Tour Passes past their validity
     expire, and what is left on closed and expired ones goes back to the cards it came
     from (each part once, under its own key)."""
-    from qianbao.wallet import tour_pass
-
     return tour_pass.finish_stranded_top_ups(db) + tour_pass.expire_due(db)
 
 

@@ -12,8 +12,8 @@ from qianbao.errors import QianbaoError
 from qianbao.funding import service
 from qianbao.identity.service import CurrentSession
 from qianbao.verification import service as verification
-from qianbao.web.render import check_csrf, page, redirect
 from qianbao.web.pages import CsrfField, DbDep, signed_in
+from qianbao.web.render import check_csrf, page, redirect
 
 router = APIRouter(include_in_schema=False)
 BANK = "/me/verify/bank-card"

@@ -45,6 +45,7 @@ from qianbao.identity.service import (
     send_code,
     to_account,
 )
+from qianbao.notify.email import queue_email
 from qianbao.settings import Settings
 from qianbao.throttling import ratelimit
 
@@ -495,8 +496,6 @@ def start_email_change(
 def _start_email_change(
     tx: Tx, user_id: uuid.UUID, email: str, language: Language, sms_code: str | None
 ) -> str:
-    from qianbao.notify.email import queue_email
-
     user = _locked_user(tx, user_id)
     taken = tx.session.scalars(
         select(User.id).where(func.lower(User.email) == email.lower(), User.id != user_id)

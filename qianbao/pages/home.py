@@ -27,7 +27,7 @@ from qianbao.notify import service as notify
 from qianbao.profile import service as personal_info
 from qianbao.standing import standing
 from qianbao.verification import service as verification
-from qianbao.wallet import payments
+from qianbao.wallet import limits
 from qianbao.web import after_login
 from qianbao.web.pages import ClientDep, CsrfField, DbDep, Page, signed_in
 from qianbao.web.render import check_csrf, page, redirect, secure_cookies
@@ -371,7 +371,7 @@ def level_page(request: Request, db: DbDep) -> Page:
     if session is None:
         return redirect(request, "/")
     found = db.run(lambda tx: standing(tx, session.account.id))
-    used = db.run(lambda tx: payments.limit_usage(tx, session.account.id, found.rights))
+    used = db.run(lambda tx: limits.limit_usage(tx, session.account.id, found.rights))
     upper = found.next_tier
     return page(
         request,

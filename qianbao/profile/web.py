@@ -14,8 +14,8 @@ from qianbao.i18n import N_
 from qianbao.identity.service import CurrentSession
 from qianbao.profile import regions, service
 from qianbao.profile.models import STREET_MAX_LENGTH
-from qianbao.web.render import check_csrf, page, redirect
 from qianbao.web.pages import CsrfField, DbDep, signed_in_or_home
+from qianbao.web.render import check_csrf, page, redirect
 
 router = APIRouter(include_in_schema=False)
 Text = Annotated[str, Form()]

@@ -22,8 +22,8 @@ from qianbao.identity.service import CurrentSession
 from qianbao.verification import service
 from qianbao.verification.api import chip_proofs, chip_upload, read_upload
 from qianbao.verification.service import CaseView
-from qianbao.web.render import check_csrf, page, redirect
 from qianbao.web.pages import CsrfField, DbDep, signed_in_or_home
+from qianbao.web.render import check_csrf, page, redirect
 
 router = APIRouter(include_in_schema=False)
 OPTIONS: Final = "/me/verify"

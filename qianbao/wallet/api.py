@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, Up
 
 from qianbao import policy
 from qianbao.db import Tx
+from qianbao.deps import IdempotencyKey, request_key
 from qianbao.errors import InvalidInput
 from qianbao.i18n import N_, translate
 from qianbao.identity import schemas as identity_schemas
@@ -23,7 +24,7 @@ from qianbao.money import Money
 from qianbao.risk import restrictions
 from qianbao.standing import Standing, standing
 from qianbao.verification.api import read_upload
-from qianbao.wallet import history, payments, schemas
+from qianbao.wallet import history, limits, payments, schemas
 from qianbao.wallet.payments import OrderView
 
 router = APIRouter(prefix="/api/v1", tags=["wallet"])
@@ -83,7 +84,7 @@ def get_level(session: SessionDep, db: DbDep) -> identity_schemas.LevelOut:
     """The account's tier (from how it is verified), what it may do, and what the next
     tier would add (policy.py decides all of it)."""
     found = db.run(lambda tx: standing(tx, session.account.id))
-    used = db.run(lambda tx: payments.limit_usage(tx, session.account.id, found.rights))
+    used = db.run(lambda tx: limits.limit_usage(tx, session.account.id, found.rights))
     return level_out(found, used)
 
 
@@ -316,15 +317,27 @@ def demo_order(body: schemas.DemoOrderIn, request: Request, db: DbDep) -> schema
 
 @router.post("/demo/shop/orders/{order_id}/refunds", response_model=schemas.RefundOut)
 def demo_refund(
-    order_id: uuid.UUID, body: schemas.RefundIn, request: Request, db: DbDep
+    order_id: uuid.UUID,
+    body: schemas.RefundIn,
+    request: Request,
+    db: DbDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> schemas.RefundOut:
-    """A full or partial refund by the demo shop; the same request number is done once."""
+    """A full or partial refund by the demo shop, named by its request number (the
+    Idempotency-Key header, or ``out_request_no``): the same number is done once, and
+    used with another amount or destination it is 409 ``idempotency.mismatch``."""
+    request_no = request_key(idempotency_key, body.out_request_no, "out_request_no")
+    if request_no is None:
+        raise InvalidInput(
+            "refund.request_no",
+            N_("A refund needs its request number: the Idempotency-Key header or out_request_no."),
+        )
     shop = payments.demo_merchant(db)
     done = payments.refund(
         db,
         shop,
         order_id,
-        body.out_request_no,
+        request_no,
         payments.parse_amount(body.amount),
         to_balance=body.destination == "balance",
     )

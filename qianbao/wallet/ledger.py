@@ -15,7 +15,7 @@ Model (TigerBeetle's, in SQL):
   transfers committed together or not at all, under a unique idempotency key, with
   the hash of the request and the result given back. A retry with the same key and
   the same request gets the stored result and moves nothing; the same key with another
-  request is refused (``ledger.idempotency_mismatch``), as with a payment provider's
+  request is refused (``idempotency.mismatch``), as with a payment provider's
   idempotency keys or TigerBeetle's transfer ids. A refused operation (insufficient
   funds) stores nothing, so the key may be used again.
 
@@ -117,7 +117,7 @@ def insufficient_funds(account_id: uuid.UUID) -> Conflict:
 
 def idempotency_mismatch(key: str) -> Conflict:
     return Conflict(
-        "ledger.idempotency_mismatch",
+        "idempotency.mismatch",
         N_("This request repeats an earlier one's key with different contents."),
         details={"idempotency_key": key},
     )

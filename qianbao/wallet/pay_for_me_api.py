@@ -16,6 +16,7 @@ from qianbao.wallet import api as wallet_api
 from qianbao.wallet import pay_for_me, schemas
 from qianbao.wallet.pay_for_me import LinkView, Source
 from qianbao.wallet.payments import Cashier
+from qianbao.web.render import public_url
 
 router = APIRouter(prefix="/api/v1", tags=["pay-for-me"])
 
@@ -58,7 +59,7 @@ def ask_a_friend(
     link = db.run(lambda tx: pay_for_me.ask_a_friend(tx, session.account.id, order_id))
     return NewLinkOut(
         id=link.id,
-        url=str(request.base_url).rstrip("/") + link.path,
+        url=public_url(request, link.path),
         expires_at=link.expires_at,
         order=wallet_api.order_out(link.order),
     )

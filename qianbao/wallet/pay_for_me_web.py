@@ -19,8 +19,8 @@ from qianbao.identity.service import CurrentSession
 from qianbao.wallet import pay_for_me
 from qianbao.wallet.pay_for_me import Source
 from qianbao.web import after_login
-from qianbao.web.render import check_csrf, page, redirect
 from qianbao.web.pages import CsrfField, DbDep, signed_in, signed_in_or_home
+from qianbao.web.render import check_csrf, page, public_url, redirect
 
 router = APIRouter(include_in_schema=False)
 Text = Annotated[str, Form()]
@@ -49,7 +49,7 @@ def qr_svg(text: str) -> Markup:
 
 def full_url(request: Request, path: str) -> str:
     """The link as the asker's own browser reaches this site."""
-    return str(request.base_url).rstrip("/") + path
+    return public_url(request, path)
 
 
 @router.post("/cashier/{order_id}/pay-for-me")

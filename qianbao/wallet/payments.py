@@ -26,7 +26,6 @@ from decimal import ROUND_HALF_UP, Decimal
 from functools import partial
 from pathlib import Path
 from typing import Final
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, or_, select
 
@@ -44,7 +43,7 @@ from qianbao.policy import Rights
 from qianbao.risk import restrictions
 from qianbao.standing import standing
 from qianbao.throttling import ratelimit
-from qianbao.wallet import ledger
+from qianbao.wallet import ledger, limits
 from qianbao.wallet.payment_models import (
     ForeignCard,
     Merchant,
@@ -494,10 +493,28 @@ def cashier(tx: Tx, user_id: uuid.UUID, order_id: uuid.UUID) -> Cashier:
     )
 
 
-def _tour_pass_balance(tx: Tx, user_id: uuid.UUID) -> Money | None:
-    from qianbao.wallet import tour_pass  # it builds on this module
+@dataclass(frozen=True)
+class PaymentSource:
+    """A way of paying that builds on this module (the Tour Pass): what it holds for a
+    person, for the cashier, and where a refund of an order it paid goes back to (a
+    ledger account). It registers itself (``add_payment_source``), so that this module
+    need not import it."""
 
-    return tour_pass.open_balance(tx, user_id)
+    name: str
+    balance: Callable[[Tx, uuid.UUID], Money | None]
+    refund_target: Callable[[Tx, uuid.UUID], uuid.UUID]
+
+
+_payment_sources: dict[str, PaymentSource] = {}
+
+
+def add_payment_source(source: PaymentSource) -> None:
+    _payment_sources[source.name] = source
+
+
+def _tour_pass_balance(tx: Tx, user_id: uuid.UUID) -> Money | None:
+    source = _payment_sources.get("tour_pass")
+    return None if source is None else source.balance(tx, user_id)
 
 
 def pay_with_balance(
@@ -934,11 +951,10 @@ def _refund_in_wallet(
     merchant = merchant_of(tx, order.merchant_id)
     payer = str(payer_id)
     claim_wallets(tx, payer, SYSTEM)
-    if order.source == "tour_pass":  # back to the pass it was paid from
-        from qianbao.wallet import tour_pass  # it builds on this module
-
-        destination = "tour_pass"
-        target = tour_pass.refund_target(tx, order.id)
+    registered = _payment_sources.get(order.source or "")
+    if registered is not None:  # back to what it was paid from (the Tour Pass)
+        destination = registered.name
+        target = registered.refund_target(tx, order.id)
     else:
         usable = standing(tx, payer_id).rights.use_balance and not (
             restrictions.is_frozen(tx, payer_id)
@@ -1413,50 +1429,6 @@ def _fee_share(tx: Tx, order: PaymentOrder, refund_minor: int) -> int:
     return int(share.quantize(Decimal(1), ROUND_HALF_UP))
 
 
-LIMITS_TIME_ZONE: Final = ZoneInfo("Asia/Shanghai")
-
-
-def year_start(now: datetime) -> datetime:
-    """1 January 00:00 in Beijing of ``now``'s year there: the PBOC's yearly limits
-    (Class II and III) count calendar years in China, not in UTC."""
-    local = now.astimezone(LIMITS_TIME_ZONE)
-    return local.replace(month=1, day=1, hour=0, minute=0, second=0, microsecond=0)
-
-
-def limit_usage(tx: Tx, user_id: uuid.UUID, rights: Rights) -> dict[str, Money | int]:
-    """How much of each of policy.py's limits the person has used, in the limit's own
-    currency (card payments are converted from CNY at the settings' rate), or as a
-    count (transfers a day)."""
-    now = tx.now()
-    since_new_year = year_start(now)
-    balance_day = Money(CNY, _paid_since(tx, user_id, "balance", now - timedelta(days=1)))
-    balance_year = Money(CNY, _paid_since(tx, user_id, "balance", since_new_year))
-    card_year_cny = _paid_since(tx, user_id, "foreign_card", since_new_year)
-    used: dict[str, Money | int] = {
-        "balance_per_day": balance_day,
-        "balance_per_year": balance_year,
-    }
-    from qianbao.wallet import transfers  # imported here: transfers builds on this module
-
-    sent_today = transfers.sent_since(tx, user_id, now - timedelta(days=1))
-    used["transfer_per_day"] = Money(CNY, sent_today.total)
-    used["transfers_per_day"] = sent_today.count
-    card_limit = rights.card_per_year
-    rate = tx.settings.fx_rates.get(card_limit.currency)
-    if card_limit.currency == CNY:
-        used["card_per_year"] = Money(CNY, card_year_cny)
-    elif rate:
-        converted = (Decimal(card_year_cny) / rate).quantize(Decimal(1), ROUND_HALF_UP)
-        used["card_per_year"] = Money(card_limit.currency, int(converted))
-    return used
-
-
-def balance_spent_since(tx: Tx, user_id: uuid.UUID, since: datetime) -> int:
-    """Minor units of CNY paid and sent from the balance since ``since`` (what policy.py's
-    balance limits count)."""
-    return _paid_since(tx, user_id, "balance", since)
-
-
 def _card_velocity_rule(tx: Tx, user_id: uuid.UUID) -> None:
     """Risk rule: an unverified account paying by card faster than the velocity limit."""
     if standing(tx, user_id).level != "unverified":
@@ -1494,13 +1466,13 @@ def _within_balance_limits(tx: Tx, user_id: uuid.UUID, amount: Money, rights: Ri
         (rights.balance_per_day, now - timedelta(days=1), "policy.balance_day_limit"),
         (
             rights.balance_per_year,
-            year_start(now),
+            limits.year_start(now),
             "policy.balance_year_limit",
         ),
     ):
         if limit is None:
             continue
-        used = _paid_since(tx, user_id, "balance", since)
+        used = limits.paid_since(tx, user_id, "balance", since)
         if used + amount.minor > limit.minor:
             raise Forbidden(
                 code,
@@ -1518,7 +1490,7 @@ def within_card_limits(tx: Tx, user_id: uuid.UUID, amount: Money) -> None:
 def _within_card_limits(tx: Tx, user_id: uuid.UUID, amount: Money, rights: Rights) -> None:
     rates = tx.settings.fx_rates
     now = tx.now()
-    used = _paid_since(tx, user_id, "foreign_card", year_start(now))
+    used = limits.paid_since(tx, user_id, "foreign_card", limits.year_start(now))
     checks = [(rights.card_per_payment, amount.minor, "policy.card_payment_limit")]
     checks.append((rights.card_per_year, used + amount.minor, "policy.card_year_limit"))
     for limit, cny_minor, code in checks:
@@ -1531,26 +1503,6 @@ def _within_card_limits(tx: Tx, user_id: uuid.UUID, amount: Money, rights: Right
                 N_("This payment would pass your foreign card limit of {limit}."),
                 {"limit": limit.format()},
             )
-
-
-def _paid_since(tx: Tx, user_id: uuid.UUID, source: str, since: datetime) -> int:
-    query = select(func.coalesce(func.sum(PaymentOrder.amount - PaymentOrder.refunded), 0)).where(
-        PaymentOrder.payer_id == user_id,
-        PaymentOrder.source == source,
-        PaymentOrder.paid_at >= since,
-    )
-    paid = int(tx.session.scalar(query) or 0)
-    if source == "foreign_card":
-        # A Tour Pass top-up is a foreign card payment too (policy.py's card limits).
-        from qianbao.wallet import tour_pass  # imported here: tour_pass builds on this module
-
-        paid += tour_pass.card_top_ups_since(tx, user_id, since)
-    if source == "balance":
-        # policy.py: the balance limits count transfers to other people with payments.
-        from qianbao.wallet import transfers  # imported here: transfers builds on this module
-
-        paid += transfers.sent_since(tx, user_id, since).total
-    return paid
 
 
 def order_view(tx: Tx, order: PaymentOrder) -> OrderView:

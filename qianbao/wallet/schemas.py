@@ -128,12 +128,15 @@ class RefundIn(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
-                {"out_request_no": "R2026120601", "amount": "88.00", "destination": "original"}
+                {"amount": "88.00", "destination": "original"},
+                {"out_request_no": "R2026120601", "amount": "88.00", "destination": "original"},
             ]
         }
     )
 
-    out_request_no: str = Field(min_length=1, max_length=64)
+    # The refund's request number (Alipay's out_request_no): the Idempotency-Key header,
+    # or this field.
+    out_request_no: str | None = Field(default=None, min_length=1, max_length=64)
     amount: str = Field(max_length=16)
     # "original": the way the money came; "balance": the buyer's Qianbao balance
     destination: Literal["original", "balance"] = "original"

@@ -10,8 +10,8 @@ from fastapi.responses import Response
 from qianbao.errors import QianbaoError
 from qianbao.identity.service import CurrentSession
 from qianbao.wallet import topup_codes
-from qianbao.web.render import check_csrf, page, redirect
 from qianbao.web.pages import ClientDep, CsrfField, DbDep, signed_in_or_home
+from qianbao.web.render import check_csrf, page, redirect
 
 router = APIRouter(include_in_schema=False)
 

@@ -431,22 +431,6 @@ def _start_top_up(
     return _Charge(row.id, card.token, Money(CNY, row.amount + row.fee))
 
 
-def card_top_ups_since(tx: Tx, user_id: uuid.UUID, since: datetime) -> int:
-    """What the person's cards paid for Tour Pass top-ups since ``since`` (as for card
-    payments: the fee aside, what went back to the cards taken off), in fen: part of
-    their foreign card limits."""
-    query = (
-        select(func.coalesce(func.sum(TourPassTopUp.amount - TourPassTopUp.refunded), 0))
-        .join(TourPass, TourPass.id == TourPassTopUp.pass_id)
-        .where(
-            TourPass.user_id == user_id,
-            TourPassTopUp.state.in_(("pending", "done")),
-            TourPassTopUp.created_at >= since,
-        )
-    )
-    return int(tx.session.scalar(query) or 0)
-
-
 def _retried(
     tx: Tx, earlier: TourPassTopUp, card_id: uuid.UUID, amount: Money
 ) -> _Charge | TopUpView:
@@ -1012,3 +996,8 @@ def _refund_line(tx: Tx, part: TourPassRefund) -> HistoryLine:
     return HistoryLine(
         "refund", part.created_at, Money(CNY, -part.amount), label, detail, part.state
     )
+
+
+# The cashier offers the open pass, and a merchant's refund of a pass payment comes back
+# to it.
+payments.add_payment_source(payments.PaymentSource(SOURCE, open_balance, refund_target))

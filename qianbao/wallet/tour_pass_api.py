@@ -11,6 +11,7 @@ from decimal import Decimal
 from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from qianbao.deps import IdempotencyKey, request_key
 from qianbao.errors import NotFound
 from qianbao.i18n import N_, translate
 from qianbao.identity.api import DbDep, SessionDep
@@ -87,8 +88,11 @@ class TopUpIn(BaseModel):
     card_id: uuid.UUID
     amount: str = Field(max_length=16, description="CNY, e.g. 500.00")
     payment_password: str = Field(max_length=6)
-    idempotency_key: str = Field(
-        min_length=1, max_length=64, description="the same key makes a retry return the top-up"
+    idempotency_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="the top-up's key, if not sent as the Idempotency-Key header",
     )
     return_url: str | None = Field(
         default=None, max_length=512, description="where the issuer's 3-D Secure check returns"
@@ -195,9 +199,13 @@ def quote(session: SessionDep, db: DbDep, amount: str = Query(max_length=16)) ->
 
 
 @router.post("/tour-pass/top-ups", response_model=TopUpOut, status_code=status.HTTP_201_CREATED)
-def top_up(body: TopUpIn, session: SessionDep, db: DbDep) -> TopUpOut:
+def top_up(
+    body: TopUpIn, session: SessionDep, db: DbDep, idempotency_key: IdempotencyKey = None
+) -> TopUpOut:
     """Charge the card the amount plus the fee and add the amount to the open pass,
-    confirmed by the payment password; the same ``idempotency_key`` never charges twice."""
+    confirmed by the payment password; the same key (the Idempotency-Key header, or
+    ``idempotency_key``) never charges twice."""
+    key = request_key(idempotency_key, body.idempotency_key, "idempotency_key") or ""
     return_url = body.return_url
     done = tour_pass.top_up(
         db,
@@ -205,7 +213,7 @@ def top_up(body: TopUpIn, session: SessionDep, db: DbDep) -> TopUpOut:
         body.card_id,
         payments.parse_amount(body.amount),
         body.payment_password,
-        body.idempotency_key,
+        key,
         challenge_return_url=(lambda _top_up_id: return_url) if return_url else None,
     )
     return top_up_out(done)

@@ -18,8 +18,8 @@ from qianbao.errors import NotFound, QianbaoError
 from qianbao.i18n import N_
 from qianbao.identity.service import CurrentSession
 from qianbao.wallet import payments, tour_pass
-from qianbao.web.render import check_csrf, page, redirect
 from qianbao.web.pages import CsrfField, DbDep, signed_in_or_home
+from qianbao.web.render import check_csrf, page, redirect
 
 router = APIRouter(include_in_schema=False)
 Text = Annotated[str, Form()]

@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, Literal
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 
 from qianbao.db import Database, Tx
 from qianbao.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -45,7 +45,7 @@ from qianbao.risk import restrictions
 from qianbao.standing import standing
 from qianbao.throttling import ratelimit
 from qianbao.verification import service as verification
-from qianbao.wallet import ledger, payments
+from qianbao.wallet import ledger, limits, payments
 from qianbao.wallet.transfer_models import PersonTransfer
 
 CNY: Final = payments.CNY
@@ -138,12 +138,6 @@ class TransferView:
 
     def counterparty(self) -> str:
         return shown_party(self.counterparty_name, self.counterparty_phone)
-
-
-@dataclass(frozen=True)
-class Sent:
-    total: int  # minor units of CNY
-    count: int
 
 
 def shown_party(name: str, phone: str) -> str:
@@ -333,22 +327,12 @@ def _phone_owner(tx: Tx, sender_id: uuid.UUID, text: str) -> uuid.UUID | None:
 # --- limits ---------------------------------------------------------------------------
 
 
-def sent_since(tx: Tx, user_id: uuid.UUID, since: datetime) -> Sent:
-    """What the person has sent to other people since ``since``."""
-    row = tx.session.execute(
-        select(func.coalesce(func.sum(PersonTransfer.amount), 0), func.count()).where(
-            PersonTransfer.sender_id == user_id, PersonTransfer.created_at >= since
-        )
-    ).one()
-    return Sent(int(row[0] or 0), int(row[1] or 0))
-
-
 def allowance(tx: Tx, user_id: uuid.UUID, rights: Rights | None = None) -> Allowance:
     """The sender's balance and what is left of each limit that applies to a transfer."""
     if rights is None:
         rights = standing(tx, user_id).rights
     now = tx.now()
-    today = sent_since(tx, user_id, now - DAY)
+    today = limits.sent_since(tx, user_id, now - DAY)
     lines: list[Remaining] = []
     if rights.transfers_per_day is not None:
         left = max(0, rights.transfers_per_day - today.count)
@@ -356,10 +340,8 @@ def allowance(tx: Tx, user_id: uuid.UUID, rights: Rights | None = None) -> Allow
     # The balance limits count payments from the balance and transfers together.
     spent: dict[str, Callable[[], int]] = {
         "transfer_per_day": lambda: today.total,
-        "balance_per_day": lambda: payments.balance_spent_since(tx, user_id, now - DAY),
-        "balance_per_year": lambda: payments.balance_spent_since(
-            tx, user_id, payments.year_start(now)
-        ),
+        "balance_per_day": lambda: limits.balance_spent_since(tx, user_id, now - DAY),
+        "balance_per_year": lambda: limits.balance_spent_since(tx, user_id, limits.year_start(now)),
     }
     for key, used in spent.items():
         limit: Money | None = getattr(rights, key)

@@ -19,8 +19,8 @@ from qianbao.identity.service import CurrentSession
 from qianbao.standing import standing
 from qianbao.wallet import transfers
 from qianbao.web import after_login
-from qianbao.web.render import check_csrf, page, redirect
 from qianbao.web.pages import CsrfField, DbDep, signed_in, signed_in_or_home
+from qianbao.web.render import check_csrf, page, public_url, redirect
 
 router = APIRouter(include_in_schema=False)
 Text = Annotated[str, Form()]
@@ -190,7 +190,7 @@ def request_money(
         status=error.status if error else 200,
         account=session.account,
         tab="wallet",
-        link=str(request.base_url).rstrip("/") + path,
+        link=public_url(request, path),
         typed={"amount": amount[:32], "note": note[:400], "via": via},
         email=email,
         may_receive=may_receive,

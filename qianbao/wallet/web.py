@@ -20,8 +20,8 @@ from qianbao.money import Money
 from qianbao.risk import restrictions
 from qianbao.verification.api import read_upload
 from qianbao.wallet import history, pay_for_me, payments, tour_pass, transfers
-from qianbao.web.render import check_csrf, page, redirect
 from qianbao.web.pages import CsrfField, DbDep, signed_in, signed_in_or_home
+from qianbao.web.render import check_csrf, page, redirect
 
 router = APIRouter(include_in_schema=False)
 Text = Annotated[str, Form()]

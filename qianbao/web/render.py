@@ -112,6 +112,14 @@ def page(request: Request, template: str, status: int = 200, **context: Any) -> 
     return response
 
 
+def public_url(request: Request, path: str) -> str:
+    """An address to hand to someone else (a pay-for-me or a collect-money link): under
+    QIANBAO_PUBLIC_BASE_URL, never the Host header the request came with, which anyone
+    may set."""
+    settings: Settings = request.app.state.settings
+    return settings.public_base_url.rstrip("/") + path
+
+
 def redirect(request: Request, url: str) -> RedirectResponse:
     response = RedirectResponse(url, status_code=303)
     _finish(request, response)

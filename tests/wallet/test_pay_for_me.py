@@ -24,7 +24,7 @@ from qianbao.identity import service as identity
 from qianbao.identity.models import User
 from qianbao.identity.phone import parse_mobile
 from qianbao.notify.service import read_outbox
-from qianbao.wallet import ledger, pay_for_me, payments
+from qianbao.wallet import ledger, limits, pay_for_me, payments
 from qianbao.wallet.pay_for_me import Source
 from tests.helpers import HOME, last_code
 from tests.verification.flow_helpers import new_person
@@ -133,7 +133,7 @@ def test_a_friend_pays_with_their_balance_and_the_asker_is_told(
     # The friend's limits count the payment; the asker's do not.
     for user, used in ((friend, cny("60.00")), (asker, cny("0"))):
         rights = db.run(lambda tx, u=user: payments.standing(tx, u).rights)
-        usage = db.run(lambda tx, u=user, r=rights: payments.limit_usage(tx, u, r))
+        usage = db.run(lambda tx, u=user, r=rights: limits.limit_usage(tx, u, r))
         assert usage["balance_per_day"] == used
 
 
@@ -363,9 +363,11 @@ def test_the_pages_ask_a_friend_then_the_friend_logs_in_and_pays(
     shared = client.post(f"/cashier/{order_id}/pay-for-me", data={"csrf": token})
     assert shared.status_code == 200 and shared.headers["cache-control"] == "no-store"
     assert "<svg" in shared.text and 'data-testid="pay-for-me-qr"' in shared.text
-    found = re.search(r'value="(http://127\.0\.0\.1/pay-for-me/[A-Za-z0-9_-]+)"', shared.text)
+    # The link is under the public address (QIANBAO_PUBLIC_BASE_URL), not the Host header.
+    public = db.settings.public_base_url.rstrip("/")
+    found = re.search(f'value="({re.escape(public)}/pay-for-me/[A-Za-z0-9_-]+)"', shared.text)
     assert found, shared.text
-    path = found.group(1).removeprefix("http://127.0.0.1")
+    path = found.group(1).removeprefix(public)
     own = client.get(path)
     assert 'data-code="pay_for_me.own_link"' in own.text
 
@@ -431,7 +433,8 @@ def test_the_api_asks_reads_and_pays_with_localized_refusals(
     assert made.status_code == 201, made.text
     url = made.json()["url"]
     token = url.rsplit("/", 1)[1]
-    assert "token" not in made.json() and url.startswith("http://127.0.0.1/pay-for-me/")
+    public = db.settings.public_base_url.rstrip("/")  # never the request's Host header
+    assert "token" not in made.json() and url.startswith(public + "/pay-for-me/")
     seen = client.get(f"/api/v1/pay-for-me/{token}", headers=auth[friend]).json()
     assert seen["link"]["state"] == "open" and seen["link"]["asker"] == "+44 ******3456"
     assert seen["cashier"]["balance"] == {"currency": "CNY", "value": "100.00"}

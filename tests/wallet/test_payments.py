@@ -16,7 +16,7 @@ from qianbao.errors import QianbaoError
 from qianbao.identity import security
 from qianbao.identity import service as identity
 from qianbao.money import Money
-from qianbao.wallet import ledger, payments
+from qianbao.wallet import ledger, limits, payments
 from tests.identity.test_security import security_code
 from tests.verification.flow_helpers import new_person
 
@@ -308,6 +308,6 @@ def test_yearly_limits_count_the_calendar_year_in_beijing() -> None:
     from datetime import UTC, datetime
 
     new_years_eve_utc = datetime(2026, 12, 31, 20, 0, tzinfo=UTC)  # 04:00 on 1 Jan in Beijing
-    assert payments.year_start(new_years_eve_utc) == datetime(2026, 12, 31, 16, 0, tzinfo=UTC)
+    assert limits.year_start(new_years_eve_utc) == datetime(2026, 12, 31, 16, 0, tzinfo=UTC)
     still_2026 = datetime(2026, 12, 31, 15, 59, tzinfo=UTC)  # 23:59 on 31 Dec in Beijing
-    assert payments.year_start(still_2026) == datetime(2025, 12, 31, 16, 0, tzinfo=UTC)
+    assert limits.year_start(still_2026) == datetime(2025, 12, 31, 16, 0, tzinfo=UTC)

@@ -24,7 +24,7 @@ from qianbao.identity import service as identity
 from qianbao.money import Money
 from qianbao.notify.service import read_outbox
 from qianbao.standing import standing
-from qianbao.wallet import ledger, payments, tour_pass
+from qianbao.wallet import ledger, limits, payments, tour_pass
 from qianbao.wallet.tour_pass_models import TourPass, TourPassRefund, TourPassTopUp
 from tests.verification.flow_helpers import new_person
 from tests.wallet.test_payments import (
@@ -201,7 +201,7 @@ def test_top_ups_count_against_the_foreign_card_limits(db: Database, clock: Froz
     user = visitor(db, clock)
     card = add_card(db, user)
     top(db, user, card, "500.00", "k1")
-    used = db.run(lambda tx: payments.limit_usage(tx, user, standing(tx, user).rights))
+    used = db.run(lambda tx: limits.limit_usage(tx, user, standing(tx, user).rights))
     assert used["card_per_year"].minor == round(500_00 / float(db.settings.fx_rates["USD"]))
     db.settings.policy_overrides = {"class_ii": {"card_per_year": "100 USD"}}
     over = refused(lambda: top(db, user, card, "1000.00", "k2"))  # USD 140 > what is left

@@ -32,7 +32,7 @@ from qianbao.notify.service import read_outbox
 from qianbao.risk import restrictions
 from qianbao.settings import Settings
 from qianbao.verification import liveness
-from qianbao.wallet import ledger, payments, transfers
+from qianbao.wallet import ledger, limits, payments, transfers
 from qianbao.wallet.transfer_models import PersonTransfer
 from tests.api_helpers import AGREEMENT, outbox_code
 from tests.helpers import last_code
@@ -390,7 +390,7 @@ def test_the_balance_limits_count_payments_and_transfers_together(
     paying = refused(lambda: payments.pay_with_balance(db, alice, second, PIN))
     assert paying.code == "policy.balance_day_limit"
     used = db.run(
-        lambda tx: payments.limit_usage(tx, alice, policy.rights_for("class_ii", db.settings))
+        lambda tx: limits.limit_usage(tx, alice, policy.rights_for("class_ii", db.settings))
     )
     assert used["balance_per_day"] == cny("5000") and used["transfer_per_day"] == cny("2000")
     db.settings.policy_overrides = {"class_ii": {"balance_per_day": None}}
@@ -719,7 +719,7 @@ def test_the_level_page_counts_the_transfers_sent_today(
     send(db, alice, BOB, "1")
     send(db, alice, BOB, "2")
     rights = db.run(lambda tx: standing(tx, alice)).rights
-    used = db.run(lambda tx: payments.limit_usage(tx, alice, rights))
+    used = db.run(lambda tx: limits.limit_usage(tx, alice, rights))
     assert used["transfers_per_day"] == 2 and used["transfer_per_day"] == cny("3")
     lines = {line.key: line for line in policy.describe(rights, used)}
     assert lines["transfers_per_day"].used is not None and "2" in lines["transfers_per_day"].used

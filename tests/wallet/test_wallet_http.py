@@ -197,3 +197,45 @@ def test_a_card_whose_issuer_checks_it_is_added_through_the_3d_secure_page(
         data={"csrf": token, "answer": "9999", "return_to": other.url.params["return_to"]},
     )
     assert wrong.status_code == 409 and 'data-code="card.verification_failed"' in wrong.text
+
+
+def test_refunds_over_http_are_named_by_the_idempotency_key_and_races_get_plain_answers(
+    client: TestClient, clock: FrozenClock
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    auth = bearer(api_sign_up(client)["token"])
+    with_payment_password(client, auth, clock)
+    card = client.post(
+        "/api/v1/wallet/cards",
+        headers=auth,
+        json={"number": VISA_USD, "expiry": "12/30", "cvv": "123", "holder_name": "ADA LOVELACE"},
+    ).json()
+    order_id = client.post(
+        "/api/v1/demo/shop/orders", json={"subject": "Tea", "amount": "100.00"}
+    ).json()["id"]
+    paid = client.post(
+        f"/api/v1/orders/{order_id}/pay",
+        headers=auth,
+        json={"source": "foreign_card", "card_id": card["id"], "payment_password": "802417"},
+    )
+    assert paid.status_code == 200, paid.text
+    refunds = f"/api/v1/demo/shop/orders/{order_id}/refunds"
+
+    def ask(key: str, amount: str) -> tuple[int, str]:
+        answer = client.post(refunds, headers={"Idempotency-Key": key}, json={"amount": amount})
+        return answer.status_code, answer.json().get("code", answer.json().get("out_request_no"))
+
+    # Three partial refunds at once, together 0.01 over the order: two done, one 422.
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        answers = list(pool.map(ask, ["A", "B", "C"], ["33.33", "33.33", "33.35"]))
+    assert sorted(status for status, _ in answers) == [200, 200, 422], answers
+    assert [code for status, code in answers if status == 422] == ["refund.too_much"]
+    assert ask("A", "33.33") == (200, "A")  # a retry: the first answer
+    assert ask("A", "20.00") == (409, "idempotency.mismatch")
+    both = client.post(
+        refunds, headers={"Idempotency-Key": "D"}, json={"out_request_no": "E", "amount": "1.00"}
+    )
+    assert (both.status_code, both.json()["code"]) == (422, "idempotency.key_conflict")
+    neither = client.post(refunds, json={"amount": "1.00"})
+    assert (neither.status_code, neither.json()["code"]) == (422, "refund.request_no")
