@@ -34,7 +34,7 @@ from qianbao import migrate
 from qianbao.db import Database, Tx
 from qianbao.money import Money
 from qianbao.settings import Settings
-from qianbao.wallet import ledger
+from qianbao.wallet.ledger import service as ledger
 
 SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 BENCH_DB = "qianbao_ledger_bench"

@@ -44,7 +44,8 @@ from qianbao.identity import service as identity  # noqa: E402
 from qianbao.identity.phone import parse_mobile  # noqa: E402
 from qianbao.money import Money  # noqa: E402
 from qianbao.settings import Settings  # noqa: E402
-from qianbao.wallet import ledger, payments  # noqa: E402
+from qianbao.wallet.ledger import service as ledger  # noqa: E402
+from qianbao.wallet.payments import service as payments  # noqa: E402
 
 DATABASE = "qianbao_payments_bench"
 PIN = "802417"

@@ -172,7 +172,7 @@ def wallet(page: Page, server: LiveServer, out: Path) -> None:
     from qianbao.identity import security
     from qianbao.identity.phone import parse_mobile
     from qianbao.money import Money
-    from qianbao.wallet import payments
+    from qianbao.wallet.payments import service as payments
 
     db = server.db
     page.context.clear_cookies()
@@ -223,7 +223,9 @@ def wallet_part_two(page: Page, server: LiveServer, out: Path, user_id: object) 
     from qianbao.identity.agreements import CURRENT_VERSION
     from qianbao.identity.phone import parse_mobile
     from qianbao.money import Money
-    from qianbao.wallet import payments, topup_codes, tour_pass
+    from qianbao.wallet.payments import service as payments
+    from qianbao.wallet.topup_codes import service as topup_codes
+    from qianbao.wallet.tour_pass import service as tour_pass
 
     db = server.db
     assert isinstance(user_id, uuid.UUID)

@@ -38,17 +38,15 @@ from qianbao.settings import Settings, get_settings
 from qianbao.verification import api as verification_api
 from qianbao.verification import web as verification_web
 from qianbao.wallet import api as wallet_api
-from qianbao.wallet import (
-    pay_for_me_api,
-    pay_for_me_web,
-    topup_codes_api,
-    topup_codes_web,
-    tour_pass_api,
-    tour_pass_web,
-    transfers_api,
-    transfers_web,
-)
 from qianbao.wallet import web as wallet_web
+from qianbao.wallet.pay_for_me import api as pay_for_me_api
+from qianbao.wallet.pay_for_me import web as pay_for_me_web
+from qianbao.wallet.topup_codes import api as topup_codes_api
+from qianbao.wallet.topup_codes import web as topup_codes_web
+from qianbao.wallet.tour_pass import api as tour_pass_api
+from qianbao.wallet.tour_pass import web as tour_pass_web
+from qianbao.wallet.transfers import api as transfers_api
+from qianbao.wallet.transfers import web as transfers_web
 from qianbao.web import render
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from qianbao.db import Database, Tx
 from qianbao.settings import get_settings
 
 if TYPE_CHECKING:
-    from qianbao.wallet import ledger
+    from qianbao.wallet.ledger import service as ledger
 
 app = typer.Typer(help="Qianbao wallet service.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -137,7 +137,7 @@ def demo_expire_tour_passes(
 
     settings = get_settings()
     if not server:
-        from qianbao.wallet import tour_pass
+        from qianbao.wallet.tour_pass import service as tour_pass
 
         if not settings.demo:
             raise typer.BadParameter("only in demo mode (QIANBAO_DEMO=true)")
@@ -452,7 +452,7 @@ def trust_list() -> None:
 def create_merchant(name: Annotated[str, typer.Argument(help="The merchant's name.")]) -> None:
     """Create a merchant whose orders people pay at the cashier."""
     from qianbao.errors import QianbaoError
-    from qianbao.wallet import payments
+    from qianbao.wallet.payments import service as payments
 
     try:
         merchant_id = Database(get_settings()).run(lambda tx: payments.create_merchant(tx, name))
@@ -461,7 +461,7 @@ def create_merchant(name: Annotated[str, typer.Argument(help="The merchant's nam
     typer.echo(f"merchant {name!r} created: {merchant_id}")
 
 
-# --- top-up codes sold by stores (qianbao/wallet/topup_codes.py) ----------------------------
+# --- top-up codes sold by stores (qianbao/wallet/topup_codes/service.py) --------------------
 
 
 @admin_app.command("create-topup-codes")
@@ -479,7 +479,7 @@ def create_topup_codes(
 ) -> None:
     """Create a batch of codes, prepaid, and print them ONCE: only their hashes are kept."""
     from qianbao.errors import QianbaoError
-    from qianbao.wallet import topup_codes
+    from qianbao.wallet.topup_codes import service as topup_codes
 
     database = Database(get_settings())
     try:
@@ -506,7 +506,7 @@ def void_topup_codes(
     import uuid
 
     from qianbao.errors import QianbaoError
-    from qianbao.wallet import topup_codes
+    from qianbao.wallet.topup_codes import service as topup_codes
 
     try:
         batch_id = uuid.UUID(batch.strip())
@@ -537,7 +537,8 @@ def ledger_audit() -> None:
     equals its history, none is under its floor, each currency sums to zero. Exits 1 on
     any mismatch (for an operator's cron). With the sandbox card network and bank, their
     books are reconciled with the ledger's too (wallet/reconciliation.py)."""
-    from qianbao.wallet import ledger, reconciliation
+    from qianbao.wallet import reconciliation
+    from qianbao.wallet.ledger import service as ledger
 
     database = Database(get_settings())
     try:

@@ -42,7 +42,10 @@ from qianbao.notify import service as notify
 from qianbao.observability import metrics
 from qianbao.throttling import ratelimit
 from qianbao.verification import service as verification
-from qianbao.wallet import ledger, pay_for_me, payments, tour_pass
+from qianbao.wallet.ledger import service as ledger
+from qianbao.wallet.pay_for_me import service as pay_for_me
+from qianbao.wallet.payments import service as payments
+from qianbao.wallet.tour_pass import service as tour_pass
 from qianbao.worker_models import WorkerJob
 
 log = logging.getLogger(__name__)

@@ -11,14 +11,12 @@ from qianbao.profile import models as profile_models
 from qianbao.risk import models as risk_models
 from qianbao.throttling import models as throttling_models
 from qianbao.verification import models as verification_models
-from qianbao.wallet import models as wallet_models
-from qianbao.wallet import (
-    pay_for_me_models,
-    payment_models,
-    topup_code_models,
-    tour_pass_models,
-    transfer_models,
-)
+from qianbao.wallet.ledger import models as wallet_models
+from qianbao.wallet.pay_for_me import models as pay_for_me_models
+from qianbao.wallet.payments import models as payment_models
+from qianbao.wallet.topup_codes import models as topup_code_models
+from qianbao.wallet.tour_pass import models as tour_pass_models
+from qianbao.wallet.transfers import models as transfer_models
 
 metadata = Base.metadata
 __all__ = [

@@ -198,7 +198,7 @@ class Settings(BaseSettings):
     # worker settles pending refunds long before; an expired hold is released).
     refund_hold_days: int = Field(default=30, ge=1)
 
-    # --- Tour Pass (qianbao/wallet/tour_pass.py; alipay_rules.md section 4) ---------------
+    # --- Tour Pass (qianbao/wallet/tour_pass/service.py; alipay_rules.md section 4) ---------------
     # Alipay Tour Pass (Nov 2019): CNY 100 to 2,000 a top-up, at most CNY 2,000 held,
     # valid 90 days, then what is left goes back to the original card. TourCard (2023+):
     # a 5% top-up service fee, which is not given back.
@@ -222,7 +222,7 @@ class Settings(BaseSettings):
     # A card linked to this many accounts restricts the newest of them.
     risk_shared_card_accounts: int = 3
 
-    # --- transfers between people (qianbao/wallet/transfers.py) --------------------------
+    # --- transfers between people (qianbao/wallet/transfers/service.py) --------------------------
     # The limits per transfer, per day and per year are policy.py's, per tier. A sender's
     # optional note, shown to both people, is at most this many characters (the column
     # holds 200); Alipay's transfer note is short, a line on a phone.
@@ -238,13 +238,13 @@ class Settings(BaseSettings):
     # "150000 CNY", "send_transfers": false}}.
     policy_overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
-    # --- pay-for-me (代付, qianbao/wallet/pay_for_me.py) ---------------------------------
+    # --- pay-for-me (代付, qianbao/wallet/pay_for_me/service.py) ---------------------------------
     # How long a link a friend pays through stays good; never past the order's own
     # close time. Taobao cancels a 代付 request the payer does not confirm "in time"
     # (alipay_rules.md 8) without a published figure: 24 hours is Qianbao's choice.
     pay_for_me_link_hours: int = Field(default=24, ge=1, le=24 * 7)
 
-    # --- top-up codes sold by stores (qianbao/wallet/topup_codes.py) ---------------------
+    # --- top-up codes sold by stores (qianbao/wallet/topup_codes/service.py) ---------------------
     # No source documents mainland store top-up codes (alipay_rules.md, "Cash top-up at
     # 7-Eleven": AlipayHK only, HK$100 to 3,000). A code is worth at most one Tour Pass
     # top-up (CNY 2,000, alipay_rules.md), so one lost or stolen code stays a small loss.

@@ -24,7 +24,8 @@ from qianbao.sealing import Keyring, SealingError
 from qianbao.settings import Settings, get_settings
 from qianbao.verification import liveness
 from qianbao.verification import service as verification
-from qianbao.wallet import ledger, payments
+from qianbao.wallet.ledger import service as ledger
+from qianbao.wallet.payments import service as payments
 from tests.helpers import sign_up
 from tests.identity.test_security import security_code
 from tests.verification.flow_helpers import CHALLENGE, accept_synthetic_clips, clip, passport

@@ -20,7 +20,7 @@ from qianbao.notify import service as notify
 from qianbao.notify.gateways import GatewayError
 from qianbao.notify.models import OutboxMessage
 from qianbao.settings import Settings, get_settings
-from qianbao.wallet import ledger
+from qianbao.wallet.ledger import service as ledger
 
 UK = "+447911123456"
 

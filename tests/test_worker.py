@@ -33,9 +33,10 @@ from qianbao.db import Database, Tx
 from qianbao.money import Money
 from qianbao.notify.models import OutboxMessage
 from qianbao.settings import Settings
-from qianbao.wallet import ledger, payments
-from qianbao.wallet.models import LedgerTransfer
-from qianbao.wallet.payment_models import PaymentOrder
+from qianbao.wallet.ledger import service as ledger
+from qianbao.wallet.ledger.models import LedgerTransfer
+from qianbao.wallet.payments import service as payments
+from qianbao.wallet.payments.models import PaymentOrder
 from qianbao.worker_models import WorkerJob
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -29,7 +29,7 @@ from qianbao import clock
 from qianbao.cli import app
 from qianbao.db import Tx
 from qianbao.notify import gateways
-from qianbao.wallet import payments
+from qianbao.wallet.payments import service as payments
 
 
 def _hang() -> None:

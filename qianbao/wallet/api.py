@@ -24,8 +24,9 @@ from qianbao.money import Money
 from qianbao.risk import restrictions
 from qianbao.standing import Standing, standing
 from qianbao.verification.api import read_upload
-from qianbao.wallet import history, limits, payments, schemas
-from qianbao.wallet.payments import OrderView
+from qianbao.wallet import history, limits, schemas
+from qianbao.wallet.payments import service as payments
+from qianbao.wallet.payments.service import OrderView
 
 router = APIRouter(prefix="/api/v1", tags=["wallet"])
 Upload = Annotated[UploadFile | None, File()]

@@ -26,11 +26,13 @@ from sqlalchemy import ColumnElement, Select, SQLColumnExpression, and_, func, o
 from qianbao.db import Tx
 from qianbao.errors import InvalidInput
 from qianbao.i18n import N_
-from qianbao.wallet import payment_models, payments, transfers
-from qianbao.wallet.payment_models import PaymentOrder
-from qianbao.wallet.payments import OrderView
-from qianbao.wallet.transfer_models import PersonTransfer
-from qianbao.wallet.transfers import TransferView
+from qianbao.wallet.payments import models as payment_models
+from qianbao.wallet.payments import service as payments
+from qianbao.wallet.payments.models import PaymentOrder
+from qianbao.wallet.payments.service import OrderView
+from qianbao.wallet.transfers import service as transfers
+from qianbao.wallet.transfers.models import PersonTransfer
+from qianbao.wallet.transfers.service import TransferView
 
 T = TypeVar("T")
 MAX_PAGE: Final = 100

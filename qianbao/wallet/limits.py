@@ -20,9 +20,9 @@ from sqlalchemy import func, select
 from qianbao.db import Tx
 from qianbao.money import Money
 from qianbao.policy import Rights
-from qianbao.wallet.payment_models import PaymentOrder
-from qianbao.wallet.tour_pass_models import TourPass, TourPassTopUp
-from qianbao.wallet.transfer_models import PersonTransfer
+from qianbao.wallet.payments.models import PaymentOrder
+from qianbao.wallet.tour_pass.models import TourPass, TourPassTopUp
+from qianbao.wallet.transfers.models import PersonTransfer
 
 CNY: Final = "CNY"
 LIMITS_TIME_ZONE: Final = ZoneInfo("Asia/Shanghai")

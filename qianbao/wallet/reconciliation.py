@@ -40,8 +40,8 @@ from qianbao.funding import card_network
 from qianbao.funding import service as funding
 from qianbao.money import Money
 from qianbao.settings import Settings
-from qianbao.wallet import payments
-from qianbao.wallet.payment_models import OrderRefund, PaymentAttemptReversal, PaymentOrder
+from qianbao.wallet.payments import service as payments
+from qianbao.wallet.payments.models import OrderRefund, PaymentAttemptReversal, PaymentOrder
 
 # The keys payments.py gives the outside parties for an order's payment attempts.
 _CARD_ATTEMPT = re.compile(r"^order:([0-9a-f-]{36}):card:")

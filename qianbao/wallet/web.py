@@ -19,7 +19,11 @@ from qianbao.identity.service import CurrentSession
 from qianbao.money import Money
 from qianbao.risk import restrictions
 from qianbao.verification.api import read_upload
-from qianbao.wallet import history, pay_for_me, payments, tour_pass, transfers
+from qianbao.wallet import history
+from qianbao.wallet.pay_for_me import service as pay_for_me
+from qianbao.wallet.payments import service as payments
+from qianbao.wallet.tour_pass import service as tour_pass
+from qianbao.wallet.transfers import service as transfers
 from qianbao.web.pages import CsrfField, DbDep, signed_in, signed_in_or_home
 from qianbao.web.render import check_csrf, page, redirect
 

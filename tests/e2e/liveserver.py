@@ -109,9 +109,12 @@ def _listening_socket() -> socket.socket:
 @contextmanager
 def live_server(settings: Settings, clock: Clock | None = None) -> Iterator[LiveServer]:
     """Serve ``create_app(settings, clock)`` until the block ends."""
-    app = create_app(settings, clock)
     sock = _listening_socket()
     port: int = sock.getsockname()[1]
+    # Links handed to others (pay-for-me, collect money) are built under the public
+    # address, which for this server is its own port.
+    settings = settings.model_copy(update={"public_base_url": f"http://127.0.0.1:{port}"})
+    app = create_app(settings, clock)
     config = uvicorn.Config(
         app,
         host="127.0.0.1",

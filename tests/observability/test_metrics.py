@@ -22,7 +22,7 @@ from qianbao.money import Money
 from qianbao.notify import service as notify
 from qianbao.observability import metrics
 from qianbao.settings import Settings
-from qianbao.wallet import ledger
+from qianbao.wallet.ledger import service as ledger
 from qianbao.worker_models import WorkerJob
 from tests.api_helpers import api_sign_up
 

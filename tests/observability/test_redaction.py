@@ -54,7 +54,7 @@ def test_a_secret_in_free_text_is_redacted(secret: str) -> None:
         "request 0f8fad5bd9cb469fa16570867728950e",
         "otp.mismatch after 3 tries",
         "Uvicorn running on http://127.0.0.1:8000",
-        'File "/work/qianbao/wallet/payments.py", line 1218, in pay',
+        'File "/work/qianbao/wallet/payments/service.py", line 1218, in pay',
         "HTTP 503 from the bank",
     ],
 )

@@ -18,7 +18,7 @@ from qianbao.errors import QianbaoError
 from qianbao.identity import staff
 from qianbao.notify import service as notify
 from qianbao.risk import restrictions
-from qianbao.wallet import payments
+from qianbao.wallet.payments import service as payments
 from tests.verification.flow_helpers import new_person
 from tests.wallet.test_payments import (
     PIN,

@@ -46,10 +46,12 @@ from sqlalchemy import func, select
 from qianbao import jobs
 from qianbao.db import Database, Tx
 from qianbao.settings import Settings
-from qianbao.wallet import ledger, payments, reconciliation
-from qianbao.wallet.payment_models import OrderRefund, PaymentAttemptReversal, PaymentOrder
-from qianbao.wallet.topup_code_models import TopupCode
-from qianbao.wallet.transfer_models import PersonTransfer
+from qianbao.wallet import reconciliation
+from qianbao.wallet.ledger import service as ledger
+from qianbao.wallet.payments import service as payments
+from qianbao.wallet.payments.models import OrderRefund, PaymentAttemptReversal, PaymentOrder
+from qianbao.wallet.topup_codes.models import TopupCode
+from qianbao.wallet.transfers.models import PersonTransfer
 from tests.wallet.bank_clients import Actor, Client, Journal, Unanswered, World
 from tests.wallet.bank_setup import (
     ANSWER_WITHIN_S,

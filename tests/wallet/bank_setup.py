@@ -36,7 +36,9 @@ from qianbao.identity.phone import parse_mobile
 from qianbao.money import Money
 from qianbao.notify import service as notify
 from qianbao.sealing import new_key_entry
-from qianbao.wallet import ledger, payments, topup_codes
+from qianbao.wallet.ledger import service as ledger
+from qianbao.wallet.payments import service as payments
+from qianbao.wallet.topup_codes import service as topup_codes
 
 PIN = "802417"
 AGREEMENT = "2026-11-01"

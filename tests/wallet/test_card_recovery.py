@@ -16,8 +16,9 @@ from qianbao.clock import FrozenClock
 from qianbao.db import Database
 from qianbao.funding.card_network import SandboxCardNetwork
 from qianbao.funding.sandbox_state import SqliteStore
-from qianbao.wallet import ledger, payments
-from qianbao.wallet.payment_models import PaymentAttemptReversal
+from qianbao.wallet.ledger import service as ledger
+from qianbao.wallet.payments import service as payments
+from qianbao.wallet.payments.models import PaymentAttemptReversal
 from tests.wallet.test_payments import (
     PIN,
     add_card,

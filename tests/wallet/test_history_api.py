@@ -15,7 +15,7 @@ from PIL import Image
 from qianbao.clock import FrozenClock
 from qianbao.db import Database
 from qianbao.risk import restrictions
-from qianbao.wallet import payments
+from qianbao.wallet.payments import service as payments
 from tests.wallet.test_payments import PIN, cny, fund, order, shop, verify
 from tests.wallet.test_transfers import ALICE, BOB, pair, send, sign_in
 

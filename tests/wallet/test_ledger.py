@@ -20,8 +20,8 @@ from qianbao.clock import FrozenClock
 from qianbao.db import Database, Tx
 from qianbao.errors import Conflict, InvalidInput, NotFound, QianbaoError
 from qianbao.money import Money
-from qianbao.wallet import ledger
-from qianbao.wallet.models import LedgerAccount, LedgerOperation, LedgerTransfer
+from qianbao.wallet.ledger import service as ledger
+from qianbao.wallet.ledger.models import LedgerAccount, LedgerOperation, LedgerTransfer
 
 T = TypeVar("T")
 

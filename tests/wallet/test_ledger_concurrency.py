@@ -21,8 +21,8 @@ from qianbao.db import Database, Tx
 from qianbao.errors import QianbaoError
 from qianbao.money import Money
 from qianbao.settings import Settings
-from qianbao.wallet import ledger
-from qianbao.wallet.models import LedgerOperation, LedgerTransfer
+from qianbao.wallet.ledger import service as ledger
+from qianbao.wallet.ledger.models import LedgerOperation, LedgerTransfer
 
 USERS = 8
 SEED = 20_000

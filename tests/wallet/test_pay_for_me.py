@@ -24,8 +24,11 @@ from qianbao.identity import service as identity
 from qianbao.identity.models import User
 from qianbao.identity.phone import parse_mobile
 from qianbao.notify.service import read_outbox
-from qianbao.wallet import ledger, limits, pay_for_me, payments
-from qianbao.wallet.pay_for_me import Source
+from qianbao.wallet import limits
+from qianbao.wallet.ledger import service as ledger
+from qianbao.wallet.pay_for_me import service as pay_for_me
+from qianbao.wallet.pay_for_me.service import Source
+from qianbao.wallet.payments import service as payments
 from tests.helpers import HOME, last_code
 from tests.verification.flow_helpers import new_person
 from tests.wallet.test_payments import PIN, add_card, cny, fund, refused, verify

@@ -16,7 +16,9 @@ from qianbao.errors import QianbaoError
 from qianbao.identity import security
 from qianbao.identity import service as identity
 from qianbao.money import Money
-from qianbao.wallet import ledger, limits, payments
+from qianbao.wallet import limits
+from qianbao.wallet.ledger import service as ledger
+from qianbao.wallet.payments import service as payments
 from tests.identity.test_security import security_code
 from tests.verification.flow_helpers import new_person
 

@@ -19,8 +19,9 @@ from qianbao.clock import FrozenClock
 from qianbao.db import Database, Tx
 from qianbao.errors import QianbaoError
 from qianbao.money import Money
-from qianbao.wallet import ledger, payments
-from qianbao.wallet.payment_models import OrderRefund, PaymentOrder
+from qianbao.wallet.ledger import service as ledger
+from qianbao.wallet.payments import service as payments
+from qianbao.wallet.payments.models import OrderRefund, PaymentOrder
 from tests.wallet.test_payments import PIN, add_card, buyer, cny, fund, verify
 
 THREADS = 6

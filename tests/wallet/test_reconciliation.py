@@ -16,8 +16,9 @@ from qianbao.clock import FrozenClock
 from qianbao.db import Database
 from qianbao.funding import service as funding
 from qianbao.settings import Settings, get_settings
-from qianbao.wallet import payments, reconciliation
-from qianbao.wallet.payment_models import PaymentOrder
+from qianbao.wallet import reconciliation
+from qianbao.wallet.payments import service as payments
+from qianbao.wallet.payments.models import PaymentOrder
 from tests.test_cli_ops import invoke, point_cli_at
 from tests.wallet.test_card_recovery import Crash, bind_bank_card, capture_of, crash_in
 from tests.wallet.test_payments import PIN, add_card, buyer, cny, fund, order, verify

@@ -25,8 +25,10 @@ from qianbao.identity.phone import parse_mobile
 from qianbao.money import Money
 from qianbao.risk import restrictions
 from qianbao.settings import Settings, get_settings
-from qianbao.wallet import ledger, payments, topup_codes
-from qianbao.wallet.topup_code_models import TopupCode, TopupCodeBatch
+from qianbao.wallet.ledger import service as ledger
+from qianbao.wallet.payments import service as payments
+from qianbao.wallet.topup_codes import service as topup_codes
+from qianbao.wallet.topup_codes.models import TopupCode, TopupCodeBatch
 from tests.api_helpers import api_sign_up, bearer
 from tests.verification.flow_helpers import new_person
 from tests.wallet.test_payments import PIN, buyer, fund, verify

@@ -24,8 +24,11 @@ from qianbao.identity import service as identity
 from qianbao.money import Money
 from qianbao.notify.service import read_outbox
 from qianbao.standing import standing
-from qianbao.wallet import ledger, limits, payments, tour_pass
-from qianbao.wallet.tour_pass_models import TourPass, TourPassRefund, TourPassTopUp
+from qianbao.wallet import limits
+from qianbao.wallet.ledger import service as ledger
+from qianbao.wallet.payments import service as payments
+from qianbao.wallet.tour_pass import service as tour_pass
+from qianbao.wallet.tour_pass.models import TourPass, TourPassRefund, TourPassTopUp
 from tests.verification.flow_helpers import new_person
 from tests.wallet.test_payments import (
     MASTERCARD_EUR,
@@ -83,7 +86,7 @@ def card_parts(db: Database, user: uuid.UUID) -> list[tuple[str, int, str]]:
     """(card last 4, CNY minor, state) of each part sent back, in the order written."""
 
     def read(tx: Tx) -> list[tuple[str, int, str]]:
-        from qianbao.wallet.payment_models import ForeignCard
+        from qianbao.wallet.payments.models import ForeignCard
 
         rows = tx.session.execute(
             select(ForeignCard.last4, TourPassRefund.amount, TourPassRefund.state)

@@ -14,7 +14,8 @@ from qianbao.db import Database
 from qianbao.identity import security
 from qianbao.identity import service as identity
 from qianbao.identity.phone import parse_mobile
-from qianbao.wallet import ledger, payments
+from qianbao.wallet.ledger import service as ledger
+from qianbao.wallet.payments import service as payments
 from tests.api_helpers import api_sign_up, bearer
 from tests.identity.test_security import security_code
 from tests.wallet.test_wallet_http import VISA_USD, with_payment_password

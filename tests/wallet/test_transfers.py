@@ -32,8 +32,11 @@ from qianbao.notify.service import read_outbox
 from qianbao.risk import restrictions
 from qianbao.settings import Settings
 from qianbao.verification import liveness
-from qianbao.wallet import ledger, limits, payments, transfers
-from qianbao.wallet.transfer_models import PersonTransfer
+from qianbao.wallet import limits
+from qianbao.wallet.ledger import service as ledger
+from qianbao.wallet.payments import service as payments
+from qianbao.wallet.transfers import service as transfers
+from qianbao.wallet.transfers.models import PersonTransfer
 from tests.api_helpers import AGREEMENT, outbox_code
 from tests.helpers import last_code
 from tests.verification.flow_helpers import (

@@ -22,8 +22,9 @@ from qianbao.db import Database, Tx
 from qianbao.errors import QianbaoError
 from qianbao.models import metadata
 from qianbao.money import Money
-from qianbao.wallet import ledger, transfers
-from qianbao.wallet.transfer_models import PersonTransfer
+from qianbao.wallet.ledger import service as ledger
+from qianbao.wallet.transfers import service as transfers
+from qianbao.wallet.transfers.models import PersonTransfer
 from tests.wallet.test_payments import PIN, fund
 from tests.wallet.test_transfers import balance, person
 

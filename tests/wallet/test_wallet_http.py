@@ -13,7 +13,7 @@ from qianbao.errors import QianbaoError
 from qianbao.identity import security
 from qianbao.identity.phone import parse_mobile
 from qianbao.money import Money
-from qianbao.wallet import payments
+from qianbao.wallet.payments import service as payments
 from tests.api_helpers import api_sign_up, bearer, outbox_code
 from tests.identity.test_security import security_code
 from tests.web.test_pages import csrf, sign_up_by_form

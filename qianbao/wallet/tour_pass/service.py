@@ -54,9 +54,10 @@ from qianbao.identity import service as identity
 from qianbao.money import Money
 from qianbao.risk import restrictions
 from qianbao.standing import standing
-from qianbao.wallet import ledger, payments
-from qianbao.wallet.payment_models import ForeignCard, OrderRefund, PaymentOrder
-from qianbao.wallet.tour_pass_models import (
+from qianbao.wallet.ledger import service as ledger
+from qianbao.wallet.payments import service as payments
+from qianbao.wallet.payments.models import ForeignCard, OrderRefund, PaymentOrder
+from qianbao.wallet.tour_pass.models import (
     TourPass,
     TourPassRefund,
     TourPassSpend,

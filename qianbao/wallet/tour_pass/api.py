@@ -15,8 +15,10 @@ from qianbao.deps import IdempotencyKey, request_key
 from qianbao.errors import NotFound
 from qianbao.i18n import N_, translate
 from qianbao.identity.api import DbDep, SessionDep
-from qianbao.wallet import payments, schemas, tour_pass
+from qianbao.wallet import schemas
 from qianbao.wallet.api import order_out
+from qianbao.wallet.payments import service as payments
+from qianbao.wallet.tour_pass import service as tour_pass
 
 router = APIRouter(prefix="/api/v1", tags=["tour pass"])
 Amount = schemas.AmountOut

@@ -43,8 +43,9 @@ from qianbao.policy import Rights
 from qianbao.risk import restrictions
 from qianbao.standing import standing
 from qianbao.throttling import ratelimit
-from qianbao.wallet import ledger, limits
-from qianbao.wallet.payment_models import (
+from qianbao.wallet import limits
+from qianbao.wallet.ledger import service as ledger
+from qianbao.wallet.payments.models import (
     ForeignCard,
     Merchant,
     OrderRefund,

@@ -54,9 +54,10 @@ from qianbao.money import Money
 from qianbao.risk import restrictions
 from qianbao.standing import standing
 from qianbao.throttling import ratelimit
-from qianbao.wallet import ledger, payments
-from qianbao.wallet.payment_models import Merchant
-from qianbao.wallet.topup_code_models import TopupCode, TopupCodeBatch
+from qianbao.wallet.ledger import service as ledger
+from qianbao.wallet.payments import service as payments
+from qianbao.wallet.payments.models import Merchant
+from qianbao.wallet.topup_codes.models import TopupCode, TopupCodeBatch
 
 CNY: Final = "CNY"
 ALPHABET: Final = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0, O, 1, I: nothing to misread

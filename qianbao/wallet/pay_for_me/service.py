@@ -29,10 +29,11 @@ from qianbao.i18n import N_
 from qianbao.identity import service as identity
 from qianbao.identity.codes import keyed_hash, new_token
 from qianbao.verification import service as verification
-from qianbao.wallet import payments, transfers
-from qianbao.wallet.pay_for_me_models import PayForMeLink
-from qianbao.wallet.payment_models import PaymentOrder
-from qianbao.wallet.payments import Cashier, OrderView
+from qianbao.wallet.pay_for_me.models import PayForMeLink
+from qianbao.wallet.payments import service as payments
+from qianbao.wallet.payments.models import PaymentOrder
+from qianbao.wallet.payments.service import Cashier, OrderView
+from qianbao.wallet.transfers import service as transfers
 
 State = Literal["open", "paid", "already_paid", "order_closed", "expired"]
 SourceKind = Literal["balance", "foreign_card", "bank_card"]

@@ -9,7 +9,7 @@ from fastapi.responses import Response
 
 from qianbao.errors import QianbaoError
 from qianbao.identity.service import CurrentSession
-from qianbao.wallet import topup_codes
+from qianbao.wallet.topup_codes import service as topup_codes
 from qianbao.web.pages import ClientDep, CsrfField, DbDep, signed_in_or_home
 from qianbao.web.render import check_csrf, page, redirect
 

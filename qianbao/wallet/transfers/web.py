@@ -17,7 +17,7 @@ from qianbao.i18n import N_
 from qianbao.identity import security
 from qianbao.identity.service import CurrentSession
 from qianbao.standing import standing
-from qianbao.wallet import transfers
+from qianbao.wallet.transfers import service as transfers
 from qianbao.web import after_login
 from qianbao.web.pages import CsrfField, DbDep, signed_in, signed_in_or_home
 from qianbao.web.render import check_csrf, page, public_url, redirect

@@ -17,7 +17,8 @@ from qianbao.db import Database
 from qianbao.errors import NotFound, QianbaoError
 from qianbao.i18n import N_
 from qianbao.identity.service import CurrentSession
-from qianbao.wallet import payments, tour_pass
+from qianbao.wallet.payments import service as payments
+from qianbao.wallet.tour_pass import service as tour_pass
 from qianbao.web.pages import CsrfField, DbDep, signed_in_or_home
 from qianbao.web.render import check_csrf, page, redirect
 

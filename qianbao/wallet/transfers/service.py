@@ -45,8 +45,10 @@ from qianbao.risk import restrictions
 from qianbao.standing import standing
 from qianbao.throttling import ratelimit
 from qianbao.verification import service as verification
-from qianbao.wallet import ledger, limits, payments
-from qianbao.wallet.transfer_models import PersonTransfer
+from qianbao.wallet import limits
+from qianbao.wallet.ledger import service as ledger
+from qianbao.wallet.payments import service as payments
+from qianbao.wallet.transfers.models import PersonTransfer
 
 CNY: Final = payments.CNY
 DAY: Final = timedelta(days=1)

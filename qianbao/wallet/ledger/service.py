@@ -71,7 +71,12 @@ from qianbao.errors import Conflict, InvalidInput, NotFound, QianbaoError
 from qianbao.i18n import N_
 from qianbao.money import Money
 from qianbao.observability import metrics
-from qianbao.wallet.models import ACCOUNT_KINDS, LedgerAccount, LedgerOperation, LedgerTransfer
+from qianbao.wallet.ledger.models import (
+    ACCOUNT_KINDS,
+    LedgerAccount,
+    LedgerOperation,
+    LedgerTransfer,
+)
 
 AccountKind = Literal[
     "user_balance",

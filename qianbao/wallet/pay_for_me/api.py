@@ -13,9 +13,10 @@ from pydantic import BaseModel
 from qianbao.i18n import translate
 from qianbao.identity.api import DbDep, SessionDep
 from qianbao.wallet import api as wallet_api
-from qianbao.wallet import pay_for_me, schemas
-from qianbao.wallet.pay_for_me import LinkView, Source
-from qianbao.wallet.payments import Cashier
+from qianbao.wallet import schemas
+from qianbao.wallet.pay_for_me import service as pay_for_me
+from qianbao.wallet.pay_for_me.service import LinkView, Source
+from qianbao.wallet.payments.service import Cashier
 from qianbao.web.render import public_url
 
 router = APIRouter(prefix="/api/v1", tags=["pay-for-me"])

@@ -3,7 +3,7 @@
 The rules that must never break live in the database (see ``migrations/versions/0007``):
 CHECK constraints here, and triggers that keep each account's balance equal to its
 history, refuse currency mixing, refuse UPDATE and DELETE of history, and refuse balance
-changes that do not come from a transfer. ``qianbao.wallet.ledger`` explains the design.
+changes that do not come from a transfer. ``qianbao.wallet.ledger.service`` explains the design.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ ACCOUNT_KINDS = (
     "fee_income",
     "fx",
     "issuance",
-    "tour_pass",  # a visitor's prepaid Tour Pass (qianbao/wallet/tour_pass.py)
+    "tour_pass",  # a visitor's prepaid Tour Pass (qianbao/wallet/tour_pass/service.py)
 )
 TRANSFER_KINDS = ("posted", "pending", "post_pending", "void_pending")
 

@@ -8,8 +8,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from qianbao.identity.api import ClientDep, DbDep, SessionDep
-from qianbao.wallet import topup_codes
 from qianbao.wallet.schemas import AmountOut
+from qianbao.wallet.topup_codes import service as topup_codes
 
 router = APIRouter(prefix="/api/v1", tags=["wallet"])
 

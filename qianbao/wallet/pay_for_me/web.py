@@ -16,8 +16,8 @@ from markupsafe import Markup
 from qianbao.errors import QianbaoError
 from qianbao.i18n import N_
 from qianbao.identity.service import CurrentSession
-from qianbao.wallet import pay_for_me
-from qianbao.wallet.pay_for_me import Source
+from qianbao.wallet.pay_for_me import service as pay_for_me
+from qianbao.wallet.pay_for_me.service import Source
 from qianbao.web import after_login
 from qianbao.web.pages import CsrfField, DbDep, signed_in, signed_in_or_home
 from qianbao.web.render import check_csrf, page, public_url, redirect

@@ -10,10 +10,10 @@ from fastapi import APIRouter, Header, Query, Response, status
 
 from qianbao.identity.api import DbDep, SessionDep
 from qianbao.wallet import history as wallet_history
-from qianbao.wallet import transfer_schemas as schemas
-from qianbao.wallet import transfers
 from qianbao.wallet.api import Cursor, FiltersDep, Limit
 from qianbao.wallet.schemas import AmountOut
+from qianbao.wallet.transfers import schemas
+from qianbao.wallet.transfers import service as transfers
 
 router = APIRouter(prefix="/api/v1/wallet/transfers", tags=["transfers"])
 KeyHeader = Annotated[

@@ -1,0 +1,1 @@
+"""Top-up codes sold by stores and redeemed into the balance."""

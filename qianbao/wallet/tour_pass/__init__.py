@@ -1,0 +1,1 @@
+"""Tour Pass: a prepaid balance topped up by foreign card, refunded to the cards at expiry."""

@@ -1,0 +1,1 @@
+"""Money sent between people, confirmed by the payment password, once per key."""
