@@ -172,6 +172,7 @@ def wallet(page: Page, server: LiveServer, out: Path) -> None:
     from qianbao.identity import security
     from qianbao.identity.phone import parse_mobile
     from qianbao.money import Money
+    from qianbao.wallet.payments import refunds
     from qianbao.wallet.payments import service as payments
 
     db = server.db
@@ -200,7 +201,7 @@ def wallet(page: Page, server: LiveServer, out: Path) -> None:
     )
     card = db.run(lambda tx: payments.foreign_cards(tx, user.id))[0].id
     payments.pay_with_card(db, user.id, paid.id, card, "802417")
-    payments.refund(db, shop, paid.id, "R1", Money.of("CNY", "88.00"))
+    refunds.refund(db, shop, paid.id, "R1", Money.of("CNY", "88.00"))
     waiting = db.run(
         lambda tx: payments.create_order(tx, shop, "DEMO2", "Tea cups", Money.of("CNY", "468.00"))
     )

@@ -44,6 +44,7 @@ from qianbao.throttling import ratelimit
 from qianbao.verification import service as verification
 from qianbao.wallet.ledger import service as ledger
 from qianbao.wallet.pay_for_me import service as pay_for_me
+from qianbao.wallet.payments import refunds
 from qianbao.wallet.payments import service as payments
 from qianbao.wallet.tour_pass import service as tour_pass
 from qianbao.worker_models import WorkerJob
@@ -89,7 +90,7 @@ def reverse_stranded_card_payments(db: Database) -> int:
 def finish_pending_refunds(db: Database) -> int:
     """Refunds to a card or a bank card whose request died half-way (reserved in the
     ledger, perhaps already given back) are settled from what the outside party says."""
-    return payments.finish_pending_refunds(db)
+    return refunds.finish_pending_refunds(db)
 
 
 def expire_pay_for_me_links(db: Database) -> int:

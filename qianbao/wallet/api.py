@@ -25,6 +25,7 @@ from qianbao.risk import restrictions
 from qianbao.standing import Standing, standing
 from qianbao.verification.api import read_upload
 from qianbao.wallet import history, limits, schemas
+from qianbao.wallet.payments import refunds
 from qianbao.wallet.payments import service as payments
 from qianbao.wallet.payments.service import OrderView
 
@@ -223,11 +224,11 @@ def payment_history(
 def payment_detail(order_id: uuid.UUID, session: SessionDep, db: DbDep) -> schemas.PaymentDetailOut:
     """One of the person's payments with its refunds, as its page shows it."""
 
-    def read(tx: Tx) -> tuple[OrderView, list[payments.RefundView]]:
+    def read(tx: Tx) -> tuple[OrderView, list[refunds.RefundView]]:
         order = payments.user_order(tx, session.account.id, order_id)  # theirs, or 404
-        return order, payments.order_refunds(tx, order_id)
+        return order, refunds.order_refunds(tx, order_id)
 
-    order, refunds = db.run(read)
+    order, given_back = db.run(read)
     return schemas.PaymentDetailOut(
         order=order_out(order),
         refunds=[
@@ -238,7 +239,7 @@ def payment_detail(order_id: uuid.UUID, session: SessionDep, db: DbDep) -> schem
                 fee_refunded=schemas.AmountOut.of(refund.fee_refunded),
                 destination=refund.destination,
             )
-            for refund in refunds
+            for refund in given_back
         ],
     )
 
@@ -334,7 +335,7 @@ def demo_refund(
             N_("A refund needs its request number: the Idempotency-Key header or out_request_no."),
         )
     shop = payments.demo_merchant(db)
-    done = payments.refund(
+    done = refunds.refund(
         db,
         shop,
         order_id,

@@ -21,6 +21,7 @@ from qianbao.risk import restrictions
 from qianbao.verification.api import read_upload
 from qianbao.wallet import history
 from qianbao.wallet.pay_for_me import service as pay_for_me
+from qianbao.wallet.payments import refunds
 from qianbao.wallet.payments import service as payments
 from qianbao.wallet.tour_pass import service as tour_pass
 from qianbao.wallet.transfers import service as transfers
@@ -170,7 +171,7 @@ def payment_detail(request: Request, db: DbDep, order_id: uuid.UUID) -> Response
     if isinstance(session, Response):
         return session
     order = db.run(lambda tx: payments.user_order(tx, session.account.id, order_id))
-    refunds = db.run(lambda tx: payments.order_refunds(tx, order_id))
+    given_back = db.run(lambda tx: refunds.order_refunds(tx, order_id))
     friends = db.run(lambda tx: pay_for_me.friend_notes(tx, session.account.id, [order]))
     return page(
         request,
@@ -178,7 +179,7 @@ def payment_detail(request: Request, db: DbDep, order_id: uuid.UUID) -> Response
         account=session.account,
         tab="wallet",
         order=order,
-        refunds=refunds,
+        refunds=given_back,
         friend=friends.get(order.id),
     )
 
@@ -411,7 +412,7 @@ def demo_refund(
     shop = payments.demo_merchant(db)
     try:
         number = f"R{secrets.token_hex(6).upper()}"
-        payments.refund(
+        refunds.refund(
             db, shop, order_id, number, _amount(amount), to_balance=destination == "balance"
         )
     except QianbaoError as error:

@@ -18,6 +18,7 @@ from qianbao.errors import QianbaoError
 from qianbao.identity import staff
 from qianbao.notify import service as notify
 from qianbao.risk import restrictions
+from qianbao.wallet.payments import refunds
 from qianbao.wallet.payments import service as payments
 from tests.verification.flow_helpers import new_person
 from tests.wallet.test_payments import (
@@ -101,7 +102,7 @@ def test_a_frozen_account_moves_no_money_and_refunds_to_it_are_held(
         ).code
         == "account.frozen"
     )
-    payments.refund(db, shop, paid, "R1", cny("40.00"))
+    refunds.refund(db, shop, paid, "R1", cny("40.00"))
     view = db.run(lambda tx: payments.wallet(tx, user))
     assert view.held == cny("40.00") and view.balance == cny("60.00")
 

@@ -48,6 +48,7 @@ from qianbao.db import Database, Tx
 from qianbao.settings import Settings
 from qianbao.wallet import reconciliation
 from qianbao.wallet.ledger import service as ledger
+from qianbao.wallet.payments import refunds
 from qianbao.wallet.payments import service as payments
 from qianbao.wallet.payments.models import OrderRefund, PaymentAttemptReversal, PaymentOrder
 from qianbao.wallet.topup_codes.models import TopupCode
@@ -249,7 +250,7 @@ def finish_work(db: Database) -> None:
     for _ in range(10):
         done = db.run(payments.abandon_stranded_card_attempts, isolation="read committed")
         done += payments.reverse_card_attempts(db)
-        done += payments.finish_pending_refunds(db)
+        done += refunds.finish_pending_refunds(db)
         done += db.run(ledger.expire_pending, isolation="read committed")
         if not done:
             return

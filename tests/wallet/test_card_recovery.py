@@ -17,6 +17,7 @@ from qianbao.db import Database
 from qianbao.funding.card_network import SandboxCardNetwork
 from qianbao.funding.sandbox_state import SqliteStore
 from qianbao.wallet.ledger import service as ledger
+from qianbao.wallet.payments import refunds
 from qianbao.wallet.payments import service as payments
 from qianbao.wallet.payments.models import PaymentAttemptReversal
 from tests.wallet.test_payments import (
@@ -292,19 +293,19 @@ def test_a_merchant_refund_retried_after_a_crash_goes_to_the_card_once(
     payments.pay_with_card(db, user, first, card, PIN)
     capture_id = capture_of(db, first)
     with monkeypatch.context() as patched:
-        crash_in(patched, payments, "_settle_refund")
+        crash_in(patched, refunds, "_settle_refund")
         with pytest.raises(Crash):
-            payments.refund(db, shop, first, "R1", cny("100.00"))
+            refunds.refund(db, shop, first, "R1", cny("100.00"))
     network = payments.network_for(db)
     assert network.refunded(capture_id) == cny("103.00")  # the card got it
     # The same request number asking for the balance is another request: refused, and
     # the card refund under way is what stands.
-    other = refused(lambda: payments.refund(db, shop, first, "R1", cny("100.00"), to_balance=True))
+    other = refused(lambda: refunds.refund(db, shop, first, "R1", cny("100.00"), to_balance=True))
     assert (other.code, other.status) == ("idempotency.mismatch", 409)
-    retried = payments.refund(db, shop, first, "R1", cny("100.00"))
+    retried = refunds.refund(db, shop, first, "R1", cny("100.00"))
     assert retried.destination == "foreign_card" and retried.status == "succeeded"
     assert network.refunded(capture_id) == cny("103.00")  # not twice
-    assert payments.refund(db, shop, first, "R1", cny("100.00")).id == retried.id
+    assert refunds.refund(db, shop, first, "R1", cny("100.00")).id == retried.id
     sound(db)
 
 
@@ -320,7 +321,7 @@ def test_a_refund_submitted_twice_at_once_is_made_once(
     capture_id = capture_of(db, first)
     with ThreadPoolExecutor(max_workers=4) as pool:
         views = list(
-            pool.map(lambda _: payments.refund(db, shop, first, "R9", cny("20.00")), range(4))
+            pool.map(lambda _: refunds.refund(db, shop, first, "R9", cny("20.00")), range(4))
         )
     assert len({view.id for view in views}) == 1
     assert payments.network_for(db).refunded(capture_id) == cny("20.00")

@@ -15,6 +15,7 @@ from PIL import Image
 from qianbao.clock import FrozenClock
 from qianbao.db import Database
 from qianbao.risk import restrictions
+from qianbao.wallet.payments import refunds
 from qianbao.wallet.payments import service as payments
 from tests.wallet.test_payments import PIN, cny, fund, order, shop, verify
 from tests.wallet.test_transfers import ALICE, BOB, pair, send, sign_in
@@ -115,7 +116,7 @@ def test_payment_history_pages_filters_and_exports_csv(
     assert walk(client, url, auth, source="bank_card") == [[]]
     one = client.get(url, headers=auth, params={"limit": 1}).json()["items"][0]
     assert one["amount"] == {"currency": "CNY", "value": "14.00"}
-    payments.refund(db, shop, uuid.UUID(paid[0]), "R1", cny("4.00"), to_balance=True)
+    refunds.refund(db, shop, uuid.UUID(paid[0]), "R1", cny("4.00"), to_balance=True)
     detail = client.get(f"{url}/{paid[0]}", headers=auth).json()
     assert detail["order"]["id"] == paid[0] and detail["order"]["refunded"]["value"] == "4.00"
     assert [(r["out_request_no"], r["amount"]["value"]) for r in detail["refunds"]] == [

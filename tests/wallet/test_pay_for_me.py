@@ -28,6 +28,7 @@ from qianbao.wallet import limits
 from qianbao.wallet.ledger import service as ledger
 from qianbao.wallet.pay_for_me import service as pay_for_me
 from qianbao.wallet.pay_for_me.service import Source
+from qianbao.wallet.payments import refunds
 from qianbao.wallet.payments import service as payments
 from tests.helpers import HOME, last_code
 from tests.verification.flow_helpers import new_person
@@ -262,7 +263,7 @@ def test_refunds_go_back_to_the_friend_the_way_they_paid(
     friend = verified_friend(db, clock, FRIEND, "100")
     by_balance = ask(db, asker, new_order(db, shop, "80.00"))
     pay_for_me.pay(db, friend, by_balance.token, BALANCE, PIN)
-    refund = payments.refund(db, shop, by_balance.order.id, "R1", cny("30.00"))
+    refund = refunds.refund(db, shop, by_balance.order.id, "R1", cny("30.00"))
     assert refund.destination == "balance"
     assert db.run(lambda tx: payments.wallet(tx, friend)).balance == cny("50.00")
     assert db.run(lambda tx: payments.wallet(tx, asker)).balance == cny("0.00")
@@ -270,7 +271,7 @@ def test_refunds_go_back_to_the_friend_the_way_they_paid(
     card = add_card(db, friend)
     by_card = ask(db, asker, new_order(db, shop, "300.00"))
     pay_for_me.pay(db, friend, by_card.token, Source("foreign_card", card), PIN)
-    back = payments.refund(db, shop, by_card.order.id, "R1", cny("300.00"))
+    back = refunds.refund(db, shop, by_card.order.id, "R1", cny("300.00"))
     assert back.destination == "foreign_card" and back.fee_refunded == cny("9.00")
     assert db.run(lambda tx: payments.wallet(tx, asker)).balance == cny("0.00")
     assert db.run(ledger.audit).sound
@@ -505,7 +506,7 @@ def test_the_friend_pays_by_a_checked_card_or_a_mainland_bank_card(
     )
     assert (paid_by_bank.state, paid_by_bank.order.source) == ("paid", "bank_card")
     assert paid_by_bank.order.fee == cny("0")
-    back = payments.refund(db, shop, by_bank.order.id, "R1", cny("300.00"))
+    back = refunds.refund(db, shop, by_bank.order.id, "R1", cny("300.00"))
     assert back.destination == "bank_card"
     assert db.run(lambda tx: payments.wallet(tx, asker)).held == cny("0.00")
     assert db.run(ledger.audit).sound

@@ -18,6 +18,7 @@ from qianbao.identity import service as identity
 from qianbao.money import Money
 from qianbao.wallet import limits
 from qianbao.wallet.ledger import service as ledger
+from qianbao.wallet.payments import refunds
 from qianbao.wallet.payments import service as payments
 from tests.identity.test_security import security_code
 from tests.verification.flow_helpers import new_person
@@ -125,26 +126,26 @@ def test_refunds_go_back_the_way_they_came_and_never_exceed_the_payment(
     fund(db, user, "100")
     by_balance = order(db, shop, "80.00")
     payments.pay_with_balance(db, user, by_balance, PIN)
-    part = payments.refund(db, shop, by_balance, "R1", cny("30.00"))
+    part = refunds.refund(db, shop, by_balance, "R1", cny("30.00"))
     assert part.destination == "balance"
-    again = payments.refund(db, shop, by_balance, "R1", cny("30.00"))  # a retry
+    again = refunds.refund(db, shop, by_balance, "R1", cny("30.00"))  # a retry
     assert again.id == part.id
-    assert refused(lambda: payments.refund(db, shop, by_balance, "R1", cny("31.00"))).code == (
+    assert refused(lambda: refunds.refund(db, shop, by_balance, "R1", cny("31.00"))).code == (
         "idempotency.mismatch"
     )
-    assert refused(lambda: payments.refund(db, shop, by_balance, "R2", cny("50.01"))).code == (
+    assert refused(lambda: refunds.refund(db, shop, by_balance, "R2", cny("50.01"))).code == (
         "refund.too_much"
     )
-    payments.refund(db, shop, by_balance, "R2", cny("50.00"))
+    refunds.refund(db, shop, by_balance, "R2", cny("50.00"))
     assert db.run(lambda tx: payments.get_order(tx, by_balance)).status == "TRADE_CLOSED"
     assert db.run(lambda tx: payments.wallet(tx, user)).balance == cny("100.00")
 
     card = add_card(db, user, MASTERCARD_EUR)
     by_card = order(db, shop, "1000.00", "T2")
     payments.pay_with_card(db, user, by_card, card, PIN)
-    half = payments.refund(db, shop, by_card, "R1", cny("500.00"))
+    half = refunds.refund(db, shop, by_card, "R1", cny("500.00"))
     assert half.destination == "foreign_card" and half.fee_refunded == cny("15.00")
-    rest = payments.refund(db, shop, by_card, "R2", cny("500.00"))
+    rest = refunds.refund(db, shop, by_card, "R2", cny("500.00"))
     assert rest.fee_refunded == cny("15.00")  # the whole fee comes back with the whole amount
 
 
@@ -159,7 +160,7 @@ def test_refunds_to_an_unverified_person_are_held_until_verification(
     paid = order(db, shop, "50.00")
     payments.pay_with_balance(db, user, paid, PIN)
     db.run(lambda tx: identity.set_verification_level(tx, user, "unverified"))  # e.g. revoked
-    payments.refund(db, shop, paid, "R1", cny("50.00"))
+    refunds.refund(db, shop, paid, "R1", cny("50.00"))
     view = db.run(lambda tx: payments.wallet(tx, user))
     assert view.held == cny("50.00") and view.balance == cny("0.00")
     verify(db, user)
@@ -252,7 +253,7 @@ def test_held_money_is_released_by_the_verification_itself(
     paid = order(db, shop, "30.00")
     payments.pay_with_balance(db, user, paid, PIN)
     db.run(lambda tx: identity.set_verification_level(tx, user, "unverified"))
-    payments.refund(db, shop, paid, "R1", cny("30.00"))
+    refunds.refund(db, shop, paid, "R1", cny("30.00"))
     monkeypatch.setattr(liveness, "new_challenge", lambda rng=None: CHALLENGE)
     accept_synthetic_clips(db.settings)
     case = db.run(lambda tx: verification.start_case(tx, user))
@@ -300,9 +301,9 @@ def test_a_mainland_bank_card_pays_without_fee_and_takes_refunds_back(
     token = db.run(lambda tx: funding.bank_token(tx, user, card.id))
     left = bank.debit(token, cny("1.00"), idempotency_key="probe")
     assert left.amount == cny("1.00")  # the account still pays: 50,000 - 300 - 1
-    back = payments.refund(db, shop, quote.order.id, "R1", cny("100.00"))
+    back = refunds.refund(db, shop, quote.order.id, "R1", cny("100.00"))
     assert back.destination == "bank_card"
-    assert payments.refund(db, shop, quote.order.id, "R1", cny("100.00")).id == back.id
+    assert refunds.refund(db, shop, quote.order.id, "R1", cny("100.00")).id == back.id
     assert db.run(ledger.audit).sound
 
 

@@ -20,6 +20,7 @@ from qianbao.db import Database, Tx
 from qianbao.errors import QianbaoError
 from qianbao.money import Money
 from qianbao.wallet.ledger import service as ledger
+from qianbao.wallet.payments import refunds
 from qianbao.wallet.payments import service as payments
 from qianbao.wallet.payments.models import OrderRefund, PaymentOrder
 from tests.wallet.test_payments import PIN, add_card, buyer, cny, fund, verify
@@ -81,7 +82,7 @@ def test_no_money_is_made_or_lost_under_concurrent_payments_and_refunds(
                         done.paid.add(paid.id)
                 else:
                     number = f"R{rng.randint(1, 3)}"
-                    result = payments.refund(db, shop, order_id, number, cny("1.00"))
+                    result = refunds.refund(db, shop, order_id, number, cny("1.00"))
                     with done.lock:
                         done.refunds[(order_id, number)] = result.amount.minor
             except (QianbaoError, Crash):

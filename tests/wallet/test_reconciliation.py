@@ -17,6 +17,7 @@ from qianbao.db import Database
 from qianbao.funding import service as funding
 from qianbao.settings import Settings, get_settings
 from qianbao.wallet import reconciliation
+from qianbao.wallet.payments import refunds
 from qianbao.wallet.payments import service as payments
 from qianbao.wallet.payments.models import PaymentOrder
 from tests.test_cli_ops import invoke, point_cli_at
@@ -56,11 +57,11 @@ def card_and_bank_orders(db: Database, clock: FrozenClock, shop: uuid.UUID) -> u
     fund(db, user, "100")
     by_card = order(db, shop, "300.00", "C1")
     payments.pay_with_card(db, user, by_card, add_card(db, user), PIN)
-    payments.refund(db, shop, by_card, "R1", cny("100.00"))  # 103.00 back to the card
-    payments.refund(db, shop, by_card, "R2", cny("50.00"), to_balance=True)
+    refunds.refund(db, shop, by_card, "R1", cny("100.00"))  # 103.00 back to the card
+    refunds.refund(db, shop, by_card, "R2", cny("50.00"), to_balance=True)
     by_bank = order(db, shop, "80.00", "B1")
     payments.pay_with_bank_card(db, user, by_bank, bind_bank_card(db, user), PIN)
-    payments.refund(db, shop, by_bank, "R1", cny("30.00"))
+    refunds.refund(db, shop, by_bank, "R1", cny("30.00"))
     by_balance = order(db, shop, "20.00", "P1")
     payments.pay_with_balance(db, user, by_balance, PIN)
     return user
@@ -119,9 +120,9 @@ def test_a_refund_left_pending_is_a_finding_until_the_worker_settles_it(
     first = order(db, shop, "120.00")
     payments.pay_with_bank_card(db, user, first, bind_bank_card(db, user), PIN)
     with monkeypatch.context() as patched:
-        crash_in(patched, payments, "_settle_refund")  # the bank gave it back; not posted
+        crash_in(patched, refunds, "_settle_refund")  # the bank gave it back; not posted
         with pytest.raises(Crash):
-            payments.refund(db, shop, first, "R1", cny("120.00"))
+            refunds.refund(db, shop, first, "R1", cny("120.00"))
     # Pending, and the bank already gave the money back: both are reported.
     assert codes(db) == ["bank.kept_differs", "refund.pending"]
     clock.advance(seconds=31)

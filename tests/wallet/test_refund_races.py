@@ -20,6 +20,7 @@ from qianbao.errors import QianbaoError
 from qianbao.funding import card_network
 from qianbao.money import Money
 from qianbao.wallet.ledger import service as ledger
+from qianbao.wallet.payments import refunds
 from qianbao.wallet.payments import service as payments
 from qianbao.wallet.payments.models import OrderRefund, PaymentOrder
 from tests.wallet.test_card_recovery import Crash, bind_bank_card, capture_of, crash_in
@@ -64,11 +65,11 @@ def settled_on_card(db: Database, order_id: uuid.UUID) -> Money:
     return Money("CNY", sum(row.amount + row.fee_refunded for row in rows))
 
 
-def at_once(calls: list[Callable[[], payments.RefundView]]) -> list[object]:
+def at_once(calls: list[Callable[[], refunds.RefundView]]) -> list[object]:
     """Run the calls together, released by one barrier; each gives a view or its error."""
     barrier = Barrier(len(calls))
 
-    def run(call: Callable[[], payments.RefundView]) -> object:
+    def run(call: Callable[[], refunds.RefundView]) -> object:
         barrier.wait()
         try:
             return call()
@@ -88,13 +89,13 @@ def test_racing_partial_refunds_never_give_the_card_more_than_the_ledger_records
     amounts = ["333.33", "333.33", "333.35"]
     outcomes = at_once(
         [
-            lambda number=number, amount=amount: payments.refund(
+            lambda number=number, amount=amount: refunds.refund(
                 db, shop, paid, f"R{number}", cny(amount)
             )
             for number, amount in enumerate(amounts)
         ]
     )
-    done = [o for o in outcomes if isinstance(o, payments.RefundView)]
+    done = [o for o in outcomes if isinstance(o, refunds.RefundView)]
     errors = [o for o in outcomes if isinstance(o, QianbaoError)]
     assert len(done) == 2 and len(errors) == 1
     assert (errors[0].code, errors[0].status) == ("refund.too_much", 422)
@@ -113,11 +114,11 @@ def test_the_whole_order_refunded_in_racing_parts_brings_back_the_whole_fee(
     capture_id = capture_of(db, paid)
     outcomes = at_once(
         [
-            lambda number=number: payments.refund(db, shop, paid, f"P{number}", cny("250.00"))
+            lambda number=number: refunds.refund(db, shop, paid, f"P{number}", cny("250.00"))
             for number in range(4)
         ]
     )
-    assert all(isinstance(o, payments.RefundView) for o in outcomes), outcomes
+    assert all(isinstance(o, refunds.RefundView) for o in outcomes), outcomes
     assert payments.network_for(db).refunded(capture_id) == cny("1030.00")
     placed = the_order(db, paid)
     assert (placed.refunded, placed.status) == (100000, "TRADE_CLOSED")
@@ -132,19 +133,19 @@ def test_one_request_number_with_two_amounts_at_once_refunds_one_and_refuses_the
     capture_id = capture_of(db, paid)
     outcomes = at_once(
         [
-            lambda: payments.refund(db, shop, paid, "SAME", cny("20.00")),
-            lambda: payments.refund(db, shop, paid, "SAME", cny("30.00")),
+            lambda: refunds.refund(db, shop, paid, "SAME", cny("20.00")),
+            lambda: refunds.refund(db, shop, paid, "SAME", cny("30.00")),
         ]
     )
-    done = [o for o in outcomes if isinstance(o, payments.RefundView)]
+    done = [o for o in outcomes if isinstance(o, refunds.RefundView)]
     errors = [o for o in outcomes if isinstance(o, QianbaoError)]
     assert len(done) == 1 and len(errors) == 1, outcomes
     assert (errors[0].code, errors[0].status) == ("idempotency.mismatch", 409)
     assert payments.network_for(db).refunded(capture_id) == done[0].amount
     # The winner's retry is answered with the winner; the loser's still refused.
-    assert payments.refund(db, shop, paid, "SAME", done[0].amount).id == done[0].id
+    assert refunds.refund(db, shop, paid, "SAME", done[0].amount).id == done[0].id
     other = cny("30.00") if done[0].amount == cny("20.00") else cny("20.00")
-    assert refused(lambda: payments.refund(db, shop, paid, "SAME", other)).status == 409
+    assert refused(lambda: refunds.refund(db, shop, paid, "SAME", other)).status == 409
     sound(db)
 
 
@@ -154,13 +155,13 @@ def test_a_reservation_counts_against_what_is_left_until_it_settles(
     paid = paid_by_card(db, clock, shop, "100.00")
     capture_id = capture_of(db, paid)
     with monkeypatch.context() as patched:
-        crash_in(patched, payments, "_give_back_outside")  # dies before asking the card
+        crash_in(patched, refunds, "_give_back_outside")  # dies before asking the card
         with pytest.raises(Crash):
-            payments.refund(db, shop, paid, "R1", cny("70.00"))
+            refunds.refund(db, shop, paid, "R1", cny("70.00"))
     network = payments.network_for(db)
     assert network.refunded(capture_id) == cny("0")
     assert the_order(db, paid).refund_pending == 7000
-    too_much = refused(lambda: payments.refund(db, shop, paid, "R2", cny("30.01")))
+    too_much = refused(lambda: refunds.refund(db, shop, paid, "R2", cny("30.01")))
     assert (too_much.code, too_much.status) == ("refund.too_much", 422)
     assert too_much.details == {"left": "30.00"}  # what is left, the reservation counted
     sound(db)  # the hold balances like any transfer
@@ -185,16 +186,16 @@ def test_a_refund_given_back_but_never_recorded_is_settled_once_by_the_worker(
     paid = paid_by_card(db, clock, shop, "300.00")  # fee 9.00
     capture_id = capture_of(db, paid)
     with monkeypatch.context() as patched:
-        crash_in(patched, payments, "_settle_refund")
+        crash_in(patched, refunds, "_settle_refund")
         with pytest.raises(Crash):
-            payments.refund(db, shop, paid, "R1", cny("100.00"))
+            refunds.refund(db, shop, paid, "R1", cny("100.00"))
     network = payments.network_for(db)
     assert network.refunded(capture_id) == cny("103.00")
     clock.advance(seconds=db.settings.refund_grace_seconds + 1)
     assert jobs.finish_pending_refunds(db) == 1
     assert network.refunded(capture_id) == cny("103.00")  # the same refund, asked again
     assert settled_on_card(db, paid) == cny("103.00")
-    retried = payments.refund(db, shop, paid, "R1", cny("100.00"))  # the merchant's retry
+    retried = refunds.refund(db, shop, paid, "R1", cny("100.00"))  # the merchant's retry
     assert retried.status == "succeeded" and retried.fee_refunded == cny("3.00")
     sound(db)
 
@@ -211,14 +212,14 @@ def test_a_refund_the_card_refuses_releases_its_reservation_and_may_go_to_the_ba
 
     with monkeypatch.context() as patched:
         patched.setattr(network, "refund", closed_card)
-        declined = refused(lambda: payments.refund(db, shop, paid, "R1", cny("40.00")))
+        declined = refused(lambda: refunds.refund(db, shop, paid, "R1", cny("40.00")))
     assert declined.code == "card.declined"
     (row,) = refund_rows(db, paid)
     assert (row.status, row.failure_code) == ("failed", "card.declined")
     assert the_order(db, paid).refund_pending == 0
     sound(db)
     # The number may be asked again, here to the balance (held: the buyer is unverified).
-    again = payments.refund(db, shop, paid, "R1", cny("40.00"), to_balance=True)
+    again = refunds.refund(db, shop, paid, "R1", cny("40.00"), to_balance=True)
     assert again.status == "succeeded" and again.destination == "held"
     assert network.refunded(capture_id) == cny("0")
     assert the_order(db, paid).refunded == 4000
@@ -234,11 +235,11 @@ def test_racing_refunds_of_a_bank_card_payment_agree_with_the_bank(
     payments.pay_with_bank_card(db, user, paid, card, PIN)
     outcomes = at_once(
         [
-            lambda number=number: payments.refund(db, shop, paid, f"B{number}", cny("40.00"))
+            lambda number=number: refunds.refund(db, shop, paid, f"B{number}", cny("40.00"))
             for number in range(3)
         ]
     )
-    done = [o for o in outcomes if isinstance(o, payments.RefundView)]
+    done = [o for o in outcomes if isinstance(o, refunds.RefundView)]
     errors = [o for o in outcomes if isinstance(o, QianbaoError)]
     assert len(done) == 2 and [e.code for e in errors] == ["refund.too_much"]
     assert {view.destination for view in done} == {"bank_card"}

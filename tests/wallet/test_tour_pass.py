@@ -26,6 +26,7 @@ from qianbao.notify.service import read_outbox
 from qianbao.standing import standing
 from qianbao.wallet import limits
 from qianbao.wallet.ledger import service as ledger
+from qianbao.wallet.payments import refunds
 from qianbao.wallet.payments import service as payments
 from qianbao.wallet.tour_pass import service as tour_pass
 from qianbao.wallet.tour_pass.models import TourPass, TourPassRefund, TourPassTopUp
@@ -279,7 +280,7 @@ def test_spent_at_the_cashier_and_a_merchants_refund_comes_back_to_the_pass(
     assert db.run(lambda tx: payments.get_order(tx, big)).status == "WAIT_BUYER_PAY"
 
     clock.advance(minutes=1)
-    back = payments.refund(db, shop, tea, "R1", cny("20.00"))
+    back = refunds.refund(db, shop, tea, "R1", cny("20.00"))
     assert back.destination == "tour_pass"
     assert current(db, user).balance == cny("200.00")
     kinds = [line.kind for line in current(db, user).history]
@@ -332,7 +333,7 @@ def test_at_expiry_what_is_left_goes_back_newest_top_up_first(
     assert tour_pass.expire_due(db) == 0  # nothing twice
 
     # A merchant's refund after expiry reaches the pass, then the card it came from.
-    payments.refund(db, shop, tea, "late", cny("200.00"))
+    refunds.refund(db, shop, tea, "late", cny("200.00"))
     assert not current(db, user).settled
     assert tour_pass.expire_due(db) == 1
     assert card_parts(db, user)[-1] == ("6016", 20000, "done")
@@ -507,7 +508,7 @@ def test_no_money_is_made_or_lost_topping_up_and_spending_while_expiry_runs(
                     pay_step(rng.choice(orders))
                 else:
                     number = f"R{rng.randint(1, 2)}"
-                    payments.refund(db, shop, rng.choice(orders), number, cny("5.00"))
+                    refunds.refund(db, shop, rng.choice(orders), number, cny("5.00"))
             except QianbaoError:
                 continue  # refused (not enough, expired, already paid...): fine
 
