@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from qianbao.i18n import translate
 
@@ -119,3 +119,11 @@ class RecordedRefusal(QianbaoError):
 
     status = 400
     keeps_changes = True
+
+
+class FixedCode:
+    """Gives an error class its own code and message, so callers raise and catch it by
+    name (the card network's and the bank's refusals)."""
+
+    code_: ClassVar[str]
+    message_: ClassVar[str]

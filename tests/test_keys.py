@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from qianbao import migrate
 from qianbao.db import Database
-from qianbao.funding.sandbox_state import SqliteStore
+from qianbao.funding.sandbox.state import SqliteStore
 from qianbao.private_files import create_private
 from qianbao.sealing import Keyring, new_key_entry
 from qianbao.settings import Settings

@@ -27,9 +27,10 @@ from sqlalchemy import func, select
 from qianbao.db import Database, Tx
 from qianbao.errors import Conflict, InvalidInput, NotFound
 from qianbao.funding import cards
-from qianbao.funding.bank import BankConnector, connector_for
+from qianbao.funding.bank import BankConnector
+from qianbao.funding.connectors import connector_for
 from qianbao.funding.models import BankCard, BankCardCheck
-from qianbao.funding.sandbox_state import SqliteStore
+from qianbao.funding.sandbox.state import SqliteStore
 from qianbao.i18n import N_, current_language, language_scope, translate
 from qianbao.identity import service as identity
 from qianbao.notify import service as notify

@@ -35,9 +35,11 @@ from pathlib import Path
 from sqlalchemy import or_, select
 
 from qianbao.db import Database, Tx
-from qianbao.funding import bank as bank_sandbox
 from qianbao.funding import card_network
 from qianbao.funding import service as funding
+from qianbao.funding.bank import BankConnector, BookedDebit
+from qianbao.funding.sandbox.bank import SandboxBank
+from qianbao.funding.sandbox.card_network import SandboxCardNetwork
 from qianbao.money import Money
 from qianbao.settings import Settings
 from qianbao.wallet.payments import service as payments
@@ -143,15 +145,15 @@ def _card_books(db: Database) -> list[card_network.BookedAuthorization]:
     if not (Path(db.settings.var_dir) / payments.SANDBOX_NETWORK_FILE).exists():
         return []  # the network was never used from this var directory
     network = payments.network_for(db)
-    assert isinstance(network, card_network.SandboxCardNetwork)
+    assert isinstance(network, SandboxCardNetwork)
     return network.books()
 
 
-def _bank_books(db: Database) -> list[bank_sandbox.BookedDebit]:
+def _bank_books(db: Database) -> list[BookedDebit]:
     if not (Path(db.settings.var_dir) / funding.SANDBOX_BANK_FILE).exists():
         return []
     bank = funding.connector(db)
-    assert isinstance(bank, bank_sandbox.SandboxBank)
+    assert isinstance(bank, SandboxBank)
     return bank.statement()
 
 
@@ -364,7 +366,7 @@ def _check_attempt_card(
 def _check_banks(
     db: Database,
     wallet: _Ledger,
-    books: list[bank_sandbox.BookedDebit],
+    books: list[BookedDebit],
     found: Reconciliation,
 ) -> None:
     by_id = {line.id: line for line in books}
@@ -427,7 +429,7 @@ def _check_banks(
 
 
 def _check_bank_refund(
-    bank: bank_sandbox.BankConnector, order: _Order, refund: _Refund, found: Reconciliation
+    bank: BankConnector, order: _Order, refund: _Refund, found: Reconciliation
 ) -> None:
     assert refund.key is not None
     outside = bank.find_debit(refund.key)  # any movement under the key: here the credit

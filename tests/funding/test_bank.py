@@ -22,16 +22,18 @@ from qianbao.clock import FrozenClock
 from qianbao.errors import Conflict, InvalidInput, QianbaoError
 from qianbao.funding.bank import (
     PROVIDER_ERRORS,
-    SANDBOX_CARDS,
     BankChallenge,
     BankConnector,
     BankMovement,
     HttpBank,
+    mask_phone,
+)
+from qianbao.funding.connectors import connector_for
+from qianbao.funding.sandbox.bank import (
+    SANDBOX_CARDS,
     SandboxBank,
     SandboxCard,
     SandboxOutcome,
-    connector_for,
-    mask_phone,
 )
 from qianbao.money import Money
 
@@ -368,7 +370,7 @@ def test_a_code_sent_by_one_process_is_checked_by_another(
     phone: Phone, clock: FrozenClock, tmp_path: Path
 ) -> None:
     """With the file store, two bank clients (two web workers) share codes and debits."""
-    from qianbao.funding.sandbox_state import SqliteStore
+    from qianbao.funding.sandbox.state import SqliteStore
 
     first = SandboxBank(phone, clock, store=SqliteStore(tmp_path / "bank.sqlite3"))
     second = SandboxBank(phone, clock, store=SqliteStore(tmp_path / "bank.sqlite3"))

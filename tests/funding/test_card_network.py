@@ -17,16 +17,11 @@ from hypothesis import strategies as st
 from qianbao.clock import FrozenClock
 from qianbao.errors import Conflict, InvalidInput, NotFound, QianbaoError
 from qianbao.funding.card_network import (
-    DEFAULT_SANDBOX_RATES,
     FOREIGN_BRANDS,
-    SANDBOX_CARDS,
     AuthorizationStatus,
     Brand,
     CardNetwork,
     CardToken,
-    SandboxCard,
-    SandboxCardNetwork,
-    SandboxOutcome,
     check_card,
     check_cvv,
     check_expiry,
@@ -36,6 +31,13 @@ from qianbao.funding.card_network import (
     to_card_currency,
 )
 from qianbao.funding.cards import luhn_check_digit
+from qianbao.funding.sandbox.card_network import (
+    DEFAULT_SANDBOX_RATES,
+    SANDBOX_CARDS,
+    SandboxCard,
+    SandboxCardNetwork,
+    SandboxOutcome,
+)
 from qianbao.money import Money
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "sandbox_card_network.md"

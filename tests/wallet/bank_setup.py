@@ -27,9 +27,10 @@ from sqlalchemy.engine import make_url
 
 from qianbao import migrate
 from qianbao.db import Database, Tx
-from qianbao.funding import bank as bank_sandbox
 from qianbao.funding import card_network
 from qianbao.funding import service as funding
+from qianbao.funding.sandbox import bank as bank_sandbox
+from qianbao.funding.sandbox import card_network as sandbox_card_network
 from qianbao.identity import security
 from qianbao.identity import service as identity
 from qianbao.identity.phone import parse_mobile
@@ -56,7 +57,7 @@ POLICY = {
     }
     for tier in ("class_ii", "class_iii")
 }
-APPROVE_CARDS = [c for c in card_network.SANDBOX_CARDS if c.outcome == "approve"]
+APPROVE_CARDS = [c for c in sandbox_card_network.SANDBOX_CARDS if c.outcome == "approve"]
 BANK_CARDS = [c for c in bank_sandbox.SANDBOX_CARDS if c.outcome == "match"]
 READY_TIMEOUT_S = 90.0
 ANSWER_WITHIN_S = 120.0  # a request unanswered this long (retries included) is a failure

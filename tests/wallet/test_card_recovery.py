@@ -14,8 +14,8 @@ from sqlalchemy import select
 from qianbao import jobs
 from qianbao.clock import FrozenClock
 from qianbao.db import Database
-from qianbao.funding.card_network import SandboxCardNetwork
-from qianbao.funding.sandbox_state import SqliteStore
+from qianbao.funding.sandbox.card_network import SandboxCardNetwork
+from qianbao.funding.sandbox.state import SqliteStore
 from qianbao.wallet.ledger import service as ledger
 from qianbao.wallet.payments import refunds
 from qianbao.wallet.payments import service as payments

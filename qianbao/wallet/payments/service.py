@@ -33,7 +33,8 @@ from qianbao.db import Database, Tx, new_id
 from qianbao.errors import Conflict, Forbidden, InvalidInput, NotFound, QianbaoError
 from qianbao.funding import card_network
 from qianbao.funding import service as funding
-from qianbao.funding.sandbox_state import SqliteStore
+from qianbao.funding.sandbox import card_network as sandbox_card_network
+from qianbao.funding.sandbox.state import SqliteStore
 from qianbao.i18n import N_
 from qianbao.identity import security
 from qianbao.identity import service as identity
@@ -942,7 +943,7 @@ def network_for(db: Database) -> card_network.CardNetwork:
         found = _networks.get(db)
         if found is None:
             store = SqliteStore(Path(db.settings.var_dir) / SANDBOX_NETWORK_FILE)
-            found = card_network.SandboxCardNetwork(
+            found = sandbox_card_network.SandboxCardNetwork(
                 db.clock, rates=db.settings.fx_rates, store=store
             )
             _networks[db] = found
