@@ -169,6 +169,7 @@ def verify_face(page: Page, server: LiveServer, out: Path) -> None:
 
 def wallet(page: Page, server: LiveServer, out: Path) -> None:
     """A new, unverified person adds a card and pays the demo shop."""
+    from qianbao.funding import foreign_cards
     from qianbao.identity import security
     from qianbao.identity.phone import parse_mobile
     from qianbao.money import Money
@@ -194,12 +195,12 @@ def wallet(page: Page, server: LiveServer, out: Path) -> None:
     server.settings.sms_resend_cooldown_seconds = 0
     security.send_security_code(db, user.id, _client(), "en")
     security.set_payment_password(db, user.id, "802417", sms_code=server.sms_code(phone.e164))
-    payments.add_foreign_card(db, user.id, "4000 0000 0084 0019", "12/30", "123", "TAN WEI")
+    foreign_cards.add_foreign_card(db, user.id, "4000 0000 0084 0019", "12/30", "123", "TAN WEI")
     shop = payments.demo_merchant(db)
     paid = db.run(
         lambda tx: payments.create_order(tx, shop, "DEMO1", "Teapot", Money.of("CNY", "288.00"))
     )
-    card = db.run(lambda tx: payments.foreign_cards(tx, user.id))[0].id
+    card = db.run(lambda tx: foreign_cards.cards_of(tx, user.id))[0].id
     payments.pay_with_card(db, user.id, paid.id, card, "802417")
     refunds.refund(db, shop, paid.id, "R1", Money.of("CNY", "88.00"))
     waiting = db.run(
@@ -220,6 +221,7 @@ def wallet_part_two(page: Page, server: LiveServer, out: Path, user_id: object) 
     code, a topped-up Tour Pass."""
     import uuid
 
+    from qianbao.funding import foreign_cards
     from qianbao.identity import service as identity
     from qianbao.identity.agreements import CURRENT_VERSION
     from qianbao.identity.phone import parse_mobile
@@ -255,7 +257,7 @@ def wallet_part_two(page: Page, server: LiveServer, out: Path, user_id: object) 
     page.locator(f"form[action='/cashier/{order.id}/pay-for-me'] button[type=submit]").click()
     shoot(page, out, "20-pay-for-me-link.png")
     tour_pass.open_pass(db, user_id)
-    card = db.run(lambda tx: payments.foreign_cards(tx, user_id))[0].id
+    card = db.run(lambda tx: foreign_cards.cards_of(tx, user_id))[0].id
     tour_pass.top_up(db, user_id, card, Money.of("CNY", "800.00"), "802417", "screenshots")
     page.goto(server.url + "/wallet/tour-pass")
     shoot(page, out, "21-tour-pass.png")

@@ -47,3 +47,23 @@ class BankCardCheck(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     outcome: Mapped[str | None] = mapped_column(String(64), default=None)
+
+
+class ForeignCard(Base):
+    """A Visa, Mastercard... card: the network's token, never the number or the CVV."""
+
+    __tablename__ = "foreign_cards"
+    __table_args__ = (Index("ix_foreign_cards_user", "user_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    token: Mapped[str] = mapped_column(String(128))
+    brand: Mapped[str] = mapped_column(String(16))
+    last4: Mapped[str] = mapped_column(String(4))
+    expiry: Mapped[str] = mapped_column(String(7))  # MM/YY
+    currency: Mapped[str] = mapped_column(String(3))
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # When the issuer confirmed the card is the person's (3-D Secure at linking, when the
+    # issuer asks for it); a card is usable only from then on.
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)

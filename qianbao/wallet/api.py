@@ -17,6 +17,7 @@ from qianbao import policy
 from qianbao.db import Tx
 from qianbao.deps import IdempotencyKey, request_key
 from qianbao.errors import InvalidInput
+from qianbao.funding import foreign_cards
 from qianbao.i18n import N_, translate
 from qianbao.identity import schemas as identity_schemas
 from qianbao.identity.api import DbDep, SessionDep
@@ -69,7 +70,7 @@ def order_out(order: OrderView) -> schemas.OrderOut:
     )
 
 
-def card_out(card: payments.ForeignCardView) -> schemas.CardOut:
+def card_out(card: foreign_cards.ForeignCardView) -> schemas.CardOut:
     return schemas.CardOut(**card.__dict__)
 
 
@@ -127,7 +128,7 @@ def add_card(body: schemas.CardIn, session: SessionDep, db: DbDep) -> schemas.Ca
     issuer wants a 3-D Secure check the answer carries ``challenge_url`` and the card is
     not usable until ``/wallet/cards/{id}/verification`` after the check."""
     return_url = body.return_url
-    card = payments.add_foreign_card(
+    card = foreign_cards.add_foreign_card(
         db,
         session.account.id,
         body.number,
@@ -143,7 +144,7 @@ def add_card(body: schemas.CardIn, session: SessionDep, db: DbDep) -> schemas.Ca
 def finish_card_verification(card_id: uuid.UUID, session: SessionDep, db: DbDep) -> schemas.CardOut:
     """After the issuer's 3-D Secure check at linking: the card, now usable, or
     ``card.verification_failed`` (the card is dropped; add it again)."""
-    return card_out(payments.finish_card_verification(db, session.account.id, card_id))
+    return card_out(foreign_cards.finish_card_verification(db, session.account.id, card_id))
 
 
 @router.get("/orders/{order_id}/cashier", response_model=schemas.CashierOut)

@@ -35,14 +35,13 @@ from pathlib import Path
 from sqlalchemy import or_, select
 
 from qianbao.db import Database, Tx
-from qianbao.funding import card_network
+from qianbao.funding import card_network, connectors
 from qianbao.funding import service as funding
 from qianbao.funding.bank import BankConnector, BookedDebit
 from qianbao.funding.sandbox.bank import SandboxBank
 from qianbao.funding.sandbox.card_network import SandboxCardNetwork
 from qianbao.money import Money
 from qianbao.settings import Settings
-from qianbao.wallet.payments import service as payments
 from qianbao.wallet.payments.models import OrderRefund, PaymentAttemptReversal, PaymentOrder
 
 # The keys payments.py gives the outside parties for an order's payment attempts.
@@ -142,9 +141,9 @@ def reconcile(db: Database) -> Reconciliation:
 
 
 def _card_books(db: Database) -> list[card_network.BookedAuthorization]:
-    if not (Path(db.settings.var_dir) / payments.SANDBOX_NETWORK_FILE).exists():
+    if not (Path(db.settings.var_dir) / connectors.SANDBOX_NETWORK_FILE).exists():
         return []  # the network was never used from this var directory
-    network = payments.network_for(db)
+    network = connectors.network_for(db)
     assert isinstance(network, SandboxCardNetwork)
     return network.books()
 
@@ -249,7 +248,7 @@ def _check_cards(
     found: Reconciliation,
 ) -> None:
     by_capture = {line.capture_id: line for line in books if line.capture_id is not None}
-    network = payments.network_for(db) if books else None
+    network = connectors.network_for(db) if books else None
     for order in wallet.orders.values():
         if order.capture_id is None:
             continue

@@ -14,6 +14,7 @@ from fastapi.responses import Response
 
 from qianbao.db import Database
 from qianbao.errors import QianbaoError
+from qianbao.funding import connectors, foreign_cards
 from qianbao.i18n import N_
 from qianbao.identity.service import CurrentSession
 from qianbao.money import Money
@@ -207,7 +208,7 @@ def add_card(
     if isinstance(session, Response):
         return session
     try:
-        card = payments.add_foreign_card(
+        card = foreign_cards.add_foreign_card(
             db,
             session.account.id,
             number,
@@ -230,7 +231,7 @@ def card_verified(request: Request, db: DbDep, card_id: uuid.UUID) -> Response:
     if isinstance(session, Response):
         return session
     try:
-        payments.finish_card_verification(db, session.account.id, card_id)
+        foreign_cards.finish_card_verification(db, session.account.id, card_id)
     except QianbaoError as error:
         return _add_card_error(request, session, error)
     return redirect(request, "/wallet?done=card")
@@ -356,7 +357,7 @@ def three_ds_answer(
     check_csrf(request, csrf)
     # A wrong answer fails the authorization; the cashier then says so.
     with contextlib.suppress(QianbaoError):
-        payments.network_for(db).complete_challenge(authorization_id, answer.strip())
+        connectors.network_for(db).complete_challenge(authorization_id, answer.strip())
     return redirect(request, _same_site(return_to))
 
 

@@ -27,7 +27,7 @@ from sqlalchemy.engine import make_url
 
 from qianbao import migrate
 from qianbao.db import Database, Tx
-from qianbao.funding import card_network
+from qianbao.funding import card_network, foreign_cards
 from qianbao.funding import service as funding
 from qianbao.funding.sandbox import bank as bank_sandbox
 from qianbao.funding.sandbox import card_network as sandbox_card_network
@@ -63,7 +63,7 @@ READY_TIMEOUT_S = 90.0
 ANSWER_WITHIN_S = 120.0  # a request unanswered this long (retries included) is a failure
 # What each kind of operation may be refused with, by design; anything else is a finding.
 EXPECTED_REFUSALS: dict[str, set[str]] = {
-    "pay": {"order.paid", "card.attempt_abandoned"},
+    "pay": {"order.paid", "card.attempt_abandoned", "card.attempt_replaced"},
     "refund": {"refund.too_much", "refund.not_refundable"},
     "refund_reuse": {"idempotency.mismatch"},
     "transfer": set(),
@@ -72,7 +72,7 @@ EXPECTED_REFUSALS: dict[str, set[str]] = {
     # Two friends paying one link at once: the loser is told it is paid, or, when the
     # winner paid another way while the loser's card was being charged, that the card
     # payment was cancelled (its money goes back: the reconciliation checks it).
-    "pay_for_me": {"order.paid", "pay_for_me.already_paid", "card.attempt_abandoned"},
+    "pay_for_me": {"order.paid", "pay_for_me.already_paid", "card.attempt_replaced"},
 }
 
 
@@ -217,7 +217,9 @@ def make_person(db: Database, index: int) -> Person:
     db.run(lambda tx: _fund(tx, user))
     sandbox_card = APPROVE_CARDS[index % len(APPROVE_CARDS)]
     cvv = "1234" if sandbox_card.brand == card_network.Brand.AMEX else "123"
-    card = payments.add_foreign_card(db, user, sandbox_card.number, "12/30", cvv, "ADA LOVELACE")
+    card = foreign_cards.add_foreign_card(
+        db, user, sandbox_card.number, "12/30", cvv, "ADA LOVELACE"
+    )
     assert card.challenge_url is None
     return Person(index, user, phone.e164, signed.token, card.id, bank_card.id)
 

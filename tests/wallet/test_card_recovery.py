@@ -14,6 +14,7 @@ from sqlalchemy import select
 from qianbao import jobs
 from qianbao.clock import FrozenClock
 from qianbao.db import Database
+from qianbao.funding import connectors
 from qianbao.funding.sandbox.card_network import SandboxCardNetwork
 from qianbao.funding.sandbox.state import SqliteStore
 from qianbao.wallet.ledger import service as ledger
@@ -99,7 +100,7 @@ def test_a_capture_never_recorded_goes_back_to_the_card_once(
             payments.pay_with_card(db, user, first, card, PIN)
     key = attempt_key(db, first)
     assert key is not None
-    network = payments.network_for(db)
+    network = connectors.network_for(db)
     taken = network.find_authorization(key)
     assert taken is not None and taken.status == "captured"
     capture = network.capture(taken.id)
@@ -124,7 +125,7 @@ def test_an_approval_never_captured_is_voided(
     user = buyer(db, clock)
     card = add_card(db, user)
     first = order(db, shop, "50.00")
-    network = payments.network_for(db)
+    network = connectors.network_for(db)
     with monkeypatch.context() as patched:
         crash_in(patched, network, "capture")  # dies between approval and capture
         with pytest.raises(Crash):
@@ -145,7 +146,7 @@ def test_an_attempt_given_up_cannot_be_recorded_late_and_is_refunded_once(
     user = buyer(db, clock)
     card = add_card(db, user)
     first = order(db, shop, "80.00")
-    network = payments.network_for(db)
+    network = connectors.network_for(db)
     real_capture: Callable[..., Any] = network.capture
 
     def slow_capture(authorization_id: str, amount: Any = None) -> Any:
@@ -176,7 +177,7 @@ def _keys_tried(db: Database, order_id: uuid.UUID) -> list[str]:
     import sqlite3
     from pathlib import Path
 
-    path = Path(db.settings.var_dir) / payments.SANDBOX_NETWORK_FILE
+    path = Path(db.settings.var_dir) / connectors.SANDBOX_NETWORK_FILE
     with sqlite3.connect(path) as connection:
         rows = connection.execute(
             "SELECT key FROM records WHERE kind = 'request' AND key LIKE ?",
@@ -199,7 +200,7 @@ def test_another_process_sees_the_same_payments(
     elsewhere = SandboxCardNetwork(
         clock,
         db.settings.fx_rates,
-        store=SqliteStore(db.settings.var_dir / payments.SANDBOX_NETWORK_FILE),
+        store=SqliteStore(db.settings.var_dir / connectors.SANDBOX_NETWORK_FILE),
     )
     seen = elsewhere.find_authorization(key)
     assert seen is not None and seen.status == "captured"
@@ -224,7 +225,7 @@ def test_a_capture_stranded_then_another_card_used_is_still_sent_back(
     assert paid.status == "TRADE_SUCCESS"
     assert reversals_left(db) == 1  # the first attempt, given up when the second began
     assert payments.reverse_card_attempts(db) == 1
-    network = payments.network_for(db)
+    network = connectors.network_for(db)
     stranded = network.find_authorization(stranded_key)
     assert stranded is not None
     assert network.refunded(network.capture(stranded.id).id) == cny("40.00")
@@ -277,7 +278,7 @@ def test_paying_by_balance_while_a_card_attempt_is_stranded_sends_the_card_money
     assert payments.pay_with_balance(db, user, first, PIN).status == "TRADE_SUCCESS"
     assert attempt_key(db, first) is None and reversals_left(db) == 1
     payments.reverse_card_attempts(db)
-    network = payments.network_for(db)
+    network = connectors.network_for(db)
     found = network.find_authorization(key)
     assert found is not None
     assert network.refunded(network.capture(found.id).id) == cny("30.00")
@@ -296,7 +297,7 @@ def test_a_merchant_refund_retried_after_a_crash_goes_to_the_card_once(
         crash_in(patched, refunds, "_settle_refund")
         with pytest.raises(Crash):
             refunds.refund(db, shop, first, "R1", cny("100.00"))
-    network = payments.network_for(db)
+    network = connectors.network_for(db)
     assert network.refunded(capture_id) == cny("103.00")  # the card got it
     # The same request number asking for the balance is another request: refused, and
     # the card refund under way is what stands.
@@ -324,5 +325,32 @@ def test_a_refund_submitted_twice_at_once_is_made_once(
             pool.map(lambda _: refunds.refund(db, shop, first, "R9", cny("20.00")), range(4))
         )
     assert len({view.id for view in views}) == 1
-    assert payments.network_for(db).refunded(capture_id) == cny("20.00")
+    assert connectors.network_for(db).refunded(capture_id) == cny("20.00")
+    sound(db)
+
+
+def test_an_attempt_replaced_while_it_captures_is_told_so_and_sent_back(
+    db: Database, clock: FrozenClock, shop: uuid.UUID, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another attempt starts on the order while this one captures (a second friend
+    paying the same pay-for-me link, the person switching cards): this one may not be
+    recorded, says why, and what it took goes back."""
+    user = buyer(db, clock)
+    card = add_card(db, user)
+    other_card = add_card(db, user, "5555 5500 0027 6016")
+    first = order(db, shop, "80.00")
+    network = connectors.network_for(db)
+    real_capture: Callable[..., Any] = network.capture
+
+    def capture_while_another_starts(authorization_id: str, amount: Any = None) -> Any:
+        captured = real_capture(authorization_id, amount)
+        db.run(lambda tx: payments._card_charge(tx, user, first, other_card))
+        return captured
+
+    with monkeypatch.context() as patched:
+        patched.setattr(network, "capture", capture_while_another_starts)
+        replaced = refused(lambda: payments.pay_with_card(db, user, first, card, PIN))
+    assert (replaced.code, replaced.status) == ("card.attempt_replaced", 409)
+    assert payments.reverse_card_attempts(db) == 1  # the replaced capture goes back
+    assert reversals_left(db) == 0
     sound(db)

@@ -18,6 +18,7 @@ from qianbao import jobs
 from qianbao.clock import FrozenClock
 from qianbao.db import Database
 from qianbao.errors import QianbaoError
+from qianbao.funding import connectors
 from qianbao.i18n import language_scope, translate
 from qianbao.identity import security
 from qianbao.identity import service as identity
@@ -485,7 +486,7 @@ def test_the_friend_pays_by_a_checked_card_or_a_mainland_bank_card(
     )
     assert isinstance(challenge, str) and "/sandbox/3ds/" in challenge
     assert read(db, friend, link.token).state == "open"  # nothing recorded yet
-    payments.network_for(db).complete_challenge(
+    connectors.network_for(db).complete_challenge(
         challenge.split("/sandbox/3ds/")[1].split("?")[0], "1234"
     )
     done = pay_for_me.finish_card(db, friend, link.token)
@@ -523,7 +524,7 @@ def test_a_card_captured_while_another_friend_paid_first_is_given_back(
     card = add_card(db, card_friend)
     quicker = verified_friend(db, clock, OTHER_FRIEND, "500")
     link = ask(db, asker, new_order(db, shop, "300.00"))
-    network = payments.network_for(db)
+    network = connectors.network_for(db)
     real_capture, real_refund = network.capture, network.refund
     refunds: list[tuple[str, int]] = []
 

@@ -13,6 +13,7 @@ import pytest
 from qianbao.clock import FrozenClock
 from qianbao.db import Database
 from qianbao.errors import QianbaoError
+from qianbao.funding import connectors, foreign_cards
 from qianbao.identity import security
 from qianbao.identity import service as identity
 from qianbao.money import Money
@@ -74,7 +75,7 @@ def verify(db: Database, user_id: uuid.UUID) -> None:
 
 
 def add_card(db: Database, user_id: uuid.UUID, number: str = VISA_USD) -> uuid.UUID:
-    return payments.add_foreign_card(db, user_id, number, "12/30", "123", "ADA LOVELACE").id
+    return foreign_cards.add_foreign_card(db, user_id, number, "12/30", "123", "ADA LOVELACE").id
 
 
 def test_an_unverified_person_pays_by_card_not_by_balance(
@@ -183,7 +184,7 @@ def test_card_declines_and_3d_secure(db: Database, clock: FrozenClock, shop: uui
     early = refused(lambda: payments.finish_card_payment(db, user, first))
     assert early.code == "card.challenge_failed"
     authorization_id = challenge.split("/sandbox/3ds/")[1].split("?")[0]
-    payments.network_for(db).complete_challenge(authorization_id, "1234")
+    connectors.network_for(db).complete_challenge(authorization_id, "1234")
     paid = payments.finish_card_payment(db, user, first)
     assert paid.status == "TRADE_SUCCESS" and paid.card_amount is not None
     assert paid.card_amount.currency == "EUR"
@@ -193,15 +194,15 @@ CHECKED_CARD = "5400 0000 0027 6050"  # its issuer asks for 3-D Secure, at linki
 
 
 def add_checked_card(db: Database, user: uuid.UUID) -> uuid.UUID:
-    pending = payments.add_foreign_card(
+    pending = foreign_cards.add_foreign_card(
         db, user, CHECKED_CARD, "12/30", "123", "Ann Lee", challenge_return_url=lambda c: "/x"
     )
     assert pending.challenge_url is not None and "return_to=%2Fx" in pending.challenge_url
     usable = [card.id for card in db.run(lambda tx: payments.wallet(tx, user)).cards]
     assert pending.id not in usable  # not before the check
     authorization_id = pending.challenge_url.split("/sandbox/3ds/")[1].split("?")[0]
-    payments.network_for(db).complete_challenge(authorization_id, "1234")
-    card = payments.finish_card_verification(db, user, pending.id)
+    connectors.network_for(db).complete_challenge(authorization_id, "1234")
+    card = foreign_cards.finish_card_verification(db, user, pending.id)
     assert card.id == pending.id and card.challenge_url is None
     return card.id
 
@@ -210,21 +211,21 @@ def test_a_card_whose_issuer_checks_it_is_usable_only_after_the_check(
     db: Database, clock: FrozenClock, shop: uuid.UUID
 ) -> None:
     user = buyer(db, clock)
-    pending = payments.add_foreign_card(db, user, CHECKED_CARD, "12/30", "123", "Ann Lee")
+    pending = foreign_cards.add_foreign_card(db, user, CHECKED_CARD, "12/30", "123", "Ann Lee")
     assert pending.challenge_url is not None
     first = order(db, shop, "20.00")
     unusable = refused(lambda: payments.pay_with_card(db, user, first, pending.id, PIN))
     assert unusable.code == "card.not_found"
     authorization_id = pending.challenge_url.split("/sandbox/3ds/")[1]
     with pytest.raises(QianbaoError):
-        payments.network_for(db).complete_challenge(authorization_id, "0000")  # wrong
-    failed = refused(lambda: payments.finish_card_verification(db, user, pending.id))
+        connectors.network_for(db).complete_challenge(authorization_id, "0000")  # wrong
+    failed = refused(lambda: foreign_cards.finish_card_verification(db, user, pending.id))
     assert failed.code == "card.verification_failed"
-    gone = refused(lambda: payments.finish_card_verification(db, user, pending.id))
+    gone = refused(lambda: foreign_cards.finish_card_verification(db, user, pending.id))
     assert gone.code == "card.not_found"  # dropped: add it again
-    again = payments.add_foreign_card(db, user, CHECKED_CARD, "12/30", "123", "Ann Lee")
+    again = foreign_cards.add_foreign_card(db, user, CHECKED_CARD, "12/30", "123", "Ann Lee")
     assert again.id != pending.id and again.challenge_url is not None
-    abandoned = refused(lambda: payments.finish_card_verification(db, user, again.id))
+    abandoned = refused(lambda: foreign_cards.finish_card_verification(db, user, again.id))
     assert abandoned.code == "card.verification_failed"  # came back without answering
     assert db.run(lambda tx: payments.wallet(tx, user)).cards == []
     card_id = add_checked_card(db, user)

@@ -14,6 +14,7 @@ import pytest
 from qianbao import jobs
 from qianbao.clock import FrozenClock
 from qianbao.db import Database
+from qianbao.funding import connectors
 from qianbao.funding import service as funding
 from qianbao.settings import Settings, get_settings
 from qianbao.wallet import reconciliation
@@ -80,7 +81,7 @@ def test_the_books_agree_then_money_moved_behind_the_wallets_back_is_found(
     card_order = next(o for o in by_card if o.out_trade_no == "C1").id
     bank_order = next(o for o in by_card if o.out_trade_no == "B1").id
     # The network gives CNY 10.00 more back and the bank CNY 5.00, with no refund asked.
-    payments.network_for(db).refund(
+    connectors.network_for(db).refund(
         capture_of(db, card_order), cny("10.00"), rate_date=clock.now().date()
     )
     funding.connector(db).credit(debit_of(db, bank_order), cny("5.00"), idempotency_key="oops")

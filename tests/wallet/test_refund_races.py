@@ -17,7 +17,7 @@ from qianbao import jobs
 from qianbao.clock import FrozenClock
 from qianbao.db import Database
 from qianbao.errors import QianbaoError
-from qianbao.funding import card_network
+from qianbao.funding import card_network, connectors
 from qianbao.money import Money
 from qianbao.wallet.ledger import service as ledger
 from qianbao.wallet.payments import refunds
@@ -99,7 +99,7 @@ def test_racing_partial_refunds_never_give_the_card_more_than_the_ledger_records
     errors = [o for o in outcomes if isinstance(o, QianbaoError)]
     assert len(done) == 2 and len(errors) == 1
     assert (errors[0].code, errors[0].status) == ("refund.too_much", 422)
-    network = payments.network_for(db)
+    network = connectors.network_for(db)
     assert network.refunded(capture_id) == settled_on_card(db, paid)
     placed = the_order(db, paid)
     assert placed.refunded == sum(view.amount.minor for view in done)
@@ -119,7 +119,7 @@ def test_the_whole_order_refunded_in_racing_parts_brings_back_the_whole_fee(
         ]
     )
     assert all(isinstance(o, refunds.RefundView) for o in outcomes), outcomes
-    assert payments.network_for(db).refunded(capture_id) == cny("1030.00")
+    assert connectors.network_for(db).refunded(capture_id) == cny("1030.00")
     placed = the_order(db, paid)
     assert (placed.refunded, placed.status) == (100000, "TRADE_CLOSED")
     sound(db)
@@ -141,7 +141,7 @@ def test_one_request_number_with_two_amounts_at_once_refunds_one_and_refuses_the
     errors = [o for o in outcomes if isinstance(o, QianbaoError)]
     assert len(done) == 1 and len(errors) == 1, outcomes
     assert (errors[0].code, errors[0].status) == ("idempotency.mismatch", 409)
-    assert payments.network_for(db).refunded(capture_id) == done[0].amount
+    assert connectors.network_for(db).refunded(capture_id) == done[0].amount
     # The winner's retry is answered with the winner; the loser's still refused.
     assert refunds.refund(db, shop, paid, "SAME", done[0].amount).id == done[0].id
     other = cny("30.00") if done[0].amount == cny("20.00") else cny("20.00")
@@ -158,7 +158,7 @@ def test_a_reservation_counts_against_what_is_left_until_it_settles(
         crash_in(patched, refunds, "_give_back_outside")  # dies before asking the card
         with pytest.raises(Crash):
             refunds.refund(db, shop, paid, "R1", cny("70.00"))
-    network = payments.network_for(db)
+    network = connectors.network_for(db)
     assert network.refunded(capture_id) == cny("0")
     assert the_order(db, paid).refund_pending == 7000
     too_much = refused(lambda: refunds.refund(db, shop, paid, "R2", cny("30.01")))
@@ -189,7 +189,7 @@ def test_a_refund_given_back_but_never_recorded_is_settled_once_by_the_worker(
         crash_in(patched, refunds, "_settle_refund")
         with pytest.raises(Crash):
             refunds.refund(db, shop, paid, "R1", cny("100.00"))
-    network = payments.network_for(db)
+    network = connectors.network_for(db)
     assert network.refunded(capture_id) == cny("103.00")
     clock.advance(seconds=db.settings.refund_grace_seconds + 1)
     assert jobs.finish_pending_refunds(db) == 1
@@ -205,7 +205,7 @@ def test_a_refund_the_card_refuses_releases_its_reservation_and_may_go_to_the_ba
 ) -> None:
     paid = paid_by_card(db, clock, shop, "100.00")
     capture_id = capture_of(db, paid)
-    network = payments.network_for(db)
+    network = connectors.network_for(db)
 
     def closed_card(*_args: object, **_kwargs: object) -> card_network.Refund:
         raise card_network.CardDeclined()

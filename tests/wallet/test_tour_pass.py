@@ -18,7 +18,7 @@ from sqlalchemy import select
 from qianbao.clock import FrozenClock
 from qianbao.db import Database, Tx
 from qianbao.errors import QianbaoError
-from qianbao.funding import card_network
+from qianbao.funding import card_network, connectors
 from qianbao.i18n import language_scope
 from qianbao.identity import service as identity
 from qianbao.money import Money
@@ -87,7 +87,7 @@ def card_parts(db: Database, user: uuid.UUID) -> list[tuple[str, int, str]]:
     """(card last 4, CNY minor, state) of each part sent back, in the order written."""
 
     def read(tx: Tx) -> list[tuple[str, int, str]]:
-        from qianbao.wallet.payments.models import ForeignCard
+        from qianbao.funding.models import ForeignCard
 
         rows = tx.session.execute(
             select(ForeignCard.last4, TourPassRefund.amount, TourPassRefund.state)
@@ -231,7 +231,7 @@ def test_declined_cards_and_3d_secure(db: Database, clock: FrozenClock) -> None:
     assert f"%2Ftp%2F{waiting.id}" in waiting.challenge_url
     assert current(db, user).room == cny("1800.00")  # a top-up under way counts
     authorization_id = waiting.challenge_url.split("/sandbox/3ds/")[1].split("?")[0]
-    payments.network_for(db).complete_challenge(authorization_id, "1234")
+    connectors.network_for(db).complete_challenge(authorization_id, "1234")
     done = tour_pass.finish_top_up(db, user, waiting.id)
     assert done.state == "done" and done.card_amount is not None
     assert done.card_amount.currency == "EUR"
@@ -248,7 +248,7 @@ def test_declined_cards_and_3d_secure(db: Database, clock: FrozenClock) -> None:
     # Closed during the issuer's check: the approval is released, nothing is charged.
     late = top(db, user, checked, "100.00", "c3")
     assert late.challenge_url is not None
-    payments.network_for(db).complete_challenge(late.challenge_url.split("/3ds/")[1], "1234")
+    connectors.network_for(db).complete_challenge(late.challenge_url.split("/3ds/")[1], "1234")
     fees = system_balance(db, "fee_income")
     tour_pass.close(db, user, PIN)
     assert refused(lambda: tour_pass.finish_top_up(db, user, late.id)).code == "tour_pass.none"
@@ -368,7 +368,7 @@ def test_a_card_that_refuses_its_refund_sends_the_money_to_the_balance(
     user = visitor(db, clock)
     card = add_card(db, user)
     top(db, user, card, "400.00")
-    network = payments.network_for(db)
+    network = connectors.network_for(db)
 
     def closed_card(*args: Any, **kwargs: Any) -> card_network.Refund:
         raise card_network.CardExpiredAtIssuer()
@@ -389,7 +389,7 @@ def test_a_network_that_does_not_know_the_payment_leaves_the_part_waiting(
     the payment is known sends it once."""
     user = visitor(db, clock)
     top(db, user, add_card(db, user), "250.00")
-    network = payments.network_for(db)
+    network = connectors.network_for(db)
     real_refund = network.refund
 
     def forgetful(*args: Any, **kwargs: Any) -> card_network.Refund:
@@ -429,7 +429,7 @@ def test_a_crash_between_refund_parts_and_a_rerun_refund_each_part_exactly_once(
 ) -> None:
     user = visitor(db, clock)
     three_top_ups(db, clock, user)
-    network = payments.network_for(db)
+    network = connectors.network_for(db)
     real_refund = network.refund
     calls: list[tuple[str | None, str]] = []
     crash_after = {2}  # the network refunds part 2, then the worker dies
@@ -537,7 +537,7 @@ def test_no_money_is_made_or_lost_topping_up_and_spending_while_expiry_runs(
 
     top_ups, parts = db.run(facts)
     assert top_ups, "the load really topped up"
-    network = payments.network_for(db)
+    network = connectors.network_for(db)
     for row in top_ups:
         sent = sum(p.amount for p in parts if p.top_up_id == row.id and p.state == "done")
         assert sent == row.refunded <= row.amount
@@ -597,7 +597,7 @@ def test_a_top_up_left_half_way_is_finished_or_undone_by_the_worker(
 
     user = visitor(db, clock)
     card = add_card(db, user)
-    network = payments.network_for(db)
+    network = connectors.network_for(db)
 
     def die(*_args: object, **_kwargs: object) -> None:
         raise Crash

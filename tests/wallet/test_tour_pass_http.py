@@ -11,11 +11,11 @@ from fastapi.testclient import TestClient
 
 from qianbao.clock import FrozenClock
 from qianbao.db import Database
+from qianbao.funding import foreign_cards
 from qianbao.identity import security
 from qianbao.identity import service as identity
 from qianbao.identity.phone import parse_mobile
 from qianbao.wallet.ledger import service as ledger
-from qianbao.wallet.payments import service as payments
 from tests.api_helpers import api_sign_up, bearer
 from tests.identity.test_security import security_code
 from tests.wallet.test_wallet_http import VISA_USD, with_payment_password
@@ -107,7 +107,7 @@ def test_the_pages_open_top_up_pay_and_close(client: TestClient, clock: FrozenCl
     user = passport_verified(client)
     db: Database = client.app.state.db  # type: ignore[attr-defined]
     security.set_payment_password(db, user, PIN, sms_code=security_code(db, user, clock))
-    payments.add_foreign_card(db, user, VISA_USD, "12/30", "123", "ADA")
+    foreign_cards.add_foreign_card(db, user, VISA_USD, "12/30", "123", "ADA")
 
     opened = client.post("/wallet/tour-pass/open", data={"csrf": token})
     assert 'data-testid="tour-pass-balance"' in opened.text
@@ -163,7 +163,7 @@ def test_the_demo_button_runs_the_expiry(client: TestClient, clock: FrozenClock)
     user = passport_verified(client)
     db: Database = client.app.state.db  # type: ignore[attr-defined]
     security.set_payment_password(db, user, PIN, sms_code=security_code(db, user, clock))
-    payments.add_foreign_card(db, user, VISA_USD, "12/30", "123", "ADA")
+    foreign_cards.add_foreign_card(db, user, VISA_USD, "12/30", "123", "ADA")
     opened = client.post("/wallet/tour-pass/open", data={"csrf": token})
     assert 'data-testid="demo-expire"' in opened.text
     client.cookies.set("qb_lang", "zh_Hans")

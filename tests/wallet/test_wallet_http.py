@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from qianbao.clock import FrozenClock
 from qianbao.errors import QianbaoError
+from qianbao.funding import foreign_cards
 from qianbao.identity import security
 from qianbao.identity.phone import parse_mobile
 from qianbao.money import Money
@@ -136,7 +137,7 @@ def test_history_filters_detail_and_csv(client: TestClient, clock: FrozenClock) 
     phone = parse_mobile("+447911123456", "GB")
     user = db.run(lambda tx: security.find_login(tx, phone.e164, phone)).id
     security.set_payment_password(db, user, "802417", sms_code=security_code(db, user, clock))
-    card = payments.add_foreign_card(db, user, VISA_USD, "12/30", "123", "ADA")
+    card = foreign_cards.add_foreign_card(db, user, VISA_USD, "12/30", "123", "ADA")
     shop = payments.demo_merchant(db)
     paid = []
     for number, amount in (("A1", "88.00"), ("A2", "250.00")):

@@ -33,7 +33,7 @@ from sqlalchemy import func, select
 
 from qianbao.db import Database, Tx
 from qianbao.errors import Conflict, InvalidInput, NotFound, QianbaoError
-from qianbao.funding import card_network
+from qianbao.funding import card_network, connectors
 from qianbao.funding import service as funding
 from qianbao.funding.bank import BankCreditExceeds, BankInputRefused, BankStateRefused
 from qianbao.i18n import N_
@@ -318,7 +318,7 @@ def _give_back_outside(db: Database, plan: _OutsideRefund) -> card_network.Refun
         funding.connector(db).credit(plan.bank_debit_id, plan.amount, idempotency_key=plan.key)
         return None
     assert plan.capture_id is not None
-    return payments.network_for(db).refund(
+    return connectors.network_for(db).refund(
         plan.capture_id,
         plan.amount + plan.fee_part,
         rate_date=db.clock.now().astimezone(UTC).date(),

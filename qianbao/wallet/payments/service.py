@@ -16,25 +16,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-import threading
 import uuid
-import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
-from pathlib import Path
 from typing import Final
 
 from sqlalchemy import func, or_, select
 
 from qianbao.db import Database, Tx, new_id
-from qianbao.errors import Conflict, Forbidden, InvalidInput, NotFound, QianbaoError
-from qianbao.funding import card_network
+from qianbao.errors import Conflict, Forbidden, InvalidInput, NotFound
+from qianbao.funding import card_network, connectors, foreign_cards
 from qianbao.funding import service as funding
-from qianbao.funding.sandbox import card_network as sandbox_card_network
-from qianbao.funding.sandbox.state import SqliteStore
 from qianbao.i18n import N_
 from qianbao.identity import security
 from qianbao.identity import service as identity
@@ -46,7 +41,6 @@ from qianbao.throttling import ratelimit
 from qianbao.wallet import limits
 from qianbao.wallet.ledger import service as ledger
 from qianbao.wallet.payments.models import (
-    ForeignCard,
     Merchant,
     PaymentAttemptReversal,
     PaymentOrder,
@@ -109,17 +103,7 @@ class WalletView:
     balance: Money
     held: Money
     can_use_balance: bool
-    cards: list[ForeignCardView]
-
-
-@dataclass(frozen=True)
-class ForeignCardView:
-    id: uuid.UUID
-    brand: str
-    last4: str
-    expiry: str
-    currency: str
-    challenge_url: str | None = None  # the issuer's 3-D Secure check, while one is open
+    cards: list[foreign_cards.ForeignCardView]
 
 
 def wallet(tx: Tx, user_id: uuid.UUID) -> WalletView:
@@ -134,7 +118,7 @@ def wallet(tx: Tx, user_id: uuid.UUID) -> WalletView:
         balance=Money(CNY, balance.available),
         held=Money(CNY, held.available),
         can_use_balance=standing(tx, user_id).rights.use_balance,
-        cards=foreign_cards(tx, user_id),
+        cards=foreign_cards.cards_of(tx, user_id),
     )
 
 
@@ -405,7 +389,7 @@ def _reversals(tx: Tx, limit: int) -> list[tuple[uuid.UUID, str]]:
 
 
 def _reverse_on_network(db: Database, order_id: uuid.UUID, key: str) -> None:
-    network = network_for(db)
+    network = connectors.network_for(db)
     authorization = network.find_authorization(key)
     if authorization is None:  # the network never took it: nothing to send back
         return
@@ -459,7 +443,7 @@ class OnBehalf:
 
 @dataclass(frozen=True)
 class CardQuote:
-    card: ForeignCardView
+    card: foreign_cards.ForeignCardView
     fee: Money
     total: Money
 
@@ -574,7 +558,7 @@ def pay_with_card(
     send the person to (then ``finish_card_payment``)."""
     security.verify_payment_password(db, user_id, payment_password)
     charge = db.run(lambda tx: _card_charge(tx, user_id, order_id, card_id))
-    network = network_for(db)
+    network = connectors.network_for(db)
     authorization = network.authorize(
         charge.token,
         charge.total,
@@ -626,11 +610,7 @@ def pay_with_bank_card(
                 raise Conflict("order.paid", N_("This order is already paid."))
             return get_order(tx, order_id)
         if order.card_attempt_key != key:
-            # Given up (another way of paying was chosen meanwhile, or it took too long).
-            raise Conflict(
-                "card.attempt_abandoned",
-                N_("This card payment took too long and was cancelled. Pay again."),
-            )
+            raise _attempt_ended(order)
         claim_wallets(tx, SYSTEM)
         clearing = account_of(tx, SYSTEM, "bank_clearing")
         merchant = merchant_of(tx, order.merchant_id)
@@ -672,7 +652,7 @@ def finish_card_payment(
     if card_id is None:
         raise Conflict("order.not_payable", N_("This order cannot be paid now."))
     charge = db.run(lambda tx: _card_charge(tx, user_id, order_id, card_id))
-    authorization = network_for(db).authorize(
+    authorization = connectors.network_for(db).authorize(
         charge.token, charge.total, idempotency_key=charge.key
     )
     if authorization.status != "approved":
@@ -694,7 +674,7 @@ def _capture_and_record(
     auth_id: str,
     on_behalf: OnBehalf | None = None,
 ) -> OrderView:
-    capture = network_for(db).capture(auth_id)
+    capture = connectors.network_for(db).capture(auth_id)
     card_id = charge.card_id
 
     def record(tx: Tx) -> OrderView:
@@ -704,11 +684,7 @@ def _capture_and_record(
                 raise Conflict("order.paid", N_("This order is already paid."))
             return get_order(tx, order_id)
         if order.card_attempt_key != charge.key:
-            # The worker gave this attempt up as stranded and is sending the money back.
-            raise Conflict(
-                "card.attempt_abandoned",
-                N_("This card payment took too long and was cancelled. Pay again."),
-            )
+            raise _attempt_ended(order)
         amount = Money(CNY, order.amount)
         fee = capture.amount - amount
         claim_wallets(tx, SYSTEM)
@@ -742,7 +718,7 @@ def _capture_and_record(
     except Conflict:
         # Paid or closed meanwhile (two friends paying one pay-for-me link at once): this
         # capture was never recorded, so the card gets it back, once whatever the retries.
-        network_for(db).refund(
+        connectors.network_for(db).refund(
             capture.id,
             capture.amount,
             rate_date=db.clock.now().astimezone(UTC).date(),
@@ -770,9 +746,7 @@ def _card_charge(
     if order is None:
         raise Conflict("order.paid", N_("This order is already paid."))
     restrictions.refuse_money_out(tx, user_id)
-    card = tx.session.get(ForeignCard, card_id)
-    if card is None or card.user_id != user_id or not _usable(card):
-        raise NotFound("card.not_found", N_("There is no such card on your account."))
+    card = foreign_cards.usable_card(tx, user_id, card_id)
     amount = Money(CNY, order.amount)
     _within_card_limits(tx, user_id, amount, standing(tx, user_id).rights)
     live = order.card_attempt_key
@@ -781,173 +755,6 @@ def _card_charge(
         _begin_attempt(tx, order, f"order:{order.id}:card:{card_id}:{secrets.token_hex(4)}")
     assert order.card_attempt_key is not None
     return _CardCharge(card_id, card.token, amount + _fee(tx, amount), order.card_attempt_key)
-
-
-# --- foreign cards -------------------------------------------------------------------------
-
-
-def foreign_cards(tx: Tx, user_id: uuid.UUID) -> list[ForeignCardView]:
-    """The person's usable cards: linked, verified by their issuer, not removed."""
-    rows = tx.session.scalars(
-        select(ForeignCard)
-        .where(
-            ForeignCard.user_id == user_id,
-            ForeignCard.removed_at.is_(None),
-            ForeignCard.verified_at.is_not(None),
-        )
-        .order_by(ForeignCard.added_at)
-    )
-    return [_card_view(row) for row in rows]
-
-
-def _usable(card: ForeignCard) -> bool:
-    return card.removed_at is None and card.verified_at is not None
-
-
-def _card_view(row: ForeignCard, challenge_url: str | None = None) -> ForeignCardView:
-    return ForeignCardView(row.id, row.brand, row.last4, row.expiry, row.currency, challenge_url)
-
-
-def add_foreign_card(
-    db: Database,
-    user_id: uuid.UUID,
-    number: str,
-    expiry: str,
-    cvv: str,
-    holder_name: str,
-    *,
-    challenge_return_url: Callable[[uuid.UUID], str] | None = None,
-) -> ForeignCardView:
-    """Check the card, link it through the network (the CVV is used for that call and
-    never kept), keep the network's token, the brand and the last four digits, and have
-    the issuer verify it. When the issuer wants a 3-D Secure check the card waits, not
-    usable, and the view carries the challenge URL (``challenge_return_url(card_id)`` is
-    where the check sends the person back to; then ``finish_card_verification``)."""
-    month, year = card_network.parse_expiry(expiry)
-    checked = card_network.check_card(
-        number, month, year, cvv, today=db.clock.now().astimezone(UTC).date()
-    )
-    linked = network_for(db).tokenize(checked.digits, month, year, cvv, holder_name)
-    card, verified = db.run(lambda tx: _keep_card(tx, user_id, linked))
-    if verified:
-        return card
-    return_url = challenge_return_url(card.id) if challenge_return_url else None
-    verification = network_for(db).verify_card(
-        linked.token, idempotency_key=_verification_key(card.id), three_ds_return_url=return_url
-    )
-    if verification.status == "challenge_required":
-        return replace(card, challenge_url=verification.challenge_url)
-    return db.run(lambda tx: _mark_verified(tx, user_id, card.id))
-
-
-def _keep_card(
-    tx: Tx, user_id: uuid.UUID, linked: card_network.CardToken
-) -> tuple[ForeignCardView, bool]:
-    """The person's row for this card: the one already linked (and verified: True), or
-    a new one waiting for the issuer's verification (False)."""
-    same = select(ForeignCard).where(
-        ForeignCard.user_id == user_id,
-        ForeignCard.removed_at.is_(None),
-        ForeignCard.verified_at.is_not(None),
-        ForeignCard.brand == linked.brand.value,
-        ForeignCard.last4 == linked.last4,
-        ForeignCard.expiry == str(linked.expiry),
-    )
-    existing = tx.session.scalars(same).first()
-    if existing is not None:
-        return _card_view(existing), True
-    _shared_card_rule(tx, user_id, linked.token)
-    row = ForeignCard(
-        user_id=user_id,
-        token=linked.token,
-        brand=linked.brand.value,
-        last4=linked.last4,
-        expiry=str(linked.expiry),
-        currency=linked.currency,
-        added_at=tx.now(),
-    )
-    tx.session.add(row)
-    tx.session.flush()
-    return _card_view(row), False
-
-
-def finish_card_verification(
-    db: Database, user_id: uuid.UUID, card_id: uuid.UUID
-) -> ForeignCardView:
-    """After the issuer's 3-D Secure check at linking: the card becomes usable, or is
-    dropped (``card.verification_failed``) when the check failed or was abandoned."""
-    card, token, verified = db.run(lambda tx: _card_state(tx, user_id, card_id))
-    if verified:
-        return card
-    try:
-        verification = network_for(db).verify_card(
-            token, idempotency_key=_verification_key(card_id)
-        )
-    except QianbaoError:
-        verification = None
-    if verification is None or verification.status != "approved":
-        db.run(lambda tx: _drop_unverified(tx, user_id, card_id))
-        raise Conflict(
-            "card.verification_failed",
-            N_(
-                "The card's bank could not confirm it is yours, so the card was not added. "
-                "Add it again and answer your bank's check, or use another card."
-            ),
-        )
-    return db.run(lambda tx: _mark_verified(tx, user_id, card_id))
-
-
-def _verification_key(card_id: uuid.UUID) -> str:
-    return f"card-verification:{card_id}"
-
-
-def _own_card(tx: Tx, user_id: uuid.UUID, card_id: uuid.UUID) -> ForeignCard:
-    card = tx.session.get(ForeignCard, card_id)
-    if card is None or card.user_id != user_id or card.removed_at is not None:
-        raise NotFound("card.not_found", N_("There is no such card on your account."))
-    return card
-
-
-def _card_state(
-    tx: Tx, user_id: uuid.UUID, card_id: uuid.UUID
-) -> tuple[ForeignCardView, str, bool]:
-    card = _own_card(tx, user_id, card_id)
-    return _card_view(card), card.token, card.verified_at is not None
-
-
-def _mark_verified(tx: Tx, user_id: uuid.UUID, card_id: uuid.UUID) -> ForeignCardView:
-    card = _own_card(tx, user_id, card_id)
-    if card.verified_at is None:
-        card.verified_at = tx.now()
-    return _card_view(card)
-
-
-def _drop_unverified(tx: Tx, user_id: uuid.UUID, card_id: uuid.UUID) -> None:
-    card = _own_card(tx, user_id, card_id)
-    if card.verified_at is None:
-        card.removed_at = tx.now()
-
-
-SANDBOX_NETWORK_FILE: Final = "sandbox_card_network.sqlite3"
-_networks: weakref.WeakKeyDictionary[Database, card_network.CardNetwork] = (
-    weakref.WeakKeyDictionary()
-)
-_networks_lock = threading.Lock()
-
-
-def network_for(db: Database) -> card_network.CardNetwork:
-    """One card network client per process and database. The sandbox keeps its records
-    in a file of its own under the var directory, so every process sees the same
-    payments and a worker can finish what a crashed request started."""
-    with _networks_lock:
-        found = _networks.get(db)
-        if found is None:
-            store = SqliteStore(Path(db.settings.var_dir) / SANDBOX_NETWORK_FILE)
-            found = sandbox_card_network.SandboxCardNetwork(
-                db.clock, rates=db.settings.fx_rates, store=store
-            )
-            _networks[db] = found
-        return found
 
 
 # --- inside --------------------------------------------------------------------------------
@@ -964,6 +771,26 @@ def merchant_of(tx: Tx, merchant_id: uuid.UUID) -> Merchant:
     merchant = tx.session.get(Merchant, merchant_id)
     assert merchant is not None
     return merchant
+
+
+def _attempt_ended(order: PaymentOrder) -> Conflict:
+    """Why a card or bank card attempt may no longer be recorded (what it took is sent
+    back): another attempt replaced it (the person chose another way of paying, or a
+    second friend started paying the same pay-for-me order), or the worker gave it up
+    as stranded."""
+    if order.card_attempt_key is not None:
+        return Conflict(
+            "card.attempt_replaced",
+            N_(
+                "Another payment of this order started while yours was under way, so yours "
+                "was cancelled and anything taken from your card goes back to it. Look at "
+                "the order before paying again."
+            ),
+        )
+    return Conflict(
+        "card.attempt_abandoned",
+        N_("This card payment took too long and was cancelled. Pay again."),
+    )
 
 
 def payable_order(tx: Tx, user_id: uuid.UUID, order_id: uuid.UUID) -> PaymentOrder | None:
@@ -1031,19 +858,6 @@ def _card_velocity_rule(tx: Tx, user_id: uuid.UUID) -> None:
         restrictions.impose(
             tx, user_id, "restricted", "card_velocity", imposed_by="rule:card_velocity"
         )
-
-
-def _shared_card_rule(tx: Tx, user_id: uuid.UUID, token: str) -> None:
-    """Risk rule: one card linked to several accounts restricts the newest of them."""
-    others = tx.session.scalar(
-        select(func.count(func.distinct(ForeignCard.user_id))).where(
-            ForeignCard.token == token,
-            ForeignCard.user_id != user_id,
-            ForeignCard.removed_at.is_(None),
-        )
-    )
-    if int(others or 0) + 1 >= tx.settings.risk_shared_card_accounts:
-        restrictions.impose(tx, user_id, "restricted", "shared_card", imposed_by="rule:shared_card")
 
 
 def _within_balance_limits(tx: Tx, user_id: uuid.UUID, amount: Money, rights: Rights) -> None:

@@ -47,7 +47,7 @@ from sqlalchemy import func, select
 from qianbao import policy
 from qianbao.db import Database, Tx
 from qianbao.errors import Conflict, Forbidden, InvalidInput, NotFound
-from qianbao.funding import card_network
+from qianbao.funding import card_network, connectors, foreign_cards
 from qianbao.i18n import N_
 from qianbao.identity import security
 from qianbao.identity import service as identity
@@ -56,7 +56,7 @@ from qianbao.risk import restrictions
 from qianbao.standing import standing
 from qianbao.wallet.ledger import service as ledger
 from qianbao.wallet.payments import service as payments
-from qianbao.wallet.payments.models import ForeignCard, OrderRefund, PaymentOrder
+from qianbao.wallet.payments.models import OrderRefund, PaymentOrder
 from qianbao.wallet.tour_pass.models import (
     TourPass,
     TourPassRefund,
@@ -166,7 +166,7 @@ class Overview:
     refusal_params: dict[str, str]
     current: PassView | None  # the open pass, else the latest one
     limits: Limits
-    cards: list[payments.ForeignCardView]
+    cards: list[foreign_cards.ForeignCardView]
 
 
 def limits(tx: Tx) -> Limits:
@@ -197,7 +197,7 @@ def overview(tx: Tx, user_id: uuid.UUID) -> Overview:
         refusal_params=refusal[1] if refusal else {},
         current=_pass_view(tx, latest) if latest else None,
         limits=limits(tx),
-        cards=payments.foreign_cards(tx, user_id),
+        cards=foreign_cards.cards_of(tx, user_id),
     )
 
 
@@ -308,7 +308,7 @@ def quote(tx: Tx, user_id: uuid.UUID, amount: Money) -> Quote:
             _card_label(card.brand, card.last4),
             card_network.to_card_currency(total, card.currency, rates[card.currency]),
         )
-        for card in payments.foreign_cards(tx, user_id)
+        for card in foreign_cards.cards_of(tx, user_id)
         if card.currency in rates
     ]
     return Quote(amount, fee, total, cards)
@@ -363,7 +363,7 @@ def _charge_card(
     *,
     after_challenge: bool = False,
 ) -> TopUpView:
-    network = payments.network_for(db)
+    network = connectors.network_for(db)
     try:
         authorization = network.authorize(
             charge.token,
@@ -415,7 +415,7 @@ def _start_top_up(
     _require_eligible(tx, user_id)
     restrictions.refuse_money_out(tx, user_id)
     _check_amount(tx, pass_row, amount)
-    card = _own_card(tx, user_id, card_id)
+    card = foreign_cards.usable_card(tx, user_id, card_id)
     payments.within_card_limits(tx, user_id, amount)  # as at the cashier: the fee aside
     row = TourPassTopUp(
         pass_id=pass_row.id,
@@ -446,7 +446,7 @@ def _retried(
         raise Conflict(
             "tour_pass.top_up_failed", N_("This top-up did not go through. Start a new one.")
         )
-    card = tx.session.get_one(ForeignCard, earlier.card_id)
+    card = foreign_cards.card_on_file(tx, earlier.card_id)
     return _Charge(earlier.id, card.token, Money(CNY, earlier.amount + earlier.fee))
 
 
@@ -458,7 +458,7 @@ def _pending_charge(tx: Tx, user_id: uuid.UUID, top_up_id: uuid.UUID) -> _Charge
         raise Conflict(
             "tour_pass.top_up_failed", N_("This top-up did not go through. Start a new one.")
         )
-    card = tx.session.get_one(ForeignCard, row.card_id)
+    card = foreign_cards.card_on_file(tx, row.card_id)
     return _Charge(row.id, card.token, Money(CNY, row.amount + row.fee))
 
 
@@ -496,14 +496,6 @@ def _room(tx: Tx, pass_row: TourPass) -> Money:
 def _fee(tx: Tx, amount: Money) -> Money:
     share = Decimal(amount.minor) * tx.settings.tour_pass_fee_percent / 100
     return Money(CNY, int(share.quantize(Decimal(1), ROUND_HALF_UP)))
-
-
-def _own_card(tx: Tx, user_id: uuid.UUID, card_id: uuid.UUID) -> ForeignCard:
-    card = tx.session.get(ForeignCard, card_id)
-    usable = card is not None and card.removed_at is None and card.verified_at is not None
-    if card is None or card.user_id != user_id or not usable:
-        raise NotFound("card.not_found", N_("There is no such card on your account."))
-    return card
 
 
 def _top_up(tx: Tx, user_id: uuid.UUID, top_up_id: uuid.UUID) -> TourPassTopUp:
@@ -589,7 +581,7 @@ def _stranded_top_ups(tx: Tx, limit: int) -> list[tuple[uuid.UUID, uuid.UUID]]:
 
 
 def _settle_stranded(db: Database, top_up_id: uuid.UUID, user_id: uuid.UUID) -> None:
-    network = payments.network_for(db)
+    network = connectors.network_for(db)
     authorization = network.find_authorization(_top_up_key(top_up_id))
     if authorization is not None and authorization.status == "captured":
         capture = network.capture(authorization.id)  # the same capture, asked again
@@ -823,7 +815,7 @@ def _send(db: Database, part: _Part) -> bool:
     the next run asks again)."""
     today = db.clock.now().astimezone(UTC).date()
     try:
-        refund = payments.network_for(db).refund(
+        refund = connectors.network_for(db).refund(
             part.capture_id, part.amount, rate_date=today, idempotency_key=part.key
         )
     except _REFUND_REFUSALS as refusal:
@@ -899,7 +891,7 @@ def _card_label(brand: str, last4: str) -> str:
 
 
 def _top_up_view(tx: Tx, row: TourPassTopUp) -> TopUpView:
-    card = tx.session.get_one(ForeignCard, row.card_id)
+    card = foreign_cards.card_on_file(tx, row.card_id)
     card_amount = (
         Money(row.card_currency, row.card_amount)
         if row.card_currency and row.card_amount is not None
@@ -987,7 +979,7 @@ def _refund_line(tx: Tx, part: TourPassRefund) -> HistoryLine:
         detail = None
     else:
         top_up_row = tx.session.get_one(TourPassTopUp, part.top_up_id)
-        card = tx.session.get_one(ForeignCard, top_up_row.card_id)
+        card = foreign_cards.card_on_file(tx, top_up_row.card_id)
         label = _card_label(card.brand, card.last4)
         detail = (
             Money(part.card_currency, part.card_amount).format()
