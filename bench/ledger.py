@@ -34,6 +34,7 @@ from qianbao import migrate
 from qianbao.db import Database, Tx
 from qianbao.money import Money
 from qianbao.settings import Settings
+from qianbao.wallet.ledger import audit as ledger_audit
 from qianbao.wallet.ledger import service as ledger
 
 SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
@@ -397,7 +398,7 @@ def main() -> None:
         f"{large.percentile(0.5) / small.percentile(0.5):.2f}x; tps "
         f"{large.tps / small.tps:.2f}x (goal: flat within 20%)"
     )
-    audit = db.run(ledger.audit)
+    audit = db.run(ledger_audit.audit)
     print(f"audit after the run: {'sound' if audit.sound else 'NOT SOUND'} ({load()})")
     db.dispose()
 

@@ -51,6 +51,7 @@ from qianbao.identity import service as identity  # noqa: E402
 from qianbao.identity.phone import parse_mobile  # noqa: E402
 from qianbao.money import Money  # noqa: E402
 from qianbao.settings import Settings  # noqa: E402
+from qianbao.wallet.ledger import audit as ledger_audit  # noqa: E402
 from qianbao.wallet.ledger import service as ledger  # noqa: E402
 from qianbao.wallet.payments import service as payments  # noqa: E402
 from qianbao.wallet.transfers.models import PersonTransfer  # noqa: E402
@@ -139,7 +140,7 @@ async def timed(base: str, tokens: list[str], seconds: float) -> tuple[list[floa
 def check(url: str) -> tuple[bool, int]:
     """The ledger's audit, and how many transfers were recorded."""
     db = Database(Settings(database_url=url))
-    sound = db.run(ledger.audit).sound
+    sound = db.run(ledger_audit.audit).sound
     count = db.run(lambda tx: int(tx.session.scalar(select(func.count(PersonTransfer.id))) or 0))
     db.dispose()
     return sound, count

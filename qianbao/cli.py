@@ -17,7 +17,7 @@ from qianbao.db import Database, Tx
 from qianbao.settings import get_settings
 
 if TYPE_CHECKING:
-    from qianbao.wallet.ledger import service as ledger
+    from qianbao.wallet.ledger import audit as books
 
 app = typer.Typer(help="Qianbao wallet service.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -93,6 +93,10 @@ def serve(
         # proxies in QIANBAO_TRUSTED_PROXIES: uvicorn's own handling (on by default, for
         # 127.0.0.1) would let a local proxy's clients choose their address.
         proxy_headers=False,
+        # A worker process loads the face and liveness models before it answers; uvicorn's
+        # 5 s health check killed workers still loading on a busy 2-core machine, over and
+        # over. A minute is well above the load time seen (about 10 s).
+        timeout_worker_healthcheck=60,
     )
 
 
@@ -538,11 +542,11 @@ def ledger_audit() -> None:
     any mismatch (for an operator's cron). With the sandbox card network and bank, their
     books are reconciled with the ledger's too (wallet/reconciliation.py)."""
     from qianbao.wallet import reconciliation
-    from qianbao.wallet.ledger import service as ledger
+    from qianbao.wallet.ledger import audit as books
 
     database = Database(get_settings())
     try:
-        result = database.run(ledger.audit)
+        result = database.run(books.audit)
         outside = None
         if reconciliation.uses_sandboxes(database.settings):
             outside = reconciliation.reconcile(database)
@@ -554,7 +558,7 @@ def ledger_audit() -> None:
         raise typer.Exit(1)
 
 
-def _audit_report(result: ledger.Audit) -> list[str]:
+def _audit_report(result: books.Audit) -> list[str]:
     totals = ", ".join(f"{code} {total}" for code, total in sorted(result.currency_totals.items()))
     lines = [
         f"accounts checked: {result.accounts_checked}",

@@ -24,7 +24,7 @@ from qianbao.sealing import Keyring, SealingError
 from qianbao.settings import Settings, get_settings
 from qianbao.verification import liveness
 from qianbao.verification import service as verification
-from qianbao.wallet.ledger import service as ledger
+from qianbao.wallet.ledger import audit as ledger_audit
 from qianbao.wallet.payments import service as payments
 from tests.helpers import sign_up
 from tests.identity.test_security import security_code
@@ -103,7 +103,7 @@ def test_the_restore_drill(
         assert shown.name == f"{data.surname} {data.given_names}".replace("<", " ")
         assert restored.run(lambda tx: identity.authenticate(tx, token)).account.id == person
         assert restored.run(lambda tx: payments.wallet(tx, person)).balance == cny("40.00")
-        assert restored.run(ledger.audit).sound
+        assert restored.run(ledger_audit.audit).sound
     finally:
         restored.dispose()
 

@@ -33,6 +33,7 @@ from qianbao.db import Database, Tx
 from qianbao.money import Money
 from qianbao.notify.models import OutboxMessage
 from qianbao.settings import Settings
+from qianbao.wallet.ledger import audit as ledger_audit
 from qianbao.wallet.ledger import service as ledger
 from qianbao.wallet.ledger.models import LedgerTransfer
 from qianbao.wallet.payments import service as payments
@@ -316,7 +317,7 @@ def test_several_workers_share_the_work_and_do_each_thing_once(
     assert outbox_state(db) == {"sent": messages}
     assert order_states(db) == {"TRADE_CLOSED": orders}
     assert len(voids_per_hold(db)) == holds and set(voids_per_hold(db).values()) == {1}
-    assert db.run(ledger.audit).sound
+    assert db.run(ledger_audit.audit).sound
 
 
 def test_a_worker_killed_while_sending_leaves_nothing_sent_twice_or_lost(
@@ -371,4 +372,4 @@ def test_a_worker_killed_inside_a_transaction_leaves_it_undone_then_it_is_done_o
     assert order_states(db) == {"TRADE_CLOSED": orders}
     assert len(voids_per_hold(db)) == holds and set(voids_per_hold(db).values()) == {1}
     assert "close expired orders" not in workers.run_once(clock_ahead=str(LATER + 60))
-    assert db.run(ledger.audit).sound
+    assert db.run(ledger_audit.audit).sound

@@ -1,7 +1,7 @@
 """The outside books against the wallet's: the sandbox card network's and the sandbox
 bank's records, order by order, against what the ledger kept.
 
-The ledger's own audit (``ledger.audit``) proves that no money was made or lost inside
+The ledger's own audit (``wallet/ledger/audit.py``) proves that no money was made or lost inside
 the wallet. This proves that the wallet and the outside parties agree to the fen about
 the money that crossed between them (DESIGN.md, "Money"):
 

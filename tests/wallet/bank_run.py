@@ -47,6 +47,7 @@ from qianbao import jobs
 from qianbao.db import Database, Tx
 from qianbao.settings import Settings
 from qianbao.wallet import reconciliation
+from qianbao.wallet.ledger import audit as ledger_audit
 from qianbao.wallet.ledger import service as ledger
 from qianbao.wallet.payments import refunds
 from qianbao.wallet.payments import service as payments
@@ -153,7 +154,7 @@ def run_bank(
             leftover = final.run(left_over)
             finish_work(final)
             found = reconciliation.reconcile(final)
-            sound = final.run(ledger.audit).sound
+            sound = final.run(ledger_audit.audit).sound
             problems = audit(final, journal, found, sound) + errors
         finally:
             final.dispose()
@@ -265,7 +266,7 @@ def audit(
     """Everything that is wrong with the books after the run, as sentences."""
     problems: list[str] = []
     if not ledger_sound:
-        problems.append(f"ledger audit not sound: {db.run(ledger.audit)}")
+        problems.append(f"ledger audit not sound: {db.run(ledger_audit.audit)}")
     problems += [f"reconciliation: {finding}" for finding in found.findings]
     problems += [f"unexpected answer: {what}" for what in journal.unexpected]
     problems += [f"unanswered: {what}" for what in journal.unanswered]

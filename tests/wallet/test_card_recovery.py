@@ -17,7 +17,7 @@ from qianbao.db import Database
 from qianbao.funding import connectors
 from qianbao.funding.sandbox.card_network import SandboxCardNetwork
 from qianbao.funding.sandbox.state import SqliteStore
-from qianbao.wallet.ledger import service as ledger
+from qianbao.wallet.ledger import audit as ledger_audit
 from qianbao.wallet.payments import refunds
 from qianbao.wallet.payments import service as payments
 from qianbao.wallet.payments.models import PaymentAttemptReversal
@@ -84,7 +84,7 @@ def reversals_left(db: Database) -> int:
 
 
 def sound(db: Database) -> None:
-    audit = db.run(ledger.audit)
+    audit = db.run(ledger_audit.audit)
     assert audit.sound, audit
 
 

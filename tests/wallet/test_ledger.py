@@ -20,6 +20,7 @@ from qianbao.clock import FrozenClock
 from qianbao.db import Database, Tx
 from qianbao.errors import Conflict, InvalidInput, NotFound, QianbaoError
 from qianbao.money import Money
+from qianbao.wallet.ledger import audit as ledger_audit
 from qianbao.wallet.ledger import service as ledger
 from qianbao.wallet.ledger.models import LedgerAccount, LedgerOperation, LedgerTransfer
 
@@ -85,7 +86,7 @@ def counts(db: Database) -> tuple[int, int]:
 
 
 def assert_sound(db: Database) -> None:
-    report = run(db, ledger.audit)
+    report = run(db, ledger_audit.audit)
     assert report.balances_off_history == []
     assert report.below_floor == []
     assert all(total == 0 for total in report.currency_totals.values()), report

@@ -21,6 +21,7 @@ from qianbao.db import Database, Tx
 from qianbao.errors import QianbaoError
 from qianbao.money import Money
 from qianbao.settings import Settings
+from qianbao.wallet.ledger import audit as ledger_audit
 from qianbao.wallet.ledger import service as ledger
 from qianbao.wallet.ledger.models import LedgerOperation, LedgerTransfer
 
@@ -183,7 +184,7 @@ def work(
 
 
 def check_books(db: Database, accounts: Accounts, tallies: list[Tally]) -> None:
-    audit = db.run(ledger.audit)
+    audit = db.run(ledger_audit.audit)
     assert audit.balances_off_history == []
     assert audit.below_floor == []
     assert audit.currency_totals == {"CNY": 0}

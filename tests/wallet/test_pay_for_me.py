@@ -26,6 +26,7 @@ from qianbao.identity.models import User
 from qianbao.identity.phone import parse_mobile
 from qianbao.notify.service import read_outbox
 from qianbao.wallet import limits
+from qianbao.wallet.ledger import audit as ledger_audit
 from qianbao.wallet.ledger import service as ledger
 from qianbao.wallet.pay_for_me import service as pay_for_me
 from qianbao.wallet.pay_for_me.service import Source
@@ -275,7 +276,7 @@ def test_refunds_go_back_to_the_friend_the_way_they_paid(
     back = refunds.refund(db, shop, by_card.order.id, "R1", cny("300.00"))
     assert back.destination == "foreign_card" and back.fee_refunded == cny("9.00")
     assert db.run(lambda tx: payments.wallet(tx, asker)).balance == cny("0.00")
-    assert db.run(ledger.audit).sound
+    assert db.run(ledger_audit.audit).sound
 
 
 def test_a_retry_of_a_done_payment_charges_nothing_twice(
@@ -332,7 +333,7 @@ def test_two_friends_racing_for_links_one_pays_each_and_no_money_is_made_or_lost
     assert spent == total  # what left the friends is what the orders cost, once
     merchant = db.run(lambda tx: payments.account_of_merchant(tx, shop))
     assert db.run(lambda tx: ledger.balance(tx, merchant)).posted == total
-    audit = db.run(ledger.audit)
+    audit = db.run(ledger_audit.audit)
     assert audit.sound, audit
     assert len(paid_messages(db)) == len(links)  # one "paid" SMS per order
 
@@ -510,7 +511,7 @@ def test_the_friend_pays_by_a_checked_card_or_a_mainland_bank_card(
     back = refunds.refund(db, shop, by_bank.order.id, "R1", cny("300.00"))
     assert back.destination == "bank_card"
     assert db.run(lambda tx: payments.wallet(tx, asker)).held == cny("0.00")
-    assert db.run(ledger.audit).sound
+    assert db.run(ledger_audit.audit).sound
 
 
 def test_a_card_captured_while_another_friend_paid_first_is_given_back(
@@ -548,4 +549,4 @@ def test_a_card_captured_while_another_friend_paid_first_is_given_back(
     order = db.run(lambda tx: payments.get_order(tx, link.order.id))
     assert (order.payer_id, order.source, order.card_amount) == (quicker, "balance", None)
     assert db.run(lambda tx: payments.wallet(tx, quicker)).balance == cny("200.00")
-    assert db.run(ledger.audit).sound
+    assert db.run(ledger_audit.audit).sound

@@ -18,6 +18,7 @@ from qianbao.identity import security
 from qianbao.identity import service as identity
 from qianbao.money import Money
 from qianbao.wallet import limits
+from qianbao.wallet.ledger import audit as ledger_audit
 from qianbao.wallet.ledger import service as ledger
 from qianbao.wallet.payments import refunds
 from qianbao.wallet.payments import service as payments
@@ -305,7 +306,7 @@ def test_a_mainland_bank_card_pays_without_fee_and_takes_refunds_back(
     back = refunds.refund(db, shop, quote.order.id, "R1", cny("100.00"))
     assert back.destination == "bank_card"
     assert refunds.refund(db, shop, quote.order.id, "R1", cny("100.00")).id == back.id
-    assert db.run(ledger.audit).sound
+    assert db.run(ledger_audit.audit).sound
 
 
 def test_yearly_limits_count_the_calendar_year_in_beijing() -> None:

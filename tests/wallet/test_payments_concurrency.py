@@ -19,6 +19,7 @@ from qianbao.clock import FrozenClock
 from qianbao.db import Database, Tx
 from qianbao.errors import QianbaoError
 from qianbao.money import Money
+from qianbao.wallet.ledger import audit as ledger_audit
 from qianbao.wallet.ledger import service as ledger
 from qianbao.wallet.payments import refunds
 from qianbao.wallet.payments import service as payments
@@ -92,7 +93,7 @@ def test_no_money_is_made_or_lost_under_concurrent_payments_and_refunds(
         list(pool.map(worker, range(THREADS)))
 
     assert len(done.paid) >= 10 and len(done.refunds) >= 5  # the load really happened
-    audit = db.run(ledger.audit)
+    audit = db.run(ledger_audit.audit)
     assert audit.sound, audit
 
     def facts(tx: Tx) -> tuple[list[PaymentOrder], int]:

@@ -19,7 +19,7 @@ from qianbao.db import Database
 from qianbao.errors import QianbaoError
 from qianbao.funding import card_network, connectors
 from qianbao.money import Money
-from qianbao.wallet.ledger import service as ledger
+from qianbao.wallet.ledger import audit as ledger_audit
 from qianbao.wallet.payments import refunds
 from qianbao.wallet.payments import service as payments
 from qianbao.wallet.payments.models import OrderRefund, PaymentOrder
@@ -33,7 +33,7 @@ def shop(db: Database) -> uuid.UUID:
 
 
 def sound(db: Database) -> None:
-    audit = db.run(ledger.audit)
+    audit = db.run(ledger_audit.audit)
     assert audit.sound, audit
 
 

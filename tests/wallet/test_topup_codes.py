@@ -25,6 +25,7 @@ from qianbao.identity.phone import parse_mobile
 from qianbao.money import Money
 from qianbao.risk import restrictions
 from qianbao.settings import Settings, get_settings
+from qianbao.wallet.ledger import audit as ledger_audit
 from qianbao.wallet.ledger import service as ledger
 from qianbao.wallet.payments import service as payments
 from qianbao.wallet.topup_codes import service as topup_codes
@@ -79,7 +80,7 @@ def batch_of(db: Database, value: str = "100", count: int = 5) -> topup_codes.Ne
 
 
 def assert_sound(db: Database) -> None:
-    audit = db.run(ledger.audit)
+    audit = db.run(ledger_audit.audit)
     assert audit.sound, audit
 
 

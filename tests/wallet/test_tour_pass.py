@@ -25,6 +25,7 @@ from qianbao.money import Money
 from qianbao.notify.service import read_outbox
 from qianbao.standing import standing
 from qianbao.wallet import limits
+from qianbao.wallet.ledger import audit as ledger_audit
 from qianbao.wallet.ledger import service as ledger
 from qianbao.wallet.payments import refunds
 from qianbao.wallet.payments import service as payments
@@ -79,7 +80,7 @@ def system_balance(db: Database, kind: ledger.AccountKind) -> int:
 
 
 def sound(db: Database) -> None:
-    audit = db.run(ledger.audit)
+    audit = db.run(ledger_audit.audit)
     assert audit.sound, audit
 
 

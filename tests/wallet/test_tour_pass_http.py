@@ -15,7 +15,7 @@ from qianbao.funding import foreign_cards
 from qianbao.identity import security
 from qianbao.identity import service as identity
 from qianbao.identity.phone import parse_mobile
-from qianbao.wallet.ledger import service as ledger
+from qianbao.wallet.ledger import audit as ledger_audit
 from tests.api_helpers import api_sign_up, bearer
 from tests.identity.test_security import security_code
 from tests.wallet.test_wallet_http import VISA_USD, with_payment_password
@@ -90,7 +90,7 @@ def test_the_api_opens_tops_up_spends_and_refunds_at_expiry(
     back = next(line for line in after["history"] if line["kind"] == "refund")
     assert back["amount"]["value"] == "-850.00" and back["label"] == "VISA ···· 0019"
     db: Database = client.app.state.db  # type: ignore[attr-defined]
-    assert db.run(ledger.audit).sound
+    assert db.run(ledger_audit.audit).sound
 
 
 def test_the_demo_expiry_is_refused_outside_demo_mode(client: TestClient) -> None:

@@ -33,7 +33,7 @@ from qianbao.risk import restrictions
 from qianbao.settings import Settings
 from qianbao.verification import liveness
 from qianbao.wallet import limits
-from qianbao.wallet.ledger import service as ledger
+from qianbao.wallet.ledger import audit as ledger_audit
 from qianbao.wallet.payments import service as payments
 from qianbao.wallet.transfers import service as transfers
 from qianbao.wallet.transfers.models import PersonTransfer
@@ -223,7 +223,7 @@ def test_a_transfer_by_number_moves_money_once_and_tells_the_recipient(
     assert received[0].counterparty_phone == "+44 ******3456"
     sent = db.run(lambda tx: transfers.user_transfer(tx, alice, done.id))
     assert sent.counterparty_phone == "+44 ******0123"
-    assert db.run(ledger.audit).sound
+    assert db.run(ledger_audit.audit).sound
 
 
 def test_a_number_without_a_country_code_is_one_of_the_senders_country(

@@ -22,7 +22,7 @@ from qianbao.db import Database, Tx
 from qianbao.errors import QianbaoError
 from qianbao.models import metadata
 from qianbao.money import Money
-from qianbao.wallet.ledger import service as ledger
+from qianbao.wallet.ledger import audit as ledger_audit
 from qianbao.wallet.transfers import service as transfers
 from qianbao.wallet.transfers.models import PersonTransfer
 from tests.wallet.test_payments import PIN, fund
@@ -110,7 +110,7 @@ def test_no_money_is_made_lost_or_repeated_by_concurrent_transfers(
         list(pool.map(worker, range(THREADS)))
 
     assert len(done.answers) >= 10 and done.crashes >= 1  # the load really happened
-    audit = db.run(ledger.audit)
+    audit = db.run(ledger_audit.audit)
     assert audit.sound, audit
 
     rows = db.run(lambda tx: list(tx.session.scalars(select(PersonTransfer))))
