@@ -11,9 +11,11 @@ payment password, policy, restrictions, limits, the ledger operation), against t
 reference `pgbench -c 16 -j 2 -T <seconds> -M prepared` on the same server in the same
 run. Goal: >= 0.5x pgbench.
 
-argon2 is slow on purpose (bench/passwords.py measures it), so the server runs with
-argon2's cheapest parameters here and this figure is the rest of the payment; the
-payment password's own cost is in bench/passwords.py.
+The server runs at the shipped security settings: the payment password is a keyed hash
+(qianbao/identity/pins.py), so argon2, which only login passwords use, is not on this
+path at all. Printed: payments a second and the ratio to pgbench, p50/p99, and the
+server processes' CPU per payment (their /proc times over the timed window; the database
+backends' CPU is not in it).
 """
 
 from __future__ import annotations
@@ -64,15 +66,13 @@ def fresh_database(database: str = DATABASE) -> str:
     return url
 
 
-def cheap_server_env() -> None:
+def bench_server_env() -> None:
     base = signup_http.server_env
 
     def server_env(database_url: str, var_dir: Path, secret_key: str) -> dict[str, str]:
+        # Only the set-up's SMS codes are relaxed; every security cost is as shipped.
         return {
             **base(database_url, var_dir, secret_key),
-            "QIANBAO_ARGON2_TIME_COST": "1",
-            "QIANBAO_ARGON2_MEMORY_KIB": "1024",
-            "QIANBAO_ARGON2_PARALLELISM": "1",
             "QIANBAO_SMS_RESEND_COOLDOWN_SECONDS": "0",
         }
 
@@ -176,7 +176,7 @@ async def timed(
 
 async def run(options: argparse.Namespace) -> int:
     url = fresh_database()
-    cheap_server_env()
+    bench_server_env()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         server = signup_http.Server(url, options.workers, work, work / "server.log", "bench-secret")
@@ -189,11 +189,18 @@ async def run(options: argparse.Namespace) -> int:
                 ]
             orders = prepare(url, options.clients, options.orders)
             reference = pgbench(int(options.seconds))
+            cpu_before = server.cpu_seconds()
             paid, latencies, failures = await timed(
                 server.base_url, tokens, orders, options.seconds
             )
+            cpu_after = server.cpu_seconds()
         finally:
             server.stop()
+    cpu_ms = (
+        (cpu_after - cpu_before) * 1000 / paid
+        if paid and cpu_before is not None and cpu_after is not None
+        else float("nan")
+    )
     rate = paid / options.seconds
     ordered = sorted(latencies)
     p50 = statistics.median(ordered) * 1000 if ordered else 0.0
@@ -207,6 +214,7 @@ async def run(options: argparse.Namespace) -> int:
         f"payments by balance over HTTP: {rate:,.1f}/s  p50 {p50:.0f} ms  p99 {p99:.0f} ms"
         f"  failures {failures}  ratio {rate / reference:.2f}x of pgbench (goal >= 0.5x)"
     )
+    print(f"server CPU per payment: {cpu_ms:.1f} ms (goal <= 2 ms)")
     return 1 if failures else 0
 
 

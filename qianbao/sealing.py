@@ -15,6 +15,8 @@ its owner only (development only: in production the keys must be given, see sett
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import re
 import secrets
 from dataclasses import dataclass
@@ -22,6 +24,8 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from qianbao.private_files import create_private
 from qianbao.settings import Settings
@@ -67,6 +71,8 @@ class Keyring:
                 raise ValueError(f"key {key_id!r}: an alphanumeric id and 32 bytes are needed")
         self.current_id = keys[0][0]
         self._keys = {key_id: AESGCM(key) for key_id, key in keys}
+        self._raw = dict(keys)
+        self._mac_keys: dict[tuple[str, bytes], bytes] = {}
 
     @classmethod
     def parse(cls, text: str) -> Keyring:
@@ -105,6 +111,36 @@ class Keyring:
         if sealed.key_id == self.current_id:
             return sealed
         return self.seal(self.open(sealed, context), context)
+
+    def keyed_hash(
+        self, data: bytes, purpose: bytes, key_id: str | None = None
+    ) -> tuple[str, bytes]:
+        """HMAC-SHA-256 of ``data`` under a key derived for ``purpose`` (HKDF) from the
+        named key, the current one by default: a secret that stays outside the database
+        (a payment PIN's hash is worthless to someone holding the database alone). The
+        sealing key itself is never used twice: each purpose derives its own."""
+        chosen = key_id or self.current_id
+        if chosen not in self._raw:
+            raise SealingError(f"no key {chosen!r} in the keyring")
+        key = self._mac_keys.get((chosen, purpose))
+        if key is None:
+            key = HKDF(algorithm=SHA256(), length=KEY_BYTES, salt=None, info=purpose).derive(
+                self._raw[chosen]
+            )
+            self._mac_keys[(chosen, purpose)] = key
+        return chosen, hmac.new(key, data, hashlib.sha256).digest()
+
+
+_keyrings: dict[tuple[str, str], Keyring] = {}
+
+
+def keyring(settings: Settings) -> Keyring:
+    """The process's keyring for these settings, parsed once (a payment reads it)."""
+    cache_key = (settings.sealing_keys, str(settings.var_dir))
+    found = _keyrings.get(cache_key)
+    if found is None:
+        found = _keyrings[cache_key] = Keyring.from_settings(settings)
+    return found
 
 
 def _associated_data(key_id: str, context: bytes) -> bytes:

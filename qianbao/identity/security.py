@@ -24,7 +24,7 @@ from qianbao.errors import (
     RecordedRefusal,
 )
 from qianbao.i18n import N_, Language, language_scope, translate
-from qianbao.identity import passwords
+from qianbao.identity import passwords, pins
 from qianbao.identity.codes import keyed_hash, new_sms_code, same_hash
 from qianbao.identity.models import (
     AuthSession,
@@ -351,15 +351,15 @@ def _set_payment_password(
     if existing is not None and current_pin:
         # Rare, so checked here, inside the row's lock; it counts toward the lock too.
         _refuse_if_payments_locked(tx, existing)
-        matches = passwords.verify_secret(tx.settings, existing.password_hash, current_pin)
-        _record_payment_attempt(tx, user_id, existing.password_hash, matches)
+        check = pins.check_pin(tx.settings, user_id, existing.password_hash, current_pin)
+        _record_payment_attempt(tx, user_id, existing.password_hash, check.matches)
     else:
         # A forgotten payment password is reset with an SMS code; a verified person also
         # shows their face (a SIM swap alone must not open their balance).
         _prove_with_sms(tx, user, sms_code)
         if existing is not None and is_verified(user.verification_level):
             _use_fresh_face_check(tx, user)
-    hashed = passwords.hash_secret(tx.settings, new_pin)
+    hashed = pins.hash_pin(tx.settings, user_id, new_pin)
     if existing is None:
         tx.session.add(PaymentPassword(user_id=user_id, password_hash=hashed, set_at=tx.now()))
     else:
@@ -399,15 +399,16 @@ def verify_payment_password(db: Database, user_id: uuid.UUID, pin: str) -> None:
     """The one check every payment calls, before its own transaction. Three wrong
     entries lock payments for 3 hours.
 
-    As with the login password, argon2 runs between two short transactions. The
-    outcome is written under the row's lock, where a lock set meanwhile by parallel
-    wrong entries is seen, so however many arrive at once only the allowed number
-    count as tries and the rest meet the lock.
+    The PIN is checked against its keyed hash (``pins``) between two short
+    transactions. The outcome is written under the row's lock, where a lock set
+    meanwhile by parallel wrong entries is seen, so however many arrive at once only the
+    allowed number count as tries and the rest meet the lock. A hash from before (argon2,
+    or an older key) is replaced on a match.
     """
     stored = db.run(lambda tx: _payment_hash_if_unlocked(tx, user_id))
-    matches = passwords.verify_secret(db.settings, stored, pin)
+    check = pins.check_pin(db.settings, user_id, stored, pin)
     db.run(
-        lambda tx: _record_payment_attempt(tx, user_id, stored, matches),
+        lambda tx: _record_payment_attempt(tx, user_id, stored, check.matches, check.upgraded),
         isolation=NUMBER_LOCKED,
     )
 
@@ -434,7 +435,9 @@ def _refuse_if_payments_locked(tx: Tx, record: PaymentPassword) -> None:
         )
 
 
-def _record_payment_attempt(tx: Tx, user_id: uuid.UUID, checked: str, matches: bool) -> None:
+def _record_payment_attempt(
+    tx: Tx, user_id: uuid.UUID, checked: str, matches: bool, upgraded: str | None = None
+) -> None:
     record = tx.session.scalars(
         select(PaymentPassword).where(PaymentPassword.user_id == user_id).with_for_update()
     ).one()
@@ -443,6 +446,8 @@ def _record_payment_attempt(tx: Tx, user_id: uuid.UUID, checked: str, matches: b
         raise Conflict("paypw.changed", N_("The payment password was just changed. Try again."))
     if matches:
         record.failures = 0
+        if upgraded is not None:
+            record.password_hash = upgraded
         return
     record.failures += 1
     limit = tx.settings.payment_password_max_failures

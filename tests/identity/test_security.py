@@ -11,12 +11,13 @@ import pytest
 from sqlalchemy import select
 
 from qianbao.clock import FrozenClock
-from qianbao.db import Database
+from qianbao.db import Database, Tx
 from qianbao.errors import QianbaoError
-from qianbao.identity import passwords, security, service
+from qianbao.identity import passwords, pins, security, service
 from qianbao.identity.models import PaymentPassword, User
 from qianbao.identity.phone import parse_mobile
 from qianbao.identity.service import Client
+from qianbao.sealing import new_key_entry
 from tests.helpers import HOME, UK, last_code, sign_up
 
 GOOD = "tea with plenty of milk"
@@ -243,7 +244,65 @@ def test_payment_password_set_check_and_change(db: Database, clock: FrozenClock)
     security.set_payment_password(db, user_id, "590316", current_pin="802417")
     security.verify_payment_password(db, user_id, "590316")
     stored = db.run(lambda tx: tx.session.get_one(PaymentPassword, user_id).password_hash)
-    assert stored.startswith("$argon2id$")
+    assert stored.startswith("pin-hmac-sha256$") and "590316" not in stored
+
+
+def _stored_pin(db: Database, user_id: uuid.UUID) -> str:
+    return db.run(lambda tx: tx.session.get_one(PaymentPassword, user_id).password_hash)
+
+
+def _put_pin_hash(db: Database, user_id: uuid.UUID, hashed: str) -> None:
+    def put(tx: Tx) -> None:
+        tx.session.get_one(PaymentPassword, user_id).password_hash = hashed
+
+    db.run(put)
+
+
+def test_the_payment_password_is_a_keyed_hash_that_the_database_alone_cannot_check(
+    db: Database, clock: FrozenClock
+) -> None:
+    user_id = with_payment_password(db, clock)
+    stored = _stored_pin(db, user_id)
+    # The right PIN checks under the server's keys, and under no other keys.
+    assert pins.check_pin(db.settings, user_id, stored, "802417").matches
+    elsewhere = db.settings.model_copy(update={"sealing_keys": new_key_entry("k1")})
+    assert not pins.check_pin(elsewhere, user_id, stored, "802417").matches
+    # Bound to the person: the same PIN hashes differently for someone else, and a hash
+    # copied to another person's row does not verify there.
+    other = uuid.uuid4()
+    assert pins.hash_pin(db.settings, other, "802417") != stored
+    assert not pins.check_pin(db.settings, other, stored, "802417").matches
+
+
+def test_an_argon2_payment_password_from_before_moves_to_the_keyed_hash_on_use(
+    db: Database, clock: FrozenClock
+) -> None:
+    user_id = with_payment_password(db, clock)
+    _put_pin_hash(db, user_id, passwords.hash_secret(db.settings, "802417"))
+    wrong = refused(lambda: security.verify_payment_password(db, user_id, "111111"))
+    assert wrong.code == "paypw.mismatch"
+    assert _stored_pin(db, user_id).startswith("$argon2id$")  # a miss changes nothing
+    security.verify_payment_password(db, user_id, "802417")
+    assert _stored_pin(db, user_id).startswith("pin-hmac-sha256$")
+    security.verify_payment_password(db, user_id, "802417")  # and it still checks
+
+
+def test_a_payment_password_under_a_rotated_key_moves_to_the_new_key_on_use(
+    db: Database, clock: FrozenClock
+) -> None:
+    old_entry = new_key_entry("old")
+    db.settings.sealing_keys = old_entry
+    user_id = with_payment_password(db, clock)
+    assert _stored_pin(db, user_id).startswith("pin-hmac-sha256$old$")
+    db.settings.sealing_keys = f"{new_key_entry('new')},{old_entry}"  # rotated: new first
+    security.verify_payment_password(db, user_id, "802417")
+    assert _stored_pin(db, user_id).startswith("pin-hmac-sha256$new$")
+    db.settings.sealing_keys = db.settings.sealing_keys.split(",")[0]  # old key retired
+    security.verify_payment_password(db, user_id, "802417")
+    # A PIN not entered again before its key was retired: a reset, not a server error.
+    db.settings.sealing_keys = new_key_entry("newer")
+    stuck = refused(lambda: security.verify_payment_password(db, user_id, "802417"))
+    assert (stuck.code, stuck.status) == ("paypw.reset_needed", 409)
 
 
 def test_three_wrong_entries_lock_payments_for_three_hours(
