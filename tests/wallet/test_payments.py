@@ -16,12 +16,14 @@ from qianbao.errors import QianbaoError
 from qianbao.funding import connectors, foreign_cards
 from qianbao.identity import security
 from qianbao.identity import service as identity
+from qianbao.identity.phone import parse_mobile
 from qianbao.money import Money
 from qianbao.wallet import limits
 from qianbao.wallet.ledger import audit as ledger_audit
 from qianbao.wallet.ledger import service as ledger
 from qianbao.wallet.payments import refunds
 from qianbao.wallet.payments import service as payments
+from tests.helpers import HOME, last_code
 from tests.identity.test_security import security_code
 from tests.verification.flow_helpers import new_person
 
@@ -316,3 +318,36 @@ def test_yearly_limits_count_the_calendar_year_in_beijing() -> None:
     assert limits.year_start(new_years_eve_utc) == datetime(2026, 12, 31, 16, 0, tzinfo=UTC)
     still_2026 = datetime(2026, 12, 31, 15, 59, tzinfo=UTC)  # 23:59 on 31 Dec in Beijing
     assert limits.year_start(still_2026) == datetime(2025, 12, 31, 16, 0, tzinfo=UTC)
+
+
+def test_a_paid_order_is_unknown_to_anyone_but_its_buyer_and_payer(
+    db: Database, clock: FrozenClock, shop: uuid.UUID
+) -> None:
+    owner = buyer(db, clock)
+    verify(db, owner)
+    fund(db, owner, "100")
+    paid = order(db, shop, "60.00")
+    payments.pay_with_balance(db, owner, paid, PIN)
+    assert db.run(lambda tx: payments.cashier(tx, owner, paid)).order.status == "TRADE_SUCCESS"
+    stranger = new_person(db, "07400 900123").id
+    clock.advance(seconds=61)  # past the sign-up code's resend cooldown
+    security.send_security_code(db, stranger, HOME, "en")
+    code = last_code(db, parse_mobile("07400 900123", "GB"))
+    security.set_payment_password(db, stranger, PIN, sms_code=code)
+    verify(db, stranger)
+    fund(db, stranger, "100")
+    unknown = uuid.uuid4()
+    for order_id in (paid, unknown):  # the same answer: nothing says the order exists
+        seen = refused(
+            lambda order_id=order_id: db.run(lambda tx: payments.cashier(tx, stranger, order_id))
+        )
+        assert (seen.code, seen.status) == ("order.not_found", 404)
+        pay = refused(
+            lambda order_id=order_id: payments.pay_with_balance(db, stranger, order_id, PIN)
+        )
+        assert (pay.code, pay.status) == ("order.not_found", 404)
+    # An order nobody has paid yet is open to whoever holds its id (the shop's link).
+    waiting = order(db, shop, "10.00", "T2")
+    assert (
+        db.run(lambda tx: payments.cashier(tx, stranger, waiting)).order.status == "WAIT_BUYER_PAY"
+    )

@@ -460,7 +460,12 @@ class Cashier:
 
 
 def cashier(tx: Tx, user_id: uuid.UUID, order_id: uuid.UUID) -> Cashier:
-    order = order_view(tx, _order(tx, order_id))
+    """The order and the ways this person may pay it. A paid order is shown only to the
+    person it was for and the one who paid it (a friend, by pay-for-me); to anyone else
+    it answers as an unknown one does, so an order's id tells a stranger nothing."""
+    row = _order(tx, order_id)
+    _refuse_strangers(row, user_id)
+    order = order_view(tx, row)
     view = wallet(tx, user_id)
     quotes = []
     for card in view.cards:
@@ -519,7 +524,7 @@ def pay_with_balance(
     security.verify_payment_password(db, user_id, payment_password)
 
     def pay(tx: Tx) -> OrderView:
-        order = payable_order(tx, user_id, order_id)
+        order = payable_order(tx, user_id, order_id, on_behalf=on_behalf)
         if order is None:  # already paid by this person: a retry
             return get_order(tx, order_id)
         restrictions.refuse_money_out(tx, user_id)
@@ -557,7 +562,7 @@ def pay_with_card(
     """The order paid by a foreign card, or the URL of the issuer's 3-D Secure check to
     send the person to (then ``finish_card_payment``)."""
     security.verify_payment_password(db, user_id, payment_password)
-    charge = db.run(lambda tx: _card_charge(tx, user_id, order_id, card_id))
+    charge = db.run(lambda tx: _card_charge(tx, user_id, order_id, card_id, on_behalf))
     network = connectors.network_for(db)
     authorization = network.authorize(
         charge.token,
@@ -585,7 +590,7 @@ def pay_with_bank_card(
     security.verify_payment_password(db, user_id, payment_password)
 
     def check(tx: Tx) -> tuple[str, str, Money] | None:
-        order = payable_order(tx, user_id, order_id)
+        order = payable_order(tx, user_id, order_id, on_behalf=on_behalf)
         if order is None:  # already paid by this person: a retry
             return None
         restrictions.refuse_money_out(tx, user_id)
@@ -604,7 +609,7 @@ def pay_with_bank_card(
     debit = funding.connector(db).debit(token, amount, idempotency_key=key)
 
     def record(tx: Tx) -> OrderView:
-        order = payable_order(tx, user_id, order_id)
+        order = payable_order(tx, user_id, order_id, on_behalf=on_behalf)
         if order is None:  # paid already: by this very debit (a retry), or another way
             if tx.session.get_one(PaymentOrder, order_id).bank_debit_id != debit.id:
                 raise Conflict("order.paid", N_("This order is already paid."))
@@ -651,7 +656,7 @@ def finish_card_payment(
     card_id = db.run(lambda tx: _order(tx, order_id).card_id)
     if card_id is None:
         raise Conflict("order.not_payable", N_("This order cannot be paid now."))
-    charge = db.run(lambda tx: _card_charge(tx, user_id, order_id, card_id))
+    charge = db.run(lambda tx: _card_charge(tx, user_id, order_id, card_id, on_behalf))
     authorization = connectors.network_for(db).authorize(
         charge.token, charge.total, idempotency_key=charge.key
     )
@@ -678,7 +683,7 @@ def _capture_and_record(
     card_id = charge.card_id
 
     def record(tx: Tx) -> OrderView:
-        order = payable_order(tx, user_id, order_id)
+        order = payable_order(tx, user_id, order_id, on_behalf=on_behalf)
         if order is None:  # paid already: by this very capture (a retry), or another way
             if tx.session.get_one(PaymentOrder, order_id).card_capture_id != capture.id:
                 raise Conflict("order.paid", N_("This order is already paid."))
@@ -736,13 +741,17 @@ class _CardCharge:
 
 
 def _card_charge(
-    tx: Tx, user_id: uuid.UUID, order_id: uuid.UUID, card_id: uuid.UUID
+    tx: Tx,
+    user_id: uuid.UUID,
+    order_id: uuid.UUID,
+    card_id: uuid.UUID,
+    on_behalf: OnBehalf | None = None,
 ) -> _CardCharge:
     """Check a card payment may start, and record the attempt on the order before the
     network is asked: one key per order and card (a retry, or the return from 3-D
     Secure, gets the same authorization back; another card asks for a new one), and a
     trace the worker finds if the process dies between the card and the ledger."""
-    order = payable_order(tx, user_id, order_id)
+    order = payable_order(tx, user_id, order_id, on_behalf=on_behalf)
     if order is None:
         raise Conflict("order.paid", N_("This order is already paid."))
     restrictions.refuse_money_out(tx, user_id)
@@ -773,6 +782,13 @@ def merchant_of(tx: Tx, merchant_id: uuid.UUID) -> Merchant:
     return merchant
 
 
+def _refuse_strangers(order: PaymentOrder, user_id: uuid.UUID) -> None:
+    """An order someone has paid is theirs and the buyer's: to anyone else it is unknown
+    (the same 404 as a made-up id, so that no answer tells whether it exists)."""
+    if order.payer_id is not None and user_id not in (order.buyer_id, order.payer_id):
+        raise NotFound("order.not_found", N_("There is no such order."))
+
+
 def _attempt_ended(order: PaymentOrder) -> Conflict:
     """Why a card or bank card attempt may no longer be recorded (what it took is sent
     back): another attempt replaced it (the person chose another way of paying, or a
@@ -793,11 +809,17 @@ def _attempt_ended(order: PaymentOrder) -> Conflict:
     )
 
 
-def payable_order(tx: Tx, user_id: uuid.UUID, order_id: uuid.UUID) -> PaymentOrder | None:
-    """The order, locked, if it may be paid now; None if this person already paid it."""
+def payable_order(
+    tx: Tx, user_id: uuid.UUID, order_id: uuid.UUID, *, on_behalf: OnBehalf | None = None
+) -> PaymentOrder | None:
+    """The order, locked, if it may be paid now; None if this person already paid it.
+    Someone else's paid order is unknown to them, unless they come by a pay-for-me link
+    (``on_behalf``), which is told it was paid."""
     order = tx.session.get(PaymentOrder, order_id, with_for_update=True)
     if order is None:
         raise NotFound("order.not_found", N_("There is no such order."))
+    if on_behalf is None:
+        _refuse_strangers(order, user_id)
     if order.status == "TRADE_SUCCESS" and order.payer_id == user_id:
         return None
     if order.status != "WAIT_BUYER_PAY":
