@@ -136,6 +136,18 @@ def read_chip(
         )
     if result.active_authentication == "not_supported":
         checks += _chip_authentication(files, result.chip_security, answers)
+    if not {"active_authentication", "chip_authentication"} & set(checks):
+        # Passive authentication proves the data was signed, not that this chip is the
+        # one it was signed for: a copy of such a chip cannot be told apart. The photo
+        # page and the face give the same rights without claiming more.
+        raise InvalidInput(
+            "chip.no_clone_check",
+            N_(
+                "This passport's chip cannot prove that it is the original chip, so a copy "
+                "of it could not be told apart. Verify with the passport photo page and "
+                "your face instead: your account gets the same rights."
+            ),
+        )
     mrz = parse_td3(
         result.mrz.line1,
         result.mrz.line2,

@@ -557,6 +557,7 @@ class PassiveAuthentication:
     signature_algorithm: str  # of the SOD, e.g. "RSA-PSS with SHA-256, MGF1 SHA-256, salt 32"
     digest_algorithm: HashName  # of the data-group hashes
     data_groups: tuple[int, ...]  # uploaded, listed in the SOD and matching it
+    listed: tuple[int, ...] = ()  # every data group the SOD lists, uploaded or not
 
 
 def verify_passive(
@@ -598,6 +599,7 @@ def verify_passive(
         signature_algorithm=signed.algorithm.describe(),
         digest_algorithm=lds_hash,
         data_groups=numbers,
+        listed=tuple(sorted(listed)),
     )
 
 
@@ -797,6 +799,7 @@ def verify_chip(
                 details={"data_group": number},
             )
     passive = verify_passive(files.sod, files.dgs, trust, today=today)
+    _require_proof_files(passive, files)
     checks = ["sod_signature", "ds_chain", "ds_validity", "ds_revocation", "dg_hashes"]
     mrz = parse_dg1(files.dgs[1], today=today, extra_codes=extra_codes)
     face = read_dg2(files.dgs[2])
@@ -828,6 +831,28 @@ def verify_chip(
         chip_security=security,
         checks=tuple(checks),
     )
+
+
+# The data groups by which a chip proves it is the original: DG15 (active
+# authentication's key) and DG14 (chip authentication's). The SOD signs the list of the
+# chip's data groups, so a reading that leaves one out is refused: otherwise a copied chip
+# would pass by having its reader simply not send the files that would unmask it.
+_PROOF_FILES: Final = (14, 15)
+
+
+def _require_proof_files(passive: PassiveAuthentication, files: ChipFiles) -> None:
+    for number in _PROOF_FILES:
+        if number in passive.listed and number not in files.dgs:
+            raise InvalidInput(
+                "chip.missing_proof",
+                N_(
+                    "The chip reading is missing data group {number}, which this chip has "
+                    "and which proves it is the original chip. Read the chip again and keep "
+                    "the passport still until it finishes."
+                ),
+                {"number": number},
+                details={"data_group": number},
+            )
 
 
 _COMPARED_FIELDS: Final = (

@@ -350,3 +350,44 @@ def test_the_chip_page_makes_a_chip_authentication_challenge(client: TestClient)
         headers={"Accept-Language": "zh-CN"},
     )
     assert refused_page.status_code == 422
+
+
+# --- a phone cannot skip the chip's clone check --------------------------------------------
+
+
+def test_a_reading_that_leaves_out_the_chip_s_proof_files_is_refused(db: Database) -> None:
+    """The finding: a copied chip passed when the phone simply did not send DG15 (or
+    DG14); the SOD lists them, so leaving one out is refused, whatever else is right."""
+    files, cscas, _ = chip_for()  # a chip with DG15 (active authentication)
+    trust(db, cscas)
+    person = new_person(db)
+    case = db.run(lambda tx: service.start_case(tx, person.id, "passport_chip"))
+    without_dg15 = ChipFiles(files.sod, {n: d for n, d in files.dgs.items() if n != 15})
+    skipped = refused(lambda: service.submit_chip(db, person.id, case.id, without_dg15, aa(None)))
+    assert (skipped.code, skipped.details) == ("chip.missing_proof", {"data_group": 15})
+
+    chip = ca_chip_for()  # a chip with DG14 (chip authentication) and no DG15
+    trust(db, chip.cscas)
+    without_dg14 = ChipFiles(chip.files.sod, {n: d for n, d in chip.files.dgs.items() if n != 14})
+    dropped = refused(
+        lambda: service.submit_chip(db, person.id, case.id, without_dg14, service.ChipProofs())
+    )
+    assert (dropped.code, dropped.details) == ("chip.missing_proof", {"data_group": 14})
+    assert db.run(lambda tx: service.current_case(tx, person.id)).status == "passport"  # type: ignore[union-attr]
+
+
+def test_a_chip_that_can_prove_nothing_is_sent_to_the_photo_page(db: Database) -> None:
+    """A chip whose SOD lists neither DG14 nor DG15 passes passive authentication, yet a
+    copy of it could not be told apart: it earns no chip level, and the person is told to
+    use the photo page (the same rights) instead."""
+    portrait = face.cut_portrait(page_image(7))
+    chip = build_chip(passport(7), portrait, active_authentication=False)
+    assert not {14, 15} & set(chip.files.dgs)
+    trust(db, chip.cscas)
+    person = new_person(db)
+    case = db.run(lambda tx: service.start_case(tx, person.id, "passport_chip"))
+    plain = refused(
+        lambda: service.submit_chip(db, person.id, case.id, chip.files, service.ChipProofs())
+    )
+    assert (plain.code, plain.status) == ("chip.no_clone_check", 422)
+    assert "photo page" in plain.localized_message()
