@@ -96,6 +96,8 @@ def strength(password: str, user_inputs: list[str]) -> int:
     """zxcvbn's score, 0 (guessable in seconds) to 4 (very hard), for the page's meter."""
     from zxcvbn import zxcvbn
 
+    if not password:  # zxcvbn fails on an empty string (IndexError): nothing is weakest
+        return 0
     return int(zxcvbn(password[:LOGIN_MAX], user_inputs=user_inputs)["score"])
 
 

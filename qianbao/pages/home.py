@@ -396,7 +396,9 @@ def sessions_page(request: Request, db: DbDep) -> Page:
     return page(request, "sessions.html", account=session.account, tab="me", sessions=rows)
 
 
-@router.post("/me/sessions/{session_id}/revoke")
+# ":uuid": "/me/sessions/others/revoke" (log out everywhere else, pages/account.py) is not
+# a session id; matched here first, it answered 422.
+@router.post("/me/sessions/{session_id:uuid}/revoke")
 def revoke_session(
     request: Request, db: DbDep, session_id: uuid.UUID, csrf: CsrfField = ""
 ) -> Page:

@@ -41,6 +41,8 @@ def test_strength_meter_scores_and_labels(client: TestClient) -> None:
         headers={"Accept-Language": "zh-CN"},
     ).json()
     assert chinese["label"] != weak["label"]
+    empty = client.post("/api/v1/password-strength", json={"password": ""})
+    assert empty.status_code == 200 and empty.json()["score"] == 0  # was a 500 (zxcvbn)
 
 
 def test_set_password_then_log_in_by_number(client: TestClient, clock: FrozenClock) -> None:

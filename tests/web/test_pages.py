@@ -6,12 +6,18 @@ import re
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from qianbao.app import create_app
 from qianbao.clock import FrozenClock
+from qianbao.db import Database, Tx
+from qianbao.errors import NotAuthenticated
 from qianbao.i18n import language_scope, translate
+from qianbao.identity import service
+from qianbao.identity.models import User
 from qianbao.settings import Settings
 from tests.api_helpers import AGREEMENT, outbox_code
+from tests.helpers import HOME, UK
 
 
 def csrf(client: TestClient, path: str = "/") -> str:
@@ -198,6 +204,26 @@ def test_log_out_and_revoke_from_the_sessions_page(client: TestClient) -> None:
     out = client.post("/logout", data={"csrf": token})
     assert out.url.path == "/"
     assert client.get("/me/profile").url.path == "/"
+
+
+def test_log_out_everywhere_else_ends_the_other_sessions_and_keeps_this_one(
+    client: TestClient,
+) -> None:
+    sign_up_by_form(client)
+    db: Database = client.app.state.db  # type: ignore[attr-defined]
+
+    def another_session(tx: Tx) -> str:
+        user = tx.session.scalars(select(User).where(User.phone_e164 == UK.e164)).one()
+        token, _ = service.open_session(tx, user, HOME, "api")
+        return token
+
+    other = db.run(another_session)
+    token = csrf(client, "/me/sessions")
+    done = client.post("/me/sessions/others/revoke", data={"csrf": token})
+    assert done.status_code == 200 and done.url.path == "/me/sessions"  # it was a 422
+    with pytest.raises(NotAuthenticated):
+        db.run(lambda tx: service.authenticate(tx, other))
+    assert client.get("/me/profile").url.path == "/me/profile"  # this one stays
 
 
 def test_signed_out_visitors_are_sent_to_the_first_page(client: TestClient) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import secrets
 import uuid
 from collections.abc import Callable
@@ -419,14 +420,20 @@ def _reversed(tx: Tx, *, key: str) -> None:
         tx.session.delete(found)
 
 
+# Digits, at most 2 decimals, at most 12 before the point: what a person types. Decimal
+# itself also reads exponents ("1e30"), underscores ("1_000"), "NaN" and "Infinity",
+# which reached the database as numbers no column holds.
+_AMOUNT_TEXT: Final = re.compile(r"\d{1,12}(\.\d{1,2})?")
+
+
 def parse_amount(text: str) -> Money:
     """A typed CNY amount (API bodies, forms), or ``amount.format`` when it is not one."""
-    try:
-        return Money.of(CNY, text.strip())
-    except (ValueError, ArithmeticError) as error:
+    cleaned = text.strip()
+    if not _AMOUNT_TEXT.fullmatch(cleaned):
         raise InvalidInput(
             "amount.format", N_("Write an amount in CNY with at most 2 decimals, like 288.00.")
-        ) from error
+        )
+    return Money.of(CNY, cleaned)
 
 
 # --- the cashier ---------------------------------------------------------------------------
