@@ -35,6 +35,7 @@ from qianbao.profile import api as profile_api
 from qianbao.profile import web as profile_web
 from qianbao.proxies import TrustedProxyMiddleware
 from qianbao.settings import Settings, get_settings
+from qianbao.text_guard import ControlCharacterGuard
 from qianbao.verification import api as verification_api
 from qianbao.verification import web as verification_web
 from qianbao.wallet import api as wallet_api
@@ -191,6 +192,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     )
     app.state.db = database
     app.state.settings = settings
+    # Inside the language layer, so that its refusal speaks the request's language.
+    app.add_middleware(ControlCharacterGuard)
     app.add_middleware(LanguageMiddleware, default=settings.default_language)
     _install_error_handlers(app)
     instrument(app, settings, database)  # request ids, access log, latency; /metrics

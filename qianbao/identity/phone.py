@@ -117,6 +117,17 @@ def parse_mobile(raw: str, country_key: str, language: Language = "en") -> Phone
         parsed = phonenumbers.parse(text, parse_region)
     except NumberParseException as error:
         raise _parse_error(error, country) from None
+    if parsed.extension:
+        # An SMS cannot reach an extension; dropping it silently signed up another line.
+        raise InvalidInput(
+            "phone.extension",
+            N_("A mobile number has no extension. Enter the number without it."),
+        )
+    if _fictional(parsed):
+        raise InvalidInput(
+            "phone.fictional",
+            N_("This number is reserved for films and books; no phone has it."),
+        )
 
     reason = phonenumbers.is_possible_number_with_reason(parsed)
     if reason in (ValidationResult.TOO_SHORT, ValidationResult.IS_POSSIBLE_LOCAL_ONLY):
@@ -147,6 +158,13 @@ def parse_mobile(raw: str, country_key: str, language: Language = "en") -> Phone
         country_code=int(parsed.country_code or 0),
         national=str(phonenumbers.national_significant_number(parsed)),
     )
+
+
+def _fictional(parsed: phonenumbers.PhoneNumber) -> bool:
+    """North America's 555-0100 to 555-0199 (NANPA reserves them for fiction in every area
+    code): valid to phonenumbers, yet no phone answers them."""
+    national = str(phonenumbers.national_significant_number(parsed))
+    return parsed.country_code == 1 and len(national) == 10 and national[3:8] == "55501"
 
 
 def from_e164(e164: str) -> PhoneNumber:

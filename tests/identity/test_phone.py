@@ -18,8 +18,8 @@ VALID = [
     ("GB", "+44 (0)7911 123456", "+447911123456"),
     ("MY", "012-345 6789", "+60123456789"),  # Malaysia with its trunk 0
     ("MY", "12 345 6789", "+60123456789"),
-    ("US", "(201) 555-0123", "+12015550123"),
-    ("CA", "416-555-0199", "+14165550199"),
+    ("US", "(201) 555-0234", "+12015550234"),
+    ("CA", "416-555-0299", "+14165550299"),
     ("SG", "8123 4567", "+6581234567"),
     ("ID", "0812-3456-789", "+628123456789"),
     ("VN", "0912 345 678", "+84912345678"),
@@ -68,6 +68,10 @@ def test_valid_mobile_numbers_become_e164(country: str, typed: str, e164: str) -
         ("MY", "03-2385 6789", "phone.not_mobile"),
         ("HK", "2123 4567", "phone.not_mobile"),
         ("SG", "1234 5678", "phone.invalid"),
+        ("US", "(201) 555-0123", "phone.fictional"),  # NANPA's numbers for fiction
+        ("CA", "+1 416 555 0199", "phone.fictional"),
+        ("GB", "07911 123456 ext. 12", "phone.extension"),  # it was dropped silently
+        ("US", "201-555-0234 x7", "phone.extension"),
     ],
 )
 def test_impossible_numbers_say_why(country: str, typed: str, code: str) -> None:
