@@ -354,3 +354,22 @@ def test_an_attempt_replaced_while_it_captures_is_told_so_and_sent_back(
     assert payments.reverse_card_attempts(db) == 1  # the replaced capture goes back
     assert reversals_left(db) == 0
     sound(db)
+
+
+def test_a_card_payment_retried_after_its_answer_was_lost_gets_the_same_answer(
+    db: Database, clock: FrozenClock, shop: uuid.UUID
+) -> None:
+    """The bank test's finding: the server died after the payment was recorded and before
+    it answered; the client's retry was told 409 order.paid, as if refused, while its
+    money had moved. A retry by the one who paid gets the paid order back, charged once."""
+    user = buyer(db, clock)
+    card = add_card(db, user)
+    first = order(db, shop, "80.00")
+    paid = payments.pay_with_card(db, user, first, card, PIN)
+    again = payments.pay_with_card(db, user, first, card, PIN)
+    assert not isinstance(paid, str) and not isinstance(again, str)
+    assert (again.id, again.status) == (paid.id, "TRADE_SUCCESS")
+    network = connectors.network_for(db)
+    assert network.refunded(capture_of(db, first)) == cny("0")
+    assert reversals_left(db) == 0
+    sound(db)

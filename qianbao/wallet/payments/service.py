@@ -570,6 +570,8 @@ def pay_with_card(
     send the person to (then ``finish_card_payment``)."""
     security.verify_payment_password(db, user_id, payment_password)
     charge = db.run(lambda tx: _card_charge(tx, user_id, order_id, card_id, on_behalf))
+    if charge is None:  # a retry after the payment went through: its answer, again
+        return db.run(lambda tx: get_order(tx, order_id))
     network = connectors.network_for(db)
     authorization = network.authorize(
         charge.token,
@@ -664,6 +666,8 @@ def finish_card_payment(
     if card_id is None:
         raise Conflict("order.not_payable", N_("This order cannot be paid now."))
     charge = db.run(lambda tx: _card_charge(tx, user_id, order_id, card_id, on_behalf))
+    if charge is None:  # finished already (a second return from the check)
+        return db.run(lambda tx: get_order(tx, order_id))
     authorization = connectors.network_for(db).authorize(
         charge.token, charge.total, idempotency_key=charge.key
     )
@@ -753,14 +757,15 @@ def _card_charge(
     order_id: uuid.UUID,
     card_id: uuid.UUID,
     on_behalf: OnBehalf | None = None,
-) -> _CardCharge:
+) -> _CardCharge | None:
     """Check a card payment may start, and record the attempt on the order before the
     network is asked: one key per order and card (a retry, or the return from 3-D
     Secure, gets the same authorization back; another card asks for a new one), and a
-    trace the worker finds if the process dies between the card and the ledger."""
+    trace the worker finds if the process dies between the card and the ledger. None:
+    this person has paid the order already (a retry whose first answer was lost)."""
     order = payable_order(tx, user_id, order_id, on_behalf=on_behalf)
     if order is None:
-        raise Conflict("order.paid", N_("This order is already paid."))
+        return None
     restrictions.refuse_money_out(tx, user_id)
     card = foreign_cards.usable_card(tx, user_id, card_id)
     amount = Money(CNY, order.amount)
