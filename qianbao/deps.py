@@ -50,10 +50,9 @@ IdempotencyKey = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
-        max_length=80,
         description="names this request: a retry with the same key and the same body gets "
         "the first answer and moves nothing; another body under it is 409 "
-        "idempotency.mismatch",
+        "idempotency.mismatch (each operation says how long a key may be)",
     ),
 ]
 

@@ -47,9 +47,10 @@ class ControlCharacterGuard:
             await self.app(scope, receive, send)
             return
         field = _in_pairs(_query_pairs(scope))
-        if field is None and _content_type(scope).startswith(_TEXT_BODIES):
+        content_type = _content_type(scope)
+        if field is None and content_type.startswith(_TEXT_BODIES):
             body = await _read_body(receive)
-            field = _in_body(body, _content_type(scope))
+            field = _in_body(body, content_type)
             receive = _replaying(body, receive)
         if field is None:
             await self.app(scope, receive, send)

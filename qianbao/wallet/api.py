@@ -329,12 +329,9 @@ def demo_refund(
     """A full or partial refund by the demo shop, named by its request number (the
     Idempotency-Key header, or ``out_request_no``): the same number is done once, and
     used with another amount or destination it is 409 ``idempotency.mismatch``."""
-    request_no = request_key(idempotency_key, body.out_request_no, "out_request_no")
-    if request_no is None:
-        raise InvalidInput(
-            "refund.request_no",
-            N_("A refund needs its request number: the Idempotency-Key header or out_request_no."),
-        )
+    request_no = refunds.check_request_no(
+        request_key(idempotency_key, body.out_request_no, "out_request_no")
+    )
     shop = payments.demo_merchant(db)
     done = refunds.refund(
         db,

@@ -243,3 +243,5 @@ def test_refunds_over_http_are_named_by_the_idempotency_key_and_races_get_plain_
     assert (both.status_code, both.json()["code"]) == (422, "idempotency.key_conflict")
     neither = client.post(refunds, json={"amount": "1.00"})
     assert (neither.status_code, neither.json()["code"]) == (422, "refund.request_no")
+    too_long = client.post(refunds, headers={"Idempotency-Key": "K" * 65}, json={"amount": "1"})
+    assert (too_long.status_code, too_long.json()["code"]) == (422, "refund.request_no")

@@ -88,11 +88,29 @@ def refund(
     for a person whose level may not use a balance is held, visible, until they are
     verified. The same request number with another amount or destination is refused
     (``idempotency.mismatch``); one whose card or bank refused it may be asked again."""
-    request = _RefundRequest(merchant_id, order_id, out_request_no, amount, to_balance)
+    request = _RefundRequest(
+        merchant_id, order_id, check_request_no(out_request_no), amount, to_balance
+    )
     started = db.run(partial(_start_refund, request=request), isolation="read committed")
     if isinstance(started, RefundView):
         return started  # done in the wallet, or a retry of a settled refund
     return _ask_outside(db, started)
+
+
+MAX_REQUEST_NO: Final = 64  # OrderRefund.out_request_no, as Alipay's out_request_no
+
+
+def check_request_no(text: str | None) -> str:
+    """A refund's request number (the Idempotency-Key header or ``out_request_no``)."""
+    if not text or len(text) > MAX_REQUEST_NO:
+        raise InvalidInput(
+            "refund.request_no",
+            N_(
+                "A refund needs a request number of 1 to 64 characters: the "
+                "Idempotency-Key header or out_request_no."
+            ),
+        )
+    return text
 
 
 @dataclass(frozen=True)
@@ -301,15 +319,23 @@ def _ask_outside(db: Database, plan: _OutsideRefund) -> RefundView:
     worker."""
     try:
         card_refund = _give_back_outside(db, plan)
-    except (card_network.CardStateRefused, card_network.CardInputRefused) as refusal:
-        db.run(partial(_fail_refund, plan=plan, code=refusal.code), isolation="read committed")
-        raise
-    except (BankStateRefused, BankInputRefused, BankCreditExceeds) as refusal:
+    except _OUTSIDE_REFUSALS as refusal:
         db.run(partial(_fail_refund, plan=plan, code=refusal.code), isolation="read committed")
         raise
     return db.run(
         partial(_settle_refund, plan=plan, card_refund=card_refund), isolation="read committed"
     )
+
+
+# What the card network or the bank answers when it will not give the money back: final,
+# so the reservation goes. Anything else (a timeout) leaves the answer unknown.
+_OUTSIDE_REFUSALS: Final = (
+    card_network.CardStateRefused,
+    card_network.CardInputRefused,
+    BankStateRefused,
+    BankInputRefused,
+    BankCreditExceeds,
+)
 
 
 def _give_back_outside(db: Database, plan: _OutsideRefund) -> card_network.Refund | None:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 
+from qianbao.deps import IdempotencyKey
 from qianbao.identity.api import DbDep, SessionDep
 from qianbao.wallet import history as wallet_history
 from qianbao.wallet.api import Cursor, FiltersDep, Limit
@@ -16,14 +17,6 @@ from qianbao.wallet.transfers import schemas
 from qianbao.wallet.transfers import service as transfers
 
 router = APIRouter(prefix="/api/v1/wallet/transfers", tags=["transfers"])
-KeyHeader = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        description="1 to 80 of A-Z a-z 0-9 . _ : - ; a retry with the same key and body "
-        "gets the first answer and moves nothing",
-    ),
-]
 
 
 def allowance_out(found: transfers.Allowance) -> schemas.AllowanceOut:
@@ -94,7 +87,7 @@ def send(
     session: SessionDep,
     db: DbDep,
     response: Response,
-    idempotency_key: KeyHeader = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> schemas.TransferOut:
     """Send money to another person, confirmed by the payment password. The same key
     with another body is refused (``idempotency.mismatch``)."""
