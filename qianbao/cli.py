@@ -540,21 +540,27 @@ def ledger_audit() -> None:
     """Recompute every ledger account from its history and check the books: each balance
     equals its history, none is under its floor, each currency sums to zero. Exits 1 on
     any mismatch (for an operator's cron). With the sandbox card network and bank, their
-    books are reconciled with the ledger's too (wallet/reconciliation.py)."""
-    from qianbao.wallet import reconciliation
+    books are reconciled with the ledger's too (wallet/reconciliation.py). The limits'
+    usage counters are compared with the history they stand for (wallet/limits.py)."""
+    from qianbao.wallet import limits, reconciliation
     from qianbao.wallet.ledger import audit as books
 
     database = Database(get_settings())
     try:
         result = database.run(books.audit)
+        counters_off = database.run(limits.discrepancies)
         outside = None
         if reconciliation.uses_sandboxes(database.settings):
             outside = reconciliation.reconcile(database)
     finally:
         database.dispose()
-    for line in _audit_report(result) + (outside.report() if outside else []):
+    counters = [
+        f"usage counters that differ from the history: {len(counters_off)}",
+        *(f"  {finding}" for finding in counters_off),
+    ]
+    for line in _audit_report(result) + counters + (outside.report() if outside else []):
         typer.echo(line)
-    if not result.sound or (outside is not None and not outside.sound):
+    if not result.sound or counters_off or (outside is not None and not outside.sound):
         raise typer.Exit(1)
 
 

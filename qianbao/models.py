@@ -11,6 +11,7 @@ from qianbao.profile import models as profile_models
 from qianbao.risk import models as risk_models
 from qianbao.throttling import models as throttling_models
 from qianbao.verification import models as verification_models
+from qianbao.wallet import limits as usage_models
 from qianbao.wallet.ledger import models as wallet_models
 from qianbao.wallet.pay_for_me import models as pay_for_me_models
 from qianbao.wallet.payments import models as payment_models
@@ -32,6 +33,7 @@ __all__ = [
     "topup_code_models",
     "tour_pass_models",
     "transfer_models",
+    "usage_models",
     "verification_models",
     "wallet_models",
     "worker_models",

@@ -62,7 +62,7 @@ class Rights:
     balance_per_year: Money | None  # payments and transfers from the balance, a year
     balance_per_day: Money | None  # the same, a day
     transfer_per_payment: Money | None  # one transfer to another person
-    transfer_per_day: Money | None  # transfers to other people, a day (rolling 24 hours)
+    transfer_per_day: Money | None  # transfers to other people, a calendar day in Beijing
     transfers_per_day: int | None  # how many transfers, a day
 
 

@@ -46,7 +46,7 @@ from sqlalchemy import func, select
 from qianbao import jobs
 from qianbao.db import Database, Tx
 from qianbao.settings import Settings
-from qianbao.wallet import reconciliation
+from qianbao.wallet import limits, reconciliation
 from qianbao.wallet.ledger import audit as ledger_audit
 from qianbao.wallet.ledger import service as ledger
 from qianbao.wallet.payments import refunds
@@ -280,6 +280,8 @@ def audit(
         if answer != "409 idempotency.mismatch"
     ]
     problems += db.run(lambda tx: _books_problems(tx, journal), isolation="read committed")
+    # The limits' counters, kept beside each movement, still equal the history's sums.
+    problems += db.run(limits.discrepancies, isolation="read committed")
     return problems
 
 

@@ -40,6 +40,7 @@ from qianbao.i18n import N_
 from qianbao.money import Money
 from qianbao.risk import restrictions
 from qianbao.standing import standing
+from qianbao.wallet import limits
 from qianbao.wallet.ledger import service as ledger
 from qianbao.wallet.payments import service as payments
 from qianbao.wallet.payments.models import OrderRefund, PaymentOrder
@@ -246,7 +247,7 @@ def _refund_in_wallet(
         build,
     )
     row.status, row.ledger_operation_id = "succeeded", receipt.operation_id
-    _add_refunded(order, amount.minor)
+    _add_refunded(tx, order, amount.minor)
     tx.session.flush()
     return _refund_view(row)
 
@@ -382,7 +383,7 @@ def _settle_refund(
         row.card_amount = card_refund.amount_in_card_currency.minor
         row.card_rate = card_refund.rate
     order.refund_pending -= row.amount
-    _add_refunded(order, row.amount)
+    _add_refunded(tx, order, row.amount)
     tx.session.flush()
     return _refund_view(row)
 
@@ -416,8 +417,11 @@ def _void_all(booking: ledger.Booking, holds: list[uuid.UUID | None]) -> None:
             booking.void(hold)
 
 
-def _add_refunded(order: PaymentOrder, amount_minor: int) -> None:
+def _add_refunded(tx: Tx, order: PaymentOrder, amount_minor: int) -> None:
     order.refunded += amount_minor
+    if order.payer_id is not None and order.source is not None and order.paid_at is not None:
+        # Off the periods the payment was counted in, as the history's sums would be.
+        limits.count_payment(tx, order.payer_id, order.source, -amount_minor, order.paid_at)
     if order.refunded == order.amount:
         order.status = "TRADE_CLOSED"  # Alipay: a fully refunded trade is closed
 

@@ -857,6 +857,7 @@ def mark_paid(
     order.buyer_id = on_behalf.buyer_id if on_behalf else user_id
     order.payer_id = user_id
     order.paid_at, order.ledger_operation_id = tx.now(), operation_id
+    limits.count_payment(tx, user_id, source, order.amount, order.paid_at)
     if order.card_attempt_key is not None:
         # Paid another way while a card or bank attempt was under way: that one is
         # given up and what it may have taken goes back. (The attempt being recorded
@@ -895,23 +896,16 @@ def _card_velocity_rule(tx: Tx, user_id: uuid.UUID) -> None:
 
 
 def _within_balance_limits(tx: Tx, user_id: uuid.UUID, amount: Money, rights: Rights) -> None:
-    now = tx.now()
-    for limit, since, code in (
-        (rights.balance_per_day, now - timedelta(days=1), "policy.balance_day_limit"),
-        (
-            rights.balance_per_year,
-            limits.year_start(now),
-            "policy.balance_year_limit",
-        ),
+    used = limits.usage(tx, user_id)
+    for limit, spent, code in (
+        (rights.balance_per_day, used.balance_today, "policy.balance_day_limit"),
+        (rights.balance_per_year, used.balance_this_year, "policy.balance_year_limit"),
     ):
-        if limit is None:
-            continue
-        used = limits.paid_since(tx, user_id, "balance", since)
-        if used + amount.minor > limit.minor:
+        if limit is not None and spent + amount.minor > limit.minor:
             raise Forbidden(
                 code,
                 N_("This payment would pass your limit of {limit} ({used} used)."),
-                {"limit": limit.format(), "used": Money(CNY, used).format()},
+                {"limit": limit.format(), "used": Money(CNY, spent).format()},
             )
 
 
@@ -923,8 +917,7 @@ def within_card_limits(tx: Tx, user_id: uuid.UUID, amount: Money) -> None:
 
 def _within_card_limits(tx: Tx, user_id: uuid.UUID, amount: Money, rights: Rights) -> None:
     rates = tx.settings.fx_rates
-    now = tx.now()
-    used = limits.paid_since(tx, user_id, "foreign_card", limits.year_start(now))
+    used = limits.usage(tx, user_id).card_this_year
     checks = [(rights.card_per_payment, amount.minor, "policy.card_payment_limit")]
     checks.append((rights.card_per_year, used + amount.minor, "policy.card_year_limit"))
     for limit, cny_minor, code in checks:

@@ -54,6 +54,7 @@ from qianbao.identity import service as identity
 from qianbao.money import Money
 from qianbao.risk import restrictions
 from qianbao.standing import standing
+from qianbao.wallet import limits as usage
 from qianbao.wallet.ledger import service as ledger
 from qianbao.wallet.payments import service as payments
 from qianbao.wallet.payments.models import OrderRefund, PaymentOrder
@@ -429,6 +430,7 @@ def _start_top_up(
     )
     tx.session.add(row)
     tx.session.flush()
+    usage.count_card_top_up(tx, user_id, row.amount, row.created_at)
     return _Charge(row.id, card.token, Money(CNY, row.amount + row.fee))
 
 
@@ -516,6 +518,8 @@ def _fail_top_up(tx: Tx, top_up_id: uuid.UUID, code: str) -> None:
     row = tx.session.get(TourPassTopUp, top_up_id, with_for_update=True)
     if row is not None and row.state == "pending":
         row.state, row.failure_code = "failed", code[:64]
+        owner = tx.session.get_one(TourPass, row.pass_id).user_id
+        usage.count_card_top_up(tx, owner, -(row.amount - row.refunded), row.created_at)
 
 
 def _record_top_up(
@@ -796,6 +800,7 @@ def _next_part(tx: Tx, pass_id: uuid.UUID) -> _Part | Literal[True] | None:
     tx.session.add(row)
     tx.session.flush()
     newest.refunded += amount.minor
+    usage.count_card_top_up(tx, pass_row.user_id, -amount.minor, newest.created_at)
     part = _part_of(tx, row)
     clearing = payments.account_of(tx, SYSTEM, "card_clearing")
     ledger.transfer(tx, part.key, pass_row.account_id, clearing, amount)
@@ -859,6 +864,7 @@ def _refused(tx: Tx, part: _Part, code: str) -> None:
     ledger.transfer(tx, f"{part.key}:refused", clearing, pass_row.account_id, part.amount)
     row.state, row.completed_at = "refused", tx.now()
     top_up_row.refunded -= part.amount.minor
+    usage.count_card_top_up(tx, pass_row.user_id, part.amount.minor, top_up_row.created_at)
     top_up_row.refund_refused_at = tx.now()
     top_up_row.failure_code = code[:64]
 

@@ -25,7 +25,7 @@ import re
 import unicodedata
 import urllib.parse
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -51,7 +51,6 @@ from qianbao.wallet.payments import service as payments
 from qianbao.wallet.transfers.models import PersonTransfer
 
 CNY: Final = payments.CNY
-DAY: Final = timedelta(days=1)
 MAX_KEY_CHARS: Final = 80
 _KEY = re.compile(r"[A-Za-z0-9._:\-]{1,80}")
 _AMOUNT = re.compile(r"[+-]?(\d{1,12}(\.\d*)?|\.\d+)")
@@ -333,22 +332,21 @@ def allowance(tx: Tx, user_id: uuid.UUID, rights: Rights | None = None) -> Allow
     """The sender's balance and what is left of each limit that applies to a transfer."""
     if rights is None:
         rights = standing(tx, user_id).rights
-    now = tx.now()
-    today = limits.sent_since(tx, user_id, now - DAY)
+    used = limits.usage(tx, user_id)
     lines: list[Remaining] = []
     if rights.transfers_per_day is not None:
-        left = max(0, rights.transfers_per_day - today.count)
+        left = max(0, rights.transfers_per_day - used.transfers_today)
         lines.append(Remaining("transfers_per_day", rights.transfers_per_day, left))
     # The balance limits count payments from the balance and transfers together.
-    spent: dict[str, Callable[[], int]] = {
-        "transfer_per_day": lambda: today.total,
-        "balance_per_day": lambda: limits.balance_spent_since(tx, user_id, now - DAY),
-        "balance_per_year": lambda: limits.balance_spent_since(tx, user_id, limits.year_start(now)),
+    spent = {
+        "transfer_per_day": used.sent_today,
+        "balance_per_day": used.balance_today,
+        "balance_per_year": used.balance_this_year,
     }
-    for key, used in spent.items():
+    for key, amount in spent.items():
         limit: Money | None = getattr(rights, key)
         if limit is not None:
-            lines.append(Remaining(key, limit, Money(CNY, max(0, limit.minor - used()))))
+            lines.append(Remaining(key, limit, Money(CNY, max(0, limit.minor - amount))))
     return Allowance(
         balance=_balance(tx, user_id),
         may_send=rights.send_transfers,
@@ -613,6 +611,7 @@ def _record(
     )
     tx.session.add(row)
     tx.session.flush()
+    limits.count_transfer(tx, sender_id, row.amount, row.created_at)
     return row
 
 
