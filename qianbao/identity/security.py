@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import NoReturn
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select, update
@@ -349,10 +350,7 @@ def _set_payment_password(
     passwords.check_payment_password(new_pin, user.phone_e164, known)
     existing = tx.session.get(PaymentPassword, user_id)
     if existing is not None and current_pin:
-        # Rare, so checked here, inside the row's lock; it counts toward the lock too.
-        _refuse_if_payments_locked(tx, existing)
-        check = pins.check_pin(tx.settings, user_id, existing.password_hash, current_pin)
-        _record_payment_attempt(tx, user_id, existing.password_hash, check.matches)
+        check_payment_password(tx, user_id, current_pin)  # a wrong one counts as a try
     else:
         # A forgotten payment password is reset with an SMS code; a verified person also
         # shows their face (a SIM swap alone must not open their balance).
@@ -396,29 +394,35 @@ def _use_fresh_face_check(tx: Tx, user: User) -> None:
 
 
 def verify_payment_password(db: Database, user_id: uuid.UUID, pin: str) -> None:
-    """The one check every payment calls, before its own transaction. Three wrong
-    entries lock payments for 3 hours.
+    """The payment password checked in a transaction of its own (for a use case that
+    moves no money itself; a payment checks it in its own transaction instead)."""
+    db.run(lambda tx: check_payment_password(tx, user_id, pin), isolation=NUMBER_LOCKED)
 
-    The PIN is checked against its keyed hash (``pins``) between two short
-    transactions. The outcome is written under the row's lock, where a lock set
-    meanwhile by parallel wrong entries is seen, so however many arrive at once only the
-    allowed number count as tries and the rest meet the lock. A hash from before (argon2,
-    or an older key) is replaced on a match.
+
+def check_payment_password(tx: Tx, user_id: uuid.UUID, pin: str) -> None:
+    """The one check every payment makes, FIRST in the payment's own transaction (so that
+    a wrong entry, whose count is kept when the transaction ends in its refusal, finds
+    nothing else written). Three wrong entries lock payments for 3 hours.
+
+    The row is locked while the PIN is checked: parallel wrong entries queue one behind
+    another, so however many arrive at once only the allowed number count as tries and
+    the rest meet the lock. The check is a keyed hash (``pins``), microseconds; a hash
+    from before (argon2, or an older key) is replaced on a match.
     """
-    stored = db.run(lambda tx: _payment_hash_if_unlocked(tx, user_id))
-    check = pins.check_pin(db.settings, user_id, stored, pin)
-    db.run(
-        lambda tx: _record_payment_attempt(tx, user_id, stored, check.matches, check.upgraded),
-        isolation=NUMBER_LOCKED,
-    )
-
-
-def _payment_hash_if_unlocked(tx: Tx, user_id: uuid.UUID) -> str:
-    record = tx.session.get(PaymentPassword, user_id)
+    record = tx.session.scalars(
+        select(PaymentPassword).where(PaymentPassword.user_id == user_id).with_for_update()
+    ).first()
     if record is None:
         raise Forbidden("paypw.not_set", N_("Set a payment password first."))
     _refuse_if_payments_locked(tx, record)
-    return record.password_hash
+    check = pins.check_pin(tx.settings, user_id, record.password_hash, pin)
+    if check.matches:
+        if record.failures:
+            record.failures = 0
+        if check.upgraded is not None:
+            record.password_hash = check.upgraded
+        return
+    _count_wrong_entry(tx, record)
 
 
 _PAYMENTS_LOCKED = N_(
@@ -435,20 +439,7 @@ def _refuse_if_payments_locked(tx: Tx, record: PaymentPassword) -> None:
         )
 
 
-def _record_payment_attempt(
-    tx: Tx, user_id: uuid.UUID, checked: str, matches: bool, upgraded: str | None = None
-) -> None:
-    record = tx.session.scalars(
-        select(PaymentPassword).where(PaymentPassword.user_id == user_id).with_for_update()
-    ).one()
-    _refuse_if_payments_locked(tx, record)
-    if record.password_hash != checked:  # changed meanwhile: the check proves nothing
-        raise Conflict("paypw.changed", N_("The payment password was just changed. Try again."))
-    if matches:
-        record.failures = 0
-        if upgraded is not None:
-            record.password_hash = upgraded
-        return
+def _count_wrong_entry(tx: Tx, record: PaymentPassword) -> NoReturn:
     record.failures += 1
     limit = tx.settings.payment_password_max_failures
     if record.failures >= limit:

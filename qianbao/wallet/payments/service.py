@@ -527,10 +527,11 @@ def pay_with_balance(
     on_behalf: OnBehalf | None = None,
 ) -> OrderView:
     """``user_id`` pays from their balance, for themselves or, with ``on_behalf``, for
-    a friend (pay-for-me). The same for every source."""
-    security.verify_payment_password(db, user_id, payment_password)
+    a friend (pay-for-me). The same for every source. One transaction: the payment
+    password and its failure count, the order, the rules and limits, the ledger."""
 
     def pay(tx: Tx) -> OrderView:
+        security.check_payment_password(tx, user_id, payment_password)
         order = payable_order(tx, user_id, order_id, on_behalf=on_behalf)
         if order is None:  # already paid by this person: a retry
             return get_order(tx, order_id)
@@ -568,8 +569,12 @@ def pay_with_card(
 ) -> OrderView | str:
     """The order paid by a foreign card, or the URL of the issuer's 3-D Secure check to
     send the person to (then ``finish_card_payment``)."""
-    security.verify_payment_password(db, user_id, payment_password)
-    charge = db.run(lambda tx: _card_charge(tx, user_id, order_id, card_id, on_behalf))
+
+    def start(tx: Tx) -> _CardCharge | None:
+        security.check_payment_password(tx, user_id, payment_password)
+        return _card_charge(tx, user_id, order_id, card_id, on_behalf)
+
+    charge = db.run(start)
     if charge is None:  # a retry after the payment went through: its answer, again
         return db.run(lambda tx: get_order(tx, order_id))
     network = connectors.network_for(db)
@@ -596,9 +601,9 @@ def pay_with_bank_card(
 ) -> OrderView:
     """A quick payment from a bound mainland bank card: the bank debits the account (no
     fee), then the ledger records the money arriving and going to the merchant."""
-    security.verify_payment_password(db, user_id, payment_password)
 
     def check(tx: Tx) -> tuple[str, str, Money] | None:
+        security.check_payment_password(tx, user_id, payment_password)
         order = payable_order(tx, user_id, order_id, on_behalf=on_behalf)
         if order is None:  # already paid by this person: a retry
             return None

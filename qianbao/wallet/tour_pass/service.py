@@ -337,11 +337,12 @@ def top_up(
     key) makes a retry return the same top-up. When the card's issuer wants a 3-D
     Secure check, the view carries its URL (the check sends the person back to
     ``challenge_return_url(top_up_id)``) and the top-up waits for ``finish_top_up``."""
-    security.verify_payment_password(db, user_id, payment_password)
-    started = db.run(
-        lambda tx: _start_top_up(tx, user_id, card_id, amount, request_key),
-        isolation="read committed",
-    )
+
+    def start(tx: Tx) -> _Charge | TopUpView:
+        security.check_payment_password(tx, user_id, payment_password)
+        return _start_top_up(tx, user_id, card_id, amount, request_key)
+
+    started = db.run(start, isolation="read committed")
     if isinstance(started, TopUpView):
         return started
     return_url = challenge_return_url(started.top_up_id) if challenge_return_url else None
@@ -608,9 +609,9 @@ def pay(
 ) -> payments.OrderView:
     """Pay a merchant's order from the open pass, confirmed by the payment password; a
     retry of a paid order returns it."""
-    security.verify_payment_password(db, user_id, payment_password)
 
     def run(tx: Tx) -> payments.OrderView:
+        security.check_payment_password(tx, user_id, payment_password)
         order = payments.payable_order(tx, user_id, order_id)
         if order is None:  # already paid by this person: a retry
             return payments.get_order(tx, order_id)
@@ -659,9 +660,9 @@ def refund_target(tx: Tx, order_id: uuid.UUID) -> uuid.UUID:
 
 def close(db: Database, user_id: uuid.UUID, payment_password: str) -> PassView:
     """Close the open pass early; what is left goes back to the cards now."""
-    security.verify_payment_password(db, user_id, payment_password)
 
     def run(tx: Tx) -> uuid.UUID:
+        security.check_payment_password(tx, user_id, payment_password)
         payments.claim_wallets(tx, str(user_id))
         pass_row = _locked_open_pass(tx, user_id)
         restrictions.refuse_money_out(tx, user_id)

@@ -482,26 +482,29 @@ def send(
     key = check_key(idempotency_key)
     amount = parse_amount(amount_text)
     cleaned = clean_note(db, note)
-    # A retry is answered from its key, before anything that may have changed since (the
-    # recipient's number, the look-up throttle, the limits). The key names the request as
-    # the client sent it: to whom (as typed), how much, with which note.
-    digest, replayed = db.run(lambda tx: _replay(tx, sender_id, key, to, amount, cleaned))
-    if replayed is not None:
-        return replayed
-    to_id = db.run(lambda tx: recipient_id(tx, sender_id, to))
-    if expected_recipient is not None and to_id != expected_recipient:
-        raise Conflict(
-            "transfer.recipient_changed",
-            N_(
-                "This number or email now belongs to another account than the one you "
-                "checked. Look at the recipient again before sending."
-            ),
-        )
-    security.verify_payment_password(db, sender_id, payment_password)
-    return db.run(
-        lambda tx: _send(tx, sender_id, to_id, amount, cleaned, key, digest),
-        isolation="read committed",
-    )
+
+    def run(tx: Tx) -> TransferView:
+        # A retry is answered from its key, before anything that may have changed since
+        # (the recipient's number, the look-up throttle, the limits). The key names the
+        # request as the client sent it: to whom (as typed), how much, with which note.
+        digest, replayed = _replay(tx, sender_id, key, to, amount, cleaned)
+        if replayed is not None:
+            return replayed
+        to_id = recipient_id(tx, sender_id, to)
+        if expected_recipient is not None and to_id != expected_recipient:
+            raise Conflict(
+                "transfer.recipient_changed",
+                N_(
+                    "This number or email now belongs to another account than the one you "
+                    "checked. Look at the recipient again before sending."
+                ),
+            )
+        # After the input's checks (a typo costs no try), before anything moves: a wrong
+        # entry's count is kept when this transaction ends in its refusal.
+        security.check_payment_password(tx, sender_id, payment_password)
+        return _send(tx, sender_id, to_id, amount, cleaned, key, digest)
+
+    return db.run(run, isolation="read committed")
 
 
 def request_digest(tx: Tx, sender_id: uuid.UUID, to: str, amount: Money, note: str) -> str:
