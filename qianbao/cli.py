@@ -418,8 +418,9 @@ app.add_typer(trust_app, name="trust")
 def trust_import(
     files: Annotated[list[Path], typer.Argument(help="Master lists, certificates or CRLs.")],
 ) -> None:
-    """Import an ICAO CSCA master list (its signature is checked), CSCA certificates
-    (PEM, DER or PKCS#7) or a CRL (it must be signed by an imported CSCA)."""
+    """Import CSCA certificates (PEM, DER or PKCS#7), an ICAO CSCA master list (its
+    signature is checked and its signer must chain to an imported CSCA or a configured
+    anchor, as in import-master-list) or a CRL (it must be signed by an imported CSCA)."""
     from datetime import UTC, datetime
 
     from qianbao.errors import QianbaoError

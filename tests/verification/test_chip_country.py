@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import NameOID
 from pydantic import ValidationError
 
 from qianbao.errors import InvalidInput
@@ -67,6 +71,30 @@ def _settings(tmp_path: Path, exceptions: str) -> Settings:
     return Settings(
         var_dir=tmp_path, secret_key="test-secret", chip_signer_country_exceptions=exceptions
     )
+
+
+def test_a_signer_certificate_without_a_country_is_refused() -> None:
+    british = vectors.csca("rsa", country="GB")
+    key = vectors.rsa_key(2048, "ds-no-country")
+    issuer_key_id = x509.SubjectKeyIdentifier.from_public_key(british.key.public_key())
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "DS nowhere")]))
+        .issuer_name(british.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(datetime(2025, 1, 1, tzinfo=UTC))
+        .not_valid_after(datetime(2036, 1, 1, tzinfo=UTC))
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_key_id), False
+        )
+        .sign(british.key, hashes.SHA256())
+    )
+    signer = vectors.Authority(key, certificate)
+    chip = vectors.build_chip(_passport("GBR"), signer=signer, active_authentication=False)
+    refusal = _refusal(chip, [british])
+    assert refusal.code == "chip.signer_country"
+    assert refusal.details == {"certificate": "document_signer"}
 
 
 def test_an_exception_from_the_settings_lets_the_pair_pass(tmp_path: Path) -> None:
