@@ -62,13 +62,14 @@ def rate(work: Callable[[int], object], count: int, seconds: float) -> float:
 def reference_verifier(chip: vectors.Chip, algorithm: vectors.Algorithm) -> Callable[[], None]:
     """The two signature verifications of one chip, straight through `cryptography`."""
     assert chip.signer is not None
+    assert chip.csca is not None
     info = cms.ContentInfo.load(chip.files.sod[4:])
     signer_info = info["content"]["signer_infos"][0]
     signed_attributes = b"\x31" + signer_info["signed_attrs"].dump()[1:]
     sod_signature = bytes(signer_info["signature"].native)
     ds_key = chip.signer.cert.public_key()
     ds_cert = chip.signer.cert
-    csca_key = vectors.csca("rsa" if algorithm != "ecdsa" else "ec").cert.public_key()
+    csca_key = chip.csca.cert.public_key()
 
     def verify() -> None:
         if isinstance(ds_key, rsa.RSAPublicKey):
@@ -107,8 +108,11 @@ def main() -> None:
     for label, algorithm in CASES:
         chips = [vectors.build_chip(random_passport(rng), algorithm=algorithm)
                  for _ in range(args.chips)]  # fmt: skip
-        issuer = vectors.csca("rsa" if algorithm != "ecdsa" else "ec")
-        trust = TrustStore([issuer.der], [vectors.crl(issuer, [1, 2, 3])])
+        # Each passport's issuing state has its own CSCA (and CRL), as in production.
+        issuers = {chip.csca.der: chip.csca for chip in chips if chip.csca is not None}
+        trust = TrustStore(
+            list(issuers), [vectors.crl(issuer, [1, 2, 3]) for issuer in issuers.values()]
+        )
 
         def ours(index: int, chips: list[vectors.Chip] = chips, trust: TrustStore = trust) -> None:
             chip = chips[index]

@@ -17,6 +17,9 @@ from qianbao.db import Database, Tx
 from qianbao.settings import get_settings
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from qianbao.verification import trust_store
     from qianbao.wallet.ledger import audit as books
 
 app = typer.Typer(help="Qianbao wallet service.", no_args_is_help=True)
@@ -415,8 +418,9 @@ app.add_typer(trust_app, name="trust")
 def trust_import(
     files: Annotated[list[Path], typer.Argument(help="Master lists, certificates or CRLs.")],
 ) -> None:
-    """Import an ICAO CSCA master list (its signature is checked), CSCA certificates
-    (PEM, DER or PKCS#7) or a CRL (it must be signed by an imported CSCA)."""
+    """Import CSCA certificates (PEM, DER or PKCS#7), an ICAO CSCA master list (its
+    signature is checked and its signer must chain to an imported CSCA or a configured
+    anchor, as in import-master-list) or a CRL (it must be signed by an imported CSCA)."""
     from datetime import UTC, datetime
 
     from qianbao.errors import QianbaoError
@@ -438,6 +442,52 @@ def trust_import(
             f"{path.name}: {done.cscas} CSCA certificates, {done.crls} CRLs added"
             f" ({done.already_known} already known)"
         )
+
+
+@trust_app.command("import-master-list")
+def trust_import_master_list(
+    file: Annotated[Path, typer.Argument(help="An ICAO CSCA master list (CMS, .ml).")],
+) -> None:
+    """Import the CSCA certificates of an ICAO master list: its signature must verify and
+    its signer chain to a CSCA already imported, or to a fingerprint in
+    QIANBAO_CHIP_MASTER_LIST_ANCHORS; otherwise nothing is imported."""
+    from datetime import UTC, datetime
+
+    from qianbao.verification import trust_store
+
+    today = datetime.now(UTC).date()
+    _import_one(
+        file,
+        lambda tx, data: trust_store.import_master_list(tx, data, file.name, today=today),
+    )
+
+
+@trust_app.command("import-crl")
+def trust_import_crl(
+    file: Annotated[Path, typer.Argument(help="A CSCA's certificate revocation list.")],
+) -> None:
+    """Import a CRL (PEM or DER) signed by an imported CSCA: passports whose Document
+    Signer it revokes are refused from then on (chip.ds_revoked)."""
+    from qianbao.verification import trust_store
+
+    _import_one(file, lambda tx, data: trust_store.import_crl(tx, data, file.name))
+
+
+def _import_one(file: Path, store: Callable[[Tx, bytes], trust_store.Imported]) -> None:
+    from qianbao.errors import QianbaoError
+
+    try:
+        data = file.read_bytes()
+    except OSError as error:
+        raise typer.BadParameter(error.strerror or str(error), param_hint=str(file)) from None
+    try:
+        done = Database(get_settings()).run(lambda tx: store(tx, data))
+    except QianbaoError as error:
+        raise typer.BadParameter(error.localized_message(), param_hint=str(file)) from None
+    typer.echo(
+        f"{file.name}: {done.cscas} CSCA certificates, {done.crls} CRLs added"
+        f" ({done.already_known} already known)"
+    )
 
 
 @trust_app.command("list")

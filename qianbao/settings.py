@@ -7,6 +7,7 @@ they come from (see ``shared/reference/alipay_rules.md`` in the project workspac
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from decimal import Decimal
 from functools import lru_cache
@@ -153,6 +154,18 @@ class Settings(BaseSettings):
     # A passed face check (for a verified person's payment-password reset) is good for
     # this long, and for one reset.
     face_check_valid_seconds: int = 600
+    # A passport chip's Document Signer and CSCA must be of the passport's issuing state
+    # (the zone's ICAO code mapped to the certificates' ISO alpha-2 country: D is DE,
+    # GBN is GB, RKS is XK, UNO is UN, EUE is EU). Known exceptions, each
+    # "ISSUING-STATE:CERTIFICATE-COUNTRY" (the zone's code, then the countryName allowed
+    # on both certificates), comma-separated or a JSON list, e.g. "UNK:XK". Codes that
+    # name no state (XXA, XPO ...) pass only when listed here.
+    chip_signer_country_exceptions: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Master lists are imported only when their signer chains to a CSCA already in the
+    # trust store, or to one of these: SHA-256 fingerprints (hex, colons allowed) of a
+    # master-list signer's certificate or of the CSCA that issued it, checked by the
+    # operator against its publisher's (e.g. a state's published CSCA fingerprint).
+    chip_master_list_anchors: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # --- mainland bank cards (qianbao/funding; docs/sandbox_bank.md) ---------------------
     # sandbox: the test bank of docs/sandbox_bank.md; http: a real bank's gateway that
@@ -301,6 +314,34 @@ class Settings(BaseSettings):
         if any(network.prefixlen == 0 for network in networks):
             raise ValueError("a /0 network trusts everybody: name your own proxies")
         return networks
+
+    @field_validator("chip_signer_country_exceptions", "chip_master_list_anchors", mode="before")
+    @classmethod
+    def _split_chip_lists(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("chip_signer_country_exceptions")
+    @classmethod
+    def _country_pairs(cls, pairs: list[str]) -> list[str]:
+        normal = [pair.strip().upper() for pair in pairs]
+        for pair in normal:
+            if not re.fullmatch(r"[A-Z]{1,3}:[A-Z]{2}", pair):
+                raise ValueError(f"{pair!r} is not ISSUING-STATE:COUNTRY, e.g. UNK:XK")
+        return normal
+
+    @field_validator("chip_master_list_anchors")
+    @classmethod
+    def _fingerprints(cls, fingerprints: list[str]) -> list[str]:
+        normal = [value.replace(":", "").strip().lower() for value in fingerprints]
+        for value in normal:
+            if not re.fullmatch(r"[0-9a-f]{64}", value):
+                raise ValueError(f"{value!r} is not a SHA-256 fingerprint (64 hex digits)")
+        return normal
 
     @model_validator(mode="after")
     def _keys_from_files(self) -> Settings:

@@ -111,7 +111,8 @@ def read_chip(
     today: date,
 ) -> PageReading:
     """Everything Qianbao needs from a passport chip's files, or the reason it cannot be
-    used: passive authentication against the trust store; the proof that the chip is the
+    used: passive authentication against the trust store, its signers of the passport's
+    issuing state (or an exception the settings allow); the proof that the chip is the
     original (active authentication against this case's fresh challenge when the chip
     has DG15, else chip authentication when DG14 offers it: a chip that can prove it
     must); the zone in DG1 checked like a printed one, and compared with the printed one
@@ -123,6 +124,7 @@ def read_chip(
         aa_challenge=answers.aa_challenge,
         aa_signature=answers.aa_signature,
         printed_mrz=answers.printed_mrz,
+        country_exceptions=settings.chip_signer_country_exceptions,
     )
     checks = result.checks
     if result.active_authentication == "not_run":  # DG15 present, no answer sent

@@ -24,6 +24,13 @@ does not list is refused rather than ignored: its content would be unauthenticat
 Passive authentication proves the files are the ones the issuing state signed. It
 does not prove they came from the original chip: files copy perfectly.
 
+**The signer's country.** Passive authentication alone proves that some CSCA of the
+store vouched for the chip, not that it was the issuing state's. Once DG1 is read, the
+countryName of the Document Signer and of its CSCA must both be the issuing state of the
+zone (:mod:`qianbao.verification.countries` maps the zone's ICAO code to ISO 3166-1
+alpha-2, ``D`` to ``DE``, ``GBN`` to ``GB`` ...), or a pair the operator allowed
+(``chip.signer_country`` otherwise): one state's signer never passes for another's.
+
 **Active authentication** (Doc 9303 Part 11 section 6) is what catches such a copy.
 DG15 holds the chip's public key; the chip's private key never leaves it. The server
 makes a fresh 8-byte challenge, the phone has the chip sign it, and the server checks
@@ -57,6 +64,7 @@ from PIL import Image
 
 from qianbao.errors import InvalidInput
 from qianbao.i18n import N_
+from qianbao.verification import countries
 from qianbao.verification.mrz import PassportMrz, parse_td3
 from qianbao.verification.trust import (
     ECDSA_HASH_BY_OID,
@@ -167,6 +175,19 @@ def _unknown_csca() -> InvalidInput:
             "The passport chip was not signed by an authority we know for the issuing "
             "country. Verify with the passport photo page instead."
         ),
+    )
+
+
+def _signer_country(issuing_state: str, certificate: str) -> InvalidInput:
+    return InvalidInput(
+        "chip.signer_country",
+        N_(
+            "The passport chip was signed by an authority of another country than the "
+            "one that issued this passport ({state}). Verify with the passport photo "
+            "page instead."
+        ),
+        {"state": issuing_state},
+        details={"certificate": certificate},
     )
 
 
@@ -558,6 +579,9 @@ class PassiveAuthentication:
     digest_algorithm: HashName  # of the data-group hashes
     data_groups: tuple[int, ...]  # uploaded, listed in the SOD and matching it
     listed: tuple[int, ...] = ()  # every data group the SOD lists, uploaded or not
+    # The subjects' countryName (ISO 3166-1 alpha-2), for :func:`check_signer_country`.
+    document_signer_country: str | None = None
+    country_signer_country: str | None = None
 
 
 def verify_passive(
@@ -600,6 +624,8 @@ def verify_passive(
         digest_algorithm=lds_hash,
         data_groups=numbers,
         listed=tuple(sorted(listed)),
+        document_signer_country=document_signer.country,
+        country_signer_country=csca.country,
     )
 
 
@@ -779,13 +805,15 @@ def verify_chip(
     aa_signature: bytes | None = None,
     printed_mrz: PassportMrz | None = None,
     extra_codes: Collection[str] = frozenset(),
+    country_exceptions: Collection[str] = (),
 ) -> ChipVerification:
     """Everything the server can check about an uploaded chip, or the first failure.
 
     Order: every file's structure first (``chip.missing_dg``, ``chip.truncated``,
-    ``chip.garbage``), then passive authentication, the zone and face, active
-    authentication when DG15 and a challenge are given, and the printed zone when one
-    was read.
+    ``chip.garbage``), then passive authentication, the zone, the signers' country
+    against the zone's issuing state (``chip.signer_country``; ``country_exceptions``
+    are the ``"STATE:CC"`` pairs allowed besides), the face, active authentication when
+    DG15 and a challenge are given, and the printed zone when one was read.
     """
     for number in (1, 2):
         if number not in files.dgs:
@@ -802,6 +830,8 @@ def verify_chip(
     _require_proof_files(passive, files)
     checks = ["sod_signature", "ds_chain", "ds_validity", "ds_revocation", "dg_hashes"]
     mrz = parse_dg1(files.dgs[1], today=today, extra_codes=extra_codes)
+    check_signer_country(passive, mrz.issuing_state, country_exceptions)
+    checks.append("signer_country")
     face = read_dg2(files.dgs[2])
     security = parse_dg14(files.dgs[14]) if 14 in files.dgs else None
     active: Literal["passed", "not_run", "not_supported"] = "not_supported"
@@ -831,6 +861,23 @@ def verify_chip(
         chip_security=security,
         checks=tuple(checks),
     )
+
+
+def check_signer_country(
+    passive: PassiveAuthentication, issuing_state: str, exceptions: Collection[str] = ()
+) -> None:
+    """Refuse with ``chip.signer_country`` unless both the Document Signer and the CSCA
+    that certified it belong to the passport's issuing state (Doc 9303 Part 12: a state
+    signs its own passports). Without this, any state's signer in the trust store, and
+    with a full master list imported that is every state's, could sign a passport of
+    any other state."""
+    allowed = countries.signer_countries(issuing_state, exceptions)
+    for certificate, country in (
+        ("document_signer", passive.document_signer_country),
+        ("country_signer", passive.country_signer_country),
+    ):
+        if country is None or country not in allowed:
+            raise _signer_country(issuing_state, certificate)
 
 
 # The data groups by which a chip proves it is the original: DG15 (active

@@ -42,7 +42,7 @@ a store with it.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import lru_cache
@@ -411,6 +411,16 @@ class Certificate:
     def is_valid_on(self, day: date) -> bool:
         moment = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
         return self.not_before <= moment <= self.not_after
+
+    @property
+    def country(self) -> str | None:
+        """The subject's countryName, upper-case; None when it has none, or several that
+        differ (Doc 9303 Part 12 requires exactly one on a CSCA and a Document Signer)."""
+        values = {
+            str(attribute.value).upper()
+            for attribute in self.cert.subject.get_attributes_for_oid(x509.NameOID.COUNTRY_NAME)
+        }
+        return values.pop() if len(values) == 1 else None
 
 
 def _extension_value(
@@ -1080,23 +1090,26 @@ def load_certificate(der: bytes) -> Certificate:
 
 
 def parse_master_list(
-    data: bytes, *, today: date, trusted_cscas: Sequence[bytes] | None = None
+    data: bytes,
+    *,
+    today: date,
+    trusted_cscas: Sequence[bytes],
+    anchor_fingerprints: Collection[str] = (),
 ) -> list[bytes]:
-    """The CSCA certificates of an ICAO CSCA master list, once its signature checks out.
+    """The CSCA certificates of an ICAO CSCA master list, once its signature checks out
+    and its signer is trusted.
 
-    A master list is a CMS SignedData whose content is a CscaMasterList, signed by a
-    Master List Signer (MLS) whose certificate it carries. This checks that signature,
-    that the MLS certificate is valid on ``today``, and that it was issued by one of the
-    CSCAs in the list itself, or, when ``trusted_cscas`` is given, by one of those.
+    A master list is a CMS SignedData whose content is a CscaMasterList (eContentType
+    id-icao-cscaMasterList), signed by a Master List Signer (MLS) whose certificate it
+    carries. This checks that signature, that the MLS certificate is valid on ``today``,
+    and that the MLS is trusted: issued by one of ``trusted_cscas`` (the CSCAs already
+    in the trust store), or itself one of ``anchor_fingerprints`` (SHA-256 of the DER,
+    lower-case hex), or issued by a CSCA of the list whose fingerprint is one of them.
 
-    What that proves: the list arrived intact, exactly as signed by the holder of an MLS
-    key certified by a CSCA key. What it does not prove on its own: that this CSCA
-    belongs to the state it names. Anyone can make a CSCA, put it in a list and sign the
-    list with it, so a self-signed master list is only as trustworthy as the channel it
-    came through. Pass ``trusted_cscas`` (a CSCA already trusted, or one whose
-    fingerprint was checked against the issuing state's publication) to anchor it.
-    Each certificate of the list is returned as it is; a CSCA in it vouches for nothing
-    more than the list's signer does.
+    A list merely signed by a CSCA it contains is refused: anyone can make a CSCA, put it
+    in a list and sign the list with it, and every certificate of the list would then be
+    trusted for every state. The operator anchors the first list on a CSCA or MLS whose
+    fingerprint they checked against the publisher's; later lists chain to the store.
     """
     try:
         info = cms.ContentInfo.load(data)
@@ -1105,7 +1118,8 @@ def parse_master_list(
         signed = verify_signed_data(info["content"], CSCA_MASTER_LIST_OID)
         master_list = CscaMasterList.load(signed.content)
         listed = [cert.dump() for cert in master_list["cert_list"]]
-        listed_cscas = [Certificate.load(der) for der in listed]
+        for der in listed:  # a list holding an unusable certificate is refused whole
+            Certificate.load(der)
     except SignedDataError as error:
         if error.reason == "signature":
             raise InvalidInput(
@@ -1127,17 +1141,34 @@ def parse_master_list(
             ),
             {"today": today.isoformat()},
         )
-    anchors = TrustStore(trusted_cscas) if trusted_cscas is not None else TrustStore(listed)
-    if anchors.issuer_of(signed.signer, today=today) is None:
+    if not _trusted_signer(signed.signer, listed, trusted_cscas, anchor_fingerprints, today):
         raise InvalidInput(
             "trust.master_list_signer",
             N_(
                 "The master list was not signed by a signer that a trusted country signing "
-                "certificate issued. It cannot be imported."
+                "certificate issued. Import that country's certificate first, or configure "
+                "the signer's fingerprint. Nothing was imported."
             ),
         )
-    del listed_cscas  # parsed above only to refuse a list holding unusable certificates
     return listed
+
+
+def fingerprint(der: bytes) -> str:
+    """A certificate's SHA-256 fingerprint, lower-case hex (as the settings hold it)."""
+    return hashlib.sha256(der).hexdigest()
+
+
+def _trusted_signer(
+    signer: Certificate,
+    listed: Sequence[bytes],
+    trusted_cscas: Sequence[bytes],
+    anchor_fingerprints: Collection[str],
+    today: date,
+) -> bool:
+    if fingerprint(signer.der) in anchor_fingerprints:
+        return True
+    anchored = [der for der in listed if fingerprint(der) in anchor_fingerprints]
+    return TrustStore([*trusted_cscas, *anchored]).issuer_of(signer, today=today) is not None
 
 
 def _master_list_error() -> InvalidInput:

@@ -1,5 +1,6 @@
 """The trust store in the database: CSCA certificates and CRLs that an operator imported
-(``qianbao trust import``), from which each chip check builds its ``TrustStore``.
+(``qianbao trust import``, ``import-master-list``, ``import-crl``), from which each chip
+check builds its ``TrustStore``.
 
 Qianbao ships no certificate: an operator imports what they can verify, such as the
 ICAO PKD's CSCA master lists or a country's published CSCA certificates and CRLs.
@@ -40,8 +41,26 @@ class AnchorRow:
 
 def import_file(tx: Tx, data: bytes, source: str, *, today: date) -> Imported:
     """A master list, certificates (PEM, DER, PKCS#7) or a CRL, whichever ``data`` is.
-    A master list's signature must verify; a CRL must be signed by a stored CSCA."""
+    A master list's signature must verify and its signer chain to a trusted CSCA (or a
+    configured anchor); a CRL must be signed by a stored CSCA."""
     cscas, crls = _read(tx, data, today)
+    return _store(tx, cscas, crls, source)
+
+
+def import_master_list(tx: Tx, data: bytes, source: str, *, today: date) -> Imported:
+    """An ICAO CSCA master list, and nothing else: its signature verified and its signer
+    chained to a CSCA of the store or to ``chip_master_list_anchors`` before any of its
+    certificates is stored (``trust.master_list*`` otherwise, nothing stored)."""
+    return _store(tx, _master_list(tx, data, today), [], source)
+
+
+def import_crl(tx: Tx, data: bytes, source: str) -> Imported:
+    """An X.509 CRL (PEM or DER) signed by a CSCA of the store (``trust.crl`` when it is
+    none, ``trust.crl_unverified`` when no stored CSCA signed it; nothing stored)."""
+    return _store(tx, [], [_checked_crl(data, _stored_cscas(tx))], source)
+
+
+def _store(tx: Tx, cscas: list[bytes], crls: list[bytes], source: str) -> Imported:
     added = {"csca": 0, "crl": 0}
     known = 0
     for kind, der in [("csca", der) for der in cscas] + [("crl", der) for der in crls]:
@@ -63,6 +82,7 @@ def import_file(tx: Tx, data: bytes, source: str, *, today: date) -> Imported:
             )
         )
         added[kind] += 1
+    tx.session.flush()
     return Imported(added["csca"], added["crl"], known)
 
 
@@ -90,24 +110,35 @@ def anchors(tx: Tx) -> list[AnchorRow]:
     ]
 
 
+def _stored_cscas(tx: Tx) -> list[bytes]:
+    return list(tx.session.scalars(select(TrustAnchor.der).where(TrustAnchor.kind == "csca")))
+
+
+def _master_list(tx: Tx, data: bytes, today: date) -> list[bytes]:
+    return trust.parse_master_list(
+        data,
+        today=today,
+        trusted_cscas=_stored_cscas(tx),
+        anchor_fingerprints=frozenset(tx.settings.chip_master_list_anchors),
+    )
+
+
 def _read(tx: Tx, data: bytes, today: date) -> tuple[list[bytes], list[bytes]]:
     """Try each kind of file in turn; the first that parses decides."""
-    stored = [
-        row.der
-        for row in tx.session.execute(select(TrustAnchor.der).where(TrustAnchor.kind == "csca"))
-    ]
     attempts: tuple[Callable[[], tuple[list[bytes], list[bytes]]], ...] = (
-        lambda: (trust.parse_master_list(data, today=today), []),
+        lambda: (_master_list(tx, data, today), []),
         lambda: (trust.parse_certificates(data), []),
-        lambda: ([], [_checked_crl(data, stored)]),
+        lambda: ([], [_checked_crl(data, _stored_cscas(tx))]),
     )
     first: QianbaoError | None = None
     for attempt in attempts:
         try:
             return attempt()
         except QianbaoError as error:
-            # A master list that parses but fails its signature is an answer, not a miss.
-            if error.code.startswith("trust.master_list_"):
+            # A master list or CRL that parses but does not verify is an answer, not a miss.
+            if error.code.startswith("trust.master_list_") or error.code == (
+                "trust.crl_unverified"
+            ):
                 raise
             first = first or error
     raise InvalidInput(

@@ -1,13 +1,15 @@
 """Passport chips built from scratch, genuine and forged, for the chip tests and bench.
 
 Everything is made here with `cryptography` (keys, certificates, CRLs, signatures) and
-`asn1crypto` (the CMS SignedData of EF.SOD and of a master list): a test CSCA (RSA and
-EC on brainpoolP384r1), Document Signers for RSA PKCS#1 v1.5, RSA-PSS, ECDSA P-256
-(DER and plain ``r || s`` signatures), brainpoolP256r1 with a named curve and with
-explicit curve parameters, the data groups (DG1 with a TD3 zone, DG2 with an ISO/IEC
-19794-5 facial record holding a JPEG or JPEG 2000 face, DG14, DG15 with an
-active-authentication key), CRLs and a master list. Forgeries are built by the same
-functions with one thing changed (:func:`build_chip`'s keyword arguments).
+`asn1crypto` (the CMS SignedData of EF.SOD and of a master list): a test CSCA per
+country (RSA and EC on brainpoolP384r1; a chip is signed under its issuing state's, as
+:data:`ISSUING_COUNTRIES` says, unless a test chooses another), Document Signers for
+RSA PKCS#1 v1.5, RSA-PSS, ECDSA P-256 (DER and plain ``r || s`` signatures),
+brainpoolP256r1 with a named curve and with explicit curve parameters, the data groups
+(DG1 with a TD3 zone, DG2 with an ISO/IEC 19794-5 facial record holding a JPEG or JPEG
+2000 face, DG14, DG15 with an active-authentication key), CRLs and a master list.
+Forgeries are built by the same functions with one thing changed (:func:`build_chip`'s
+keyword arguments).
 
 The face is scikit-image's astronaut (Eileen Collins), cut to her face.
 
@@ -86,6 +88,13 @@ BRAINPOOL_P256R1 = {
     "n": 0xA9FB57DBA1EEA9BC3E660A909D838D718C397AA3B561A6F7901E0E82974856A7,
 }
 
+# The certificates' countryName for each issuing state the test passports use, written
+# out here rather than taken from the code under test, so a wrong mapping there fails.
+ISSUING_COUNTRIES = {
+    "GBR": "GB", "USA": "US", "D": "DE", "MYS": "MY", "SGP": "SG", "IDN": "ID",
+    "VNM": "VN", "FRA": "FR", "UTO": "UT",
+}  # fmt: skip
+
 CSCA_VALIDITY = (date(2020, 1, 1), date(2045, 1, 1))
 DS_VALIDITY = (date(2025, 1, 1), date(2036, 4, 1))
 EXPIRED_DS_VALIDITY = (date(2014, 1, 1), date(2025, 1, 1))
@@ -114,7 +123,7 @@ def _name(common_name: str, country: str = "UT") -> x509.Name:
     return x509.Name(
         [
             x509.NameAttribute(NameOID.COUNTRY_NAME, country),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Utopia Passport Office"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, f"Passport Office {country}"),
             x509.NameAttribute(NameOID.COMMON_NAME, common_name),
         ]
     )
@@ -148,14 +157,15 @@ class Authority:
 
 
 @cache
-def csca(kind: Literal["rsa", "ec"] = "rsa", label: str = "") -> Authority:
-    """A self-signed CSCA; another ``label`` is another country (or an impostor)."""
+def csca(kind: Literal["rsa", "ec"] = "rsa", label: str = "", country: str = "UT") -> Authority:
+    """A self-signed CSCA of ``country`` (its countryName); another ``label`` is another
+    authority of the same country (or an impostor)."""
     key: PrivateKey = (
-        rsa_key(3072, f"csca{label}")
+        rsa_key(3072, f"csca-{country}{label}")
         if kind == "rsa"
-        else ec_key("brainpoolP384r1", f"csca{label}")
+        else ec_key("brainpoolP384r1", f"csca-{country}{label}")
     )
-    name = _name(f"CSCA Utopia {kind}{label}")
+    name = _name(f"CSCA {kind}{label}", country)
     builder = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -177,12 +187,16 @@ def issue(
     *,
     validity: tuple[date, date] = DS_VALIDITY,
     pss: bool = False,
+    country: str | None = None,
 ) -> Authority:
-    """A certificate for ``key`` signed by ``issuer`` (a DS or a master-list signer)."""
+    """A certificate for ``key`` signed by ``issuer`` (a DS or a master-list signer), of
+    the issuer's country unless ``country`` says another."""
     issuer_key_id = x509.SubjectKeyIdentifier.from_public_key(issuer.key.public_key())
+    issuer_country = issuer.cert.subject.get_attributes_for_oid(NameOID.COUNTRY_NAME)
+    subject_country = country or str(issuer_country[0].value)
     builder = (
         x509.CertificateBuilder()
-        .subject_name(_name(common_name))
+        .subject_name(_name(common_name, subject_country))
         .issuer_name(issuer.cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -245,14 +259,16 @@ def document_signer(
     issuer: Authority | None = None,
     validity: tuple[date, date] = DS_VALIDITY,
     label: str = "",
+    country: str = "UT",
 ) -> Authority:
-    """A Document Signer for ``algorithm``, issued by the matching test CSCA."""
+    """A Document Signer for ``algorithm``, issued by the matching test CSCA of
+    ``country`` (or by ``issuer``, whose country it then has)."""
     if algorithm in ("rsa", "rsa-pss"):
-        issuer = issuer or csca("rsa")
+        issuer = issuer or csca("rsa", country=country)
         key: PrivateKey = rsa_key(2048, f"ds-{algorithm}{label}")
         return issue(issuer, key, f"DS {algorithm}{label}", validity=validity,
                      pss=algorithm == "rsa-pss")  # fmt: skip
-    issuer = issuer or csca("ec")
+    issuer = issuer or csca("ec", country=country)
     curve = "secp256r1" if algorithm in ("ecdsa", "ecdsa-plain") else "brainpoolP256r1"
     signer = issue(issuer, ec_key(curve, f"ds-{algorithm}{label}"), f"DS {algorithm}{label}",
                    validity=validity)  # fmt: skip
@@ -568,6 +584,7 @@ class Chip:
     aa_private_key: PrivateKey | None = None
     signer: Authority | None = None
     ca_private_key: ec.EllipticCurvePrivateKey | None = None
+    csca: Authority | None = None  # the CSCA in ``cscas``: the issuing state's
 
 
 def build_chip(
@@ -583,15 +600,21 @@ def build_chip(
     active_authentication: bool = True,
     chip_authentication: str | None = None,
     ca_curve: str = "brainpoolP256r1",
+    country: str | None = None,
 ) -> Chip:
     """A chip with every file signed. Forgeries change one argument (or one file after).
+
+    The trust store gets the CSCA of ``country`` (by default the passport's issuing
+    state's, from :data:`ISSUING_COUNTRIES`), and the SOD is signed by a Document Signer
+    it issued unless ``signer`` is given.
 
     ``chip_authentication`` (a protocol OID, or "v1" for a DG14 without
     ChipAuthenticationInfo) gives the chip its own CA key in DG14; with
     ``active_authentication=False`` it then has no DG15, so CA is its only proof.
     """
     face = face if face is not None else astronaut_face()
-    signer = signer or document_signer(algorithm)
+    country = country or ISSUING_COUNTRIES[passport.nationality]
+    signer = signer or document_signer(algorithm, country=country)
     groups = {1: dg1(passport), 2: dg2(face, face_format)}
     private_key = None
     ca_private = None
@@ -606,9 +629,9 @@ def build_chip(
         protocol = None if chip_authentication == "v1" else chip_authentication
         groups[14] = dg14(aa_hash=aa_hash, ca_key=ca_private, ca_protocol=protocol)
     sod_bytes = sod(groups, signer, algorithm, hash_name=hash_name, lds_used=lds_used, pss=pss)
-    issuer = csca("rsa") if algorithm in ("rsa", "rsa-pss") else csca("ec")
+    issuer = csca("rsa" if algorithm in ("rsa", "rsa-pss") else "ec", country=country)
     files = ChipFiles(sod_bytes, groups)
-    return Chip(files, [issuer.der], [], private_key, signer, ca_private)
+    return Chip(files, [issuer.der], [], private_key, signer, ca_private, issuer)
 
 
 def genuine_chip(
@@ -643,10 +666,21 @@ def crl(issuer: Authority, revoked_serials: list[int], *, day: date = TODAY) -> 
     return builder.sign(issuer.key, chosen).public_bytes(serialization.Encoding.DER)
 
 
-def master_list(cscas: list[Authority], signing_csca: Authority, *, tamper: bool = False) -> bytes:
+def master_list_signer(signing_csca: Authority) -> Authority:
+    return issue(signing_csca, rsa_key(2048, "mls"), "Master List Signer")
+
+
+def master_list(
+    cscas: list[Authority],
+    signing_csca: Authority,
+    *,
+    tamper: bool = False,
+    signer: Authority | None = None,
+) -> bytes:
     """A CSCA master list of ``cscas``, signed by a master-list signer that
-    ``signing_csca`` issued. ``tamper`` swaps a list entry after signing."""
-    signer = issue(signing_csca, rsa_key(2048, "mls"), "Master List Signer")
+    ``signing_csca`` issued (or by ``signer``). ``tamper`` swaps a list entry after
+    signing."""
+    signer = signer or master_list_signer(signing_csca)
     content = CscaMasterList(
         {"version": 0, "cert_list": [asn1_x509.Certificate.load(c.der) for c in cscas]}
     ).dump()

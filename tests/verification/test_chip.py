@@ -27,6 +27,7 @@ from qianbao.verification.mrz import parse_td3
 from qianbao.verification.trust import (
     HashName,
     TrustStore,
+    fingerprint,
     parse_certificates,
     parse_crl,
     parse_master_list,
@@ -37,6 +38,11 @@ from tests.verification.passport_pages import TODAY, PassportData, random_passpo
 
 def _passport(seed: int = 1) -> PassportData:
     return random_passport(random.Random(seed))
+
+
+def _country(seed: int = 1) -> str:
+    """The certificates' countryName for the issuing state of ``_passport(seed)``."""
+    return vectors.ISSUING_COUNTRIES[_passport(seed).nationality]
 
 
 def _verify(chip: vectors.Chip, **kwargs: Any) -> ChipVerification:
@@ -72,7 +78,13 @@ def test_genuine_chip_passes_with_active_authentication(algorithm: vectors.Algor
     assert result.face.size == vectors.astronaut_face().size
     assert result.active_authentication == "passed"
     assert result.passive.data_groups == (1, 2, 14, 15)
-    assert result.passive.document_signer == f"CN=DS {algorithm},O=Utopia Passport Office,C=UT"
+    country = _country()
+    assert result.passive.document_signer == (
+        f"CN=DS {algorithm},O=Passport Office {country},C={country}"
+    )
+    assert result.passive.document_signer_country == country
+    assert result.passive.country_signer_country == country
+    assert "signer_country" in result.checks
     assert "active_authentication" in result.checks
     expected = {
         "rsa": "RSA PKCS#1 v1.5 with SHA-256",
@@ -179,7 +191,7 @@ def test_unknown_csca_fails() -> None:
 
 
 def test_ds_claiming_a_trusted_csca_but_signed_by_another_key_fails() -> None:
-    real = vectors.csca("rsa")
+    real = vectors.csca("rsa", country=_country())
     impostor = vectors.Authority(vectors.csca("rsa", "-impostor").key, real.cert)
     signer = vectors.issue(impostor, vectors.rsa_key(2048, "impostor-ds"), "DS impostor")
     assert signer.cert.issuer == real.cert.subject
@@ -188,13 +200,15 @@ def test_ds_claiming_a_trusted_csca_but_signed_by_another_key_fails() -> None:
 
 
 def test_expired_ds_fails() -> None:
-    signer = vectors.document_signer("rsa", validity=vectors.EXPIRED_DS_VALIDITY, label="-old")
+    signer = vectors.document_signer(
+        "rsa", validity=vectors.EXPIRED_DS_VALIDITY, label="-old", country=_country()
+    )
     assert _code(vectors.build_chip(_passport(), signer=signer)) == "chip.ds_expired"
 
 
 def test_revoked_ds_fails(genuine: vectors.Chip) -> None:
-    assert genuine.signer is not None
-    issuer = vectors.csca("rsa")
+    assert genuine.signer is not None and genuine.csca is not None
+    issuer = genuine.csca
     revoked = dataclasses.replace(
         genuine, crls=[vectors.crl(issuer, [genuine.signer.cert.serial_number])]
     )
@@ -370,30 +384,50 @@ def test_trust_store_lookup_by_subject_and_key_identifier() -> None:
     assert store.by_key_identifier(found[0].key_identifier) == found
 
 
-def test_master_list_import() -> None:
+def test_master_list_import_needs_a_trusted_signer() -> None:
     listed = [vectors.csca("rsa"), vectors.csca("ec")]
     data = vectors.master_list(listed, vectors.csca("rsa"))
-    # A SET OF comes back in DER order, not the order it was written in.
-    assert sorted(parse_master_list(data, today=TODAY)) == sorted(a.der for a in listed)
-    # Anchored on a CSCA already trusted: accepted; on another one: refused.
-    assert len(parse_master_list(data, today=TODAY, trusted_cscas=[listed[0].der])) == 2
+    # Anchored on a CSCA already trusted: accepted. A SET OF comes back in DER order,
+    # not the order it was written in.
+    anchored = parse_master_list(data, today=TODAY, trusted_cscas=[listed[0].der])
+    assert sorted(anchored) == sorted(a.der for a in listed)
+    # Signed under a CSCA that only the list itself vouches for: refused, as is a list
+    # anchored on another CSCA than the one that issued its signer.
+    for trusted in ([], [listed[1].der]):
+        with pytest.raises(InvalidInput) as caught:
+            parse_master_list(data, today=TODAY, trusted_cscas=trusted)
+        assert caught.value.code == "trust.master_list_signer"
+
+
+def test_master_list_anchored_by_a_configured_fingerprint() -> None:
+    listed = [vectors.csca("rsa", country="DE"), vectors.csca("ec", country="FR")]
+    signer = vectors.master_list_signer(listed[0])
+    data = vectors.master_list(listed, listed[0], signer=signer)
+    # The fingerprint of the CSCA in the list that issued the signer, or of the signer.
+    for anchor in (fingerprint(listed[0].der), fingerprint(signer.der)):
+        found = parse_master_list(data, today=TODAY, trusted_cscas=[], anchor_fingerprints={anchor})
+        assert len(found) == 2
+    # The fingerprint of another CSCA of the list anchors nothing.
     with pytest.raises(InvalidInput) as caught:
-        parse_master_list(data, today=TODAY, trusted_cscas=[listed[1].der])
+        parse_master_list(
+            data, today=TODAY, trusted_cscas=[], anchor_fingerprints={fingerprint(listed[1].der)}
+        )
     assert caught.value.code == "trust.master_list_signer"
 
 
 def test_master_list_signed_by_a_csca_outside_it_is_refused() -> None:
     data = vectors.master_list([vectors.csca("ec")], vectors.csca("rsa", "-outsider"))
     with pytest.raises(InvalidInput) as caught:
-        parse_master_list(data, today=TODAY)
+        parse_master_list(data, today=TODAY, trusted_cscas=[vectors.csca("ec").der])
     assert caught.value.code == "trust.master_list_signer"
 
 
 def test_tampered_master_list_is_refused() -> None:
     data = vectors.master_list([vectors.csca("rsa")], vectors.csca("rsa"), tamper=True)
+    trusted = [vectors.csca("rsa").der]
     with pytest.raises(InvalidInput) as caught:
-        parse_master_list(data, today=TODAY)
+        parse_master_list(data, today=TODAY, trusted_cscas=trusted)
     assert caught.value.code == "trust.master_list_signature"
     with pytest.raises(InvalidInput) as caught:
-        parse_master_list(b"\x30\x03\x02\x01\x00", today=TODAY)
+        parse_master_list(b"\x30\x03\x02\x01\x00", today=TODAY, trusted_cscas=trusted)
     assert caught.value.code == "trust.master_list"

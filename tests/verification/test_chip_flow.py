@@ -4,6 +4,7 @@ face"; the level reached is passport_chip (Class II)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ from tests.verification.chip_vectors import (
     Chip,
     answer_chip_authentication,
     build_chip,
+    document_signer,
     genuine_chip,
     sign_aa,
 )
@@ -87,6 +89,29 @@ def test_a_genuine_chip_and_a_live_face_verify_at_the_chip_level(db: Database) -
         "passport_chip"
     )
     assert db.run(lambda tx: standing(tx, person.id)).tier == "class_ii"
+
+
+def test_a_chip_signed_under_another_country_passes_only_as_a_configured_exception(
+    db: Database,
+) -> None:
+    british = dataclasses.replace(passport(), nationality="GBR")
+    signer = document_signer("rsa", country="DE")
+    chip = build_chip(british, face.cut_portrait(page_image()), signer=signer, country="DE")
+    key = chip.aa_private_key
+    assert key is not None
+    trust(db, chip.cscas)  # the German CSCA, as a full master list would hold it
+    person = new_person(db)
+    case = db.run(lambda tx: service.start_case(tx, person.id, "passport_chip"))
+
+    def submit() -> service.CaseView:
+        current = db.run(lambda tx: service.current_case(tx, person.id))
+        assert current is not None
+        answer = sign_aa(key, bytes.fromhex(current.aa_challenge or ""))
+        return service.submit_chip(db, person.id, case.id, chip.files, aa(answer))
+
+    assert refused(submit).code == "chip.signer_country"
+    db.settings.chip_signer_country_exceptions = ["GBR:DE"]
+    assert submit().status == "confirm"
 
 
 def test_a_cloned_chip_and_an_unknown_country_are_refused(db: Database) -> None:
