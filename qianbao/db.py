@@ -81,6 +81,7 @@ class Tx:
     settings: Settings
     db: Database
     _after_commit: list[Callable[[], None]] = field(default_factory=list)
+    committing: bool = False  # COMMIT was sent: a lost connection leaves the outcome unknown
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -94,8 +95,16 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         _configure_sqlite(engine)
         return engine
+    # No pre-ping: it is a round trip before every transaction. A connection the server
+    # closed meanwhile fails on the transaction's first statement instead, and
+    # ``Database.run`` retries that transaction on a fresh one (nothing was committed).
     return create_engine(
-        url, isolation_level="SERIALIZABLE", pool_size=20, max_overflow=20, pool_pre_ping=True
+        url,
+        isolation_level="SERIALIZABLE",
+        pool_size=20,
+        max_overflow=20,
+        pool_pre_ping=False,
+        pool_recycle=1800,
     )
 
 
@@ -126,6 +135,13 @@ def is_retryable(error: BaseException) -> bool:
     if sqlstate in {"40001", "40P01"}:  # serialization_failure, deadlock_detected
         return True
     return isinstance(error, OperationalError) and "database is locked" in str(error.orig)
+
+
+def _stale(error: DBAPIError, tx: Tx) -> bool:
+    """A pooled connection that the server had closed: safe to run again on a fresh one
+    unless the COMMIT itself was under way (then the outcome is unknown, and the client
+    retries under its idempotency key)."""
+    return bool(error.connection_invalidated) and not tx.committing
 
 
 DatabaseFailure = Literal["constraint", "contention", "unavailable", "other"]
@@ -196,7 +212,7 @@ class Database:
                 with self._writer_turn:
                     result = self._run_once(tx, use_case)
             except DBAPIError as error:
-                if attempt == attempts or not is_retryable(error):
+                if attempt == attempts or not (is_retryable(error) or _stale(error, tx)):
                     raise
                 log.info("retrying after %s (attempt %d)", type(error.orig).__name__, attempt)
                 # Full jitter, capped: contenders for one hot row spread out quickly.
@@ -215,6 +231,7 @@ class Database:
         with tx.session:
             try:
                 result = use_case(tx)
+                tx.committing = True
                 tx.session.commit()
                 return result
             except QianbaoError as error:

@@ -8,7 +8,8 @@ import threading
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import func, select, text
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.pool import NullPool
 
 from qianbao.db import Database, Tx
 from qianbao.errors import QianbaoError, RecordedRefusal
@@ -100,3 +101,33 @@ def test_serialization_failures_are_retried_until_the_work_lands(db: Database) -
     assert final == "2"
     if db.dialect == "postgresql":
         assert len(runs) >= 3  # one of the two ran again
+
+
+def test_a_connection_the_server_closed_is_replaced_without_a_pre_ping(db: Database) -> None:
+    """No round trip checks a pooled connection before each transaction: one that the
+    server closed meanwhile (a restart, a failover, an idle timeout) fails on the first
+    statement, and the transaction runs again on a fresh connection, once."""
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite has no server to close a connection")
+    assert db.engine.pool._pre_ping is False  # type: ignore[attr-defined]
+    db.run(lambda tx: _add_user(tx, "+447911123456"))  # a connection now sits in the pool
+    outsider = create_engine(db.settings.database_url, poolclass=NullPool)
+    with outsider.connect() as admin:
+        killed = admin.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND state = 'idle'"
+            )
+        ).scalar_one()
+        admin.commit()
+    outsider.dispose()
+    assert killed >= 1
+    runs: list[int] = []
+
+    def count_users(tx: Tx) -> int:
+        runs.append(1)
+        return int(tx.session.scalar(select(func.count()).select_from(User)) or 0)
+
+    assert db.run(count_users) == 1
+    assert len(runs) == 2  # the first try met the closed connection
