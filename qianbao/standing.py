@@ -26,12 +26,12 @@ class Standing:
 
 
 def standing(tx: Tx, user_id: uuid.UUID) -> Standing:
-    account = identity.get_account(tx, user_id)
+    level = identity.verification_level(tx, user_id)
     has_card = funding.has_bank_card(tx, user_id)
-    tier = policy.tier_for(account.verification_level, has_card)
+    tier = policy.tier_for(level, has_card)
     upper = policy.next_tier(tier)
     return Standing(
-        level=account.verification_level,
+        level=level,
         has_bank_card=has_card,
         tier=tier,
         rights=policy.rights_for(tier, tx.settings),

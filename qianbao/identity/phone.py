@@ -7,7 +7,7 @@ country names in both languages come from the CLDR data that Babel ships.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 import phonenumbers
 from babel import Locale
@@ -167,8 +167,11 @@ def _fictional(parsed: phonenumbers.PhoneNumber) -> bool:
     return parsed.country_code == 1 and len(national) == 10 and national[3:8] == "55501"
 
 
+@lru_cache(maxsize=65_536)
 def from_e164(e164: str) -> PhoneNumber:
-    """Rebuild a stored E.164 number (always valid: it was checked when stored)."""
+    """Rebuild a stored E.164 number (always valid: it was checked when stored). Every
+    account load asks, so the parse is remembered: a number always rebuilds the same
+    (PhoneNumber is frozen), and parsing cost more than the row's query."""
     parsed = phonenumbers.parse(e164)
     return PhoneNumber(
         e164=e164,

@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
 from typing import Final
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import func, or_, select
 
@@ -63,9 +64,19 @@ _BALANCE_NOT_ALLOWED: Final = N_(
 # --- accounts -----------------------------------------------------------------------------
 
 
+# Which ledger account is an owner's (owner, kind, currency) never changes once opened,
+# so each process remembers the ones it has read, per database: one query less per
+# movement. An id is remembered once its transaction has committed (it may have been
+# opened by that very transaction, which could still roll back).
+_OPENED: WeakKeyDictionary[Database, dict[tuple[str, str, str], uuid.UUID]] = WeakKeyDictionary()
+
+
 def account_of(tx: Tx, owner_key: str, kind: ledger.AccountKind, currency: str = CNY) -> uuid.UUID:
     """The ledger account for (owner, kind), opened on first use. Callers hold the
     owner's claim (``claim_wallets``) so two first uses cannot open two accounts."""
+    remembered = _OPENED.setdefault(tx.db, {}).get((owner_key, kind, currency))
+    if remembered is not None:
+        return remembered
     found = tx.session.scalar(
         select(WalletAccount.account_id).where(
             WalletAccount.owner_key == owner_key,
@@ -74,6 +85,7 @@ def account_of(tx: Tx, owner_key: str, kind: ledger.AccountKind, currency: str =
         )
     )
     if found is not None:
+        tx.after_commit(partial(_remember, _OPENED[tx.db], (owner_key, kind, currency), found))
         return found
     owner_id = None if owner_key == SYSTEM else uuid.UUID(owner_key)
     account_id = ledger.open_account(tx, kind=kind, currency=currency, owner_id=owner_id)
@@ -82,6 +94,14 @@ def account_of(tx: Tx, owner_key: str, kind: ledger.AccountKind, currency: str =
     )
     tx.session.flush()
     return account_id
+
+
+def _remember(
+    opened: dict[tuple[str, str, str], uuid.UUID], key: tuple[str, str, str], account: uuid.UUID
+) -> None:
+    if len(opened) > 1_000_000:
+        opened.clear()
+    opened[key] = account
 
 
 def balance_account(tx: Tx, owner_key: str) -> uuid.UUID | None:
