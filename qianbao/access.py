@@ -23,10 +23,11 @@ The roles (a staff member holds one):
   different risk officer to release it.
 - **support**: read-only lookup of a person, their verification state and their money
   timeline; nothing that changes anything.
-- **admin**: staff (create, change role, disable) and the settings page; no cases, no
+- **admin**: staff (create, change role, disable) and the audit log; no cases, no
   freezes, no money.
 
-This module is kernel-level: it imports no domain, so that any domain may read it.
+This module is kernel-level: it imports no domain (only i18n's N_), so that any domain
+may read it.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final, Literal
+
+from qianbao.i18n import N_
 
 
 class Role(StrEnum):
@@ -45,6 +48,12 @@ class Role(StrEnum):
 
 
 ROLES: Final = tuple(role.value for role in Role)
+ROLE_NAMES: Final[Mapping[str, str]] = {
+    Role.REVIEWER: N_("Reviewer"),
+    Role.RISK_OFFICER: N_("Risk officer"),
+    Role.SUPPORT: N_("Support"),
+    Role.ADMIN: N_("Administrator"),
+}
 
 
 @dataclass(frozen=True)
@@ -300,7 +309,6 @@ ROUTES: Final[Mapping[str, Who]] = {
     "POST /admin/staff": ADMIN,
     "POST /admin/staff/{staff_id}/role": ADMIN,
     "POST /admin/staff/{staff_id}/disable": ADMIN,
-    "GET /admin/settings": ADMIN,
 }
 # fmt: on
 
