@@ -204,7 +204,7 @@ def release(tx: Tx, restriction_id: uuid.UUID, staff_id: uuid.UUID, note: str) -
 def _release(tx: Tx, row: AccountRestriction, staff_id: uuid.UUID, note: str) -> bool:
     held = held_by(tx, row.user_id)
     actor, subject = audit.staff_actor(staff_id), f"restriction:{row.id}"
-    details: dict[str, object] = {"kind": row.kind, "held": held.format() if held else None}
+    details: dict[str, object] = {"kind": row.kind, "held_fen": held.minor if held else None}
     if needs_two(tx, row.kind, held):
         if row.release_approved_by is None:
             row.release_approved_by, row.release_approved_at = staff_id, tx.now()

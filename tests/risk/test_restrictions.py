@@ -184,7 +184,10 @@ def test_the_pages_show_the_restriction_and_take_the_appeal(client: TestClient) 
     image = re.search(r'src="(/admin/appeals/[^"]+/documents/[^"]+)"', appeal_page.text)
     assert image and reviewer.get(image.group(1)).content.startswith(b"\xff\xd8")
     not_for_customers = client.get(image.group(1))  # sent to the staff's sign-in instead
-    assert not_for_customers.url.path == "/admin/login" and b"\xff\xd8" not in not_for_customers.content
+    assert (
+        not_for_customers.url.path == "/admin/login"
+        and b"\xff\xd8" not in not_for_customers.content
+    )
     reviewer.post(
         f"/admin/appeals/{found.group(1)}/decision",
         data={"csrf": admin_token, "decision": "lift", "note": "documents match"},
