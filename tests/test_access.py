@@ -16,9 +16,8 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 from httpx import Response
-from typer.testing import CliRunner
 
-from qianbao import access, audit, cli, gate
+from qianbao import access, audit, gate
 from qianbao.access import ROUTES, Role
 from qianbao.app import create_app
 from qianbao.clock import FrozenClock
@@ -212,17 +211,6 @@ def test_an_administrator_manages_staff_and_nothing_else(client: TestClient) -> 
 
 def _audit(tx: Tx, staff_id: uuid.UUID) -> list[audit.Event]:
     return audit.events(tx, f"staff:{staff_id}")
-
-
-def test_the_cli_creates_staff_with_a_role(settings: Settings) -> None:
-    env = {"QIANBAO_DATABASE_URL": settings.database_url, "QIANBAO_NEW_STAFF_PASSWORD": PASSWORD}
-    env["QIANBAO_SECRET_KEY"] = settings.secret_key
-    made = CliRunner().invoke(
-        cli.app, ["admin", "create-staff", "rio", "--role", "risk_officer"], env=env
-    )
-    assert made.exit_code == 0 and "risk_officer rio created" in made.output
-    wrong = CliRunner().invoke(cli.app, ["admin", "create-staff", "rex", "--role", "boss"], env=env)
-    assert wrong.exit_code != 0
 
 
 # --- objects: their owner, and the same 404 for anyone else as for nothing ---------------
