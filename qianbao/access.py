@@ -14,6 +14,8 @@ The audiences:
   decide: another person's object answers the same 404 as an unknown one.
 - ``staff(...)``: a signed-in staff member holding one of the roles named.
   ``ANY_STAFF`` is any of them.
+- ``OWN_TOKEN``: a machine with a credential of its own, checked by the handler (the
+  Prometheus scraper's ``QIANBAO_METRICS_TOKEN``); nobody's session opens it.
 
 The roles (a staff member holds one):
 
@@ -60,7 +62,7 @@ ROLE_NAMES: Final[Mapping[str, str]] = {
 class Who:
     """The audience of one route."""
 
-    kind: Literal["anyone", "person", "staff"]
+    kind: Literal["anyone", "person", "staff", "own_token"]
     roles: frozenset[Role] = frozenset()
 
     def admits_role(self, role: str) -> bool:
@@ -77,6 +79,7 @@ def staff(*roles: Role) -> Who:
 
 
 ANYONE: Final = Who("anyone")
+OWN_TOKEN: Final = Who("own_token")
 PERSON: Final = Who("person")
 ANY_STAFF: Final = staff(*Role)
 REVIEWER: Final = staff(Role.REVIEWER)
@@ -102,6 +105,7 @@ ROUTES: Final[Mapping[str, Who]] = {
     "GET /static": ANYONE,
     "GET /healthz": ANYONE,
     "GET /readyz": ANYONE,
+    "GET /metrics": OWN_TOKEN,  # only when QIANBAO_METRICS_TOKEN is set
     # --- identity API -------------------------------------------------------------------
     "GET /api/v1/calling-codes": ANYONE,
     "GET /api/v1/agreement": ANYONE,
@@ -337,7 +341,7 @@ def missing_message(missing: Iterable[str]) -> str:
     return (
         "These routes declare nobody who may call them. Add a line for each to ROUTES in "
         "qianbao/access.py, with its audience (ANYONE, PERSON, ANY_STAFF, REVIEWER, RISK, "
-        "SUPPORT, ADMIN or staff(Role....)), for example:\n" + lines
+        "SUPPORT, ADMIN, OWN_TOKEN or staff(Role....)), for example:\n" + lines
     )
 
 
