@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import iter_route_contexts
@@ -18,10 +18,10 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
-from qianbao import deps, openapi
+from qianbao import deps, gate, openapi
 from qianbao.clock import Clock
 from qianbao.db import Database, DatabaseFailure, classify_failure
-from qianbao.errors import QianbaoError
+from qianbao.errors import QianbaoError, SignInRequired
 from qianbao.funding import api as funding_api
 from qianbao.funding import web as funding_web
 from qianbao.i18n import N_, negotiate, parse_language, set_language
@@ -87,9 +87,11 @@ def error_response(
     request: Request, error: QianbaoError, headers: Mapping[str, str] | None = None
 ) -> Response:
     """A problem body for the API and for clients that ask for JSON; a page otherwise."""
-    wants_page = not request.url.path.startswith("/api/") and "text/html" in request.headers.get(
-        "accept", ""
-    )
+    accept = request.headers.get("accept", "")
+    is_page = not request.url.path.startswith("/api/")
+    if isinstance(error, SignInRequired) and is_page and "application/json" not in accept:
+        return render.redirect(request, error.sign_in_at)  # a browser goes to sign in
+    wants_page = is_page and "text/html" in accept
     if not wants_page:
         return problem_response(error, headers)
     response = render.page(request, "error.html", status=error.status, error=error)
@@ -189,6 +191,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         "`message` follows Accept-Language (en, zh-Hans).",
         lifespan=lifespan,
         generate_unique_id_function=openapi.operation_id,
+        # Before every handler: the caller must be who qianbao/access.py admits.
+        dependencies=[Depends(gate.enforce)],
     )
     app.state.db = database
     app.state.settings = settings
@@ -234,6 +238,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.mount(
         "/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static"
     )
+    gate.check_declarations(app)  # every route says who may call it, or no start
     # Added last, so it is the outermost layer: every other one (logs, limits, handlers)
     # sees the client's address, not our proxy's.
     app.add_middleware(TrustedProxyMiddleware, trusted=settings.trusted_proxies)

@@ -12,6 +12,7 @@ import typer
 from sqlalchemy import make_url
 
 from qianbao import migrate
+from qianbao.access import Role as StaffRole
 from qianbao.backup_cli import backup_app, restore_app
 from qianbao.db import Database, Tx
 from qianbao.settings import get_settings
@@ -341,13 +342,31 @@ app.add_typer(admin_app, name="admin")
 app.add_typer(kyc_app, name="kyc")
 
 
+@admin_app.command("create-staff")
+def create_staff(
+    username: Annotated[str, typer.Argument(help="Login name: lower-case letters, digits, .-_")],
+    role: Annotated[
+        StaffRole, typer.Option(help="What they may do (qianbao/access.py).", case_sensitive=False)
+    ],
+    name: Annotated[str, typer.Option(help="The name shown on decisions.")] = "",
+) -> None:
+    """Create a back-office account with its role; asks for the password twice."""
+    _create_staff(username, role.value, name)
+
+
 @admin_app.command("create-reviewer")
 def create_reviewer(
     username: Annotated[str, typer.Argument(help="Login name: lower-case letters, digits, .-_")],
     name: Annotated[str, typer.Option(help="The name shown on decisions.")] = "",
-    role: Annotated[str, typer.Option(help="reviewer or admin.")] = "reviewer",
+    role: Annotated[
+        StaffRole, typer.Option(help="What they may do (qianbao/access.py).", case_sensitive=False)
+    ] = StaffRole.REVIEWER,
 ) -> None:
-    """Create a reviewer of verification cases; asks for the password twice."""
+    """Create a reviewer of verification cases (or, with --role, any staff member)."""
+    _create_staff(username, role.value, name)
+
+
+def _create_staff(username: str, role: str, name: str) -> None:
     from qianbao.errors import QianbaoError
     from qianbao.identity import staff
 

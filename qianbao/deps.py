@@ -9,11 +9,13 @@ from fastapi import Header, Request
 from qianbao.db import Database
 from qianbao.errors import InvalidInput
 from qianbao.i18n import N_, Language, current_language, parse_language
-from qianbao.identity.service import Client
+from qianbao.identity.service import Client, CurrentSession
+from qianbao.identity.staff import Staff
 
 LANGUAGE_COOKIE = "qb_lang"
 SESSION_COOKIE = "qb_session"
 CSRF_COOKIE = "qb_csrf"
+STAFF_COOKIE = "qb_staff"  # the back office's own session, sent only to /admin
 
 
 def database(request: Request) -> Database:
@@ -68,3 +70,23 @@ def request_key(header: str | None, in_body: str | None, field: str) -> str | No
             details={"field": field},
         )
     return header if header is not None else in_body
+
+
+# What the gate (qianbao.gate) found for this request, so that the handlers' own
+# dependencies do not authenticate the same token a second time.
+def remember_session(request: Request, session: CurrentSession) -> None:
+    request.state.qianbao_session = session
+
+
+def remembered_session(request: Request) -> CurrentSession | None:
+    found: CurrentSession | None = getattr(request.state, "qianbao_session", None)
+    return found
+
+
+def remember_staff(request: Request, member: Staff) -> None:
+    request.state.qianbao_staff = member
+
+
+def remembered_staff(request: Request) -> Staff | None:
+    found: Staff | None = getattr(request.state, "qianbao_staff", None)
+    return found

@@ -127,3 +127,12 @@ class FixedCode:
 
     code_: ClassVar[str]
     message_: ClassVar[str]
+
+
+class SignInRequired(NotAuthenticated):
+    """No one (or no one allowed) is signed in where a route needs it: the API answers
+    401; a page sends the browser to ``sign_in_at``."""
+
+    def __init__(self, code: str, message: str, sign_in_at: str) -> None:
+        super().__init__(code, message)
+        self.sign_in_at = sign_in_at

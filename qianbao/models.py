@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qianbao import worker_models
+from qianbao import audit, worker_models
 from qianbao.db import Base
 from qianbao.funding import models as funding_models
 from qianbao.identity import models as identity_models
@@ -21,6 +21,7 @@ from qianbao.wallet.transfers import models as transfer_models
 
 metadata = Base.metadata
 __all__ = [
+    "audit",
     "funding_models",
     "identity_models",
     "metadata",

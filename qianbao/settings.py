@@ -234,6 +234,10 @@ class Settings(BaseSettings):
     risk_card_velocity_minutes: int = 10
     # A card linked to this many accounts restricts the newest of them.
     risk_shared_card_accounts: int = 3
+    # A freeze on an account holding more than this (its balance and held money, CNY)
+    # is released only by two different risk officers: the first approves, the second
+    # releases; both are in the audit log. At or below it, one risk officer releases.
+    freeze_two_person_release_above: Decimal = Field(default=Decimal(50000), ge=0)
 
     # --- transfers between people (qianbao/wallet/transfers/service.py) --------------------------
     # The limits per transfer, per day and per year are policy.py's, per tier. A sender's

@@ -48,7 +48,7 @@ def pg_migrated() -> str:
     return PG_URL
 
 
-def _truncate_pg(url: str) -> None:
+def truncate_pg(url: str) -> None:
     engine = create_engine(url)
     names = ", ".join(table.name for table in metadata.sorted_tables)
     with engine.begin() as connection:
@@ -65,7 +65,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if backend == "postgresql":
         url: str = request.getfixturevalue("pg_migrated")
-        _truncate_pg(url)
+        truncate_pg(url)
         return url
     template: Path = request.getfixturevalue("sqlite_template")
     target = tmp_path / "qianbao.db"

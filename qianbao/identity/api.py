@@ -39,10 +39,12 @@ async def current_session(
 ) -> CurrentSession:
     """The bearer token's session. Async so that the language it sets reaches the handler:
     a context variable set in a worker thread would stay in that thread."""
-    token = credentials.credentials.strip() if credentials else ""
-    if not token:
-        raise NotAuthenticated("session.missing", N_("Please log in."))
-    session = await run_in_threadpool(db.run, lambda tx: service.authenticate(tx, token))
+    session = deps.remembered_session(request)  # the gate (qianbao.gate) found it
+    if session is None:
+        token = credentials.credentials.strip() if credentials else ""
+        if not token:
+            raise NotAuthenticated("session.missing", N_("Please log in."))
+        session = await run_in_threadpool(db.run, lambda tx: service.authenticate(tx, token))
     if not deps.language_is_explicit(request):
         set_language(session.account.language)
     return session

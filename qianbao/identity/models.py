@@ -120,14 +120,19 @@ class EmailChallenge(Base):
 
 
 class StaffMember(Base):
-    """A back-office person (a reviewer of verification cases), not a wallet customer.
+    """A back-office person (a reviewer, risk officer, support agent or administrator:
+    qianbao/access.py says what each may do), not a wallet customer.
 
     Staff sign in with a username and password on /admin, never with a phone number, and
     their sessions live apart from customers' (``staff_sessions``).
     """
 
     __tablename__ = "staff_members"
-    __table_args__ = (CheckConstraint("role IN ('reviewer', 'admin')", name="role"),)
+    __table_args__ = (
+        CheckConstraint(
+            "role IN ('reviewer', 'risk_officer', 'support', 'admin')", name="role"
+        ),  # qianbao/access.py's Role
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     username: Mapped[str] = mapped_column(String(64), unique=True)

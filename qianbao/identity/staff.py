@@ -1,7 +1,9 @@
-"""Back-office people: reviewers of verification cases.
+"""Back-office people: reviewers, risk officers, support and administrators.
 
 Staff are not wallet customers: they are created from the command line
-(``qianbao admin create-reviewer``), sign in on /admin with a username and a password
+(``qianbao admin create-staff NAME --role ROLE``) or by an administrator on
+/admin/staff, and each holds one role (qianbao/access.py says what each may do). They
+sign in on /admin with a username and a password
 (argon2id, the login-password rules of NIST SP 800-63B), and hold sessions of their own
 that last one working day at most. Wrong passwords slow further tries for that username
 down, doubling each time, as customer logins do.
@@ -17,15 +19,16 @@ from typing import Final
 
 from sqlalchemy import select
 
+from qianbao import audit
+from qianbao.access import ROLES
 from qianbao.db import Database, Tx
-from qianbao.errors import Conflict, InvalidInput, NotAuthenticated
+from qianbao.errors import Conflict, InvalidInput, NotAuthenticated, NotFound
 from qianbao.i18n import N_
 from qianbao.identity import passwords
 from qianbao.identity.codes import keyed_hash, new_token
 from qianbao.identity.models import StaffMember, StaffSession
 from qianbao.throttling import ratelimit
 
-ROLES: Final = ("reviewer", "admin")
 USERNAME_PATTERN: Final = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
 SESSION_IDLE: Final = timedelta(minutes=30)
 SESSION_ABSOLUTE: Final = timedelta(hours=10)
@@ -41,20 +44,27 @@ class Staff:
     username: str
     display_name: str
     role: str
+    disabled: bool = False
 
 
 def create_staff(
-    db: Database, username: str, display_name: str, password: str, role: str = "reviewer"
+    db: Database,
+    username: str,
+    display_name: str,
+    password: str,
+    role: str = "reviewer",
+    *,
+    created_by: uuid.UUID | None = None,
 ) -> Staff:
-    """A new back-office account. The password is hashed outside the transaction."""
+    """A new back-office account. The password is hashed outside the transaction; an
+    administrator's creation is in the audit log (the command line's is the operator's)."""
     username = username.strip().lower()
     if not USERNAME_PATTERN.match(username):
         raise InvalidInput(
             "staff.username",
             N_("A username is 3 to 64 lower-case letters, digits, dots, dashes or underscores."),
         )
-    if role not in ROLES:
-        raise InvalidInput("staff.role", N_("Unknown role."))
+    _check_role(role)
     normalized = passwords.check_login_password(password, "")
     password_hash = passwords.hash_secret(db.settings, normalized)
 
@@ -70,6 +80,8 @@ def create_staff(
         )
         tx.session.add(member)
         tx.session.flush()
+        actor = audit.staff_actor(created_by) if created_by else "cli"
+        audit.record(tx, actor, "staff.created", f"staff:{member.id}", details={"role": role})
         return _staff(member)
 
     return db.run(insert)
@@ -145,6 +157,51 @@ def sign_out(tx: Tx, token: str) -> None:
         session.revoked_at = tx.now()
 
 
+def all_staff(tx: Tx) -> list[Staff]:
+    members = tx.session.scalars(select(StaffMember).order_by(StaffMember.username))
+    return [_staff(member) for member in members]
+
+
+def set_role(tx: Tx, by: uuid.UUID, staff_id: uuid.UUID, role: str) -> Staff:
+    """An administrator gives a staff member another role; it applies at their next
+    request. Nobody changes their own role (one administrator cannot lock out the rest
+    by mistake, nor raise themselves)."""
+    _check_role(role)
+    member = _other_member(tx, by, staff_id)
+    before, member.role = member.role, role
+    audit.record(
+        tx,
+        audit.staff_actor(by),
+        "staff.role_changed",
+        f"staff:{staff_id}",
+        details={"from": before, "to": role},
+    )
+    return _staff(member)
+
+
+def disable(tx: Tx, by: uuid.UUID, staff_id: uuid.UUID) -> Staff:
+    """An administrator ends a staff account: its sessions stop at once."""
+    member = _other_member(tx, by, staff_id)
+    if member.disabled_at is None:
+        member.disabled_at = tx.now()
+        audit.record(tx, audit.staff_actor(by), "staff.disabled", f"staff:{staff_id}")
+    return _staff(member)
+
+
+def _other_member(tx: Tx, by: uuid.UUID, staff_id: uuid.UUID) -> StaffMember:
+    if by == staff_id:
+        raise Conflict("staff.self", N_("Ask another administrator to change your own account."))
+    member = tx.session.get(StaffMember, staff_id, with_for_update=True)
+    if member is None:
+        raise NotFound("staff.not_found", N_("No such staff member."))
+    return member
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise InvalidInput("staff.role_unknown", N_("Unknown role."))
+
+
 def staff_name(tx: Tx, staff_id: uuid.UUID) -> str:
     member = tx.session.get(StaffMember, staff_id)
     return member.display_name if member is not None else "?"
@@ -169,4 +226,10 @@ def _token_hash(tx: Tx, token: str) -> str:
 
 
 def _staff(member: StaffMember) -> Staff:
-    return Staff(member.id, member.username, member.display_name, member.role)
+    return Staff(
+        member.id,
+        member.username,
+        member.display_name,
+        member.role,
+        disabled=member.disabled_at is not None,
+    )

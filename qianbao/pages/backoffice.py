@@ -1,44 +1,51 @@
-"""The back office: reviewers sign in and decide verification cases.
+"""The back office: staff sign in, and each role does its own work.
 
-Staff sessions use their own cookie, sent only to /admin, never the customer one. Case
-images are opened (decrypted) only here, one request per image, and are never cached.
+Who may open each page is qianbao/access.py's table, enforced by the gate before these
+handlers run (reviewers: verification cases; risk officers: restrictions, freezes and
+their appeals; support: a person's read-only lookup; administrators: staff). Staff
+sessions use their own cookie, sent only to /admin, never the customer one. Case images
+are opened (decrypted) only here, one request per image, and are never cached.
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Annotated, Final
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 
-from qianbao.db import Database
-from qianbao.errors import NotFound, QianbaoError
+from qianbao import access, audit, deps
+from qianbao.access import Role
+from qianbao.db import Database, Tx
+from qianbao.errors import QianbaoError
+from qianbao.gate import signed_in_staff
 from qianbao.i18n import N_
 from qianbao.identity import service as identity
 from qianbao.identity import staff
-from qianbao.identity.phone import parse_mobile
+from qianbao.identity.phone import PhoneNumber, parse_mobile
 from qianbao.identity.staff import Staff
+from qianbao.money import Money
 from qianbao.risk import restrictions
 from qianbao.verification import service as verification
+from qianbao.wallet import history
+from qianbao.wallet.payments import service as payments
+from qianbao.wallet.transfers.service import TransferView
 from qianbao.web.pages import CsrfField, DbDep
 from qianbao.web.render import check_csrf, page, redirect, secure_cookies
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
-STAFF_COOKIE: Final = "qb_staff"
+STAFF_COOKIE: Final = deps.STAFF_COOKIE
 Text = Annotated[str, Form()]
-
-
-def current_staff(request: Request, db: Database) -> Staff | None:
-    token = request.cookies.get(STAFF_COOKIE)
-    if not token:
-        return None
-    return db.run(lambda tx: staff.authenticate(tx, token))
+StaffDep = Annotated[Staff, Depends(signed_in_staff)]
+LOOKUP_ROWS: Final = 50
 
 
 @router.get("")
-def admin_home(request: Request) -> Response:
-    return redirect(request, "/admin/reviews")
+def admin_home(request: Request, member: StaffDep) -> Response:
+    """Each role's own first page."""
+    return redirect(request, access.STAFF_HOME[Role(member.role)])
 
 
 @router.get("/login")
@@ -57,7 +64,7 @@ def login(
         return page(
             request, "admin_login.html", status=error.status, error=error, username=username
         )
-    response = redirect(request, "/admin/reviews")
+    response = redirect(request, "/admin")
     response.set_cookie(
         STAFF_COOKIE,
         token,
@@ -81,10 +88,7 @@ def logout(request: Request, db: DbDep, csrf: CsrfField = "") -> Response:
 
 
 @router.get("/reviews")
-def review_queue(request: Request, db: DbDep) -> Response:
-    member = current_staff(request, db)
-    if member is None:
-        return redirect(request, "/admin/login")
+def review_queue(request: Request, db: DbDep, member: StaffDep) -> Response:
     cases = db.run(verification.review_queue)
     return page(
         request,
@@ -96,10 +100,7 @@ def review_queue(request: Request, db: DbDep) -> Response:
 
 
 @router.get("/reviews/{case_id}")
-def review_case(request: Request, db: DbDep, case_id: uuid.UUID) -> Response:
-    member = current_staff(request, db)
-    if member is None:
-        return redirect(request, "/admin/login")
+def review_case(request: Request, db: DbDep, member: StaffDep, case_id: uuid.UUID) -> Response:
     return _case_page(request, db, member, case_id)
 
 
@@ -125,10 +126,7 @@ def _case_page(
 
 
 @router.get("/reviews/{case_id}/images/{image_id}")
-def case_image(request: Request, db: DbDep, case_id: uuid.UUID, image_id: uuid.UUID) -> Response:
-    member = current_staff(request, db)
-    if member is None:
-        raise NotFound("staff.not_signed_in", N_("Please sign in."))
+def case_image(db: DbDep, member: StaffDep, case_id: uuid.UUID, image_id: uuid.UUID) -> Response:
     data = db.run(lambda tx: verification.case_image(tx, case_id, image_id))
     return Response(
         data,
@@ -141,6 +139,7 @@ def case_image(request: Request, db: DbDep, case_id: uuid.UUID, image_id: uuid.U
 def decide(
     request: Request,
     db: DbDep,
+    member: StaffDep,
     case_id: uuid.UUID,
     csrf: CsrfField = "",
     decision: Text = "",
@@ -148,9 +147,6 @@ def decide(
     note: Text = "",
 ) -> Response:
     check_csrf(request, csrf)
-    member = current_staff(request, db)
-    if member is None:
-        return redirect(request, "/admin/login")
     try:
         db.run(lambda tx: verification.decide(tx, member.id, case_id, decision, reason, note))
     except QianbaoError as error:
@@ -162,10 +158,7 @@ def decide(
 
 
 @router.get("/appeals")
-def appeals_queue(request: Request, db: DbDep) -> Response:
-    member = current_staff(request, db)
-    if member is None:
-        return redirect(request, "/admin/login")
+def appeals_queue(request: Request, db: DbDep, member: StaffDep) -> Response:
     appeals = db.run(restrictions.pending_appeals)
     return page(
         request, "admin_appeals.html", staff=member, appeals=appeals, reasons=restrictions.REASONS
@@ -173,10 +166,7 @@ def appeals_queue(request: Request, db: DbDep) -> Response:
 
 
 @router.get("/appeals/{appeal_id}")
-def appeal_page(request: Request, db: DbDep, appeal_id: uuid.UUID) -> Response:
-    member = current_staff(request, db)
-    if member is None:
-        return redirect(request, "/admin/login")
+def appeal_page(request: Request, db: DbDep, member: StaffDep, appeal_id: uuid.UUID) -> Response:
     return _appeal(request, db, member, appeal_id)
 
 
@@ -201,10 +191,8 @@ def _appeal(
 
 @router.get("/appeals/{appeal_id}/documents/{document_id}")
 def appeal_document(
-    request: Request, db: DbDep, appeal_id: uuid.UUID, document_id: uuid.UUID
+    db: DbDep, member: StaffDep, appeal_id: uuid.UUID, document_id: uuid.UUID
 ) -> Response:
-    if current_staff(request, db) is None:
-        raise NotFound("staff.not_signed_in", N_("Please sign in."))
     data = db.run(lambda tx: restrictions.appeal_document(tx, appeal_id, document_id))
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
@@ -213,15 +201,13 @@ def appeal_document(
 def decide_appeal(
     request: Request,
     db: DbDep,
+    member: StaffDep,
     appeal_id: uuid.UUID,
     csrf: CsrfField = "",
     decision: Text = "",
     note: Text = "",
 ) -> Response:
     check_csrf(request, csrf)
-    member = current_staff(request, db)
-    if member is None:
-        return redirect(request, "/admin/login")
     lift = decision == "lift"
     try:
         db.run(lambda tx: restrictions.decide_appeal(tx, appeal_id, member.id, lift, note))
@@ -230,20 +216,45 @@ def decide_appeal(
     return redirect(request, f"/admin/appeals/{appeal_id}")
 
 
+@router.get("/restrictions")
+def restrictions_page(
+    request: Request, db: DbDep, member: StaffDep, done: str | None = None
+) -> Response:
+    return _restrictions(request, db, member, done=done)
+
+
+def _restrictions(
+    request: Request,
+    db: Database,
+    member: Staff,
+    error: QianbaoError | None = None,
+    done: str | None = None,
+) -> Response:
+    rows = db.run(restrictions.in_force)
+    return page(
+        request,
+        "admin_restrictions.html",
+        status=error.status if error else 200,
+        staff=member,
+        rows=rows,
+        reasons=restrictions.REASONS,
+        error=error,
+        done=done if done in ("imposed", "released", "approved") else None,
+    )
+
+
 @router.post("/restrictions")
 def impose_restriction(
     request: Request,
     db: DbDep,
+    member: StaffDep,
     csrf: CsrfField = "",
     phone: Text = "",
     kind: Text = "restricted",
     note: Text = "",
 ) -> Response:
-    """A reviewer restricts or freezes an account by its mobile number, saying why."""
+    """A risk officer restricts or freezes an account by its mobile number, saying why."""
     check_csrf(request, csrf)
-    member = current_staff(request, db)
-    if member is None:
-        return redirect(request, "/admin/login")
     try:
         number = parse_mobile(phone, "CN")
         if not note.strip():
@@ -253,20 +264,151 @@ def impose_restriction(
                 tx,
                 identity.account_by_phone(tx, number).id,
                 kind,
-                "reviewer",
-                imposed_by=f"staff:{member.id}",
+                "risk_officer",
+                imposed_by=audit.staff_actor(member.id),
                 note=note,
             )
         )
     except QianbaoError as error:
-        appeals = db.run(restrictions.pending_appeals)
+        return _restrictions(request, db, member, error)
+    return redirect(request, "/admin/restrictions?done=imposed")
+
+
+@router.post("/restrictions/{restriction_id}/release")
+def release_restriction(
+    request: Request,
+    db: DbDep,
+    member: StaffDep,
+    restriction_id: uuid.UUID,
+    csrf: CsrfField = "",
+    note: Text = "",
+) -> Response:
+    """Lift a restriction or freeze; above the threshold, the first of two approvals."""
+    check_csrf(request, csrf)
+    try:
+        lifted = db.run(lambda tx: restrictions.release(tx, restriction_id, member.id, note))
+    except QianbaoError as error:
+        return _restrictions(request, db, member, error)
+    return redirect(request, f"/admin/restrictions?done={'released' if lifted else 'approved'}")
+
+
+# --- support: a person, read-only ---------------------------------------------------------
+
+
+@router.get("/people")
+def person_lookup(request: Request, db: DbDep, member: StaffDep, phone: str = "") -> Response:
+    """A person by mobile number: their account, verification, money and restrictions.
+    Reads only: nothing here opens an account, releases money or touches a session."""
+    if not phone.strip():
+        return page(request, "admin_person.html", staff=member, phone="", found=None)
+    try:
+        found = db.run(lambda tx: _person(tx, parse_mobile(phone, "CN")))
+    except QianbaoError as error:
         return page(
             request,
-            "admin_appeals.html",
+            "admin_person.html",
             status=error.status,
             staff=member,
-            appeals=appeals,
-            reasons=restrictions.REASONS,
+            phone=phone,
+            found=None,
             error=error,
         )
-    return redirect(request, "/admin/appeals")
+    return page(request, "admin_person.html", staff=member, phone=phone, found=found)
+
+
+@dataclass(frozen=True)
+class PersonLookup:
+    account: identity.Account
+    level: str
+    case: verification.CaseView | None
+    balance: Money
+    held: Money
+    restrictions: list[restrictions.RestrictionRow]
+    payments: list[payments.OrderView]
+    transfers: list[TransferView]
+
+
+def _person(tx: Tx, number: PhoneNumber) -> PersonLookup:
+    account = identity.account_by_phone(tx, number)
+    balance, held = payments.money_of(tx, account.id)
+    return PersonLookup(
+        account=account,
+        level=identity.verification_label(account.verification_level),
+        case=verification.current_case(tx, account.id),
+        balance=balance,
+        held=held,
+        restrictions=restrictions.of_person(tx, account.id),
+        payments=history.payments_page(tx, account.id, {}, None, LOOKUP_ROWS).items,
+        transfers=history.transfers_page(tx, account.id, {}, None, LOOKUP_ROWS).items,
+    )
+
+
+# --- administrators: staff ---------------------------------------------------------------
+
+
+@router.get("/staff")
+def staff_page(request: Request, db: DbDep, member: StaffDep) -> Response:
+    return _staff_page(request, db, member)
+
+
+def _staff_page(
+    request: Request, db: Database, member: Staff, error: QianbaoError | None = None
+) -> Response:
+    return page(
+        request,
+        "admin_staff.html",
+        status=error.status if error else 200,
+        staff=member,
+        members=db.run(staff.all_staff),
+        roles=access.ROLES,
+        events=db.run(lambda tx: audit.events(tx, limit=50)),
+        error=error,
+    )
+
+
+@router.post("/staff")
+def create_staff(
+    request: Request,
+    db: DbDep,
+    member: StaffDep,
+    csrf: CsrfField = "",
+    username: Text = "",
+    display_name: Text = "",
+    password: Text = "",
+    role: Text = "",
+) -> Response:
+    check_csrf(request, csrf)
+    try:
+        staff.create_staff(db, username, display_name, password, role, created_by=member.id)
+    except QianbaoError as error:
+        return _staff_page(request, db, member, error)
+    return redirect(request, "/admin/staff")
+
+
+@router.post("/staff/{staff_id}/role")
+def change_role(
+    request: Request,
+    db: DbDep,
+    member: StaffDep,
+    staff_id: uuid.UUID,
+    csrf: CsrfField = "",
+    role: Text = "",
+) -> Response:
+    check_csrf(request, csrf)
+    try:
+        db.run(lambda tx: staff.set_role(tx, member.id, staff_id, role))
+    except QianbaoError as error:
+        return _staff_page(request, db, member, error)
+    return redirect(request, "/admin/staff")
+
+
+@router.post("/staff/{staff_id}/disable")
+def disable_staff(
+    request: Request, db: DbDep, member: StaffDep, staff_id: uuid.UUID, csrf: CsrfField = ""
+) -> Response:
+    check_csrf(request, csrf)
+    try:
+        db.run(lambda tx: staff.disable(tx, member.id, staff_id))
+    except QianbaoError as error:
+        return _staff_page(request, db, member, error)
+    return redirect(request, "/admin/staff")

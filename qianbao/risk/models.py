@@ -32,6 +32,12 @@ class AccountRestriction(Base):
     lifted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     lifted_by: Mapped[str | None] = mapped_column(String(64), default=None)
     lift_note: Mapped[str | None] = mapped_column(Text, default=None)
+    # A freeze holding more than QIANBAO_FREEZE_TWO_PERSON_RELEASE_ABOVE is released by two
+    # different risk officers: the first one's approval waits here for the second.
+    release_approved_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("staff_members.id"), default=None
+    )
+    release_approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
 class RestrictionAppeal(Base):

@@ -7,14 +7,20 @@ the person sees, and how they appeal.
 The rules are data (thresholds in settings), evaluated where the facts are (the wallet
 calls ``impose`` when a rule fires). A person sees what happened and what to do: verify
 their real name, or send documents (the passport page, a selfie holding the passport, a
-card statement), which land in the reviewers' queue; the reviewer lifts or keeps the
-restriction. Every change is recorded with who and why, and the person gets an SMS.
+card statement), which land in the risk officers' queue; a risk officer lifts or keeps
+the restriction. Every change is recorded with who and why (the staff audit log), and the
+person gets an SMS.
+
+A freeze on an account holding more than ``QIANBAO_FREEZE_TWO_PERSON_RELEASE_ABOVE`` is
+released by two people: the first risk officer approves, a second, different one
+releases. How much a freeze holds is the wallet's to say (it builds on risk, so it tells
+us through ``on_measure_held``); with nobody to say, every freeze takes two.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
@@ -22,10 +28,12 @@ from typing import Final
 from PIL import Image
 from sqlalchemy import select
 
+from qianbao import audit
 from qianbao.db import Database, Tx
 from qianbao.errors import Conflict, Forbidden, InvalidInput, NotFound
 from qianbao.i18n import N_
 from qianbao.identity import service as identity
+from qianbao.money import Money
 from qianbao.risk.models import AccountRestriction, AppealDocument, RestrictionAppeal
 from qianbao.sealing import Keyring, Sealed
 
@@ -34,6 +42,7 @@ from qianbao.verification import images
 from qianbao.verification.analysis import shrink, to_jpeg
 
 KINDS: Final = ("restricted", "frozen")
+CNY: Final = "CNY"
 DOCUMENT_KINDS: Final = ("passport_page", "selfie_with_passport", "card_statement")
 REASONS: Final = {
     "card_velocity": N_(
@@ -41,6 +50,7 @@ REASONS: Final = {
     ),
     "shared_card": N_("The same card is used by several accounts."),
     "reviewer": N_("A reviewer restricted the account after a check."),
+    "risk_officer": N_("A risk officer restricted the account after a check."),
 }
 WHAT_TO_DO: Final = N_(
     "Verify your real name, or send us your documents (your passport's photo page, a "
@@ -144,8 +154,130 @@ def impose(
     )
     tx.session.add(row)
     tx.session.flush()
+    audit.record(
+        tx, imposed_by, "restriction.imposed", f"restriction:{row.id}", note, {"kind": kind}
+    )
     identity.tell(tx, user_id, _SMS[kind], msgid_params={"reason": REASONS.get(reason, reason)})
     return row.id
+
+
+# --- release: one risk officer, or two above the threshold -----------------------------
+
+HeldMeasure = Callable[[Tx, uuid.UUID], int]
+_measures: list[HeldMeasure] = []
+
+
+def on_measure_held(measure: HeldMeasure) -> None:
+    """``measure(tx, user_id)``: the CNY fen an account holds (balance and held money)."""
+    if measure not in _measures:
+        _measures.append(measure)
+
+
+def held_by(tx: Tx, user_id: uuid.UUID) -> Money | None:
+    """What a freeze on the account holds; None when no wallet is there to say."""
+    if not _measures:
+        return None
+    return Money(CNY, sum(measure(tx, user_id) for measure in _measures))
+
+
+def needs_two(tx: Tx, kind: str, held: Money | None) -> bool:
+    """Whether releasing this takes a second risk officer."""
+    threshold = Money.of(CNY, tx.settings.freeze_two_person_release_above)
+    return kind == "frozen" and (held is None or held.minor > threshold.minor)
+
+
+def release(tx: Tx, restriction_id: uuid.UUID, staff_id: uuid.UUID, note: str) -> bool:
+    """A risk officer lifts a restriction or freeze, saying why. True when it is lifted;
+    False when the freeze holds more than the threshold and this was the first of the
+    two approvals it takes (the second must come from someone else)."""
+    note = note.strip()
+    if not note:
+        raise InvalidInput("restriction.note_required", N_("Say why in the note."))
+    row = tx.session.get(AccountRestriction, restriction_id, with_for_update=True)
+    if row is None:
+        raise NotFound("restriction.not_found", N_("No such restriction."))
+    if row.lifted_at is not None:
+        raise Conflict("restriction.lifted", N_("This restriction has already been lifted."))
+    return _release(tx, row, staff_id, note)
+
+
+def _release(tx: Tx, row: AccountRestriction, staff_id: uuid.UUID, note: str) -> bool:
+    held = held_by(tx, row.user_id)
+    actor, subject = audit.staff_actor(staff_id), f"restriction:{row.id}"
+    details: dict[str, object] = {"kind": row.kind, "held_fen": held.minor if held else None}
+    if needs_two(tx, row.kind, held):
+        if row.release_approved_by is None:
+            row.release_approved_by, row.release_approved_at = staff_id, tx.now()
+            audit.record(tx, actor, "freeze.release_approved", subject, note, details)
+            return False
+        if row.release_approved_by == staff_id:
+            raise Conflict(
+                "freeze.second_approver",
+                N_(
+                    "You approved this release already: a second, different risk officer "
+                    "must release this freeze."
+                ),
+            )
+        details["first_approver"] = audit.staff_actor(row.release_approved_by)
+    row.lifted_at, row.lifted_by, row.lift_note = tx.now(), actor, note[:2000]
+    audit.record(tx, actor, "restriction.lifted", subject, note, details)
+    identity.tell(tx, row.user_id, _SMS["lifted"])
+    return True
+
+
+@dataclass(frozen=True)
+class RestrictionRow:
+    id: uuid.UUID
+    user_id: uuid.UUID
+    user_phone: str
+    kind: str
+    reason: str
+    imposed_by: str
+    note: str
+    created_at: datetime
+    lifted_at: datetime | None
+    held: Money | None
+    needs_two: bool
+    release_approved_by: uuid.UUID | None
+
+
+def in_force(tx: Tx) -> list[RestrictionRow]:
+    """Every restriction and freeze not lifted, oldest first."""
+    rows = tx.session.scalars(
+        select(AccountRestriction)
+        .where(AccountRestriction.lifted_at.is_(None))
+        .order_by(AccountRestriction.created_at)
+        .limit(500)
+    )
+    return [_row(tx, row) for row in rows]
+
+
+def of_person(tx: Tx, user_id: uuid.UUID) -> list[RestrictionRow]:
+    """A person's restrictions, lifted ones too, newest first."""
+    rows = tx.session.scalars(
+        select(AccountRestriction)
+        .where(AccountRestriction.user_id == user_id)
+        .order_by(AccountRestriction.created_at.desc())
+    )
+    return [_row(tx, row) for row in rows]
+
+
+def _row(tx: Tx, row: AccountRestriction) -> RestrictionRow:
+    held = held_by(tx, row.user_id)
+    return RestrictionRow(
+        id=row.id,
+        user_id=row.user_id,
+        user_phone=identity.get_account(tx, row.user_id).phone.international(),
+        kind=row.kind,
+        reason=row.reason,
+        imposed_by=row.imposed_by,
+        note=row.note,
+        created_at=row.created_at,
+        lifted_at=row.lifted_at,
+        held=held,
+        needs_two=needs_two(tx, row.kind, held),
+        release_approved_by=row.release_approved_by,
+    )
 
 
 def appeal(
@@ -206,6 +338,8 @@ class AppealView:
     status: str
     created_at: datetime
     documents: list[tuple[uuid.UUID, str]]
+    restriction_id: uuid.UUID
+    release_approved_by: uuid.UUID | None  # the first of two approvals, when it takes two
 
 
 def pending_appeals(tx: Tx) -> list[AppealView]:
@@ -244,16 +378,16 @@ def decide_appeal(
         raise NotFound("appeal.not_found", N_("No such appeal."))
     if row.status != "pending":
         raise Conflict("appeal.decided", N_("This appeal has already been decided."))
-    row.status = "lifted" if lift else "kept"
-    row.decided_at, row.decided_by, row.decision_note = tx.now(), staff_id, note[:2000]
     if lift:
         restriction = tx.session.get(AccountRestriction, row.restriction_id, with_for_update=True)
         assert restriction is not None
-        restriction.lifted_at, restriction.lifted_by = tx.now(), f"staff:{staff_id}"
-        restriction.lift_note = note[:2000]
-        identity.tell(tx, row.user_id, _SMS["lifted"])
+        if restriction.lifted_at is None and not _release(tx, restriction, staff_id, note):
+            return _appeal_view(tx, row)  # stays pending until a second risk officer lifts
     else:
         identity.tell(tx, row.user_id, _SMS["kept"], {"note": note[:200]})
+    row.status = "lifted" if lift else "kept"
+    row.decided_at, row.decided_by, row.decision_note = tx.now(), staff_id, note[:2000]
+    audit.record(tx, audit.staff_actor(staff_id), f"appeal.{row.status}", f"appeal:{row.id}", note)
     return _appeal_view(tx, row)
 
 
@@ -272,6 +406,8 @@ def _appeal_view(tx: Tx, row: RestrictionAppeal) -> AppealView:
         status=row.status,
         created_at=row.created_at,
         documents=[(doc.id, doc.kind) for doc in documents],
+        restriction_id=restriction.id,
+        release_approved_by=restriction.release_approved_by,
     )
 
 

@@ -23,13 +23,15 @@ Page = Response
 
 
 def signed_in(request: Request, db: Database) -> CurrentSession | None:
-    token = request.cookies.get(deps.SESSION_COOKIE)
-    if not token:
-        return None
-    try:
-        session = db.run(lambda tx: service.authenticate(tx, token))
-    except NotAuthenticated:
-        return None
+    session = deps.remembered_session(request)  # the gate (qianbao.gate) found it
+    if session is None:
+        token = request.cookies.get(deps.SESSION_COOKIE)
+        if not token:
+            return None
+        try:
+            session = db.run(lambda tx: service.authenticate(tx, token))
+        except NotAuthenticated:
+            return None
     if not deps.language_from_cookie(request):
         set_language(session.account.language)
     return session

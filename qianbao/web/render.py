@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from qianbao import deps
+from qianbao.access import ROLE_NAMES
 from qianbao.errors import Forbidden
 from qianbao.i18n import (
     HTML_LANG,
@@ -35,6 +36,7 @@ environment = Environment(
     lstrip_blocks=True,
 )
 environment.install_gettext_callables(gettext_, ngettext_, newstyle=True)  # type: ignore[attr-defined]
+environment.globals["role_names"] = ROLE_NAMES
 
 
 def csrf_token(request: Request) -> str:

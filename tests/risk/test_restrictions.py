@@ -152,7 +152,7 @@ def test_an_appeal_reaches_a_reviewer_who_lifts_the_restriction(
 def test_the_pages_show_the_restriction_and_take_the_appeal(client: TestClient) -> None:
     db = client.app.state.db  # type: ignore[attr-defined]
     sign_up_by_form(client)
-    staff.create_staff(db, "rita", "Rita", "a long reviewer passphrase")
+    staff.create_staff(db, "rita", "Rita", "a long reviewer passphrase", "risk_officer")
     reviewer = TestClient(client.app, base_url="http://127.0.0.1")
     admin_token = csrf(reviewer, "/admin/login")
     reviewer.post(
@@ -183,7 +183,11 @@ def test_the_pages_show_the_restriction_and_take_the_appeal(client: TestClient) 
     appeal_page = reviewer.get(f"/admin/appeals/{found.group(1)}")
     image = re.search(r'src="(/admin/appeals/[^"]+/documents/[^"]+)"', appeal_page.text)
     assert image and reviewer.get(image.group(1)).content.startswith(b"\xff\xd8")
-    assert client.get(image.group(1)).status_code == 404  # not for customers
+    not_for_customers = client.get(image.group(1))  # sent to the staff's sign-in instead
+    assert (
+        not_for_customers.url.path == "/admin/login"
+        and b"\xff\xd8" not in not_for_customers.content
+    )
     reviewer.post(
         f"/admin/appeals/{found.group(1)}/decision",
         data={"csrf": admin_token, "decision": "lift", "note": "documents match"},

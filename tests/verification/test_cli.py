@@ -1,4 +1,4 @@
-"""The back-office commands: create a reviewer, purge old images, rotate the sealing key."""
+"""The back-office commands: create staff with a role, purge old images, rotate the key."""
 
 from __future__ import annotations
 
@@ -49,6 +49,19 @@ def test_create_reviewer_then_sign_in(db: Database, monkeypatch: pytest.MonkeyPa
         cli.app, ["admin", "create-reviewer", "lee"], env={"QIANBAO_NEW_STAFF_PASSWORD": "short"}
     )
     assert weak.exit_code != 0
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_create_staff_takes_the_role(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QIANBAO_NEW_STAFF_PASSWORD", "a long staff passphrase")
+    made = run("admin", "create-staff", "rio", "--role", "risk_officer")
+    assert "risk_officer rio created" in made
+    _, member = staff.sign_in(db, "rio", "a long staff passphrase")
+    assert member.role == "risk_officer"
+    unknown = CliRunner().invoke(cli.app, ["admin", "create-staff", "rex", "--role", "boss"])
+    assert unknown.exit_code != 0 and "boss" in unknown.output
+    no_role = CliRunner().invoke(cli.app, ["admin", "create-staff", "rex"])
+    assert no_role.exit_code != 0  # a role is always chosen, never assumed
 
 
 @pytest.mark.usefixtures("cli_env")

@@ -115,6 +115,28 @@ def balance_account(tx: Tx, owner_key: str) -> uuid.UUID | None:
     )
 
 
+def money_of(tx: Tx, user_id: uuid.UUID) -> tuple[Money, Money]:
+    """The person's balance and held money (a read: opens nothing, releases nothing), for
+    the back office's lookup and for what a freeze on the account holds."""
+    amounts = []
+    for kind in ("user_balance", "user_held"):
+        account = tx.session.scalar(
+            select(WalletAccount.account_id).where(
+                WalletAccount.owner_key == str(user_id),
+                WalletAccount.kind == kind,
+                WalletAccount.currency == CNY,
+            )
+        )
+        amounts.append(Money(CNY, ledger.balance(tx, account).posted if account else 0))
+    return amounts[0], amounts[1]
+
+
+def frozen_money(tx: Tx, user_id: uuid.UUID) -> int:
+    """What a freeze on the account holds, in fen: its balance and its held money."""
+    balance, held = money_of(tx, user_id)
+    return balance.minor + held.minor
+
+
 def claim_wallets(tx: Tx, *owners: str) -> None:
     ratelimit.claim(tx, [f"wallet:{owner}" for owner in owners])
 
@@ -985,3 +1007,5 @@ def order_view(tx: Tx, order: PaymentOrder) -> OrderView:
 
 # Held refunds become the person's the moment they are verified, in that transaction.
 identity.on_level_set(release_held)
+# Releasing a freeze takes two risk officers above a threshold of what it holds.
+restrictions.on_measure_held(frozen_money)

@@ -1,0 +1,108 @@
+"""The gate: before any handler runs, the caller must be who the route's line in
+``qianbao.access.ROUTES`` admits. One dependency on the whole app, so that no handler
+can forget; a handler still decides whose object a path names.
+
+A person is found by the API's bearer token (``/api/...``) or the pages' session cookie;
+a staff member by the staff cookie. What the gate found is kept on the request, and the
+handlers' own dependencies read it from there rather than asking the database again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Final
+
+from fastapi import FastAPI, Request
+from fastapi.routing import iter_route_contexts
+from starlette.concurrency import run_in_threadpool
+from starlette.routing import Mount
+
+from qianbao import access, deps
+from qianbao.errors import Forbidden, NotAuthenticated, NotFound, SignInRequired
+from qianbao.i18n import N_
+from qianbao.identity import service, staff
+from qianbao.identity.staff import Staff
+
+log = logging.getLogger(__name__)
+
+PERSON_SIGN_IN: Final = "/"
+STAFF_SIGN_IN: Final = "/admin/login"
+_PLEASE_LOG_IN: Final = N_("Please log in.")
+
+
+def app_routes(app: FastAPI) -> Iterator[tuple[str, str]]:
+    """Every (method, path template) the app answers; a mount (static files) is a GET."""
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        if isinstance(route, Mount):
+            yield "GET", route.path
+            continue
+        path = context.path
+        if path is None:
+            continue
+        for method in sorted(getattr(route, "methods", None) or ()):
+            yield method, path
+
+
+def check_declarations(app: FastAPI) -> None:
+    """Refuse to start an app with a route that declares nobody who may call it."""
+    missing = access.undeclared(app_routes(app))
+    if missing:
+        raise RuntimeError(access.missing_message(missing))
+
+
+async def enforce(request: Request) -> None:
+    """The app-wide dependency: refuse the caller the route's declaration does not admit."""
+    route = request.scope.get("route")
+    path = getattr(route, "path", None)
+    who = access.declared(request.method, path) if isinstance(path, str) else None
+    if who is None:  # check_declarations makes this unreachable; closed if it is not
+        log.error("route without a declaration in qianbao/access.py: %s %s", request.method, path)
+        raise NotFound("not_found", N_("There is nothing at this address."))
+    if who.kind == "person":
+        await _person(request)
+    elif who.kind == "staff":
+        await _staff(request, who)
+
+
+async def _person(request: Request) -> None:
+    db = deps.database(request)
+    if request.url.path.startswith("/api/"):
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        token = token.strip() if scheme.lower() == "bearer" else ""
+    else:
+        token = request.cookies.get(deps.SESSION_COOKIE, "")
+    if not token:
+        raise SignInRequired("session.missing", _PLEASE_LOG_IN, PERSON_SIGN_IN)
+    try:
+        session = await run_in_threadpool(db.run, lambda tx: service.authenticate(tx, token))
+    except NotAuthenticated as error:  # ended or expired: the same code, and a way back in
+        raise SignInRequired(error.code, error.message, PERSON_SIGN_IN) from error
+    deps.remember_session(request, session)
+
+
+async def _staff(request: Request, who: access.Who) -> None:
+    db = deps.database(request)
+    token = request.cookies.get(deps.STAFF_COOKIE, "")
+    member = (
+        await run_in_threadpool(db.run, lambda tx: staff.authenticate(tx, token)) if token else None
+    )
+    if member is None:
+        raise SignInRequired("staff.not_signed_in", _PLEASE_LOG_IN, STAFF_SIGN_IN)
+    if not who.admits_role(member.role):
+        raise Forbidden(
+            "staff.role",
+            N_("Your role does not allow this. Ask an administrator if you need it."),
+            details={"role": member.role},
+        )
+    deps.remember_staff(request, member)
+
+
+def signed_in_staff(request: Request) -> Staff:
+    """The staff member the gate admitted (the dependency of every staff handler)."""
+    member = deps.remembered_staff(request)
+    if member is None:  # a handler of a route not declared for staff
+        raise SignInRequired("staff.not_signed_in", _PLEASE_LOG_IN, STAFF_SIGN_IN)
+    return member

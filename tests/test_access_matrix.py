@@ -1,0 +1,170 @@
+"""The authorization matrix: every route of the app (read from the app's own route
+table), against anonymous, another person, the owner and each staff role, answers as its
+line in qianbao/access.py says: let through, or refused with the gate's code. Merchants
+have no sessions of their own yet (the demo shop is anyone's), so no merchant actor.
+
+One app and one set of signed-in actors per database for the whole module (building an
+app per route would take minutes); its own database, on SQLite and PostgreSQL, so that
+no other module's tests run in between."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from httpx import Response
+
+from qianbao import access, gate
+from qianbao.access import Role
+from qianbao.app import create_app
+from qianbao.clock import FrozenClock
+from qianbao.db import Database
+from qianbao.identity import service as identity
+from qianbao.identity import staff
+from qianbao.identity.phone import PhoneNumber, parse_mobile
+from qianbao.settings import Settings
+from tests.conftest import BACKENDS, truncate_pg
+from tests.helpers import HOME, last_code, sign_up
+
+PASSWORD = "a long staff passphrase"
+METRICS = "scrape-token"  # so that GET /metrics is a route too
+PEOPLE = {"owner": parse_mobile("07911 123456", "GB"), "other": parse_mobile("07912 345678", "GB")}
+ACTORS = ("anonymous", *PEOPLE, *(f"staff:{role}" for role in Role))
+# What the gate answers when it refuses; nothing else answers these.
+SIGN_IN_CODES = {"session.missing", "session.invalid", "session.expired", "staff.not_signed_in"}
+# The one request in the matrix that ends the caller's own session.
+ENDS_THE_SESSION = ("DELETE", "/api/v1/auth/session")
+
+
+def _routes() -> list[tuple[str, str]]:
+    """The app's own route table (built once, at collection, with a throwaway database).
+    Static files are a mount the gate does not see: test_access checks its line."""
+    settings = Settings(
+        database_url="sqlite://", secret_key="collect-only", demo=True, metrics_token=METRICS
+    )
+    app = create_app(settings)
+    return sorted({route for route in gate.app_routes(app) if route[1] != "/static"})
+
+
+ROUTES = _routes()
+
+
+@dataclass
+class World:
+    client: TestClient
+    db: Database
+    clock: FrozenClock
+    headers: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def sign_in_people(self) -> None:
+        self.clock.advance(seconds=61)  # past the last code's resend cooldown
+        for name, phone in PEOPLE.items():
+            self.headers[name] = _person_headers(_login(self.db, phone))
+
+
+def _login(db: Database, phone: PhoneNumber) -> str:
+    identity.send_code(db, phone, "login", HOME, "en", None)
+    return identity.sign_in(db, phone, "login", last_code(db, phone), HOME).token
+
+
+def _person_headers(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "Cookie": f"qb_session={token}"}
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    tmp = tmp_path_factory.mktemp("matrix")
+    if request.param == "postgresql":
+        url: str = request.getfixturevalue("pg_migrated")
+        truncate_pg(url)
+    else:
+        template: Path = request.getfixturevalue("sqlite_template")
+        shutil.copy(template, tmp / "qianbao.db")
+        url = f"sqlite:///{tmp / 'qianbao.db'}"
+    settings = Settings(
+        database_url=url,
+        var_dir=tmp / "var",
+        secret_key="test-secret-key-not-for-production",
+        demo=True,
+        metrics_token=METRICS,
+        argon2_time_cost=1,
+        argon2_memory_kib=1024,
+        argon2_parallelism=1,
+    )
+    clock = FrozenClock()
+    app = create_app(settings, clock)
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        db: Database = app.state.db
+        made = World(client, db, clock, {"anonymous": {}})
+        for phone in PEOPLE.values():
+            sign_up(db, phone)
+        made.sign_in_people()
+        for role in Role:
+            name = f"s-{role.value.replace('_', '-')}"
+            staff.create_staff(db, name, role.value, PASSWORD, role)
+            token, _ = staff.sign_in(db, name, PASSWORD)
+            made.headers[f"staff:{role}"] = {"Cookie": f"qb_staff={token}"}
+        yield made
+
+
+def expected(who: access.Who, actor: str) -> str:
+    """The table's answer for one cell: 'pass', or the code of the refusal."""
+    if who.kind in ("anyone", "own_token"):  # the gate lets them by; a handler may not
+        return "pass"
+    if who.kind == "person":
+        return "pass" if actor in PEOPLE else "session.missing"
+    if not actor.startswith("staff:"):
+        return "staff.not_signed_in"
+    return "pass" if who.admits_role(actor.removeprefix("staff:")) else "staff.role"
+
+
+def outcome(response: Response) -> str:
+    """'pass' unless the gate refused (its refusals carry codes nothing else sends)."""
+    if response.status_code not in (401, 403):
+        return "pass"
+    code = response.json().get("code") if "json" in response.headers["content-type"] else None
+    refused = code in SIGN_IN_CODES if response.status_code == 401 else code == "staff.role"
+    return str(code) if refused else "pass"
+
+
+def concrete(path: str) -> str:
+    """The path with a made-up value in each parameter."""
+    return re.sub(r"\{[^}]+\}", lambda _: str(uuid.uuid4()), path)
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES, ids=[f"{m} {p}" for m, p in ROUTES])
+def test_the_authorization_matrix(world: World, method: str, path: str) -> None:
+    who = access.declared(method, path)
+    assert who is not None, access.missing_message([access.route_key(method, path)])
+    url = concrete(path)
+    seen = {}
+    for actor in ACTORS:
+        response = world.client.request(
+            method,
+            url,
+            headers={"Accept": "application/json", **world.headers[actor]},
+            follow_redirects=False,
+        )
+        seen[actor] = outcome(response)
+    if (method, path) == ENDS_THE_SESSION:
+        world.sign_in_people()
+    assert seen == {actor: expected(who, actor) for actor in ACTORS}
+
+
+def test_an_ended_session_is_refused_like_none(world: World) -> None:
+    """Signed out, the same token is the gate's 401 on the API and on the pages."""
+    world.clock.advance(seconds=61)
+    token = _login(world.db, PEOPLE["owner"])
+    headers = {"Accept": "application/json", **_person_headers(token)}
+    assert world.client.delete("/api/v1/auth/session", headers=headers).is_success
+    for url in ("/api/v1/wallet", "/wallet"):
+        answer = world.client.get(url, headers=headers, follow_redirects=False)
+        assert (answer.status_code, answer.json()["code"]) == (401, "session.invalid"), url
