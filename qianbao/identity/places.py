@@ -38,6 +38,8 @@ def country_of(settings: Settings, ip: str) -> str | None:
         address = ipaddress.ip_address(ip.strip())
     except ValueError:
         return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # a dual-stack listener's view of an IPv4 client
     for network, country in _networks(tuple(settings.ip_countries.items())):
         if address.version == network.version and address in network:
             return country
