@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 import ua_parser
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from qianbao.db import Tx
 from qianbao.i18n import N_, Language, language_scope, translate
@@ -95,15 +96,12 @@ def remember_device(
 ) -> tuple[KnownDevice, bool]:
     """The account's record of this device, and whether it is new to the account.
 
-    Callers hold the account's lock (the number's SMS claim or the user row), so one
-    device's two first sign-ins do not both insert it."""
+    Two first sign-ins of one device at once (an SMS login and a password login hold
+    different locks) both find nothing; the second insert meets the unique key, and that
+    sign-in takes the first one's record: the device is new once, one notice goes out."""
     ring = keyring(tx.settings)
     hashes = [_device_hash(tx, user_id, device_id, key_id) for key_id in ring.key_ids]
-    found = tx.session.scalars(
-        select(KnownDevice).where(
-            KnownDevice.user_id == user_id, KnownDevice.device_hash.in_(hashes)
-        )
-    ).first()
+    found = _known_device(tx, user_id, hashes)
     now = tx.now()
     if found is not None:
         found.last_seen_at = now
@@ -114,9 +112,30 @@ def remember_device(
     device = KnownDevice(
         user_id=user_id, device_hash=hashes[0], name=name, first_seen_at=now, last_seen_at=now
     )
-    tx.session.add(device)
-    tx.session.flush()
-    return device, True
+    if _insert_once(tx, device):
+        return device, True
+    raced = _known_device(tx, user_id, hashes)
+    assert raced is not None  # the row whose key the insert met
+    return raced, False
+
+
+def _known_device(tx: Tx, user_id: uuid.UUID, hashes: list[str]) -> KnownDevice | None:
+    return tx.session.scalars(
+        select(KnownDevice).where(
+            KnownDevice.user_id == user_id, KnownDevice.device_hash.in_(hashes)
+        )
+    ).first()
+
+
+def _insert_once(tx: Tx, row: KnownDevice | SignInCountry) -> bool:
+    """Insert ``row`` in a savepoint; False if a concurrent sign-in inserted its key first
+    (READ COMMITTED: the next statement sees that row)."""
+    try:
+        with tx.session.begin_nested():
+            tx.session.add(row)
+    except IntegrityError:
+        return False
+    return True
 
 
 # --- countries -------------------------------------------------------------------------
@@ -134,12 +153,13 @@ def remember_country(tx: Tx, user_id: uuid.UUID, country: str | None) -> None:
         return
     now = tx.now()
     found = tx.session.get(SignInCountry, (user_id, country))
-    if found is None:
-        tx.session.add(
-            SignInCountry(user_id=user_id, country=country, first_seen_at=now, last_seen_at=now)
-        )
-    else:
+    if found is not None:
         found.last_seen_at = now
+        return
+    # Known by now either way; a concurrent sign-in's row (same key) serves as well.
+    _insert_once(
+        tx, SignInCountry(user_id=user_id, country=country, first_seen_at=now, last_seen_at=now)
+    )
 
 
 # --- the notice and its link -----------------------------------------------------------

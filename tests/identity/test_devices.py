@@ -5,6 +5,7 @@ a new country."""
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import replace
 
 import pytest
@@ -16,7 +17,7 @@ from qianbao.clock import FrozenClock
 from qianbao.db import Database, Tx
 from qianbao.errors import NotAuthenticated, QianbaoError
 from qianbao.identity import devices, new_country, security, service
-from qianbao.identity.models import KnownDevice, User
+from qianbao.identity.models import KnownDevice, SignInCountry, User
 from qianbao.identity.new_country import SmsCodeRequired
 from qianbao.identity.service import Client, SignedIn
 from qianbao.notify.email import read_email_outbox
@@ -82,6 +83,36 @@ def test_a_new_device_gets_one_notice_and_the_same_device_none_again(
     clock.advance(seconds=61)
     sms_login(db, replace(HOME, device_id=first.device_id))  # the sign-up device again
     assert len(notices(db)) == 1
+
+
+def test_one_new_device_signing_in_many_times_at_once_is_new_once(db: Database) -> None:
+    user_id = sign_up(db).account.id
+    paris = Client(PARIS_IP, ANDROID, devices.new_device_id())
+    start, failures = threading.Barrier(8), []
+
+    def sign_in() -> None:
+        start.wait()
+        try:
+            db.run(
+                lambda tx: service.open_session(
+                    tx, tx.session.get_one(User, user_id), paris, "api"
+                ),
+                isolation="read committed",  # as the SMS and password sign-ins run
+            )
+        except Exception as error:
+            failures.append(error)
+
+    threads = [threading.Thread(target=sign_in) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert len(notices(db)) == 1
+    known = db.run(lambda tx: tx.session.scalars(select(KnownDevice)).all())
+    assert len(known) == 2  # the sign-up's device and this one
+    countries = db.run(lambda tx: tx.session.scalars(select(SignInCountry.country)).all())
+    assert sorted(countries) == ["FR", "GB"]
 
 
 def test_the_device_id_is_kept_only_as_a_keyed_hash_and_odd_cookies_get_a_new_one(
