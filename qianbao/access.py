@@ -113,6 +113,11 @@ ROUTES: Final[Mapping[str, Who]] = {
     "POST /api/v1/auth/sms-codes": ANYONE,
     "POST /api/v1/auth/sessions": ANYONE,
     "POST /api/v1/auth/password-sessions": ANYONE,
+    # A password sign-in from a new country finishes with the SMS code (a signed challenge).
+    "POST /api/v1/auth/password-sessions/sms": ANYONE,
+    "POST /api/v1/auth/password-sessions/sms-codes": ANYONE,
+    # The new-device notice's link ends that one session without a sign-in (signed token).
+    "POST /api/v1/auth/session-ends": ANYONE,
     "POST /api/v1/password-strength": ANYONE,
     "DELETE /api/v1/auth/session": PERSON,
     "GET /api/v1/me": PERSON,
@@ -155,6 +160,10 @@ ROUTES: Final[Mapping[str, Who]] = {
     "POST /language": ANYONE,
     "GET /login/password": ANYONE,
     "POST /login/password": ANYONE,
+    "POST /login/password/code": ANYONE,
+    "POST /login/password/code/resend": ANYONE,
+    "GET /sessions/end/{token}": ANYONE,
+    "POST /sessions/end/{token}": ANYONE,
     "POST /logout": ANYONE,  # ends whatever session the cookie names, if any
     # --- Home, Me and the account pages ---------------------------------------------------
     "GET /home": PERSON,

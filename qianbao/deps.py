@@ -16,6 +16,8 @@ LANGUAGE_COOKIE = "qb_lang"
 SESSION_COOKIE = "qb_session"
 CSRF_COOKIE = "qb_csrf"
 STAFF_COOKIE = "qb_staff"  # the back office's own session, sent only to /admin
+# The browser's device id (identity/devices.py): random, HttpOnly, kept for 400 days.
+DEVICE_COOKIE = "qb_device"
 
 
 def database(request: Request) -> Database:
@@ -27,7 +29,11 @@ def client(request: Request) -> Client:
     # Behind our own proxies, proxies.TrustedProxyMiddleware has put the client's address
     # here; nothing else reads X-Forwarded-For.
     host = request.client.host if request.client else "unknown"
-    return Client(ip=host, user_agent=request.headers.get("user-agent", "")[:512])
+    return Client(
+        ip=host,
+        user_agent=request.headers.get("user-agent", "")[:512],
+        device_id=request.cookies.get(DEVICE_COOKIE, "")[:64],
+    )
 
 
 def language() -> Language:

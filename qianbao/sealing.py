@@ -74,6 +74,11 @@ class Keyring:
         self._raw = dict(keys)
         self._mac_keys: dict[tuple[str, bytes], bytes] = {}
 
+    @property
+    def key_ids(self) -> tuple[str, ...]:
+        """Every key's id, the current one first (a keyed hash is looked up under each)."""
+        return (self.current_id, *(key_id for key_id in self._raw if key_id != self.current_id))
+
     @classmethod
     def parse(cls, text: str) -> Keyring:
         keys = []

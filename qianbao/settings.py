@@ -6,6 +6,7 @@ they come from (see ``shared/reference/alipay_rules.md`` in the project workspac
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import secrets
@@ -109,6 +110,18 @@ class Settings(BaseSettings):
     # "auto": Secure when public_base_url is https. Never read from the request, whose
     # Host and scheme the client (or a proxy) chooses.
     cookie_secure: Literal["auto", "always", "never"] = "auto"
+
+    # --- where a sign-in comes from (qianbao/identity/places.py) ---------------------------
+    # A MaxMind DB file with country data (GeoLite2-Country or -City, GeoIP2, DB-IP's
+    # country lite in MMDB form), installed and kept fresh by the operator (geoipupdate);
+    # Qianbao never downloads one. Unset: only ip_countries below is known.
+    geoip_database: Path | None = None
+    # Networks to ISO 3166-1 countries, asked before the database: an operator's own
+    # networks, the demo, the tests. JSON: {"203.0.113.0/24": "GB", "2001:db8::/32": "SG"}.
+    ip_countries: dict[str, str] = Field(default_factory=dict)
+    # A password sign-in from a country none of the account's earlier sign-ins came
+    # from asks for an SMS code as well; so long is the password's proof good for.
+    new_country_code_window_seconds: int = Field(default=600, ge=60)
 
     # --- passwords (argon2id, RFC 9106; cost measured by bench/passwords.py) -----------
     argon2_time_cost: int = 3  # argon2id passes over memory
@@ -346,6 +359,18 @@ class Settings(BaseSettings):
             if not re.fullmatch(r"[0-9a-f]{64}", value):
                 raise ValueError(f"{value!r} is not a SHA-256 fingerprint (64 hex digits)")
         return normal
+
+    @field_validator("ip_countries")
+    @classmethod
+    def _check_ip_countries(cls, value: dict[str, str]) -> dict[str, str]:
+        checked = {}
+        for network, country in value.items():
+            ipaddress.ip_network(network.strip(), strict=False)  # ValueError: refused
+            code = country.strip().upper()
+            if len(code) != 2 or not code.isascii() or not code.isalpha():
+                raise ValueError(f"ip_countries: {country!r} is no ISO 3166-1 alpha-2 code")
+            checked[network.strip()] = code
+        return checked
 
     @model_validator(mode="after")
     def _keys_from_files(self) -> Settings:

@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response, Security, status
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from qianbao import deps
 from qianbao.db import Database, Tx
-from qianbao.errors import NotAuthenticated
+from qianbao.errors import NotAuthenticated, NotFound
 from qianbao.i18n import N_, Language, set_language, translate
-from qianbao.identity import agreements, passwords, schemas, security, service
+from qianbao.identity import (
+    agreements,
+    devices,
+    new_country,
+    passwords,
+    schemas,
+    security,
+    service,
+)
+from qianbao.identity.new_country import SmsCodeRequired
 from qianbao.identity.phone import PhoneNumber, calling_codes, parse_mobile
 from qianbao.identity.service import Client, CurrentSession
 
@@ -137,12 +148,21 @@ def sign_in(
 ) -> schemas.SignedInOut:
     """Exchange a correct SMS code for a bearer token (creating the account on sign-up)."""
     phone = _phone(body, language)
-    signed = service.sign_in(db, phone, body.purpose, body.code, client)
+    signed = service.sign_in(db, phone, body.purpose, body.code, _on_device(client, body))
+    return signed_in_out(signed)
+
+
+def _on_device(client: Client, body: schemas.CodeVerifyIn | schemas.PasswordLoginIn) -> Client:
+    return replace(client, device_id=body.device_id or client.device_id)
+
+
+def signed_in_out(signed: service.SignedIn) -> schemas.SignedInOut:
     return schemas.SignedInOut(
         token=signed.token,
         expires_at=signed.expires_at,
         is_new_account=signed.is_new_account,
         account=account_out(signed.account),
+        device_id=signed.device_id,
     )
 
 
@@ -179,6 +199,9 @@ def my_sessions(session: SessionDep, db: DbDep) -> list[schemas.SessionOut]:
             last_seen_at=r.last_seen_at,
             ip=r.ip,
             user_agent=r.user_agent,
+            device_name=r.device_name,
+            country=r.country,
+            place=r.place,
             current=r.is_current,
         )
         for r in rows
@@ -260,19 +283,82 @@ def password_strength(body: schemas.StrengthIn) -> schemas.StrengthOut:
     "/auth/password-sessions",
     response_model=schemas.SignedInOut,
     status_code=status.HTTP_201_CREATED,
+    responses={
+        202: {
+            "model": schemas.SmsCodeRequiredOut,
+            "description": "The password was right, but the sign-in comes from a new "
+            "country: an SMS code was sent; POST it to /api/v1/auth/password-sessions/sms.",
+        }
+    },
 )
 def sign_in_with_password(
     body: schemas.PasswordLoginIn, db: DbDep, client: ClientDep, language: LanguageDep
-) -> schemas.SignedInOut:
-    """Log in by mobile number or email plus the login password."""
+) -> schemas.SignedInOut | JSONResponse:
+    """Log in by mobile number or email plus the login password. From a country none of
+    the account's earlier sign-ins came from, the answer is 202 `sms_code_required`."""
     phone = _login_phone(body.login, body.country, language)
-    signed = security.sign_in_with_password(db, body.login, phone, body.password, client)
-    return schemas.SignedInOut(
-        token=signed.token,
-        expires_at=signed.expires_at,
-        is_new_account=False,
-        account=account_out(signed.account),
+    outcome = security.sign_in_with_password(
+        db, body.login, phone, body.password, _on_device(client, body)
     )
+    if isinstance(outcome, SmsCodeRequired):
+        shape = _sms_required_out(outcome)
+        return JSONResponse(shape.model_dump(mode="json"), status_code=status.HTTP_202_ACCEPTED)
+    return signed_in_out(outcome)
+
+
+_NEW_COUNTRY = N_(
+    "You are signing in from a country you have not signed in from before. Enter the code "
+    "we sent to {phone}."
+)
+
+
+def _sms_required_out(required: SmsCodeRequired) -> schemas.SmsCodeRequiredOut:
+    masked = required.sent.phone.masked()
+    return schemas.SmsCodeRequiredOut(
+        message=translate(_NEW_COUNTRY, {"phone": masked}),
+        challenge=required.challenge,
+        phone=masked,
+        code_length=required.sent.code_length,
+        code_expires_at=required.sent.expires_at,
+        resend_at=required.sent.resend_at,
+        expires_at=required.expires_at,
+    )
+
+
+@router.post(
+    "/auth/password-sessions/sms",
+    response_model=schemas.SignedInOut,
+    status_code=status.HTTP_201_CREATED,
+)
+def confirm_password_sign_in(
+    body: schemas.ChallengeCodeIn, db: DbDep, client: ClientDep
+) -> schemas.SignedInOut:
+    """The second step of a password sign-in from a new country: the challenge of the
+    202 answer and the SMS code. A wrong code counts as every login code does."""
+    device = replace(client, device_id=body.device_id or client.device_id)
+    return signed_in_out(new_country.confirm(db, body.challenge, body.code, device))
+
+
+@router.post(
+    "/auth/password-sessions/sms-codes",
+    response_model=schemas.SmsCodeRequiredOut,
+    status_code=status.HTTP_201_CREATED,
+)
+def resend_password_sign_in_code(
+    body: schemas.ChallengeIn, db: DbDep, client: ClientDep
+) -> schemas.SmsCodeRequiredOut:
+    """A new SMS code for a password sign-in from a new country (resend limits apply)."""
+    return _sms_required_out(new_country.resend(db, body.challenge, client))
+
+
+@router.post("/auth/session-ends", response_model=schemas.EndLinkOut)
+def end_session_by_link(body: schemas.EndLinkIn, db: DbDep) -> schemas.EndLinkOut:
+    """End the one session a new-device notice's link names. Needs no login: the link's
+    signature is the proof, and it can end nothing but that session."""
+    ended = db.run(lambda tx: devices.end_by_link(tx, body.token))
+    if ended is None:
+        raise NotFound("session_link.invalid", devices.INVALID_LINK)
+    return schemas.EndLinkOut(ended=ended)
 
 
 @router.put("/me/payment-password", status_code=status.HTTP_204_NO_CONTENT)

@@ -85,6 +85,39 @@ class AuthSession(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     ip: Mapped[str] = mapped_column(String(64))
     user_agent: Mapped[str] = mapped_column(String(512))
+    # Where and on what it signed in: ISO 3166 country (None: unknown) and the device.
+    country: Mapped[str | None] = mapped_column(String(2), default=None)
+    device_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("known_devices.id"), default=None
+    )
+
+
+class KnownDevice(Base):
+    """A browser or app the account has signed in from. The device id (a long-lived
+    random cookie, or the API's ``device_id``) is kept only as a keyed hash under the
+    keyring, salted with the account, so one device is not linkable across accounts."""
+
+    __tablename__ = "known_devices"
+    __table_args__ = (UniqueConstraint("user_id", "device_hash"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    device_hash: Mapped[str] = mapped_column(String(80))
+    name: Mapped[str] = mapped_column(String(128))
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SignInCountry(Base):
+    """A country the account has signed in from (a password sign-in from any other asks
+    for an SMS code too)."""
+
+    __tablename__ = "sign_in_countries"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    country: Mapped[str] = mapped_column(String(2), primary_key=True)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class PaymentPassword(Base):

@@ -7,10 +7,14 @@ country names in both languages come from the CLDR data that Babel ships.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache, lru_cache
+from zoneinfo import ZoneInfo
 
 import phonenumbers
+import phonenumbers.timezone
 from babel import Locale
+from babel.core import get_global
 from phonenumbers import NumberParseException, PhoneNumberType, ValidationResult
 
 from qianbao.errors import InvalidInput
@@ -50,9 +54,32 @@ class PhoneNumber:
         parsed = phonenumbers.parse(self.e164)
         return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
 
+    def time_zone(self) -> str:
+        """The IANA time zone of the number's area: libphonenumber's zones for it, kept to
+        the region's own (CLDR) where they meet, when they all keep one clock (the UK's
+        four Crown zones do); "UTC" when the number names no single clock (a global
+        service, a mobile range across Russia's eleven zones)."""
+        return _time_zone(self.e164, self.region)
+
     def masked(self) -> str:
         """``+44 ******3456``: enough to recognise one's own number, no more."""
         return f"+{self.country_code} {'*' * max(len(self.national) - 4, 0)}{self.national[-4:]}"
+
+
+@cache
+def _time_zone(e164: str, region: str) -> str:
+    zones = [
+        zone
+        for zone in phonenumbers.timezone.time_zones_for_number(phonenumbers.parse(e164))
+        if zone != "Etc/Unknown"
+    ]
+    regional = set(get_global("territory_zones").get(region, ()))
+    zones = [zone for zone in zones if zone in regional] or zones
+    clocks = {
+        tuple(datetime(2026, month, 1, tzinfo=ZoneInfo(zone)).utcoffset() for month in (1, 7))
+        for zone in zones
+    }
+    return zones[0] if len(clocks) == 1 else "UTC"
 
 
 @cache

@@ -49,6 +49,13 @@ class CodeSentOut(BaseModel):
 class CodeVerifyIn(PhoneIn):
     purpose: Literal["signup", "login"]
     code: str = Field(max_length=16)
+    device_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="The `device_id` an earlier sign-in on this device answered. A device "
+        "the account has not seen (none given, or unknown) sets off a new-device notice "
+        "to the account's number and proven email.",
+    )
 
 
 class VerificationOut(BaseModel):
@@ -70,6 +77,50 @@ class SignedInOut(BaseModel):
     expires_at: datetime
     is_new_account: bool
     account: AccountOut
+    device_id: str = Field(
+        description="This device's id: keep it and send it with every later sign-in."
+    )
+
+
+class SmsCodeRequiredOut(BaseModel):
+    """202 from a password sign-in: the password was right, but the sign-in comes from a
+    country none of the account's earlier sign-ins came from. A login code was sent to
+    the account's number: POST it with `challenge` to /api/v1/auth/password-sessions/sms
+    (a new code: /api/v1/auth/password-sessions/sms-codes)."""
+
+    status: Literal["sms_code_required"] = "sms_code_required"
+    message: str
+    challenge: str = Field(description="Send it back with the code; good until expires_at.")
+    phone: str = Field(description="The account's number, masked: where the code went.")
+    code_length: int
+    code_expires_at: datetime
+    resend_at: datetime
+    expires_at: datetime
+
+
+class ChallengeIn(BaseModel):
+    challenge: str = Field(max_length=200)
+
+
+class ChallengeCodeIn(ChallengeIn):
+    code: str = Field(max_length=16)
+    device_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="The `device_id` an earlier sign-in on this device answered. A device "
+        "the account has not seen (none given, or unknown) sets off a new-device notice "
+        "to the account's number and proven email.",
+    )
+
+
+class EndLinkIn(BaseModel):
+    token: str = Field(
+        max_length=64, description="The token at the end of the new-device notice's link."
+    )
+
+
+class EndLinkOut(BaseModel):
+    ended: bool = Field(description="false: that session had already ended")
 
 
 class SessionOut(BaseModel):
@@ -79,6 +130,9 @@ class SessionOut(BaseModel):
     last_seen_at: datetime
     ip: str
     user_agent: str
+    device_name: str = Field(examples=["Chrome Mobile on Android"])
+    country: str | None = Field(description="ISO 3166-1 alpha-2; null: not known")
+    place: str = Field(description="The country's name, or 'unknown place'")
     current: bool
 
 
@@ -131,6 +185,13 @@ class PasswordLoginIn(BaseModel):
     login: str = Field(max_length=254, description="A mobile number (with country) or an email")
     country: str = Field(default="CN", max_length=8)
     password: str = Field(max_length=256)
+    device_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="The `device_id` an earlier sign-in on this device answered. A device "
+        "the account has not seen (none given, or unknown) sets off a new-device notice "
+        "to the account's number and proven email.",
+    )
 
 
 class EmailIn(BaseModel):

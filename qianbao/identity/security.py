@@ -25,7 +25,7 @@ from qianbao.errors import (
     RecordedRefusal,
 )
 from qianbao.i18n import N_, Language, language_scope, translate
-from qianbao.identity import passwords, pins
+from qianbao.identity import devices, new_country, passwords, pins, places
 from qianbao.identity.codes import keyed_hash, new_sms_code, same_hash
 from qianbao.identity.models import (
     AuthSession,
@@ -34,17 +34,18 @@ from qianbao.identity.models import (
     PaymentPassword,
     User,
 )
+from qianbao.identity.new_country import SmsCodeRequired
 from qianbao.identity.phone import PhoneNumber, from_e164
 from qianbao.identity.service import (
     NUMBER_LOCKED,
     Client,
     CodeSent,
     SignedIn,
+    as_signed_in,
     consume_code,
     is_verified,
     open_session,
     send_code,
-    to_account,
 )
 from qianbao.notify.email import queue_email
 from qianbao.settings import Settings
@@ -185,8 +186,10 @@ def sign_in_with_password(
     password: str,
     client: Client,
     kind: str = "api",
-) -> SignedIn:
-    """Log in by mobile number or email plus login password.
+) -> SignedIn | SmsCodeRequired:
+    """Log in by mobile number or email plus login password; from a country none of the
+    account's earlier sign-ins came from, the right password asks for an SMS code too
+    (``new_country``) and no session opens yet.
 
     Failures slow further tries down (per account and per address), doubling each
     time; SMS-code login is not affected, so nobody can lock a person out for good.
@@ -211,10 +214,13 @@ def sign_in_with_password(
         if passwords.needs_rehash(db.settings, attempt.stored_hash)
         else None
     )
-    return db.run(
+    outcome = db.run(
         lambda tx: _finish_password_attempt(tx, attempt, rehashed, client, kind),
         isolation=NUMBER_LOCKED,
     )
+    if isinstance(outcome, SignedIn):
+        return outcome
+    return new_country.ask_for_code(db, outcome, client)
 
 
 @dataclass(frozen=True)
@@ -242,7 +248,7 @@ def _begin_password_attempt(
 
 def _finish_password_attempt(
     tx: Tx, attempt: _PasswordAttempt, rehashed: str | None, client: Client, kind: str
-) -> SignedIn:
+) -> SignedIn | new_country.Challenge:
     assert attempt.user_id is not None
     user = _locked_user(tx, attempt.user_id)
     if user.password_hash != attempt.stored_hash:  # changed while we were checking
@@ -250,8 +256,9 @@ def _finish_password_attempt(
     ratelimit.forget(tx, attempt.failure_ids)
     if rehashed is not None:
         user.password_hash = rehashed
-    token, session = open_session(tx, user, client, kind)
-    return SignedIn(to_account(user), session.id, token, session.expires_at, False)
+    if devices.is_new_country(tx, user.id, places.country_of(tx.settings, client.ip)):
+        return new_country.challenge_for(tx, user)
+    return as_signed_in(user, open_session(tx, user, client, kind))
 
 
 class _DummyHash:

@@ -11,14 +11,14 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final, Literal, NoReturn
+from typing import Final, Literal, NamedTuple, NoReturn
 
 from sqlalchemy import select, update
 
 from qianbao.db import Database, Tx
 from qianbao.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, RecordedRefusal
-from qianbao.i18n import N_, Language, language_scope, translate
-from qianbao.identity import agreements
+from qianbao.i18n import N_, Language, current_language, language_scope, translate
+from qianbao.identity import agreements, devices, places
 from qianbao.identity.codes import keyed_hash, new_sms_code, new_token, same_hash
 from qianbao.identity.models import AgreementAcceptance, AuthSession, SmsChallenge, User
 from qianbao.identity.phone import PhoneNumber, from_e164
@@ -41,10 +41,12 @@ DEMO_NUMBERS = ("+447911000001", "+6591234567", "+8613800138000")
 
 @dataclass(frozen=True)
 class Client:
-    """Who is asking: the address and the user agent of the request."""
+    """Who is asking: the address, the user agent and the device id it presented (the
+    device cookie, or an API client's ``device_id``; empty: none)."""
 
     ip: str
     user_agent: str = ""
+    device_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,16 @@ class SignedIn:
     token: str
     expires_at: datetime
     is_new_account: bool
+    # The device id the client keeps (the cookie's value): the one it presented, or new.
+    device_id: str = ""
+
+
+class OpenedSession(NamedTuple):
+    """A new session: its token (the cookie or bearer value), its row, the device id."""
+
+    token: str
+    session: AuthSession
+    device_id: str
 
 
 @dataclass(frozen=True)
@@ -95,6 +107,9 @@ class SessionInfo:
     ip: str
     user_agent: str
     is_current: bool
+    device_name: str  # "Chrome Mobile on Android", in the current language
+    country: str | None
+    place: str  # the country's name in the current language, or "unknown place"
 
 
 # --- numbers -------------------------------------------------------------------------
@@ -392,8 +407,21 @@ def verify_code(
         if found is None:
             raise NotFound("account.not_found", N_("No account uses this number. Sign up instead."))
         user, is_new = found, False
-    token, session = open_session(tx, user, client, kind)
-    return SignedIn(to_account(user), session.id, token, session.expires_at, is_new)
+    # A new account's first device is no news to its owner: no notice.
+    opened = open_session(tx, user, client, kind, notify_new_device=not is_new)
+    return as_signed_in(user, opened, is_new)
+
+
+def as_signed_in(user: User, opened: OpenedSession, is_new_account: bool = False) -> SignedIn:
+    session = opened.session
+    return SignedIn(
+        to_account(user),
+        session.id,
+        opened.token,
+        session.expires_at,
+        is_new_account,
+        opened.device_id,
+    )
 
 
 def consume_code(tx: Tx, phone: PhoneNumber, purpose: Purpose, code: str) -> SmsChallenge:
@@ -521,9 +549,17 @@ def _token_hash(tx: Tx, token: str) -> str:
     return keyed_hash(tx.settings.hmac_key(), "session", token)
 
 
-def open_session(tx: Tx, user: User, client: Client, kind: str) -> tuple[str, AuthSession]:
+def open_session(
+    tx: Tx, user: User, client: Client, kind: str, *, notify_new_device: bool = True
+) -> OpenedSession:
+    """A new session on the client's device, in the country its address is from; the
+    device and country are remembered, and a device new to the account sets off the
+    notice (SMS, and email when proven) with a link that ends this session."""
     now = tx.now()
     token = new_token()
+    device_id = devices.usable_device_id(client.device_id) or devices.new_device_id()
+    device, is_new_device = devices.remember_device(tx, user.id, device_id, client.user_agent)
+    country = places.country_of(tx.settings, client.ip)
     session = AuthSession(
         user_id=user.id,
         token_hash=_token_hash(tx, token),
@@ -533,10 +569,15 @@ def open_session(tx: Tx, user: User, client: Client, kind: str) -> tuple[str, Au
         expires_at=now + timedelta(seconds=tx.settings.session_absolute_seconds),
         ip=client.ip[:64],
         user_agent=client.user_agent[:512],
+        country=country,
+        device_id=device.id,
     )
     tx.session.add(session)
     tx.session.flush()
-    return token, session
+    devices.remember_country(tx, user.id, country)
+    if is_new_device and notify_new_device:
+        devices.queue_new_device_notice(tx, user, session)
+    return OpenedSession(token, session, device_id)
 
 
 def authenticate(tx: Tx, token: str) -> CurrentSession:
@@ -571,9 +612,19 @@ def list_sessions(tx: Tx, user_id: uuid.UUID, current_id: uuid.UUID) -> list[Ses
         )
         .order_by(AuthSession.last_seen_at.desc())
     )
+    language = current_language()
     return [
         SessionInfo(
-            s.id, s.kind, s.created_at, s.last_seen_at, s.ip, s.user_agent, s.id == current_id
+            s.id,
+            s.kind,
+            s.created_at,
+            s.last_seen_at,
+            s.ip,
+            s.user_agent,
+            s.id == current_id,
+            devices.device_name(s.user_agent),
+            s.country,
+            places.place_name(s.country, language),
         )
         for s in tx.session.scalars(query)
     ]

@@ -11,7 +11,8 @@ from fastapi.responses import Response
 from qianbao.db import Database
 from qianbao.errors import QianbaoError
 from qianbao.i18n import N_, current_language
-from qianbao.identity import security
+from qianbao.identity import devices, new_country, security
+from qianbao.identity.new_country import SmsCodeRequired
 from qianbao.identity.phone import parse_mobile
 from qianbao.identity.service import CurrentSession
 from qianbao.pages.home import picker, start_web_session
@@ -255,7 +256,7 @@ def password_login(
     check_csrf(request, csrf)
     try:
         phone = None if "@" in login else parse_mobile(login, country, current_language())
-        signed = security.sign_in_with_password(db, login, phone, password, client, "web")
+        outcome = security.sign_in_with_password(db, login, phone, password, client, "web")
     except QianbaoError as error:
         refused = page(
             request,
@@ -268,4 +269,99 @@ def password_login(
         if error.retry_after:
             refused.headers["Retry-After"] = str(error.retry_after)
         return refused
+    if isinstance(outcome, SmsCodeRequired):
+        return _new_country_form(request, outcome.challenge, outcome.sent.phone.masked())
+    return start_web_session(request, after_login.back(request, "/home"), outcome)
+
+
+# --- a password sign-in from a new country: the SMS code too ---------------------------
+
+
+def _new_country_form(
+    request: Request,
+    challenge: str,
+    phone: str,
+    error: QianbaoError | None = None,
+    notice: str | None = None,
+) -> Response:
+    return page(
+        request,
+        "password_login_code.html",
+        status=error.status if error else 200,
+        error=error,
+        notice=notice,
+        challenge=challenge,
+        phone=phone,
+    )
+
+
+@router.post("/login/password/code")
+def confirm_password_login(
+    request: Request,
+    db: DbDep,
+    client: ClientDep,
+    csrf: CsrfField = "",
+    challenge: Text = "",
+    code: Text = "",
+) -> Response:
+    check_csrf(request, csrf)
+    try:
+        signed = new_country.confirm(db, challenge, code, client, "web")
+    except QianbaoError as error:
+        if error.code.startswith("login.challenge"):
+            return _password_form_again(request, error)
+        masked = db.run(lambda tx: new_country.masked_phone(tx, challenge))
+        return _new_country_form(request, challenge, masked, error)
     return start_web_session(request, after_login.back(request, "/home"), signed)
+
+
+@router.post("/login/password/code/resend")
+def resend_password_login_code(
+    request: Request, db: DbDep, client: ClientDep, csrf: CsrfField = "", challenge: Text = ""
+) -> Response:
+    check_csrf(request, csrf)
+    try:
+        required = new_country.resend(db, challenge, client)
+    except QianbaoError as error:
+        if error.code.startswith("login.challenge"):
+            return _password_form_again(request, error)
+        masked = db.run(lambda tx: new_country.masked_phone(tx, challenge))
+        return _new_country_form(request, challenge, masked, error)
+    masked = required.sent.phone.masked()
+    return _new_country_form(request, challenge, masked, notice=N_("A new code is on its way."))
+
+
+def _password_form_again(request: Request, error: QianbaoError) -> Response:
+    settings = request.app.state.settings
+    return page(
+        request,
+        "password_login.html",
+        status=error.status,
+        error=error,
+        login="",
+        **picker(settings.default_region),
+    )
+
+
+# --- the new-device notice's link: end that one session, no login needed --------------
+
+
+@router.get(devices.END_LINK_PATH + "{token}")
+def end_session_page(request: Request, db: DbDep, token: str) -> Response:
+    """What the link names, and a button: a GET changes nothing, since mail scanners and
+    link previews follow links."""
+    linked = db.run(lambda tx: devices.linked_session(tx, token, current_language()))
+    return page(
+        request,
+        "end_session.html",
+        status=200 if linked else 404,
+        linked=linked,
+        action=devices.END_LINK_PATH + token,
+    )
+
+
+@router.post(devices.END_LINK_PATH + "{token}")
+def end_session_by_link(request: Request, db: DbDep, token: str, csrf: CsrfField = "") -> Response:
+    check_csrf(request, csrf)
+    db.run(lambda tx: devices.end_by_link(tx, token))
+    return end_session_page(request, db, token)

@@ -20,7 +20,7 @@ from qianbao.i18n import (
     parse_language,
     translate,
 )
-from qianbao.identity import agreements, service
+from qianbao.identity import agreements, devices, service
 from qianbao.identity.phone import PhoneNumber, calling_codes, from_e164, parse_mobile
 from qianbao.identity.service import Purpose, SignedIn
 from qianbao.notify import service as notify
@@ -33,6 +33,7 @@ from qianbao.web.pages import ClientDep, CsrfField, DbDep, Page, signed_in
 from qianbao.web.render import check_csrf, page, redirect, secure_cookies
 
 router = APIRouter(include_in_schema=False)
+DEVICE_COOKIE_SECONDS = 400 * 86400  # the longest a browser keeps a cookie (RFC 6265bis)
 
 
 def picker(selected: str) -> dict[str, Any]:
@@ -66,6 +67,17 @@ def start_web_session(request: Request, response: Response, signed: SignedIn) ->
         path="/",
         max_age=settings.session_absolute_seconds,
     )
+    if signed.device_id:
+        # The device id outlives sessions: that is what makes a device known.
+        response.set_cookie(
+            deps.DEVICE_COOKIE,
+            signed.device_id,
+            httponly=True,
+            samesite="lax",
+            secure=secure_cookies(request),
+            path="/",
+            max_age=DEVICE_COOKIE_SECONDS,
+        )
     if not deps.language_from_cookie(request):
         response.set_cookie(
             deps.LANGUAGE_COOKIE,
@@ -393,7 +405,15 @@ def sessions_page(request: Request, db: DbDep) -> Page:
     if session is None:
         return redirect(request, "/")
     rows = db.run(lambda tx: service.list_sessions(tx, session.account.id, session.session_id))
-    return page(request, "sessions.html", account=session.account, tab="me", sessions=rows)
+    zone = session.account.phone.time_zone()
+    return page(
+        request,
+        "sessions.html",
+        account=session.account,
+        tab="me",
+        sessions=rows,
+        local_time=lambda moment: devices.local_time(moment, zone),
+    )
 
 
 # ":uuid": "/me/sessions/others/revoke" (log out everywhere else, pages/account.py) is not

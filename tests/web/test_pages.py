@@ -214,8 +214,7 @@ def test_log_out_everywhere_else_ends_the_other_sessions_and_keeps_this_one(
 
     def another_session(tx: Tx) -> str:
         user = tx.session.scalars(select(User).where(User.phone_e164 == UK.e164)).one()
-        token, _ = service.open_session(tx, user, HOME, "api")
-        return token
+        return service.open_session(tx, user, HOME, "api").token
 
     other = db.run(another_session)
     token = csrf(client, "/me/sessions")
