@@ -21,6 +21,11 @@ SW_OK: Final = 0x9000
 SW_FILE_NOT_FOUND: Final = 0x6A82
 
 
+def pcsc_available() -> bool:
+    """Whether pyscard is installed (the ``reader`` extra)."""
+    return pcsc_readers is not None
+
+
 class ReaderError(Exception):
     """The reader or the chip cannot go on; the message says why, for a person."""
 

@@ -30,15 +30,15 @@ import pytest
 import uvicorn
 
 from qianbao.app import create_app
-from qianbao.chipreader.apdu import PcscTransport, ReaderError, pcsc_readers
+from qianbao.chipreader.apdu import PcscTransport, ReaderError, pcsc_available
 from qianbao.chipreader.bac import MrzKey
 from qianbao.chipreader.passport import Passport
+from qianbao.clock import FrozenClock
 from qianbao.db import Database
 from qianbao.settings import Settings
 from qianbao.verification import face, trust_store
 from tests.api_helpers import api_sign_up
 from tests.chipreader.simulated_chip import SimulatedPassport, ef_com, serve_vpcd
-from tests.conftest import FrozenClock
 from tests.verification.chip_vectors import Chip, build_chip
 from tests.verification.flow_helpers import TODAY, page_image, passport
 
@@ -53,7 +53,7 @@ pytestmark = [
         shutil.which("pcscd") is None or not VPCD_DRIVER.exists() or not VICC_MODULES.exists(),
         reason="needs Debian's pcscd, vsmartcard-vpcd and vsmartcard-vpicc",
     ),
-    pytest.mark.skipif(pcsc_readers is None, reason="needs pyscard (the 'reader' extra)"),
+    pytest.mark.skipif(not pcsc_available(), reason="needs pyscard (the 'reader' extra)"),
 ]
 
 
@@ -71,7 +71,7 @@ def _free_port_pair() -> int:
     for _ in range(50):
         with socket.socket() as first:
             first.bind(("127.0.0.1", 0))
-            port = first.getsockname()[1]
+            port: int = first.getsockname()[1]
         with socket.socket() as second:
             try:
                 second.bind(("127.0.0.1", port + 1))
@@ -111,7 +111,7 @@ def vpcd_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     log = (config / "pcscd.log").open("wb")
     daemon = subprocess.Popen(
         ["pcscd", "--foreground", "--config", str(config)], stdout=log, stderr=log
-    )  # noqa: S603, S607
+    )
     try:
         _wait_for(lambda: _listening(port) and _listening(port + 1), "vpcd did not listen")
         yield port
@@ -153,7 +153,7 @@ def emulated_epass(vpcd_port: int, tmp_path: Path) -> Iterator[None]:
     for number, content in chip.files.dgs.items():
         (files / f"DG{number}").write_bytes(content)
     log = (tmp_path / "vicc.log").open("wb")
-    emulator = subprocess.Popen(  # noqa: S603 - Debian's python, where vsmartcard lives
+    emulator = subprocess.Popen(
         ["/usr/bin/python3", str(LAUNCHER), str(vpcd_port), str(files)], stdout=log, stderr=log
     )
     try:
@@ -219,7 +219,7 @@ def test_qianbao_chip_read_reads_a_passport_and_the_server_accepts_it(
     env = {**os.environ, "QIANBAO_TOKEN": token}
     done = subprocess.run(
         command, env=env, capture_output=True, text=True, timeout=120, check=False
-    )  # noqa: S603
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "chip answered (active_authentication)" in done.stdout
     assert "'confirm'" in done.stdout and passport().surname in done.stdout
@@ -243,6 +243,6 @@ def test_qianbao_chip_read_says_why_when_the_zone_is_mistyped(
         "--birth-date", key.birth_date, "--expiry-date", "301231",
         "--server", live_server, "--reader", "1", "--token", token,
     ]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)  # noqa: S603
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 1
     assert "refused the key" in done.stderr and "expiry date" in done.stderr

@@ -15,7 +15,9 @@ emulator's ``VirtualICC``, which connects to ``vpcd`` on PORT.
 
 import importlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, "/usr/lib/python3/site-packages/virtualsmartcard")
 for _name in (
@@ -34,9 +36,9 @@ for _name in (
     sys.modules["Crypto." + _name] = importlib.import_module("Cryptodome." + _name)
 sys.modules["Crypto"] = importlib.import_module("Cryptodome")
 
-from virtualsmartcard import CryptoUtils, VirtualSmartcard  # noqa: E402
-from virtualsmartcard.cards.ePass import PassportSAM  # noqa: E402
-from virtualsmartcard.SmartcardFilesystem import DF, MF, TransparentStructureEF  # noqa: E402
+from virtualsmartcard import CryptoUtils, VirtualSmartcard  # type: ignore[import-not-found]  # noqa: E402
+from virtualsmartcard.cards.ePass import PassportSAM  # type: ignore[import-not-found]  # noqa: E402
+from virtualsmartcard.SmartcardFilesystem import DF, MF, TransparentStructureEF  # type: ignore[import-not-found]  # noqa: E402
 
 # LDS application and elementary files (Doc 9303 Part 10).
 LDS_AID = b"\xa0\x00\x00\x02\x47\x10\x01"
@@ -50,7 +52,7 @@ FILE_IDS = {
 }
 
 
-def _xor(first, second, op):
+def _xor(first: bytes, second: bytes, op: Callable[[int, int], int]) -> bytes:
     """CryptoUtils.operation_on_string for bytes (the original indexes a Python 2 str)."""
     if len(first) != len(second):
         raise ValueError("operands of unequal length")
@@ -60,7 +62,7 @@ def _xor(first, second, op):
 CryptoUtils.operation_on_string = _xor
 
 
-def card(folder: Path):
+def card(folder: Path) -> tuple[Any, Any]:
     mf = MF()
     df = DF(parent=mf, fid=4, dfname=LDS_AID, bertlv_data=[])
     for name, fid in FILE_IDS.items():
@@ -74,13 +76,13 @@ def card(folder: Path):
 
 
 class _Loaded:
-    def __init__(self, mf, sam):
+    def __init__(self, mf: Any, sam: Any) -> None:
         self.mf, self.sam = mf, sam
 
-    def readDatagroups(self, _file):  # noqa: N802 - the emulator's name
+    def readDatagroups(self, _file: str) -> None:  # noqa: N802 - the emulator's name
         pass
 
-    def getCard(self):  # noqa: N802 - the emulator's name
+    def getCard(self) -> tuple[Any, Any]:  # noqa: N802 - the emulator's name
         return self.mf, self.sam
 
 
