@@ -490,8 +490,11 @@ def chip_read(
     headers = {"Authorization": f"Bearer {token}", "Accept-Language": language}
     try:
         transport = PcscTransport.open(reader)
-        with httpx.Client(base_url=server, headers=headers, timeout=60) as http:
-            done = read_and_submit(http, transport, key, typer.echo)
+        try:
+            with httpx.Client(base_url=server, headers=headers, timeout=60) as http:
+                done = read_and_submit(http, transport, key, typer.echo)
+        finally:
+            transport.close()
     except ReaderError as error:
         typer.echo(f"reader: {error}", err=True)
         raise typer.Exit(1) from None
@@ -501,7 +504,6 @@ def chip_read(
     except httpx.HTTPError as error:
         typer.echo(f"server: {error}", err=True)
         raise typer.Exit(1) from None
-    transport.close()
     document = done.case.get("document") or {}
     typer.echo(
         f"accepted: {document.get('surname', '')}, {document.get('given_names', '')}"

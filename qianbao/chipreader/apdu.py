@@ -6,6 +6,7 @@ data and status word: a contactless reader through PC/SC, or a simulated chip in
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -85,4 +86,5 @@ class PcscTransport:
         return Reply(bytes(data), (sw1 << 8) | sw2)
 
     def close(self) -> None:
-        self._connection.disconnect()  # type: ignore[attr-defined]
+        with contextlib.suppress(CardConnectionException):  # the card may have left
+            self._connection.disconnect()  # type: ignore[attr-defined]
