@@ -31,7 +31,7 @@ def start_on_the_page(client: TestClient) -> str:
     token = csrf(client, PAGE)
     started = client.post(PAGE + "/start", data={"csrf": token})
     assert started.status_code == 200 and started.url.path == PAGE
-    return started.text
+    return str(started.text)
 
 
 def test_the_page_says_what_the_phone_and_the_reader_do_and_asks_for_no_hex(

@@ -20,22 +20,17 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
-from qianbao.app import create_app
 from qianbao.chipreader.apdu import PcscTransport, ReaderError, pcsc_available
 from qianbao.chipreader.bac import MrzKey
 from qianbao.chipreader.passport import Passport
-from qianbao.clock import FrozenClock
 from qianbao.db import Database
-from qianbao.settings import Settings
 from qianbao.verification import face, trust_store
 from tests.api_helpers import api_sign_up
 from tests.chipreader.simulated_chip import SimulatedPassport, ef_com, serve_vpcd
@@ -178,24 +173,6 @@ def test_the_emulated_epass_opens_with_the_zone_s_key_and_refuses_another(
 
 
 # --- `qianbao chip read` against a live server ----------------------------------------------
-
-
-@pytest.fixture
-def live_server(settings: Settings, clock: FrozenClock) -> Iterator[str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, clock), host="127.0.0.1", port=port, log_level="warning"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    _wait_for(lambda: server.started, "the server did not start")
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
 
 
 def test_qianbao_chip_read_reads_a_passport_and_the_server_accepts_it(
