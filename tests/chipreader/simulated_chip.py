@@ -5,17 +5,19 @@ It runs the chip's half of BAC (GET CHALLENGE, EXTERNAL AUTHENTICATE), secure me
 (3DES after BAC; 3DES or AES after chip authentication), SELECT and READ BINARY of the
 LDS files, INTERNAL AUTHENTICATE (active authentication with the chip's own key) and
 chip authentication (MSE:Set AT + GENERAL AUTHENTICATE, or MSE:Set KAT), so a read of
-it passes every server check. :func:`serve_vpcd` plugs it into ``vpcd`` (vsmartcard's
+it passes every server check. :func:`plugged_into_vpcd` plugs it into ``vpcd`` (vsmartcard's
 virtual reader for ``pcscd``) the way ``vicc`` does, so a PC/SC client reads it too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import secrets
 import socket
 import struct
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -194,31 +196,38 @@ def _receive(sock: socket.socket, size: int) -> bytes:
     return data
 
 
-def serve_vpcd(card: SimulatedPassport, port: int) -> threading.Thread:
-    """Connect ``card`` to vpcd on ``port`` and answer it in a daemon thread: each
-    message is a 2-byte length and its bytes; one byte is a control (power, reset, ATR
-    request), anything longer an APDU, answered with the response APDU."""
+@contextlib.contextmanager
+def plugged_into_vpcd(card: SimulatedPassport, port: int) -> Iterator[None]:
+    """``card`` connected to vpcd on ``port`` and answering it in a thread, until the
+    block ends (then it is pulled out: vpcd waits for the next card). Each message is a
+    2-byte length and its bytes; one byte is a control (power, reset, ATR request),
+    anything longer an APDU, answered with the response APDU."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
     sock.settimeout(None)
 
     def loop() -> None:
-        with sock:
-            while True:
-                try:
-                    (size,) = struct.unpack("!H", _receive(sock, 2))
-                    message = _receive(sock, size)
-                except (ConnectionError, OSError):
-                    return
-                if size == 1:
-                    if message[0] == VPCD_ATR:
-                        sock.sendall(struct.pack("!H", len(ATR)) + ATR)
-                    elif message[0] in (VPCD_OFF, VPCD_ON, VPCD_RESET):
-                        card.reset()
-                    continue
-                reply = card.transmit(message)
-                answer = reply.data + reply.status.to_bytes(2, "big")
-                sock.sendall(struct.pack("!H", len(answer)) + answer)
+        while True:
+            try:
+                (size,) = struct.unpack("!H", _receive(sock, 2))
+                message = _receive(sock, size)
+            except (ConnectionError, OSError):
+                return
+            if size == 1:
+                if message[0] == VPCD_ATR:
+                    sock.sendall(struct.pack("!H", len(ATR)) + ATR)
+                elif message[0] in (VPCD_OFF, VPCD_ON, VPCD_RESET):
+                    card.reset()
+                continue
+            reply = card.transmit(message)
+            answer = reply.data + reply.status.to_bytes(2, "big")
+            sock.sendall(struct.pack("!H", len(answer)) + answer)
 
     thread = threading.Thread(target=loop, daemon=True, name="simulated-passport")
     thread.start()
-    return thread
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
+        thread.join(5)

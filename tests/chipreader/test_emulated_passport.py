@@ -33,7 +33,7 @@ from qianbao.chipreader.passport import Passport
 from qianbao.db import Database
 from qianbao.verification import face, trust_store
 from tests.api_helpers import api_sign_up
-from tests.chipreader.simulated_chip import SimulatedPassport, ef_com, serve_vpcd
+from tests.chipreader.simulated_chip import SimulatedPassport, ef_com, plugged_into_vpcd
 from tests.verification.chip_vectors import Chip, build_chip
 from tests.verification.flow_helpers import TODAY, page_image, passport
 
@@ -182,7 +182,6 @@ def test_qianbao_chip_read_reads_a_passport_and_the_server_accepts_it(
     for der in chip.cscas:
         db.run(lambda tx, der=der: trust_store.import_file(tx, der, "test CSCA", today=TODAY))  # type: ignore[misc]
     card = SimulatedPassport(chip, zone_key())
-    serve_vpcd(card, vpcd_port + 1)  # vpcd's second reader: reader 1
     with httpx.Client(base_url=live_server) as http:
         token = api_sign_up(http)["token"]  # type: ignore[arg-type]
     key = zone_key()
@@ -194,9 +193,10 @@ def test_qianbao_chip_read_reads_a_passport_and_the_server_accepts_it(
         "--server", live_server, "--reader", "1",
     ]  # fmt: skip
     env = {**os.environ, "QIANBAO_TOKEN": token}
-    done = subprocess.run(
-        command, env=env, capture_output=True, text=True, timeout=120, check=False
-    )
+    with plugged_into_vpcd(card, vpcd_port + 1):  # vpcd's second reader: reader 1
+        done = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=120, check=False
+        )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "chip answered (active_authentication)" in done.stdout
     assert "'confirm'" in done.stdout and passport().surname in done.stdout
@@ -210,7 +210,6 @@ def test_qianbao_chip_read_says_why_when_the_zone_is_mistyped(
     vpcd_port: int, live_server: str, db: Database
 ) -> None:
     card = SimulatedPassport(chip_for(), zone_key())
-    serve_vpcd(card, vpcd_port + 1)
     with httpx.Client(base_url=live_server) as http:
         token = api_sign_up(http)["token"]  # type: ignore[arg-type]
     key = zone_key()
@@ -220,6 +219,7 @@ def test_qianbao_chip_read_says_why_when_the_zone_is_mistyped(
         "--birth-date", key.birth_date, "--expiry-date", "301231",
         "--server", live_server, "--reader", "1", "--token", token,
     ]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    with plugged_into_vpcd(card, vpcd_port + 1):
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 1
     assert "refused the key" in done.stderr and "expiry date" in done.stderr
