@@ -5,8 +5,9 @@
   chip_vectors, see vicc_epass.py) checks the reader's BAC: the keys from the printed
   zone, the cryptogram and its MAC; the reader checks the emulator's answer and agrees
   the session keys. The emulator's secure messaging is Python 2 code that answers every
-  wrapped command with 6988 under Python 3, and it has no active or chip
-  authentication, so the rest is tested against the project's simulator:
+  wrapped command with 6988 under Python 3 (str and bytes mixed), its responses carry no
+  DO99 status (which Doc 9303 requires), and it has no active or chip authentication,
+  so the rest is tested against the project's simulator:
 * ``qianbao chip read`` itself, as a person runs it, reads the project's simulated
   passport plugged into vpcd (BAC, secure messaging, every file, active
   authentication) and submits it to a live server, which accepts it.
