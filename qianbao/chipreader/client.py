@@ -71,6 +71,8 @@ def read_and_submit(
     progress("chip opened (BAC)")
     read = passport.read_all()
     progress("read EF.COM, EF.SOD, " + ", ".join(f"DG{n}" for n in sorted(read.groups)))
+    if 1 not in read.groups or 2 not in read.groups:
+        raise ReaderError("The chip has no DG1 or DG2: the server needs both.")
     form: dict[str, str] = {}
     proof = "none"
     if 15 in read.groups and case.get("aa_challenge"):
@@ -85,8 +87,6 @@ def read_and_submit(
     files = {"sod": ("EF.SOD", read.sod)} | {
         f"dg{n}": (f"EF.DG{n}", content) for n, content in read.groups.items()
     }
-    if 1 not in read.groups or 2 not in read.groups:
-        raise ReaderError("The chip has no DG1 or DG2: the server needs both.")
     submitted = _json(http.post(f"{API}/passport-chip/{case['id']}/chip", files=files, data=form))
     return Submitted(submitted, proof, tuple(sorted(read.groups)))
 

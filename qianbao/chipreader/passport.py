@@ -31,6 +31,7 @@ FILES: Final = {"COM": 0x011E, "SOD": 0x011D, 1: 0x0101, 2: 0x0102, 14: 0x010E, 
 GROUP_TAGS: Final = {0x61: 1, 0x75: 2, 0x6E: 14, 0x6F: 15}
 CHUNK: Final = 0xDF  # 223 bytes: the wrapped answer stays under 256
 CA_3DES: Final = "0.4.0.127.0.7.2.2.3.2.1"
+SW_END_OF_FILE: Final = 0x6282
 
 
 @dataclass
@@ -73,7 +74,8 @@ class Passport:
         answer = self.channel.send(
             bytes((0x00, 0xB0, offset >> 8, offset & 0xFF)), expected_length=length
         )
-        _check(answer.status, f"reading at offset {offset}")
+        if answer.status != SW_END_OF_FILE:  # 6282: fewer bytes than asked, the file's end
+            _check(answer.status, f"reading at offset {offset}")
         if not answer.data:
             raise ReaderError(f"The chip returned nothing at offset {offset}.")
         return answer.data

@@ -189,6 +189,9 @@ VPCD_ATR: Final = 4
 def _receive(sock: socket.socket, size: int) -> bytes:
     data = b""
     while len(data) < size:
+        # vpcd writes a length, then the APDU: acknowledge at once, or Nagle holds the
+        # APDU until the delayed ACK (40 ms a command). Linux resets the flag each time.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
         piece = sock.recv(size - len(data))
         if not piece:
             raise ConnectionError("vpcd closed the connection")
@@ -204,6 +207,7 @@ def plugged_into_vpcd(card: SimulatedPassport, port: int) -> Iterator[None]:
     anything longer an APDU, answered with the response APDU."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
     sock.settimeout(None)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms per answer
 
     def loop() -> None:
         while True:
