@@ -14,10 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
-from asn1crypto import core
+from asn1crypto import cms, core
 
 from qianbao.chipreader.apdu import SW_FILE_NOT_FOUND, ReaderError, Transport, short_apdu
 from qianbao.chipreader.bac import MrzKey, SecureChannel, open_session
+from qianbao.verification.chip import LdsSecurityObject
 
 LDS_AID: Final = bytes.fromhex("A0000002471001")
 SELECT_APPLICATION: Final = bytes.fromhex("00A4040C")
@@ -82,13 +83,14 @@ class Passport:
 
     def read_all(self) -> PassportRead:
         """EF.COM, EF.SOD and the data groups the server takes (1, 2, 14, 15) that
-        EF.COM lists."""
+        EF.COM or the SOD lists: EF.COM is not signed, and the server refuses a reading
+        without a DG14 or DG15 that the SOD lists."""
         com = self.read_file(FILES["COM"])
         sod = self.read_file(FILES["SOD"])
         if com is None or sod is None:
             raise ReaderError("The chip has no EF.COM or EF.SOD: it is not an ePassport.")
         read = PassportRead(com, sod)
-        for number in listed_groups(com):
+        for number in sorted(set(listed_groups(com)) | signed_groups(sod)):
             content = self.read_file(FILES[number])
             if content is not None:
                 read.groups[number] = content
@@ -136,6 +138,22 @@ def listed_groups(com: bytes) -> list[int]:
             return sorted({GROUP_TAGS[t] for t in tags if t in GROUP_TAGS})
         offset += size
     raise ReaderError("EF.COM has no list of data groups.")
+
+
+def signed_groups(sod: bytes) -> set[int]:
+    """The data groups among 1, 2, 14 and 15 whose hashes EF.SOD holds; none when it
+    cannot be read here (the server then says what is wrong with it)."""
+    try:
+        _, length, start = _header(sod, 0)
+        signed = cms.ContentInfo.load(sod[start : start + length])["content"]
+        content = signed["encap_content_info"]["content"].parsed.dump()
+        lds = LdsSecurityObject.load(content)
+        numbers = {
+            int(entry["data_group_number"].native) for entry in lds["data_group_hash_values"]
+        }
+    except (ValueError, TypeError, KeyError, IndexError):
+        return set()
+    return numbers & set(GROUP_TAGS.values())
 
 
 def _header(data: bytes, offset: int) -> tuple[int, int, int]:

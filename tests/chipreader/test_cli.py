@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from qianbao import cli
+from qianbao.chipreader import apdu
 from qianbao.chipreader.apdu import PcscTransport, ReaderError
 from qianbao.db import Database
 from qianbao.verification import trust_store
@@ -90,3 +91,11 @@ def test_no_reader_is_a_clear_message(live_server: str, monkeypatch: pytest.Monk
     monkeypatch.setattr(PcscTransport, "open", classmethod(absent))
     result = run(live_server, "x")
     assert result.exit_code == 1 and "reader: No smart card reader" in result.output
+
+
+def test_without_pyscard_the_command_says_what_to_install(
+    live_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(apdu, "pcsc_readers", None)  # the server's install: no reader extra
+    result = run(live_server, "x")
+    assert result.exit_code == 1 and "pip install 'qianbao[reader]'" in result.output

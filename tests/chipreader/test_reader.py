@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from qianbao.chipreader.apdu import ReaderError
 from qianbao.chipreader.bac import MrzKey
 from qianbao.chipreader.client import ServerRefused, read_and_submit
-from qianbao.chipreader.passport import Passport, listed_groups
+from qianbao.chipreader.passport import FILES, Passport, listed_groups, signed_groups
 from qianbao.db import Database
 from qianbao.verification import face, liveness, trust_store
 from tests.api_helpers import api_sign_up, bearer
@@ -83,6 +83,16 @@ def test_the_reader_reads_every_file_the_chip_lists_byte_for_byte() -> None:
     assert read.groups == chip.files.dgs  # DG2 (about 13 kB) in many READ BINARYs
     assert sorted(read.groups) == [1, 2, 14, 15] == listed_groups(read.com)
     assert card.log.count("SM B0") > len(chip.files.dgs[2]) // 223  # all under SM
+
+
+def test_a_group_the_sod_signs_is_read_even_when_ef_com_leaves_it_out(api: TestClient) -> None:
+    chip = aa_chip()
+    trust(api, chip)
+    card = SimulatedPassport(chip, zone_key())
+    card.files[FILES["COM"]] = ef_com([1, 2])  # EF.COM is not signed: a sloppy chip
+    done = read_and_submit(api, card, zone_key())
+    assert done.groups == (1, 2, 14, 15) and done.case["status"] == "confirm"
+    assert signed_groups(b"\x77\x03junk") == set()
 
 
 def test_a_wrong_date_of_birth_does_not_open_the_chip() -> None:
