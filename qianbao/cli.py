@@ -1,4 +1,4 @@
-"""``qianbao``: serve, worker, db, ledger, demo, sms, admin."""
+"""``qianbao``: serve, worker, db, ledger, demo, sms, admin, trust, chip."""
 
 from __future__ import annotations
 
@@ -8,12 +8,16 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import httpx
 import typer
 from sqlalchemy import make_url
 
 from qianbao import migrate
 from qianbao.access import Role as StaffRole
 from qianbao.backup_cli import backup_app, restore_app
+from qianbao.chipreader.apdu import PcscTransport, ReaderError
+from qianbao.chipreader.bac import MrzKey
+from qianbao.chipreader.client import ServerRefused, read_and_submit
 from qianbao.db import Database, Tx
 from qianbao.settings import get_settings
 
@@ -519,6 +523,63 @@ def trust_list() -> None:
         country = row.country or "--"
         typer.echo(f"{row.kind:<5} {country:<3} {row.not_after:<10} {row.subject}  [{row.source}]")
     typer.echo(f"{len(rows)} entries")
+
+
+# --- a passport chip in a PC/SC reader: what the phone's NFC read does ----------------------
+
+chip_app = typer.Typer(
+    help="A passport chip in a contactless (PC/SC) reader.", no_args_is_help=True
+)
+app.add_typer(chip_app, name="chip")
+
+
+@chip_app.command("read")
+def chip_read(
+    document_number: Annotated[
+        str, typer.Option(help="The document number as printed in the zone.")
+    ],
+    birth_date: Annotated[str, typer.Option(help="Date of birth: YYMMDD or YYYY-MM-DD.")],
+    expiry_date: Annotated[str, typer.Option(help="Date of expiry: YYMMDD or YYYY-MM-DD.")],
+    token: Annotated[
+        str, typer.Option(envvar="QIANBAO_TOKEN", help="Your API token (sign in to get one).")
+    ],
+    server: Annotated[
+        str, typer.Option(envvar="QIANBAO_SERVER", help="The Qianbao server's address.")
+    ] = "http://127.0.0.1:8000",
+    reader: Annotated[int, typer.Option(help="Which PC/SC reader, from 0.")] = 0,
+    language: Annotated[str, typer.Option(help="Messages from the server: en or zh-Hans.")] = "en",
+) -> None:
+    """Read a passport on a contactless reader and submit it to "Passport chip & face",
+    as the app does over NFC: the chip is opened with the zone's number and dates (BAC),
+    its files are read, it answers the server's challenge, and the server checks it."""
+    try:
+        key = MrzKey.parse(document_number, birth_date, expiry_date)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    headers = {"Authorization": f"Bearer {token}", "Accept-Language": language}
+    try:
+        transport = PcscTransport.open(reader)
+        try:
+            with httpx.Client(base_url=server, headers=headers, timeout=60) as http:
+                done = read_and_submit(http, transport, key, typer.echo)
+        finally:
+            transport.close()
+    except ReaderError as error:
+        typer.echo(f"reader: {error}", err=True)
+        raise typer.Exit(1) from None
+    except ServerRefused as error:
+        typer.echo(f"refused ({error.code}): {error.message}", err=True)
+        raise typer.Exit(1) from None
+    except httpx.HTTPError as error:
+        typer.echo(f"server: {error}", err=True)
+        raise typer.Exit(1) from None
+    document = done.case.get("document") or {}
+    typer.echo(
+        f"accepted: {document.get('surname', '')}, {document.get('given_names', '')}"
+        f" ({document.get('nationality', '')}); case {done.case['id']} is at "
+        f"'{done.case['status']}'. Confirm the name and take the face check in the app "
+        "or on the web (Me > Verify)."
+    )
 
 
 @admin_app.command("create-merchant")

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable
 from typing import Annotated, Final
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Request, UploadFile
 from fastapi.responses import Response
 
 from qianbao.db import Database
@@ -20,10 +20,10 @@ from qianbao.i18n import N_
 from qianbao.identity import service as identity
 from qianbao.identity.service import CurrentSession
 from qianbao.verification import service
-from qianbao.verification.api import chip_proofs, chip_upload, read_upload
+from qianbao.verification.api import read_upload
 from qianbao.verification.service import CaseView
 from qianbao.web.pages import CsrfField, DbDep, signed_in_or_home
-from qianbao.web.render import check_csrf, page, redirect
+from qianbao.web.render import check_csrf, page, public_url, redirect
 
 router = APIRouter(include_in_schema=False)
 OPTIONS: Final = "/me/verify"
@@ -179,6 +179,9 @@ def cancel(request: Request, db: DbDep, csrf: CsrfField = "") -> Response:
 
 
 # --- passport chip & face: the chip step (the rest is the flow above) -------------------
+# A browser cannot talk to the chip: the page says what the app on a phone (NFC) or
+# `qianbao chip read` on a computer with a contactless reader does, and moves on to the
+# face step once one of them has sent the chip's files to the API.
 
 CHIP: Final = "/me/verify/passport-chip"
 
@@ -189,57 +192,18 @@ def chip_page(request: Request, db: DbDep) -> Response:
     if isinstance(session, Response):
         return session
     case = db.run(lambda tx: service.current_case(tx, session.account.id))
-    return _chip_page(request, session, case)
-
-
-def _chip_page(
-    request: Request,
-    session: CurrentSession,
-    case: CaseView | None,
-    error: QianbaoError | None = None,
-    chip_auth: service.ChipAuthenticationView | None = None,
-) -> Response:
-    ready = case is not None and case.method == "passport_chip" and case.status == "passport"
+    if case is not None and case.method == "passport_chip" and case.status != "passport":
+        return redirect(request, FLOW)  # the chip was read: confirm, then the face
+    ready = case is not None and case.method == "passport_chip"
     return page(
         request,
         "verify_chip.html",
-        status=error.status if error else 200,
         account=session.account,
         tab="me",
         case=case if ready else None,
         step=1,
-        error=error,
-        chip_auth=chip_auth,
+        server=public_url(request, ""),
     )
-
-
-@router.post(CHIP + "/chip-authentication")
-def chip_authentication_challenge(
-    request: Request,
-    db: DbDep,
-    dg14: Annotated[UploadFile, File()],
-    dg1: Annotated[UploadFile, File()],
-    csrf: CsrfField = "",
-) -> Response:
-    """A chip-authentication challenge for the chip whose DG14 and DG1 these are."""
-    check_csrf(request, csrf)
-    session = signed_in_or_home(request, db)
-    if isinstance(session, Response):
-        return session
-    case = db.run(lambda tx: service.current_case(tx, session.account.id))
-    if case is None:
-        return redirect(request, OPTIONS)
-    try:
-        challenge = service.start_chip_authentication(
-            db,
-            session.account.id,
-            case.id,
-            read_upload(dg14, db.settings),
-            read_upload(dg1, db.settings),
-        )
-    except QianbaoError as error:
-        return _chip_page(request, session, case, error)
-    return _chip_page(request, session, case, chip_auth=challenge)
 
 
 @router.post(CHIP + "/start")
@@ -251,37 +215,6 @@ def chip_start(request: Request, db: DbDep, csrf: CsrfField = "") -> Response:
     with contextlib.suppress(QianbaoError):
         db.run(lambda tx: service.start_case(tx, session.account.id, "passport_chip"))
     return redirect(request, CHIP)
-
-
-@router.post(CHIP + "/files")
-def chip_files(
-    request: Request,
-    db: DbDep,
-    sod: Annotated[UploadFile, File()],
-    dg1: Annotated[UploadFile, File()],
-    dg2: Annotated[UploadFile, File()],
-    dg14: Annotated[UploadFile | None, File()] = None,
-    dg15: Annotated[UploadFile | None, File()] = None,
-    aa_signature: Annotated[str, Form()] = "",
-    ca_response: Annotated[str, Form()] = "",
-    page_photo: Annotated[UploadFile | None, File()] = None,
-    csrf: CsrfField = "",
-) -> Response:
-    check_csrf(request, csrf)
-    session = signed_in_or_home(request, db)
-    if isinstance(session, Response):
-        return session
-    case = db.run(lambda tx: service.current_case(tx, session.account.id))
-    if case is None:
-        return redirect(request, OPTIONS)
-    try:
-        files = chip_upload(db.settings, sod, dg1, dg2, dg14, dg15)
-        proofs = chip_proofs(db.settings, aa_signature, ca_response, page_photo)
-        service.submit_chip(db, session.account.id, case.id, files, proofs)
-    except QianbaoError as error:
-        fresh = db.run(lambda tx: service.current_case(tx, session.account.id))
-        return _chip_page(request, session, fresh, error)
-    return redirect(request, FLOW)
 
 
 # --- a fresh face check (before a verified person's payment-password reset) -----------

@@ -43,7 +43,6 @@ from tests.verification.flow_helpers import (
 )
 from tests.verification.passport_pages import encode
 from tests.verification.test_cli import cli_env  # noqa: F401 - a fixture
-from tests.web.test_pages import csrf, sign_up_by_form
 
 
 @pytest.fixture(autouse=True)
@@ -201,13 +200,6 @@ def test_trust_import_and_list_from_the_command_line(
     assert "csca" in listed.output and f"{len(cscas)} entries" in listed.output
 
 
-def test_the_chip_page_shows_the_challenge(client: TestClient) -> None:
-    sign_up_by_form(client)
-    token = csrf(client, "/me/verify/passport-chip")
-    page = client.post("/me/verify/passport-chip/start", data={"csrf": token})
-    assert 'data-testid="aa-challenge"' in page.text
-
-
 # --- a chip with DG14 and no DG15: chip authentication, relayed by the phone -------------
 
 
@@ -351,30 +343,6 @@ def test_the_api_relays_chip_authentication_and_compares_the_printed_page(
     )
     assert read.status_code == 200, read.text
     assert read.json()["status"] == "confirm"
-
-
-def test_the_chip_page_makes_a_chip_authentication_challenge(client: TestClient) -> None:
-    db: Database = client.app.state.db  # type: ignore[attr-defined]
-    chip = ca_chip_for()
-    trust(db, chip.cscas)
-    sign_up_by_form(client)
-    token = csrf(client, "/me/verify/passport-chip")
-    client.post("/me/verify/passport-chip/start", data={"csrf": token})
-    dgs = chip.files.dgs
-    page = client.post(
-        "/me/verify/passport-chip/chip-authentication",
-        data={"csrf": token},
-        files={"dg14": ("EF.DG14", dgs[14]), "dg1": ("EF.DG1", dgs[1])},
-    )
-    assert page.status_code == 200 and 'data-testid="ca-command"' in page.text
-    assert CA_AES_128 in page.text
-    refused_page = client.post(
-        "/me/verify/passport-chip/chip-authentication",
-        data={"csrf": token},
-        files={"dg14": ("EF.DG14", b"\x6e\x02\x31\x00"), "dg1": ("EF.DG1", dgs[1])},
-        headers={"Accept-Language": "zh-CN"},
-    )
-    assert refused_page.status_code == 422
 
 
 # --- a phone cannot skip the chip's clone check --------------------------------------------
