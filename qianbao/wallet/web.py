@@ -19,6 +19,7 @@ from qianbao.i18n import N_
 from qianbao.identity.service import CurrentSession
 from qianbao.money import Money
 from qianbao.risk import restrictions
+from qianbao.text_guard import check_shown_text
 from qianbao.verification.api import read_upload
 from qianbao.wallet import history
 from qianbao.wallet.pay_for_me import service as pay_for_me
@@ -391,6 +392,7 @@ def demo_order(
     money = _amount(amount)
     number = f"DEMO{secrets.token_hex(6).upper()}"
     try:
+        check_shown_text("subject", subject)
         order = db.run(
             lambda tx: payments.create_order(tx, shop, number, subject or "Demo order", money)
         )
