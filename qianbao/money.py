@@ -6,16 +6,24 @@ the reader's language.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
 from babel.numbers import format_currency
 
-from qianbao.i18n import current_language
+from qianbao.errors import InvalidInput
+from qianbao.i18n import N_, current_language
 
 MINOR_DIGITS: Final = {"CNY": 2, "USD": 2, "EUR": 2, "GBP": 2, "HKD": 2, "JPY": 0, "KRW": 0}
 BABEL_LOCALE: Final = {"en": "en", "zh_Hans": "zh_Hans_CN"}
+# What a person types: digits, at most 12 before the point (a trillion yuan; every column
+# holds it in fen) and at most 2 after. Decimal itself also reads exponents ("1e30"),
+# underscores ("1_000"), "NaN" and "Infinity", which reached the database as numbers no
+# column holds; float() reads more still.
+_TYPED_CNY: Final = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,2})?")
 
 
 @dataclass(frozen=True, order=True)
@@ -36,6 +44,21 @@ class Money:
         if amount != amount.to_integral_value():
             raise ValueError(f"{major} {currency} has more decimals than the currency")
         return cls(currency, int(amount))
+
+    @classmethod
+    def parse(cls, text: str) -> Money:
+        """THE parser of a CNY amount a person or a client typed (an order, a refund, a
+        transfer, a top-up, a top-up code's face value): "288", "288.5", "1,288.00",
+        "¥288", full-width digits from a Chinese keyboard. Anything else, and more than 2
+        decimals, is 422 ``amount.format``. Zero passes: whether it is allowed is the
+        caller's rule (a refund of nothing, a transfer of nothing say so themselves)."""
+        cleaned = unicodedata.normalize("NFKC", text).strip().removeprefix("¥")
+        cleaned = cleaned.replace(",", "").replace(" ", "")
+        if not _TYPED_CNY.fullmatch(cleaned):
+            raise InvalidInput(
+                "amount.format", N_("Write an amount in CNY with at most 2 decimals, like 288.00.")
+            )
+        return cls.of("CNY", cleaned)
 
     @property
     def major(self) -> Decimal:

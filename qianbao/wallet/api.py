@@ -313,7 +313,7 @@ def demo_order(body: schemas.DemoOrderIn, request: Request, db: DbDep) -> schema
     """An order of the demo shop (demo mode only), to pay at the cashier."""
     shop = payments.demo_merchant(db)
     number = f"DEMO{secrets.token_hex(6).upper()}"
-    amount = payments.parse_amount(body.amount)
+    amount = Money.parse(body.amount)
     subject = check_shown_text("subject", body.subject)  # the payer reads it at the cashier
     return order_out(db.run(lambda tx: payments.create_order(tx, shop, number, subject, amount)))
 
@@ -338,7 +338,7 @@ def demo_refund(
         shop,
         order_id,
         request_no,
-        payments.parse_amount(body.amount),
+        Money.parse(body.amount),
         to_balance=body.destination == "balance",
     )
     return schemas.RefundOut(
