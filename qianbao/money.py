@@ -10,7 +10,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Final
+from typing import Final, Literal
 
 from babel.numbers import format_currency
 
@@ -19,11 +19,37 @@ from qianbao.i18n import N_, current_language
 
 MINOR_DIGITS: Final = {"CNY": 2, "USD": 2, "EUR": 2, "GBP": 2, "HKD": 2, "JPY": 0, "KRW": 0}
 BABEL_LOCALE: Final = {"en": "en", "zh_Hans": "zh_Hans_CN"}
-# What a person types: digits, at most 12 before the point (a trillion yuan; every column
-# holds it in fen) and at most 2 after. Decimal itself also reads exponents ("1e30"),
+# What a person types: a sign, digits (at most 12 before the point: a trillion yuan, which
+# every column holds in fen) and a point. Decimal itself also reads exponents ("1e30"),
 # underscores ("1_000"), "NaN" and "Infinity", which reached the database as numbers no
 # column holds; float() reads more still.
-_TYPED_CNY: Final = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,2})?")
+# Digits of any script ("١٢٣" too), read as what they are.
+_TYPED: Final = re.compile(r"(?P<sign>[+-]?)(?P<whole>\d{0,12})(?:\.(?P<fraction>\d*))?")
+# A Chinese keyboard's full-width forms ("２８８．５０", "￥", the ideographic space) as ASCII.
+_FULL_WIDTH: Final = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {
+    0xFFE5: ord("¥"),
+    0x3000: ord(" "),
+}
+AmountProblem = Literal["missing", "format", "negative", "precision"]
+
+
+class AmountRefused(InvalidInput):
+    """A typed amount that is no amount: 422 ``amount.format``. ``reason`` says why, for a
+    caller that answers with codes of its own (a transfer's ``transfer.amount_*``), and
+    ``typed`` is the text as read."""
+
+    def __init__(self, reason: AmountProblem, typed: str) -> None:
+        super().__init__(
+            "amount.format",
+            N_("Write an amount in CNY with at most 2 decimals, like 288.00."),
+            details={"reason": reason},
+        )
+        self.reason: AmountProblem = reason
+        self.typed = typed
+
+
+def _ascii(digits: str | None) -> str:
+    return "".join(str(unicodedata.decimal(digit)) for digit in digits or "")
 
 
 @dataclass(frozen=True, order=True)
@@ -47,18 +73,24 @@ class Money:
 
     @classmethod
     def parse(cls, text: str) -> Money:
-        """THE parser of a CNY amount a person or a client typed (an order, a refund, a
-        transfer, a top-up, a top-up code's face value): "288", "288.5", "1,288.00",
-        "¥288", full-width digits from a Chinese keyboard. Anything else, and more than 2
-        decimals, is 422 ``amount.format``. Zero passes: whether it is allowed is the
-        caller's rule (a refund of nothing, a transfer of nothing say so themselves)."""
-        cleaned = unicodedata.normalize("NFKC", text).strip().removeprefix("¥")
+        """THE parser of a CNY amount that a person or a client typed (an order, a
+        refund, a transfer, a top-up, a top-up code's face value), exactly: "288",
+        "288.5", ".5", "1.500", "1,288.00", "¥288", full-width digits from a Chinese
+        keyboard, digits of other scripts. Empty, not a number, negative or finer than a
+        fen is ``AmountRefused``. Zero passes: whether it is allowed is the caller's rule."""
+        cleaned = text.translate(_FULL_WIDTH).strip().removeprefix("¥")
         cleaned = cleaned.replace(",", "").replace(" ", "")
-        if not _TYPED_CNY.fullmatch(cleaned):
-            raise InvalidInput(
-                "amount.format", N_("Write an amount in CNY with at most 2 decimals, like 288.00.")
-            )
-        return cls.of("CNY", cleaned)
+        if not cleaned:
+            raise AmountRefused("missing", cleaned)
+        match = _TYPED.fullmatch(cleaned)
+        if match is None or not (match["whole"] or match["fraction"]):
+            raise AmountRefused("format", cleaned)
+        whole, fraction = _ascii(match["whole"]) or "0", _ascii(match["fraction"]).rstrip("0")
+        if match["sign"] == "-" and (whole.strip("0") or fraction):
+            raise AmountRefused("negative", cleaned)
+        if len(fraction) > MINOR_DIGITS["CNY"]:
+            raise AmountRefused("precision", cleaned)
+        return cls.of("CNY", f"{whole}.{fraction or '0'}")
 
     @property
     def major(self) -> Decimal:
