@@ -158,3 +158,20 @@ def test_the_demo_shop_page_shows_the_direction_refusal_in_the_form(client: Test
     )
     assert answer.status_code == 422
     assert "changes the direction of the text" in answer.text
+
+
+def test_a_browser_s_mixed_case_boundary_is_read_as_sent(client: TestClient) -> None:
+    boundary = "----WebKitFormBoundaryQx7MmZ"
+    body = (
+        f"--{boundary}\r\n"
+        'Content-Disposition: form-data; name="password"\r\n\r\n'
+        "mine\x1b[2J\r\n"
+        f"--{boundary}--\r\n"
+    ).encode()
+    answer = client.post(
+        "/api/v1/password-strength",
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        content=body,
+    )
+    assert answer.status_code == 422 and answer.json()["code"] == "request.control_characters"
+    assert answer.json()["details"] == {"field": "password"}
