@@ -7,7 +7,8 @@ which reach the handlers), invalid ones (negative mode, which the edge must refu
 signed in, valid ones and the document's own examples aimed at things that exist (the
 person's order, card, transfer, a friend's pay-for-me link) rather than random ids, so
 the deeper paths run. Hypothesis is derandomized, so a CI run repeats itself;
-``QIANBAO_FUZZ_EXAMPLES`` raises the count for a longer hunt. Every failure is collected
+``QIANBAO_FUZZ_EXAMPLES`` raises the count for a longer hunt, ``QIANBAO_FUZZ_SEED`` makes
+it another one. Every failure is collected
 and the test lists them all, each with the curl command that reproduces it.
 """
 
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import not_a_server_error
@@ -55,6 +56,8 @@ from tests.wallet.test_payments import PIN, add_card, fund
 pytestmark = pytest.mark.schemathesis
 
 EXAMPLES = int(os.environ.get("QIANBAO_FUZZ_EXAMPLES", "10"))
+# Unset (CI): derandomized, the same requests every run. Set: a hunt with other requests.
+SEED = os.environ.get("QIANBAO_FUZZ_SEED")
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -176,7 +179,7 @@ def fuzz(operation: APIOperation, run: Run) -> list[str]:
 
         @settings(
             max_examples=EXAMPLES,
-            derandomize=True,
+            derandomize=SEED is None,
             database=None,
             deadline=None,
             phases=[Phase.explicit, Phase.generate],
@@ -189,6 +192,8 @@ def fuzz(operation: APIOperation, run: Run) -> list[str]:
             response = case.call_and_validate(headers=headers, checks=CHECKS)
             seen[response.status_code] += 1
 
+        if SEED is not None:
+            call = seed(int(SEED))(call)
         try:
             call()
         except Unsatisfiable:  # nothing to get wrong: no parameters, no body
