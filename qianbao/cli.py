@@ -20,6 +20,7 @@ from qianbao.chipreader.bac import MrzKey
 from qianbao.chipreader.client import ServerRefused, read_and_submit
 from qianbao.db import Database, Tx
 from qianbao.settings import get_settings
+from qianbao.text_guard import check_shown_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -589,6 +590,7 @@ def create_merchant(name: Annotated[str, typer.Argument(help="The merchant's nam
     from qianbao.wallet.payments import service as payments
 
     try:
+        check_shown_text("name", name)  # the cashier shows it to every payer
         merchant_id = Database(get_settings()).run(lambda tx: payments.create_merchant(tx, name))
     except QianbaoError as error:
         raise typer.BadParameter(error.localized_message()) from None

@@ -154,5 +154,5 @@ def _document_errors(path: str, method: str, operation: dict[str, Any]) -> None:
         responses[str(status)] = response
     for code, declared in responses.items():
         # An error a route declared itself (``responses={409: ...}``) is a Problem too.
-        if code[0] in "45" and int(code) not in ERRORS:
+        if code[0] in "45" and (int(code) not in ERRORS or "content" not in declared):
             declared["content"] = {"application/json": {"schema": {"$ref": PROBLEM_REF}}}

@@ -241,3 +241,10 @@ def test_retry_all_and_the_refusals(db: Database) -> None:
     assert again.exit_code == 1
     assert "0 messages queued again" in again.output and str(some_id) in again.output
     assert "0 dead messages" in invoke("worker", "dead", "list").output
+
+
+def test_a_merchant_name_that_reads_backwards_is_refused(cli_env: None, db: Database) -> None:
+    refused = invoke("admin", "create-merchant", "Tea \u202epohs")
+    assert refused.exit_code == 2 and "U+202E" in refused.output
+    created = invoke("admin", "create-merchant", "Tea shop")
+    assert created.exit_code == 0, created.output

@@ -36,6 +36,7 @@ from qianbao.identity import service as identity
 from qianbao.money import Money
 from qianbao.risk.models import AccountRestriction, AppealDocument, RestrictionAppeal
 from qianbao.sealing import Keyring, Sealed
+from qianbao.text_guard import check_shown_text
 
 # The same safe image intake and re-encoding as verification's own uploads.
 from qianbao.verification import images
@@ -287,6 +288,7 @@ def appeal(
     message: str,
 ) -> uuid.UUID:
     """The person's documents against their restriction, sealed, to the review queue."""
+    check_shown_text("message", message)  # a reviewer reads it
     if not documents:
         raise InvalidInput("appeal.documents", N_("Send at least one document."))
     checked = {}

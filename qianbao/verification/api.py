@@ -63,7 +63,11 @@ def read_upload(upload: UploadFile, settings: Settings) -> bytes:
     return data
 
 
-@router.get("", response_model=schemas.CaseOut)
+@router.get(
+    "",
+    response_model=schemas.CaseOut,
+    responses={404: {"description": "No verification yet (verification.no_case)."}},
+)
 def get_case(session: SessionDep, db: DbDep) -> schemas.CaseOut:
     """The person's current verification, whatever its step."""
     view = db.run(lambda tx: service.current_case(tx, session.account.id))
@@ -289,7 +293,11 @@ def face_check_submit(
     service.submit_face_check(db, session.account.id, check, uploads)
 
 
-@router.get("/identity", response_model=schemas.VerifiedIdentityOut)
+@router.get(
+    "/identity",
+    response_model=schemas.VerifiedIdentityOut,
+    responses={404: {"description": "Not verified yet (verification.not_verified)."}},
+)
 def verified(session: SessionDep, db: DbDep) -> schemas.VerifiedIdentityOut:
     """The verified name, nationality and masked passport number."""
     found = db.run(lambda tx: service.verified_identity(tx, session.account.id))

@@ -24,6 +24,7 @@ from qianbao.identity.api import DbDep, SessionDep
 from qianbao.money import Money
 from qianbao.risk import restrictions
 from qianbao.standing import Standing, standing
+from qianbao.text_guard import check_shown_text
 from qianbao.verification.api import read_upload
 from qianbao.wallet import history, limits, schemas
 from qianbao.wallet.payments import refunds
@@ -312,10 +313,9 @@ def demo_order(body: schemas.DemoOrderIn, request: Request, db: DbDep) -> schema
     """An order of the demo shop (demo mode only), to pay at the cashier."""
     shop = payments.demo_merchant(db)
     number = f"DEMO{secrets.token_hex(6).upper()}"
-    amount = payments.parse_amount(body.amount)
-    return order_out(
-        db.run(lambda tx: payments.create_order(tx, shop, number, body.subject, amount))
-    )
+    amount = Money.parse(body.amount)
+    subject = check_shown_text("subject", body.subject)  # the payer reads it at the cashier
+    return order_out(db.run(lambda tx: payments.create_order(tx, shop, number, subject, amount)))
 
 
 @router.post("/demo/shop/orders/{order_id}/refunds", response_model=schemas.RefundOut)
@@ -338,7 +338,7 @@ def demo_refund(
         shop,
         order_id,
         request_no,
-        payments.parse_amount(body.amount),
+        Money.parse(body.amount),
         to_balance=body.destination == "balance",
     )
     return schemas.RefundOut(

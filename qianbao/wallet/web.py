@@ -19,6 +19,7 @@ from qianbao.i18n import N_
 from qianbao.identity.service import CurrentSession
 from qianbao.money import Money
 from qianbao.risk import restrictions
+from qianbao.text_guard import check_shown_text
 from qianbao.verification.api import read_upload
 from qianbao.wallet import history
 from qianbao.wallet.pay_for_me import service as pay_for_me
@@ -388,9 +389,10 @@ def demo_order(
 ) -> Response:
     check_csrf(request, csrf)
     shop = payments.demo_merchant(db)
-    money = _amount(amount)
     number = f"DEMO{secrets.token_hex(6).upper()}"
     try:
+        money = Money.parse(amount)
+        check_shown_text("subject", subject)
         order = db.run(
             lambda tx: payments.create_order(tx, shop, number, subject or "Demo order", money)
         )
@@ -414,21 +416,12 @@ def demo_refund(
     try:
         number = f"R{secrets.token_hex(6).upper()}"
         refunds.refund(
-            db, shop, order_id, number, _amount(amount), to_balance=destination == "balance"
+            db, shop, order_id, number, Money.parse(amount), to_balance=destination == "balance"
         )
     except QianbaoError as error:
         orders = db.run(lambda tx: payments.merchant_orders(tx, shop))
         return page(request, "demo_shop.html", status=error.status, orders=orders, error=error)
     return redirect(request, "/demo/shop")
-
-
-def _amount(text: str) -> Money:
-    """A typed CNY amount; anything unreadable becomes zero, which the service refuses
-    with its own message."""
-    try:
-        return Money.of("CNY", text.strip().replace(",", "") or "0")
-    except (ValueError, ArithmeticError):
-        return Money("CNY", 0)
 
 
 # The CSV export lives in history.py (the API serves it too); the name stays for callers.

@@ -245,3 +245,21 @@ def test_refunds_over_http_are_named_by_the_idempotency_key_and_races_get_plain_
     assert (neither.status_code, neither.json()["code"]) == (422, "refund.request_no")
     too_long = client.post(refunds, headers={"Idempotency-Key": "K" * 65}, json={"amount": "1"})
     assert (too_long.status_code, too_long.json()["code"]) == (422, "refund.request_no")
+
+
+@pytest.mark.parametrize("typed", ["1e30", "NaN", "1_000"])
+def test_the_demo_shop_page_reads_amounts_with_the_one_parser(
+    client: TestClient, typed: str
+) -> None:
+    """ "1e30" was a server error (an integer no column holds reached the database)."""
+    token = csrf(client, "/demo/shop")
+    order = client.post("/demo/shop/orders", data={"csrf": token, "amount": typed, "subject": "T"})
+    assert order.status_code == 422 and 'data-code="amount.format"' in order.text
+    typed_like_a_person = client.post(
+        "/demo/shop/orders",
+        data={"csrf": token, "amount": "¥1,288.00", "subject": "Tea"},
+        follow_redirects=False,
+    )
+    assert typed_like_a_person.headers["location"].startswith("/cashier/")
+    created = client.post("/api/v1/demo/shop/orders", json={"subject": "T", "amount": "1,288"})
+    assert created.json()["amount"] == {"currency": "CNY", "value": "1288.00"}

@@ -34,7 +34,6 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Final
 
 from sqlalchemy import insert, select
@@ -176,11 +175,10 @@ def _face_value(db: Database, value: str) -> Money:
     settings = db.settings
     low, high = settings.topup_code_min_value, settings.topup_code_max_value
     try:
-        major = Decimal(value.strip())
-        amount = Money.of(CNY, major)
-    except (ArithmeticError, ValueError):  # not a number, NaN, infinity, too precise
-        major, amount = Decimal(0), Money(CNY, 0)
-    if amount.minor <= 0 or not low <= major <= high:
+        amount = Money.parse(value)
+    except InvalidInput:  # not an amount: answered like one out of range, with the range
+        amount = Money(CNY, 0)
+    if amount.minor <= 0 or not low <= amount.major <= high:
         raise InvalidInput(
             "topup.batch_value",
             N_("A code is worth from {low} to {high}."),

@@ -15,9 +15,9 @@ from qianbao.deps import IdempotencyKey, request_key
 from qianbao.errors import NotFound
 from qianbao.i18n import N_, translate
 from qianbao.identity.api import DbDep, SessionDep
+from qianbao.money import Money
 from qianbao.wallet import schemas
 from qianbao.wallet.api import order_out
-from qianbao.wallet.payments import service as payments
 from qianbao.wallet.tour_pass import service as tour_pass
 
 router = APIRouter(prefix="/api/v1", tags=["tour pass"])
@@ -187,7 +187,7 @@ def open_tour_pass(session: SessionDep, db: DbDep) -> PassOut:
 @router.get("/tour-pass/top-up-quote", response_model=QuoteOut)
 def quote(session: SessionDep, db: DbDep, amount: str = Query(max_length=16)) -> QuoteOut:
     """The fee and the total of a top-up before confirming it, in CNY and per card."""
-    money = payments.parse_amount(amount)
+    money = Money.parse(amount)
     found = db.run(lambda tx: tour_pass.quote(tx, session.account.id, money))
     return QuoteOut(
         amount=Amount.of(found.amount),
@@ -213,7 +213,7 @@ def top_up(
         db,
         session.account.id,
         body.card_id,
-        payments.parse_amount(body.amount),
+        Money.parse(body.amount),
         body.payment_password,
         key,
         challenge_return_url=(lambda _top_up_id: return_url) if return_url else None,

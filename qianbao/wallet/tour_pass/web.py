@@ -17,7 +17,7 @@ from qianbao.db import Database
 from qianbao.errors import NotFound, QianbaoError
 from qianbao.i18n import N_
 from qianbao.identity.service import CurrentSession
-from qianbao.wallet.payments import service as payments
+from qianbao.money import Money
 from qianbao.wallet.tour_pass import service as tour_pass
 from qianbao.web.pages import CsrfField, DbDep, signed_in_or_home
 from qianbao.web.render import check_csrf, page, redirect
@@ -87,7 +87,7 @@ def review_top_up(
     if isinstance(session, Response):
         return session
     try:
-        money = payments.parse_amount(amount)
+        money = Money.parse(amount)
         found = db.run(lambda tx: tour_pass.quote(tx, session.account.id, money))
     except QianbaoError as error:
         return _page(request, db, session, error=error, amount=amount)
@@ -123,7 +123,7 @@ def confirm_top_up(
             db,
             session.account.id,
             _card_id(card),
-            payments.parse_amount(amount),
+            Money.parse(amount),
             payment_password,
             request_key,
             challenge_return_url=lambda top_up_id: f"{HOME}/top-ups/{top_up_id}/finish",
