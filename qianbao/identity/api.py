@@ -325,9 +325,16 @@ def _sms_required_out(required: SmsCodeRequired) -> schemas.SmsCodeRequiredOut:
     )
 
 
+_CHALLENGE_ENDED = (
+    "The sign-in's challenge ran out, was forged or died with a password change "
+    "(`login.challenge_invalid`): sign in with the password again."
+)
+
+
 @router.post(
     "/auth/password-sessions/sms",
     response_model=schemas.SignedInOut,
+    responses={401: {"description": _CHALLENGE_ENDED}},
     status_code=status.HTTP_201_CREATED,
 )
 def confirm_password_sign_in(
@@ -342,6 +349,7 @@ def confirm_password_sign_in(
 @router.post(
     "/auth/password-sessions/sms-codes",
     response_model=schemas.SmsCodeRequiredOut,
+    responses={401: {"description": _CHALLENGE_ENDED}},
     status_code=status.HTTP_201_CREATED,
 )
 def resend_password_sign_in_code(
@@ -351,7 +359,11 @@ def resend_password_sign_in_code(
     return _sms_required_out(new_country.resend(db, body.challenge, client))
 
 
-@router.post("/auth/session-ends", response_model=schemas.EndLinkOut)
+@router.post(
+    "/auth/session-ends",
+    response_model=schemas.EndLinkOut,
+    responses={404: {"description": "No session has this link (`session_link.invalid`)."}},
+)
 def end_session_by_link(body: schemas.EndLinkIn, db: DbDep) -> schemas.EndLinkOut:
     """End the one session a new-device notice's link names. Needs no login: the link's
     signature is the proof, and it can end nothing but that session."""
