@@ -64,6 +64,9 @@ class Who:
 
     kind: Literal["anyone", "person", "staff", "own_token"]
     roles: frozenset[Role] = frozenset()
+    # A page a link leads to (pay-for-me, request money): opened signed out, it is kept
+    # through the login and opened again after it.
+    comes_back: bool = False
 
     def admits_role(self, role: str) -> bool:
         return self.kind == "staff" and role in self.roles
@@ -81,6 +84,7 @@ def staff(*roles: Role) -> Who:
 ANYONE: Final = Who("anyone")
 OWN_TOKEN: Final = Who("own_token")
 PERSON: Final = Who("person")
+PERSON_COMES_BACK: Final = Who("person", comes_back=True)
 ANY_STAFF: Final = staff(*Role)
 REVIEWER: Final = staff(Role.REVIEWER)
 RISK: Final = staff(Role.RISK_OFFICER)
@@ -279,7 +283,7 @@ ROUTES: Final[Mapping[str, Who]] = {
     "GET /api/v1/wallet/transfers/history": PERSON,
     "GET /api/v1/wallet/transfers/request-link": PERSON,
     "GET /api/v1/wallet/transfers/{transfer_id}": PERSON,
-    "GET /wallet/transfer": PERSON,
+    "GET /wallet/transfer": PERSON_COMES_BACK,
     "POST /wallet/transfer/review": PERSON,
     "POST /wallet/transfer": PERSON,
     "GET /wallet/transfers/{transfer_id}": PERSON,
@@ -291,9 +295,9 @@ ROUTES: Final[Mapping[str, Who]] = {
     "POST /api/v1/pay-for-me/{token}/pay": PERSON,
     "POST /api/v1/pay-for-me/{token}/pay/finish": PERSON,
     "POST /cashier/{order_id}/pay-for-me": PERSON,
-    "GET /pay-for-me/{token}": PERSON,
-    "POST /pay-for-me/{token}": PERSON,
-    "GET /pay-for-me/{token}/finish": PERSON,
+    "GET /pay-for-me/{token}": PERSON_COMES_BACK,
+    "POST /pay-for-me/{token}": PERSON_COMES_BACK,
+    "GET /pay-for-me/{token}/finish": PERSON_COMES_BACK,
     # --- store top-up codes ------------------------------------------------------------
     "POST /api/v1/wallet/topup-codes/redemptions": PERSON,
     "GET /api/v1/wallet/topup-codes/redemptions": PERSON,

@@ -48,7 +48,7 @@ from qianbao.wallet.tour_pass import api as tour_pass_api
 from qianbao.wallet.tour_pass import web as tour_pass_web
 from qianbao.wallet.transfers import api as transfers_api
 from qianbao.wallet.transfers import web as transfers_web
-from qianbao.web import render
+from qianbao.web import after_login, render
 
 log = logging.getLogger(__name__)
 Scope = MutableMapping[str, Any]
@@ -90,6 +90,8 @@ def error_response(
     accept = request.headers.get("accept", "")
     is_page = not request.url.path.startswith("/api/")
     if isinstance(error, SignInRequired) and is_page and "application/json" not in accept:
+        if error.back_to:  # and comes back here after it
+            return after_login.to_login(request, error.back_to)
         return render.redirect(request, error.sign_in_at)  # a browser goes to sign in
     wants_page = is_page and "text/html" in accept
     if not wants_page:

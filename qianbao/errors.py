@@ -133,6 +133,9 @@ class SignInRequired(NotAuthenticated):
     """No one (or no one allowed) is signed in where a route needs it: the API answers
     401; a page sends the browser to ``sign_in_at``."""
 
-    def __init__(self, code: str, message: str, sign_in_at: str) -> None:
+    def __init__(
+        self, code: str, message: str, sign_in_at: str, back_to: str | None = None
+    ) -> None:
         super().__init__(code, message)
         self.sign_in_at = sign_in_at
+        self.back_to = back_to  # the page to open again after the login

@@ -61,13 +61,17 @@ async def enforce(request: Request) -> None:
         log.error("route without a declaration in qianbao/access.py: %s %s", request.method, path)
         raise NotFound("not_found", N_("There is nothing at this address."))
     if who.kind == "person":
-        await _person(request)
+        await _person(request, who)
     elif who.kind == "staff":
         await _staff(request, who)
 
 
-async def _person(request: Request) -> None:
+async def _person(request: Request, who: access.Who) -> None:
     db = deps.database(request)
+    back_to = None
+    if who.comes_back:
+        query = f"?{request.url.query}" if request.url.query else ""
+        back_to = request.url.path + query
     if request.url.path.startswith("/api/"):
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
@@ -75,11 +79,11 @@ async def _person(request: Request) -> None:
     else:
         token = request.cookies.get(deps.SESSION_COOKIE, "")
     if not token:
-        raise SignInRequired("session.missing", _PLEASE_LOG_IN, PERSON_SIGN_IN)
+        raise SignInRequired("session.missing", _PLEASE_LOG_IN, PERSON_SIGN_IN, back_to)
     try:
         session = await run_in_threadpool(db.run, lambda tx: service.authenticate(tx, token))
     except NotAuthenticated as error:  # ended or expired: the same code, and a way back in
-        raise SignInRequired(error.code, error.message, PERSON_SIGN_IN) from error
+        raise SignInRequired(error.code, error.message, PERSON_SIGN_IN, back_to) from error
     deps.remember_session(request, session)
 
 

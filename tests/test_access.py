@@ -259,3 +259,16 @@ def _get(client: TestClient, path: str, token: str) -> Response:
         headers={"Authorization": f"Bearer {token}", "Cookie": f"qb_session={token}"},
         follow_redirects=False,
     )
+
+
+def test_another_person_cannot_end_my_session_and_learns_nothing_trying(
+    client: TestClient, db: Database
+) -> None:
+    mine = sign_up(db, parse_mobile("07911 123456", "GB"))
+    theirs = sign_up(db, parse_mobile("07912 345678", "GB"))
+    headers = {"Authorization": f"Bearer {theirs.token}"}
+    tried = client.delete(f"/api/v1/me/sessions/{mine.session_id}", headers=headers)
+    nothing = client.delete(f"/api/v1/me/sessions/{uuid.uuid4()}", headers=headers)
+    assert (tried.status_code, tried.text) == (nothing.status_code, nothing.text)
+    still = client.get("/api/v1/me", headers={"Authorization": f"Bearer {mine.token}"})
+    assert still.status_code == 200

@@ -11,8 +11,15 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
+from qianbao import access
 from qianbao.app import create_app
 from qianbao.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def _declared(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The route these tests add says who may call it, as every route must."""
+    monkeypatch.setitem(access.ROUTES, "GET /api/v1/test-only/fail", access.ANYONE)
 
 
 class _DriverError(Exception):
