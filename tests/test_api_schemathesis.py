@@ -92,8 +92,7 @@ class Person:
     def _open(self, tx: Tx) -> str:
         user = tx.session.get(User, self.user_id)
         assert user is not None
-        token = identity.open_session(tx, user, HOME, "sms").token
-        return token
+        return identity.open_session(tx, user, HOME, "sms").token
 
 
 @dataclass

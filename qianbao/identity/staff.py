@@ -90,6 +90,10 @@ def create_staff(
 def sign_in(db: Database, username: str, password: str) -> tuple[str, Staff]:
     """A new session token for a right username and password."""
     username = username.strip().lower()
+    if not USERNAME_PATTERN.match(username):
+        # No such name can exist: the same answer as a wrong password, before the name
+        # reaches the rate-limit key (a varchar that PostgreSQL also refuses NUL in).
+        raise NotAuthenticated("staff.login_failed", _LOGIN_FAILED)
     key = f"pw:staff:{username}"
 
     def begin(tx: Tx) -> tuple[uuid.UUID, StaffMember | None]:
