@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import secrets
 import uuid
 from collections.abc import Callable
@@ -460,22 +459,6 @@ def _reversed(tx: Tx, *, key: str) -> None:
     found = tx.session.get(PaymentAttemptReversal, key, with_for_update=True)
     if found is not None:
         tx.session.delete(found)
-
-
-# Digits, at most 2 decimals, at most 12 before the point: what a person types. Decimal
-# itself also reads exponents ("1e30"), underscores ("1_000"), "NaN" and "Infinity",
-# which reached the database as numbers no column holds.
-_AMOUNT_TEXT: Final = re.compile(r"\d{1,12}(\.\d{1,2})?")
-
-
-def parse_amount(text: str) -> Money:
-    """A typed CNY amount (API bodies, forms), or ``amount.format`` when it is not one."""
-    cleaned = text.strip()
-    if not _AMOUNT_TEXT.fullmatch(cleaned):
-        raise InvalidInput(
-            "amount.format", N_("Write an amount in CNY with at most 2 decimals, like 288.00.")
-        )
-    return Money.of(CNY, cleaned)
 
 
 # --- the cashier ---------------------------------------------------------------------------
