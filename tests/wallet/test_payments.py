@@ -357,10 +357,10 @@ def test_a_paid_order_is_unknown_to_anyone_but_its_buyer_and_payer(
     "typed", ["1e30", "1E2", "1_000", "NaN", "Infinity", "12345678901234.00", "1.001", "-5", ""]
 )
 def test_an_amount_is_digits_with_at_most_two_decimals(typed: str) -> None:
-    error = refused(lambda: payments.parse_amount(typed))
+    error = refused(lambda: Money.parse(typed))
     assert (error.code, error.status) == ("amount.format", 422)
 
 
 def test_a_typed_amount_is_read_exactly() -> None:
-    assert payments.parse_amount(" 288.5 ") == cny("288.50")
-    assert payments.parse_amount("100") == cny("100.00")
+    assert Money.parse(" 288.5 ") == cny("288.50")
+    assert Money.parse("100") == cny("100.00")

@@ -161,7 +161,7 @@ def test_top_up_limits_cap_and_the_fee_shown_before_confirming(
         error = refused(attempt)
         assert error.code == "tour_pass.top_up_range"
         assert cny("100").format() in error.localized_message()
-    assert refused(lambda: payments.parse_amount("100.001")).code == "amount.format"
+    assert refused(lambda: Money.parse("100.001")).code == "amount.format"
 
     quote = db.run(lambda tx: tour_pass.quote(tx, user, cny("1000.00")))
     assert quote.fee == cny("50.00") and quote.total == cny("1050.00")  # 5%
