@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Final
 
 import phonenumbers
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from qianbao.db import Database, Tx
 from qianbao.errors import Conflict, InvalidInput, NotFound
@@ -73,10 +73,17 @@ class CardHolder:
     reserved_phone: str
 
 
+# Asked for every payment's standing: one statement built once.
+_BOUND_CARD: Final = (
+    select(BankCard.id)
+    .where(BankCard.user_id == bindparam("user_id"), BankCard.removed_at.is_(None))
+    .limit(1)
+)
+
+
 def has_bank_card(tx: Tx, user_id: uuid.UUID) -> bool:
     """Whether the person has a bound mainland bank card (policy.py counts it)."""
-    query = select(BankCard.id).where(BankCard.user_id == user_id, BankCard.removed_at.is_(None))
-    return tx.session.scalar(query.limit(1)) is not None
+    return tx.session.scalar(_BOUND_CARD, {"user_id": user_id}) is not None
 
 
 def bank_cards(tx: Tx, user_id: uuid.UUID) -> list[BoundCard]:

@@ -677,10 +677,13 @@ def get_account(tx: Tx, user_id: uuid.UUID) -> Account:
     return to_account(tx.session.get_one(User, user_id))
 
 
+_VERIFICATION_LEVEL: Final = select(User.verification_level).where(User.id == bindparam("user_id"))
+
+
 def verification_level(tx: Tx, user_id: uuid.UUID) -> str:
     """The account's verification level alone (every payment asks: one column, not the
     whole row)."""
-    level = tx.session.scalar(select(User.verification_level).where(User.id == user_id))
+    level = tx.session.scalar(_VERIFICATION_LEVEL, {"user_id": user_id})
     if level is None:
         raise NotFound("account.not_found", N_("There is no such account."))
     return level

@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Final
 
 from PIL import Image
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from qianbao import audit
 from qianbao.db import Database, Tx
@@ -104,8 +104,21 @@ def active(tx: Tx, user_id: uuid.UUID) -> RestrictionView | None:
     )
 
 
+# Every payment and transfer asks, and nearly every account has none: one statement
+# built once, and the full view only when something is in force.
+_ANY_IN_FORCE: Final = (
+    select(AccountRestriction.id)
+    .where(
+        AccountRestriction.user_id == bindparam("user_id"), AccountRestriction.lifted_at.is_(None)
+    )
+    .limit(1)
+)
+
+
 def refuse_money_out(tx: Tx, user_id: uuid.UUID) -> None:
     """Raise if the account may not pay or send money."""
+    if tx.session.scalar(_ANY_IN_FORCE, {"user_id": user_id}) is None:
+        return
     found = active(tx, user_id)
     if found is None:
         return

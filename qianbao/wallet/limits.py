@@ -39,7 +39,6 @@ from sqlalchemy import (
     Table,
     bindparam,
     select,
-    tuple_,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -104,14 +103,20 @@ class Usage:
     card_this_year: int = 0
 
 
+# Read before every payment and transfer: one statement built once.
+_USAGE: Final = select(
+    UsageCounter.measure, UsageCounter.period, UsageCounter.amount, UsageCounter.count
+).where(
+    UsageCounter.user_id == bindparam("user_id"),
+    ((UsageCounter.period == "day") & (UsageCounter.starts_on == bindparam("day")))
+    | ((UsageCounter.period == "year") & (UsageCounter.starts_on == bindparam("year"))),
+)
+
+
 def usage(tx: Tx, user_id: uuid.UUID) -> Usage:
     """The person's counters for the current day and year: one indexed read."""
-    day, year = _periods(tx.now())
-    rows = tx.session.execute(
-        select(UsageCounter.measure, UsageCounter.period, UsageCounter.amount, UsageCounter.count)
-        .where(UsageCounter.user_id == user_id)
-        .where(tuple_(UsageCounter.period, UsageCounter.starts_on).in_([day, year]))
-    )
+    (_, day), (_, year) = _periods(tx.now())
+    rows = tx.session.execute(_USAGE, {"user_id": user_id, "day": day, "year": year})
     found = {(measure, period): (amount, count) for measure, period, amount, count in rows}
     return Usage(
         balance_today=found.get(("balance", "day"), (0, 0))[0],
