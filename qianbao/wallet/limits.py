@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -152,17 +152,15 @@ def limit_usage(tx: Tx, user_id: uuid.UUID, rights: Rights) -> dict[str, Money |
 
 
 def _add(
-    tx: Tx, user_id: uuid.UUID, changes: Iterable[tuple[Measure, int, int]], at: datetime
+    tx: Tx, user_id: uuid.UUID, changes: Sequence[tuple[Measure, int, int]], at: datetime
 ) -> None:
     """Add (amount, count) to each measure's day and year of ``at``: one statement."""
     (_, day), (_, year) = _periods(at)
     params: dict[str, object] = {"user_id": user_id, "day": day, "year": year}
-    measures = []
     for index, (measure, amount, count) in enumerate(changes):
         params |= {f"m{index}": measure, f"a{index}": amount, f"c{index}": count}
-        measures.append(index)
-    if measures:
-        tx.session.connection().execute(_upsert(tx.db.dialect, len(measures)), params)
+    if changes:
+        tx.session.connection().execute(_upsert(tx.db.dialect, len(changes)), params)
 
 
 @functools.cache
