@@ -67,6 +67,9 @@ class Who:
     # A page a link leads to (pay-for-me, request money): opened signed out, it is kept
     # through the login and opened again after it.
     comes_back: bool = False
+    # A money operation: its use case checks the session again in its own transaction
+    # (``qianbao.db.guard_transactions``), so the gate may take the session from the cache.
+    checks_session_in_transaction: bool = False
 
     def admits_role(self, role: str) -> bool:
         return self.kind == "staff" and role in self.roles
@@ -85,6 +88,8 @@ ANYONE: Final = Who("anyone")
 OWN_TOKEN: Final = Who("own_token")
 PERSON: Final = Who("person")
 PERSON_COMES_BACK: Final = Who("person", comes_back=True)
+# Payments, transfers, top-ups: the session is checked inside the money transaction.
+PERSON_PAYING: Final = Who("person", checks_session_in_transaction=True)
 ANY_STAFF: Final = staff(*Role)
 REVIEWER: Final = staff(Role.REVIEWER)
 RISK: Final = staff(Role.RISK_OFFICER)
@@ -238,7 +243,7 @@ ROUTES: Final[Mapping[str, Who]] = {
     "POST /api/v1/wallet/cards": PERSON,
     "POST /api/v1/wallet/cards/{card_id}/verification": PERSON,
     "GET /api/v1/orders/{order_id}/cashier": PERSON,
-    "POST /api/v1/orders/{order_id}/pay": PERSON,
+    "POST /api/v1/orders/{order_id}/pay": PERSON_PAYING,
     "POST /api/v1/orders/{order_id}/pay/finish": PERSON,
     "GET /api/v1/wallet/payments": PERSON,
     "GET /api/v1/wallet/payments/{order_id}": PERSON,
@@ -264,10 +269,10 @@ ROUTES: Final[Mapping[str, Who]] = {
     "GET /api/v1/tour-pass": PERSON,
     "POST /api/v1/tour-pass": PERSON,
     "GET /api/v1/tour-pass/top-up-quote": PERSON,
-    "POST /api/v1/tour-pass/top-ups": PERSON,
+    "POST /api/v1/tour-pass/top-ups": PERSON_PAYING,
     "POST /api/v1/tour-pass/top-ups/{top_up_id}/finish": PERSON,
     "POST /api/v1/tour-pass/close": PERSON,
-    "POST /api/v1/orders/{order_id}/pay/tour-pass": PERSON,
+    "POST /api/v1/orders/{order_id}/pay/tour-pass": PERSON_PAYING,
     "GET /wallet/tour-pass": PERSON,
     "POST /wallet/tour-pass/open": PERSON,
     "POST /wallet/tour-pass/quote": PERSON,
@@ -278,7 +283,7 @@ ROUTES: Final[Mapping[str, Who]] = {
     # --- transfers ----------------------------------------------------------------------
     "GET /api/v1/wallet/transfers/allowance": PERSON,
     "POST /api/v1/wallet/transfers/quote": PERSON,
-    "POST /api/v1/wallet/transfers": PERSON,
+    "POST /api/v1/wallet/transfers": PERSON_PAYING,
     "GET /api/v1/wallet/transfers": PERSON,
     "GET /api/v1/wallet/transfers/history": PERSON,
     "GET /api/v1/wallet/transfers/request-link": PERSON,
@@ -292,7 +297,7 @@ ROUTES: Final[Mapping[str, Who]] = {
     "POST /api/v1/orders/{order_id}/pay-for-me": PERSON,
     "GET /api/v1/orders/{order_id}/pay-for-me": PERSON,
     "GET /api/v1/pay-for-me/{token}": PERSON,
-    "POST /api/v1/pay-for-me/{token}/pay": PERSON,
+    "POST /api/v1/pay-for-me/{token}/pay": PERSON_PAYING,
     "POST /api/v1/pay-for-me/{token}/pay/finish": PERSON,
     "POST /cashier/{order_id}/pay-for-me": PERSON,
     "GET /pay-for-me/{token}": PERSON_COMES_BACK,

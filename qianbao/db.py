@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
@@ -88,6 +89,29 @@ class Tx:
 
     def after_commit(self, work: Callable[[], None]) -> None:
         self._after_commit.append(work)
+
+
+# A check that opens the current request's first transaction (the request's session
+# still alive), set by the gate where it took the session from its cache: the check then
+# costs one statement inside the request's own transaction instead of a transaction of
+# its own. Only the first one that commits: a later transaction of the same request may
+# be the second half of an operation (recording a card network's answer) that must not
+# be stopped halfway. A context variable because it belongs to one request (each request
+# is a task with its own context; a handler's thread gets a copy, which shares the
+# mutable guard, so "done" is seen by every copy).
+@dataclass
+class _Guard:
+    check: Callable[[Tx], None]
+    done: bool = False
+
+
+_GUARD: ContextVar[_Guard | None] = ContextVar("qianbao_tx_guard", default=None)
+
+
+def guard_first_transaction(check: Callable[[Tx], None]) -> None:
+    """Run ``check`` first in the current request's first transaction from now on (in
+    each attempt until one commits); if it raises, that transaction does nothing else."""
+    _GUARD.set(_Guard(check))
 
 
 def make_engine(url: str) -> Engine:
@@ -228,11 +252,18 @@ class Database:
 
     @staticmethod
     def _run_once(tx: Tx, use_case: Callable[[Tx], T]) -> T:
+        guard = _GUARD.get()
+        if guard is not None and guard.done:
+            guard = None
         with tx.session:
             try:
+                if guard is not None:
+                    guard.check(tx)
                 result = use_case(tx)
                 tx.committing = True
                 tx.session.commit()
+                if guard is not None:
+                    guard.done = True
                 return result
             except QianbaoError as error:
                 if error.keeps_changes:

@@ -10,7 +10,9 @@ handlers' own dependencies read it from there rather than asking the database ag
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterator
+from functools import partial
 from typing import Final
 
 from fastapi import FastAPI, Request
@@ -19,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import Mount
 
 from qianbao import access, deps
+from qianbao.db import Tx, guard_first_transaction
 from qianbao.errors import Forbidden, NotAuthenticated, NotFound, SignInRequired
 from qianbao.i18n import N_
 from qianbao.identity import service, staff
@@ -80,11 +83,23 @@ async def _person(request: Request, who: access.Who) -> None:
         token = request.cookies.get(deps.SESSION_COOKIE, "")
     if not token:
         raise SignInRequired("session.missing", _PLEASE_LOG_IN, PERSON_SIGN_IN, back_to)
-    try:
-        session = await run_in_threadpool(db.run, lambda tx: service.authenticate(tx, token))
-    except NotAuthenticated as error:  # ended or expired: the same code, and a way back in
-        raise SignInRequired(error.code, error.message, PERSON_SIGN_IN, back_to) from error
+    session = service.cached_session(db, token) if who.checks_session_in_transaction else None
+    if session is not None:
+        guard_first_transaction(partial(_still_signed_in, session.session_id, back_to))
+    else:
+        try:
+            session = await run_in_threadpool(db.run, lambda tx: service.authenticate(tx, token))
+        except NotAuthenticated as error:  # ended or expired: the same code, a way back in
+            raise SignInRequired(error.code, error.message, PERSON_SIGN_IN, back_to) from error
     deps.remember_session(request, session)
+
+
+def _still_signed_in(session_id: uuid.UUID, back_to: str | None, tx: Tx) -> None:
+    """A cached session, checked again inside the request's first transaction."""
+    try:
+        service.check_session(tx, session_id)
+    except NotAuthenticated as error:
+        raise SignInRequired(error.code, error.message, PERSON_SIGN_IN, back_to) from error
 
 
 async def _staff(request: Request, who: access.Who) -> None:

@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     session_absolute_seconds: int = 12 * 3600  # a session ends this long after login
     # Writing "last seen" on every request would turn each read into a write.
     session_touch_interval_seconds: int = 60
+    # A money operation takes its session from a per-process cache seen alive this recently
+    # and checks it again inside its own transaction (one read instead of a transaction
+    # of its own; an ended session still stops it at once). 0: no cache.
+    session_cache_seconds: float = 5.0
     # "auto": Secure when public_base_url is https. Never read from the request, whose
     # Host and scheme the client (or a proxy) chooses.
     cookie_secure: Literal["auto", "always", "never"] = "auto"

@@ -18,7 +18,7 @@ from sqlalchemy import bindparam, select, update
 from qianbao.db import Database, Tx
 from qianbao.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, RecordedRefusal
 from qianbao.i18n import N_, Language, current_language, language_scope, translate
-from qianbao.identity import agreements, devices, places
+from qianbao.identity import agreements, devices, places, session_cache
 from qianbao.identity.codes import keyed_hash, new_sms_code, new_token, same_hash
 from qianbao.identity.models import AgreementAcceptance, AuthSession, SmsChallenge, User
 from qianbao.identity.phone import PhoneNumber, from_e164
@@ -598,6 +598,9 @@ _SESSION_BY_TOKEN: Final = (
     .join(User, User.id == AuthSession.user_id)
     .where(AuthSession.token_hash == bindparam("token_hash"))
 )
+_SESSION_STATE: Final = select(
+    AuthSession.revoked_at, AuthSession.expires_at, AuthSession.last_seen_at
+).where(AuthSession.id == bindparam("session_id"))
 _TOUCH_SESSION: Final = (
     update(AuthSession)
     .where(AuthSession.id == bindparam("session_id"))
@@ -612,16 +615,9 @@ def authenticate(tx: Tx, token: str) -> CurrentSession:
         .execute(_SESSION_BY_TOKEN, {"token_hash": _token_hash(tx, token)})
         .first()
     )
-    now = tx.now()
-    idle = timedelta(seconds=tx.settings.session_idle_seconds)
-    if row is None or row.revoked_at is not None:
-        raise NotAuthenticated("session.invalid", N_("Please log in."))
-    if row.expires_at <= now or row.last_seen_at + idle <= now:
-        raise NotAuthenticated(
-            "session.expired", N_("Your session has expired. Please log in again.")
-        )
-    if (now - row.last_seen_at).total_seconds() >= tx.settings.session_touch_interval_seconds:
-        tx.session.connection().execute(_TOUCH_SESSION, {"session_id": row.id, "now": now})
+    if row is None:
+        raise NotAuthenticated("session.invalid", _PLEASE_LOG_IN)
+    _refuse_ended_or_touch(tx, row.id, row.revoked_at, row.expires_at, row.last_seen_at)
     language: Language = "zh_Hans" if row.language == "zh_Hans" else "en"
     account = Account(
         row.user_id,
@@ -630,7 +626,51 @@ def authenticate(tx: Tx, token: str) -> CurrentSession:
         row.verification_level,
         row.created_at,
     )
-    return CurrentSession(row.id, account)
+    session = CurrentSession(row.id, account)
+    session_cache.remember(tx, _token_hash(tx, token), row.id, session)
+    return session
+
+
+def check_session(tx: Tx, session_id: uuid.UUID) -> None:
+    """The session still alive, inside the caller's transaction (one indexed read): what
+    a request whose session came from the cache runs first in each of its transactions,
+    so that a session ended anywhere, by any process, stops it at once."""
+    row = tx.session.connection().execute(_SESSION_STATE, {"session_id": session_id}).first()
+    if row is None:
+        raise NotAuthenticated("session.invalid", _PLEASE_LOG_IN)
+    _refuse_ended_or_touch(tx, session_id, row.revoked_at, row.expires_at, row.last_seen_at)
+
+
+def cached_session(db: Database, token: str) -> CurrentSession | None:
+    """The session a token opened, as the cache last saw it alive (never more than
+    ``session_cache_seconds`` ago), or None: the caller must then ``check_session`` in
+    every transaction it runs."""
+    found = session_cache.of(db).get(keyed_hash(db.settings.hmac_key(), "session", token))
+    return found if isinstance(found, CurrentSession) else None
+
+
+_PLEASE_LOG_IN: Final = N_("Please log in.")
+
+
+def _refuse_ended_or_touch(
+    tx: Tx,
+    session_id: uuid.UUID,
+    revoked_at: datetime | None,
+    expires_at: datetime,
+    last_seen_at: datetime,
+) -> None:
+    now = tx.now()
+    idle = timedelta(seconds=tx.settings.session_idle_seconds)
+    if revoked_at is not None:
+        session_cache.forget(tx.db, session_id)
+        raise NotAuthenticated("session.invalid", _PLEASE_LOG_IN)
+    if expires_at <= now or last_seen_at + idle <= now:
+        session_cache.forget(tx.db, session_id)
+        raise NotAuthenticated(
+            "session.expired", N_("Your session has expired. Please log in again.")
+        )
+    if (now - last_seen_at).total_seconds() >= tx.settings.session_touch_interval_seconds:
+        tx.session.connection().execute(_TOUCH_SESSION, {"session_id": session_id, "now": now})
 
 
 def list_sessions(tx: Tx, user_id: uuid.UUID, current_id: uuid.UUID) -> list[SessionInfo]:
