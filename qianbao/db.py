@@ -100,18 +100,28 @@ class Tx:
 # is a task with its own context; a handler's thread gets a copy, which shares the
 # mutable guard, so "done" is seen by every copy).
 @dataclass
-class _Guard:
+class Guard:
     check: Callable[[Tx], None]
     done: bool = False
 
 
-_GUARD: ContextVar[_Guard | None] = ContextVar("qianbao_tx_guard", default=None)
+_GUARD: ContextVar[Guard | None] = ContextVar("qianbao_tx_guard", default=None)
 
 
 def guard_first_transaction(check: Callable[[Tx], None]) -> None:
     """Run ``check`` first in the current request's first transaction from now on (in
     each attempt until one commits); if it raises, that transaction does nothing else."""
-    _GUARD.set(_Guard(check))
+    _GUARD.set(Guard(check))
+
+
+def check_guard(tx: Tx) -> Guard | None:
+    """Run the current request's pending guard in ``tx``; the guard returned is to be
+    marked done once ``tx`` commits."""
+    guard = _GUARD.get()
+    if guard is None or guard.done:
+        return None
+    guard.check(tx)
+    return guard
 
 
 def make_engine(url: str) -> Engine:
@@ -252,13 +262,9 @@ class Database:
 
     @staticmethod
     def _run_once(tx: Tx, use_case: Callable[[Tx], T]) -> T:
-        guard = _GUARD.get()
-        if guard is not None and guard.done:
-            guard = None
         with tx.session:
             try:
-                if guard is not None:
-                    guard.check(tx)
+                guard = check_guard(tx)
                 result = use_case(tx)
                 tx.committing = True
                 tx.session.commit()

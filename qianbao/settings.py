@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     # and checks it again inside its own transaction (one read instead of a transaction
     # of its own; an ended session still stops it at once). 0: no cache.
     session_cache_seconds: float = 5.0
+    # Payments and transfers that arrive together in one process share one transaction
+    # (each in its own savepoint, each with its own answer): at most this many. 1: never.
+    money_batch_max: int = 50
     # "auto": Secure when public_base_url is https. Never read from the request, whose
     # Host and scheme the client (or a proxy) chooses.
     cookie_secure: Literal["auto", "always", "never"] = "auto"

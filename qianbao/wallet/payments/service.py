@@ -27,6 +27,7 @@ from weakref import WeakKeyDictionary
 
 from sqlalchemy import func, or_, select
 
+from qianbao import batching
 from qianbao.db import Database, Tx, new_id
 from qianbao.errors import Conflict, Forbidden, InvalidInput, NotFound
 from qianbao.funding import card_network, connectors, foreign_cards
@@ -579,7 +580,7 @@ def pay_with_balance(
         mark_paid(tx, order, user_id, "balance", receipt.operation_id, on_behalf=on_behalf)
         return order_view(tx, order)
 
-    return db.run(pay, isolation="read committed")
+    return batching.run(db, pay, isolation="read committed")
 
 
 def pay_with_card(

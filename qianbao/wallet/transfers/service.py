@@ -33,6 +33,7 @@ from typing import Any, Final, Literal
 
 from sqlalchemy import or_, select
 
+from qianbao import batching
 from qianbao.db import Database, Tx
 from qianbao.errors import Conflict, Forbidden, InvalidInput, NotFound
 from qianbao.i18n import N_, current_language, translate
@@ -504,7 +505,7 @@ def send(
         security.check_payment_password(tx, sender_id, payment_password)
         return _send(tx, sender_id, to_id, amount, cleaned, key, digest)
 
-    return db.run(run, isolation="read committed")
+    return batching.run(db, run, isolation="read committed")
 
 
 def request_digest(tx: Tx, sender_id: uuid.UUID, to: str, amount: Money, note: str) -> str:
