@@ -5,6 +5,8 @@ test_emulated_passport.py.)"""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -16,7 +18,14 @@ from qianbao.db import Database
 from qianbao.verification import face, liveness, trust_store
 from tests.api_helpers import api_sign_up, bearer
 from tests.chipreader.simulated_chip import SimulatedPassport, ef_com
-from tests.verification.chip_vectors import CA_3DES, CA_AES_128, Chip, aa_key, build_chip
+from tests.verification.chip_vectors import (
+    CA_3DES,
+    CA_AES_128,
+    Chip,
+    aa_key,
+    build_chip,
+    crl,
+)
 from tests.verification.flow_helpers import (
     CHALLENGE,
     TODAY,
@@ -234,3 +243,19 @@ def test_a_pace_chip_with_chip_authentication_is_read_and_accepted(api: TestClie
     done = read_and_submit(api, card, zone_key(), lines.append)
     assert done.proof == "chip_authentication" and done.case["status"] == "confirm"
     assert "chip opened (PACE)" in lines and "SM 86" in card.log
+
+
+def test_a_server_set_to_refuse_overdue_crls_says_so_to_the_reader(api: TestClient) -> None:
+    chip = aa_chip()
+    trust(api, chip)
+    assert chip.csca is not None
+    db: Database = api.app.state.db  # type: ignore[attr-defined]
+    overdue = crl(chip.csca, [], day=TODAY - timedelta(days=100))  # due 20 days ago
+    db.run(lambda tx: trust_store.import_file(tx, overdue, "test CRL", today=TODAY))
+    db.settings.chip_stale_crl = "refuse"
+    card = SimulatedPassport(chip, zone_key(), pace=PACE_AES_128)
+    with pytest.raises(ServerRefused) as refused:
+        read_and_submit(api, card, zone_key())
+    assert refused.value.code == "chip.crl_overdue" and refused.value.status == 422
+    db.settings.chip_stale_crl = "warn"
+    assert read_and_submit(api, card, zone_key()).case["status"] == "confirm"
