@@ -67,7 +67,8 @@ READ_CARD_ACCESS: Final = bytes.fromhex("00B09C00")  # READ BINARY, short EF ide
 MSE_SET_AT: Final = bytes.fromhex("0022C1A4")
 GENERAL_AUTHENTICATE: Final = bytes.fromhex("00860000")
 CHAINED: Final = 0x10  # CLA bit: more commands of the chain follow
-CARD_ACCESS_SIZE: Final = 0xFF  # PACEInfos are tens of bytes; one READ BINARY holds them
+CARD_ACCESS_SIZE: Final = 0xDF  # per READ BINARY: a chip's SecurityInfos may be longer
+SW_END_OF_FILE: Final = 0x6282
 
 EphemeralKey = Callable[[Curve], int]
 
@@ -123,12 +124,40 @@ def supported_pace(card_access: bytes) -> list[PaceInfo]:
 
 
 def read_card_access(transport: Transport) -> bytes | None:
-    """EF.CardAccess, read in the clear by its short identifier; None when the chip has
-    none (a BAC-only passport answers 6A82 or refuses the command)."""
+    """EF.CardAccess, read in the clear: by its short identifier (which selects it),
+    then by offset while its length says there is more; None when the chip has none (a
+    BAC-only passport answers 6A82 or refuses the command)."""
     reply = transport.transmit(short_apdu(READ_CARD_ACCESS, expected_length=CARD_ACCESS_SIZE))
-    if reply.status not in (sm.SW_OK, 0x6282) or not reply.data:
+    if reply.status not in (sm.SW_OK, SW_END_OF_FILE) or not reply.data:
         return None
-    return reply.data
+    content = reply.data
+    size = _encoded_size(content)
+    while len(content) < size and reply.data:
+        offset = len(content).to_bytes(2, "big")
+        reply = transport.transmit(
+            short_apdu(
+                b"\x00\xb0" + offset, expected_length=min(CARD_ACCESS_SIZE, size - len(content))
+            )
+        )
+        if reply.status not in (sm.SW_OK, SW_END_OF_FILE):
+            return None
+        content += reply.data
+    return content[:size]
+
+
+def _encoded_size(data: bytes) -> int:
+    """The whole length of the DER object that ``data`` starts with (header included)."""
+    try:
+        _, _, _, header, value, trailer = parser.parse(data, strict=False)
+    except ValueError:
+        # A truncated first piece: the header still says how long the whole is.
+        if len(data) < 2:
+            return len(data)
+        if data[1] < 0x80:
+            return 2 + data[1]
+        width = data[1] & 0x7F
+        return 2 + width + int.from_bytes(data[2 : 2 + width], "big")
+    return len(header) + len(value) + len(trailer)
 
 
 # --- the steps, each checkable against Doc 9303 Part 11 Appendix G --------------------
@@ -228,31 +257,45 @@ def establish(
     """Run PACE with the zone's password: the secure channel (SSC 0), None when the
     chip refuses MSE:Set AT (the caller then tries BAC), or :class:`ReaderError` when
     the chip refuses the key or answers out of protocol."""
-    oid = core.ObjectIdentifier(info.protocol).contents
-    selected = transport.transmit(
-        short_apdu(
-            MSE_SET_AT,
-            _data_object(0x80, oid)
-            + _data_object(0x83, bytes([MRZ_PASSWORD]))
-            + _data_object(0x84, bytes([info.parameter_id])),
-        )
-    )
-    if not selected.ok:
+    if not _set_authentication_template(transport, info):
         return None
-    curve = info.curve
     k_pi = password_key(key, info)
-    nonce = decrypt_nonce(k_pi, info, _step(transport, 0x80, b"", chained=True))
-    map_key = ephemeral_key(curve)
-    chip_map = decode_point(curve, _step(transport, 0x82, _map_key(curve, map_key), True))
-    mapped = generic_mapping(curve, nonce, map_key * chip_map)
-    agreement_key = ephemeral_key(curve)
+    nonce = decrypt_nonce(k_pi, info, _step(transport, 0x80, b""))
+    mapped = _map_generator(transport, info, nonce, ephemeral_key(info.curve))
+    agreement_key = ephemeral_key(info.curve)
     own_public = encode_point(agreement_key * mapped)
-    chip_public_bytes = _step(transport, 0x84, _data_object(0x83, own_public), chained=True)
-    if chip_public_bytes == own_public:
+    chip_public = _step(transport, 0x84, _data_object(0x83, own_public))
+    if chip_public == own_public:
         raise ReaderError("The chip echoed the reader's key: PACE stopped.")
-    chip_public = decode_point(curve, chip_public_bytes)
-    keys = session_keys(agreement_key * chip_public, info)
-    token = authentication_token(keys, info, chip_public_bytes)
+    keys = session_keys(agreement_key * decode_point(info.curve, chip_public), info)
+    _authenticate(transport, info, keys, own_public, chip_public)
+    return SecureChannel(transport, keys, 0)
+
+
+def _set_authentication_template(transport: Transport, info: PaceInfo) -> bool:
+    """MSE:Set AT: the protocol, the MRZ as password, the domain parameters' id."""
+    oid = core.ObjectIdentifier(info.protocol).contents
+    template = (
+        _data_object(0x80, oid)
+        + _data_object(0x83, bytes([MRZ_PASSWORD]))
+        + _data_object(0x84, bytes([info.parameter_id]))
+    )
+    return transport.transmit(short_apdu(MSE_SET_AT, template)).ok
+
+
+def _map_generator(transport: Transport, info: PaceInfo, nonce: bytes, map_key: int) -> Point:
+    """The mapping step: exchange mapping keys, H is their ECDH point, G' = s·G + H."""
+    own = _data_object(0x81, encode_point(map_key * info.curve.G))
+    chip_map = decode_point(info.curve, _step(transport, 0x82, own))
+    return generic_mapping(info.curve, nonce, map_key * chip_map)
+
+
+def _authenticate(
+    transport: Transport, info: PaceInfo, keys: sm.SessionKeys, own: bytes, chip: bytes
+) -> None:
+    """Mutual authentication: the terminal's token of the chip's key, the chip's of ours.
+    The chip refusing ours means the zone was wrong (the nonce decrypted otherwise)."""
+    token = authentication_token(keys, info, chip)
     answer = _general_authenticate(transport, _data_object(0x85, token), chained=False)
     if not answer.ok:
         raise ReaderError(
@@ -260,18 +303,13 @@ def establish(
             f"date as printed in the zone (status {answer.status:04X})."
         )
     chip_token = _dynamic_object(answer.data, 0x86)
-    if not hmac.compare_digest(chip_token, authentication_token(keys, info, own_public)):
+    if not hmac.compare_digest(chip_token, authentication_token(keys, info, own)):
         raise ReaderError("The chip's authentication token does not check.")
-    return SecureChannel(transport, keys, 0)
 
 
-def _map_key(curve: Curve, private: int) -> bytes:
-    return _data_object(0x81, encode_point(private * curve.G))
-
-
-def _step(transport: Transport, answer_tag: int, content: bytes, chained: bool) -> bytes:
+def _step(transport: Transport, answer_tag: int, content: bytes) -> bytes:
     """One chained GENERAL AUTHENTICATE and the data object the chip answers with."""
-    reply = _general_authenticate(transport, content, chained)
+    reply = _general_authenticate(transport, content, chained=True)
     if not reply.ok:
         raise ReaderError(f"The chip stopped PACE (status {reply.status:04X}).")
     return _dynamic_object(reply.data, answer_tag)

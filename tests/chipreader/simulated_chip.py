@@ -110,6 +110,7 @@ class SimulatedPassport:
         self.selected: bytes | None = None
         self.ca_protocol: str | None = None
         self.pace_run: PaceRun | None = None
+        self.card_access: bytes | None = None  # selected in the clear
 
     # --- the APDU loop ------------------------------------------------------------------
 
@@ -133,8 +134,10 @@ class SimulatedPassport:
         if ins == 0x82 and self.rnd_ic:
             return self._external_authenticate(apdu[5 : 5 + apdu[4]])
         if ins == 0xB0 and apdu[2] == 0x80 | (CARD_ACCESS & 0x1F):  # by short EF id
-            card_access = self.files.get(CARD_ACCESS)
-            return (card_access, SW_OK) if card_access else (b"", SW_NOT_FOUND)
+            self.card_access = self.files.get(CARD_ACCESS)
+            return self._read_card_access(apdu[3], apdu[4] or 256)
+        if ins == 0xB0 and self.card_access is not None and not apdu[2] & 0x80:
+            return self._read_card_access((apdu[2] << 8) | apdu[3], apdu[4] or 256)
         if ins == 0x22 and apdu[2:4] == b"\xc1\xa4":
             return self._set_pace(apdu[5 : 5 + apdu[4]])
         if ins == 0x86 and self.pace_run is not None:
@@ -160,6 +163,14 @@ class SimulatedPassport:
         self.ssc = int.from_bytes(self.rnd_ic[-4:] + rnd_ifd[-4:], "big")
         self.rnd_ic = b""
         return cryptogram + retail_mac(bac.mac, cryptogram), SW_OK
+
+    def _read_card_access(self, offset: int, length: int) -> tuple[bytes, int]:
+        """EF.CardAccess is readable in the clear (it says how to open the chip)."""
+        if self.card_access is None:
+            return b"", SW_NOT_FOUND
+        if offset >= len(self.card_access):
+            return b"", SW_END_OF_FILE
+        return self.card_access[offset : offset + length], SW_OK
 
     def _set_pace(self, data: bytes) -> tuple[bytes, int]:
         objects = _objects(data)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from asn1crypto import core
 from fastapi.testclient import TestClient
 
 from qianbao.chipreader.apdu import ReaderError
@@ -17,7 +18,12 @@ from qianbao.chipreader.passport import FILES, Passport, listed_groups, signed_g
 from qianbao.db import Database
 from qianbao.verification import face, liveness, trust_store
 from tests.api_helpers import api_sign_up, bearer
-from tests.chipreader.simulated_chip import SimulatedPassport, ef_com
+from tests.chipreader.simulated_chip import (
+    CARD_ACCESS,
+    SimulatedPassport,
+    ef_card_access,
+    ef_com,
+)
 from tests.verification.chip_vectors import (
     CA_3DES,
     CA_AES_128,
@@ -25,6 +31,7 @@ from tests.verification.chip_vectors import (
     aa_key,
     build_chip,
     crl,
+    tlv,
 )
 from tests.verification.flow_helpers import (
     CHALLENGE,
@@ -259,3 +266,20 @@ def test_a_server_set_to_refuse_overdue_crls_says_so_to_the_reader(api: TestClie
     assert refused.value.code == "chip.crl_overdue" and refused.value.status == 422
     db.settings.chip_stale_crl = "warn"
     assert read_and_submit(api, card, zone_key()).case["status"] == "confirm"
+
+
+def test_a_long_ef_card_access_is_read_in_pieces_and_its_pace_info_found() -> None:
+    # Other SecurityInfos first (an unknown protocol each): the PACEInfo comes after
+    # the first READ BINARY's 223 bytes.
+    filler = b"".join(
+        tlv(0x30, core.ObjectIdentifier(f"1.2.3.{n}").dump() + core.Integer(n).dump())
+        for n in range(60)
+    )
+    pace_info = ef_card_access(PACE_AES_128, BRAINPOOL_P256)[2:]
+    card_access = tlv(0x31, filler + pace_info)
+    assert len(card_access) > 2 * 223
+    card = SimulatedPassport(aa_chip(), zone_key(), pace=PACE_AES_128)
+    card.files[CARD_ACCESS] = card_access
+    opened = Passport.open(card, zone_key())
+    assert opened.access == "PACE"
+    assert card.log[:3] == ["B0", "B0", "B0"]  # by short identifier, then by offset
