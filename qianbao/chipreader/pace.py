@@ -17,7 +17,7 @@ standardized domain parameters (Part 11, 9.5.1: brainpool and NIST curves). The 
    chip's check of the terminal's token fails.
 
 Secure messaging then runs with the session keys and a send sequence counter of zero.
-The point arithmetic of the mapping is fastecdsa's (pinned in the ``reader`` extra);
+The point arithmetic of the mapping is fastecdsa's (a pinned main dependency);
 nonce decryption, CMAC and the retail MAC are ``cryptography``'s.
 """
 
