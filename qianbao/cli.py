@@ -551,7 +551,8 @@ def chip_read(
     language: Annotated[str, typer.Option(help="Messages from the server: en or zh-Hans.")] = "en",
 ) -> None:
     """Read a passport on a contactless reader and submit it to "Passport chip & face",
-    as the app does over NFC: the chip is opened with the zone's number and dates (BAC),
+    as the app does over NFC: the chip is opened with the zone's number and dates (PACE
+    when the chip offers it, else BAC),
     its files are read, it answers the server's challenge, and the server checks it."""
     try:
         key = MrzKey.parse(document_number, birth_date, expiry_date)

@@ -186,6 +186,12 @@ class Settings(BaseSettings):
     # master-list signer's certificate or of the CSCA that issued it, checked by the
     # operator against its publisher's (e.g. a state's published CSCA fingerprint).
     chip_master_list_anchors: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # A CSCA's CRL past its nextUpdate (Doc 9303 Part 12 has each CSCA issue one at
+    # least every 90 days and leaves an overdue one to the receiving State): "warn"
+    # accepts the chip on the last CRL (its revocations still count) and logs a
+    # warning, as inspection systems do rather than refuse a whole state's passports
+    # for the issuer's delay; "refuse" turns such chips away (chip.crl_overdue).
+    chip_stale_crl: Literal["refuse", "warn"] = "warn"
 
     # --- mainland bank cards (qianbao/funding; docs/sandbox_bank.md) ---------------------
     # sandbox: the test bank of docs/sandbox_bank.md; http: a real bank's gateway that

@@ -68,7 +68,7 @@ def read_and_submit(
     case = _json(http.post(f"{API}/passport-chip"))
     progress(f"case {case['id']}: {case['status']}")
     passport = Passport.open(transport, key)
-    progress("chip opened (BAC)")
+    progress(f"chip opened ({passport.access})")
     read = passport.read_all()
     progress("read EF.COM, EF.SOD, " + ", ".join(f"DG{n}" for n in sorted(read.groups)))
     if 1 not in read.groups or 2 not in read.groups:

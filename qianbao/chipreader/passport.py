@@ -16,6 +16,7 @@ from typing import Final
 
 from asn1crypto import cms, core
 
+from qianbao.chipreader import pace
 from qianbao.chipreader.apdu import SW_FILE_NOT_FOUND, ReaderError, Transport, short_apdu
 from qianbao.chipreader.bac import MrzKey, SecureChannel, open_session
 from qianbao.verification.chip import LdsSecurityObject
@@ -46,13 +47,23 @@ class PassportRead:
 
 
 class Passport:
-    """An open BAC session with the chip's LDS application."""
+    """An open session (PACE or BAC) with the chip's LDS application."""
 
-    def __init__(self, channel: SecureChannel) -> None:
+    def __init__(self, channel: SecureChannel, access: str = "BAC") -> None:
         self.channel = channel
+        self.access = access  # "PACE" or "BAC": how the chip was opened
 
     @classmethod
     def open(cls, transport: Transport, key: MrzKey) -> Passport:
+        """PACE when EF.CardAccess offers a protocol and curve this reader runs, BAC
+        otherwise (Doc 9303 Part 11, 4.2: PACE first, where the chip has it)."""
+        card_access = pace.read_card_access(transport)
+        for info in pace.supported_pace(card_access or b""):
+            channel = pace.establish(transport, key, info)
+            if channel is not None:
+                in_channel = channel.send(SELECT_APPLICATION, LDS_AID)
+                _check(in_channel.status, "selecting the passport application")
+                return cls(channel, "PACE")
         selected = transport.transmit(short_apdu(SELECT_APPLICATION, LDS_AID))
         if not selected.ok:
             raise ReaderError(f"The card is not a passport (status {selected.status:04X}).")

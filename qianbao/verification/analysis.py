@@ -125,6 +125,7 @@ def read_chip(
         aa_signature=answers.aa_signature,
         printed_mrz=answers.printed_mrz,
         country_exceptions=settings.chip_signer_country_exceptions,
+        stale_crl=settings.chip_stale_crl,
     )
     checks = result.checks
     if result.active_authentication == "not_run":  # DG15 present, no answer sent

@@ -52,6 +52,7 @@ server runs it through the phone, keeping the ephemeral key itself
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -69,6 +70,7 @@ from qianbao.verification.mrz import PassportMrz, parse_td3
 from qianbao.verification.trust import (
     ECDSA_HASH_BY_OID,
     HASH_SIZES,
+    Certificate,
     DerReader,
     HashName,
     PublicKey,
@@ -541,6 +543,11 @@ def _active_authentication_hash(info: _SecurityInfo) -> HashName:
 
 # --- passive authentication -----------------------------------------------------------
 
+log = logging.getLogger(__name__)
+# What a CRL past its nextUpdate does to a chip whose signer's CSCA issued it (setting
+# ``chip_stale_crl``): "refuse" the chip, or "warn" (accept it, log a warning).
+StaleCrlRule = Literal["refuse", "warn"]
+
 
 class _DataGroupHash(core.Sequence):  # type: ignore[misc]
     _fields: ClassVar[list[tuple[str, type[core.Asn1Value]]]] = [
@@ -582,12 +589,21 @@ class PassiveAuthentication:
     # The subjects' countryName (ISO 3166-1 alpha-2), for :func:`check_signer_country`.
     document_signer_country: str | None = None
     country_signer_country: str | None = None
+    # The day the CSCA's newest CRL was due to be replaced, when that day has passed.
+    crl_overdue_since: date | None = None
 
 
 def verify_passive(
-    sod: bytes, data_groups: Mapping[int, bytes], trust: TrustStore, *, today: date
+    sod: bytes,
+    data_groups: Mapping[int, bytes],
+    trust: TrustStore,
+    *,
+    today: date,
+    stale_crl: StaleCrlRule = "warn",
 ) -> PassiveAuthentication:
-    """Passive authentication of ``data_groups`` (number to file bytes) against ``sod``."""
+    """Passive authentication of ``data_groups`` (number to file bytes) against ``sod``;
+    a CRL of the CSCA past its nextUpdate is handled as ``stale_crl`` says (its
+    revocations count either way)."""
     signed_data = _parse_sod(sod)
     files = {number: data[: _open_file(data, number).end] for number, data in data_groups.items()}
     signed, lds_hash, listed = _signed_hashes(signed_data)
@@ -612,6 +628,7 @@ def verify_passive(
                 "chip. Verify with the passport photo page instead."
             ),
         )
+    overdue = _crl_overdue_since(trust, csca, today, stale_crl)
     numbers = tuple(sorted(files))
     for number in numbers:
         expected = listed.get(number)
@@ -626,7 +643,36 @@ def verify_passive(
         listed=tuple(sorted(listed)),
         document_signer_country=document_signer.country,
         country_signer_country=csca.country,
+        crl_overdue_since=overdue,
     )
+
+
+def _crl_overdue_since(
+    trust: TrustStore, csca: Certificate, today: date, rule: StaleCrlRule
+) -> date | None:
+    """The nextUpdate of the CSCA's newest CRL when ``today`` is past it: refused with
+    ``chip.crl_overdue`` under "refuse", logged under "warn"; None when it is current
+    (or the store holds no CRL of the CSCA)."""
+    next_update = trust.crl_next_update(csca)
+    if next_update is None or next_update.date() >= today:
+        return None
+    if rule == "refuse":
+        raise InvalidInput(
+            "chip.crl_overdue",
+            N_(
+                "The issuing country's list of revoked passport certificates that we hold "
+                "is out of date (a new one was due on {since}), so this passport chip "
+                "cannot be checked now. Verify with the passport photo page instead, or "
+                "try again later."
+            ),
+            {"since": next_update.date().isoformat()},
+        )
+    log.warning(
+        "chip accepted with an overdue CRL: %s was due to issue a new CRL on %s",
+        csca.subject,
+        next_update.date().isoformat(),
+    )
+    return next_update.date()
 
 
 def _parse_sod(data: bytes) -> SignedDataSource:
@@ -806,6 +852,7 @@ def verify_chip(
     printed_mrz: PassportMrz | None = None,
     extra_codes: Collection[str] = frozenset(),
     country_exceptions: Collection[str] = (),
+    stale_crl: StaleCrlRule = "warn",
 ) -> ChipVerification:
     """Everything the server can check about an uploaded chip, or the first failure.
 
@@ -826,7 +873,7 @@ def verify_chip(
                 {"number": number, "what": "MRZ" if number == 1 else "face"},
                 details={"data_group": number},
             )
-    passive = verify_passive(files.sod, files.dgs, trust, today=today)
+    passive = verify_passive(files.sod, files.dgs, trust, today=today, stale_crl=stale_crl)
     _require_proof_files(passive, files)
     checks = ["sod_signature", "ds_chain", "ds_validity", "ds_revocation", "dg_hashes"]
     mrz = parse_dg1(files.dgs[1], today=today, extra_codes=extra_codes)

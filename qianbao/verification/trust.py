@@ -492,6 +492,17 @@ class TrustStore:
         plain = cert.cert if isinstance(cert, Certificate) else cert
         return (plain.issuer, plain.serial_number) in self._revoked
 
+    def crl_next_update(self, csca: Certificate) -> datetime | None:
+        """When the newest CRL that ``csca`` issued is due to be replaced (its latest
+        nextUpdate: a fresh CRL supersedes an overdue one); None when the store holds
+        no CRL of it, or none that names a nextUpdate."""
+        updates = [
+            crl.next_update_utc
+            for crl in self._crls
+            if crl.issuer == csca.cert.subject and crl.next_update_utc is not None
+        ]
+        return max(updates, default=None)
+
     def _add_crl(self, der: bytes) -> None:
         try:
             crl = x509.load_der_x509_crl(der)

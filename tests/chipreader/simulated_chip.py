@@ -1,12 +1,15 @@
 """The project's passport chip simulator: a chip built by ``chip_vectors.build_chip``
 that answers APDUs as a passport does, for the reader's end-to-end tests.
 
-It runs the chip's half of BAC (GET CHALLENGE, EXTERNAL AUTHENTICATE), secure messaging
-(3DES after BAC; 3DES or AES after chip authentication), SELECT and READ BINARY of the
-LDS files, INTERNAL AUTHENTICATE (active authentication with the chip's own key) and
-chip authentication (MSE:Set AT + GENERAL AUTHENTICATE, or MSE:Set KAT), so a read of
-it passes every server check. :func:`plugged_into_vpcd` plugs it into ``vpcd`` (vsmartcard's
-virtual reader for ``pcscd``) the way ``vicc`` does, so a PC/SC client reads it too.
+It runs the chip's half of BAC (GET CHALLENGE, EXTERNAL AUTHENTICATE) and, when built
+with a PACE protocol, of PACE (EF.CardAccess with its PACEInfo, MSE:Set AT and the four
+GENERAL AUTHENTICATE steps of the generic mapping, a wrong zone failing at the token
+check); secure messaging (3DES after BAC; 3DES or AES after PACE or chip
+authentication), SELECT and READ BINARY of the LDS files, INTERNAL AUTHENTICATE (active
+authentication with the chip's own key) and chip authentication (MSE:Set AT + GENERAL
+AUTHENTICATE, or MSE:Set KAT), so a read of it passes every server check.
+:func:`plugged_into_vpcd` plugs it into ``vpcd`` (vsmartcard's virtual reader for
+``pcscd``) the way ``vicc`` does, so a PC/SC client reads it too.
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
-from asn1crypto import core
+from asn1crypto import core, parser
 from cryptography.hazmat.primitives.asymmetric import ec
+from fastecdsa.rust import Point
 
-from qianbao.chipreader.apdu import Reply
+from qianbao.chipreader import pace
+from qianbao.chipreader.apdu import ReaderError, Reply
 from qianbao.chipreader.bac import MrzKey, des3_cbc, retail_mac
 from qianbao.chipreader.passport import FILES, LDS_AID
 from qianbao.verification import secure_messaging as sm
@@ -38,7 +43,31 @@ SW_SECURITY: Final = 0x6982  # security status not satisfied
 SW_SM_OBJECTS: Final = 0x6988
 SW_INS: Final = 0x6D00
 SW_END_OF_FILE: Final = 0x6B00
+SW_WRONG_DATA: Final = 0x6A80
+SW_VERIFICATION_FAILED: Final = 0x6300  # PACE: the terminal's token does not check
+CARD_ACCESS: Final = 0x011C
 GROUP_TAGS: Final = {1: 0x61, 2: 0x75, 14: 0x6E, 15: 0x6F}
+
+
+def ef_card_access(protocol: str, parameter_id: int) -> bytes:
+    """EF.CardAccess with one PACEInfo (Doc 9303 Part 11, 9.2.1): version 2."""
+    oid = core.ObjectIdentifier(protocol).dump()
+    integers = core.Integer(2).dump() + core.Integer(parameter_id).dump()
+    return tlv(0x31, tlv(0x30, oid + integers))
+
+
+@dataclass
+class PaceRun:
+    """The chip's side of a PACE run in progress."""
+
+    info: pace.PaceInfo
+    step: int = 1
+    nonce: bytes = b""
+    generator: Point | None = None
+    private: int = 0
+    own_public: bytes = b""
+    terminal_public: bytes = b""
+    keys: sm.SessionKeys | None = None
 
 
 def ef_com(groups: list[int]) -> bytes:
@@ -50,11 +79,15 @@ def ef_com(groups: list[int]) -> bytes:
 @dataclass
 class SimulatedPassport:
     """A passport chip. ``aa_key`` replaces the chip's AA key (a clone signs with its
-    own); the BAC key is the printed zone's."""
+    own); the BAC key is the printed zone's. With ``pace`` (a PACE protocol OID) the chip
+    offers PACE over the standardized curve ``pace_parameter_id`` in EF.CardAccess, and
+    still answers BAC."""
 
     chip: Chip
     mrz: MrzKey
     aa_key: PrivateKey | None = None
+    pace: str | None = None
+    pace_parameter_id: int = 13
     files: dict[int, bytes] = field(init=False)
     log: list[str] = field(default_factory=list)
 
@@ -64,6 +97,8 @@ class SimulatedPassport:
             FILES["SOD"]: self.chip.files.sod,
         }
         self.files |= {FILES[n]: content for n, content in self.chip.files.dgs.items()}
+        if self.pace is not None:
+            self.files[CARD_ACCESS] = ef_card_access(self.pace, self.pace_parameter_id)
         self.aa_key = self.aa_key or self.chip.aa_private_key
         self.reset()
 
@@ -74,6 +109,8 @@ class SimulatedPassport:
         self.ssc = 0
         self.selected: bytes | None = None
         self.ca_protocol: str | None = None
+        self.pace_run: PaceRun | None = None
+        self.card_access: bytes | None = None  # selected in the clear
 
     # --- the APDU loop ------------------------------------------------------------------
 
@@ -96,6 +133,15 @@ class SimulatedPassport:
             return self.rnd_ic, SW_OK
         if ins == 0x82 and self.rnd_ic:
             return self._external_authenticate(apdu[5 : 5 + apdu[4]])
+        if ins == 0xB0 and apdu[2] == 0x80 | (CARD_ACCESS & 0x1F):  # by short EF id
+            self.card_access = self.files.get(CARD_ACCESS)
+            return self._read_card_access(apdu[3], apdu[4] or 256)
+        if ins == 0xB0 and self.card_access is not None and not apdu[2] & 0x80:
+            return self._read_card_access((apdu[2] << 8) | apdu[3], apdu[4] or 256)
+        if ins == 0x22 and apdu[2:4] == b"\xc1\xa4":
+            return self._set_pace(apdu[5 : 5 + apdu[4]])
+        if ins == 0x86 and self.pace_run is not None:
+            return self._pace_step(apdu[5 : 5 + apdu[4]])
         if ins in (0xB0, 0xA4, 0x88):
             return b"", SW_SECURITY  # the files only under secure messaging
         return b"", SW_INS
@@ -118,6 +164,67 @@ class SimulatedPassport:
         self.rnd_ic = b""
         return cryptogram + retail_mac(bac.mac, cryptogram), SW_OK
 
+    def _read_card_access(self, offset: int, length: int) -> tuple[bytes, int]:
+        """EF.CardAccess is readable in the clear (it says how to open the chip)."""
+        if self.card_access is None:
+            return b"", SW_NOT_FOUND
+        if offset >= len(self.card_access):
+            return b"", SW_END_OF_FILE
+        return self.card_access[offset : offset + length], SW_OK
+
+    def _set_pace(self, data: bytes) -> tuple[bytes, int]:
+        objects = _objects(data)
+        if self.pace is None or 0x80 not in objects or objects.get(0x83) != b"\x01":
+            return b"", SW_WRONG_DATA
+        protocol = core.ObjectIdentifier.load(tlv(0x06, objects[0x80])).dotted
+        parameter_id = objects.get(0x84, bytes([self.pace_parameter_id]))[0]
+        if (protocol, parameter_id) != (self.pace, self.pace_parameter_id):
+            return b"", SW_WRONG_DATA
+        self.pace_run = PaceRun(pace.PaceInfo(protocol, parameter_id))
+        return b"", SW_OK
+
+    def _pace_step(self, data: bytes) -> tuple[bytes, int]:
+        """One GENERAL AUTHENTICATE of PACE; any failure ends the run, as on a chip."""
+        run, self.pace_run = self.pace_run, None
+        assert run is not None
+        try:
+            objects = _objects(_objects(data)[0x7C])
+            answer = self._pace_answer(run, objects)
+        except (KeyError, ValueError, ReaderError):
+            return b"", SW_WRONG_DATA
+        if answer is None:
+            return b"", SW_VERIFICATION_FAILED
+        run.step += 1
+        self.pace_run = run if run.step <= 4 else None
+        return tlv(0x7C, answer), SW_OK
+
+    def _pace_answer(self, run: PaceRun, objects: dict[int, bytes]) -> bytes | None:
+        curve = run.info.curve
+        if run.step == 1:  # the nonce, encrypted under the zone's key
+            run.nonce = secrets.token_bytes(8 if run.info.cipher[0] == "3DES" else 16)
+            k_pi = pace.password_key(self.mrz, run.info)
+            return tlv(0x80, pace.encrypt_nonce(k_pi, run.info, run.nonce))
+        if run.step == 2:  # generic mapping: G' = s·G + H
+            terminal = pace.decode_point(curve, objects[0x81])
+            private = pace.random_scalar(curve)
+            run.generator = pace.generic_mapping(curve, run.nonce, private * terminal)
+            return tlv(0x82, pace.encode_point(private * curve.G))
+        if run.step == 3:  # key agreement on G'
+            assert run.generator is not None
+            run.terminal_public = objects[0x83]
+            terminal = pace.decode_point(curve, run.terminal_public)
+            run.private = pace.random_scalar(curve)
+            run.own_public = pace.encode_point(run.private * run.generator)
+            run.keys = pace.session_keys(run.private * terminal, run.info)
+            return tlv(0x84, run.own_public)
+        assert run.keys is not None  # mutual authentication
+        expected = pace.authentication_token(run.keys, run.info, run.own_public)
+        if not hmac.compare_digest(objects[0x85], expected):
+            return None
+        self.keys, self.ssc = run.keys, 0
+        self.log.append("PACE")
+        return tlv(0x86, pace.authentication_token(run.keys, run.info, run.terminal_public))
+
     def _secured(self, apdu: bytes) -> Reply:
         if self.keys is None:
             return Reply(b"", SW_SECURITY)
@@ -137,6 +244,9 @@ class SimulatedPassport:
 
     def _command(self, command: sm.Command) -> tuple[bytes, int, sm.SessionKeys | None]:
         ins, p1, p2 = command.header[1], command.header[2], command.header[3]
+        if ins == 0xA4 and p1 == 0x04:  # the application, after PACE
+            self.application = command.data == LDS_AID
+            return b"", SW_OK if self.application else SW_NOT_FOUND, None
         if ins == 0xA4 and p1 == 0x02:
             self.selected = self.files.get(int.from_bytes(command.data, "big"))
             return b"", SW_OK if self.selected is not None else SW_NOT_FOUND, None
@@ -176,6 +286,17 @@ class SimulatedPassport:
         terminal = ec.EllipticCurvePublicKey.from_encoded_point(private_key.curve, point)
         cipher, bits = ECDH_PROTOCOLS[protocol]
         return sm.derive_keys(private_key.exchange(ec.ECDH(), terminal), cipher, bits)
+
+
+def _objects(data: bytes) -> dict[int, bytes]:
+    """The data objects in ``data`` by their first tag byte (80, 81 ... 7C)."""
+    found = {}
+    offset = 0
+    while offset < len(data):
+        class_, method, number, header, value, trailer = parser.parse(data[offset:], strict=False)
+        found[(class_ << 6) | (method << 5) | number] = value
+        offset += len(header) + len(value) + len(trailer)
+    return found
 
 
 # --- vpcd: the virtual reader's socket protocol ------------------------------------------

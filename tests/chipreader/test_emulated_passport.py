@@ -9,8 +9,10 @@
   DO99 status (which Doc 9303 requires), and it has no active or chip authentication,
   so the rest is tested against the project's simulator:
 * ``qianbao chip read`` itself, as a person runs it, reads the project's simulated
-  passport plugged into vpcd (BAC, secure messaging, every file, active
-  authentication) and submits it to a live server, which accepts it.
+  passport plugged into vpcd (PACE from EF.CardAccess, AES secure messaging, every file,
+  active authentication) and submits it to a live server, which accepts it; a mistyped
+  zone fails PACE's mutual authentication. The emulator has no EF.CardAccess, so there
+  the reader falls back to BAC.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
 VICC_MODULES = Path("/usr/lib/python3/site-packages/virtualsmartcard/virtualsmartcard")
 PCSCD_SOCKET = Path("/run/pcscd/pcscd.comm")
 LAUNCHER = Path(__file__).with_name("vicc_epass.py")
+PACE_AES_128 = "0.4.0.127.0.7.2.2.4.2.2"
 
 pytestmark = [
     pytest.mark.chipreader,
@@ -169,6 +172,7 @@ def test_the_emulated_epass_opens_with_the_zone_s_key_and_refuses_another(
     with pytest.raises(ReaderError, match="refused the key"):
         Passport.open(transport, wrong)
     opened = Passport.open(transport, right)  # the emulator checked our MAC and cryptogram
+    assert opened.access == "BAC"  # no EF.CardAccess on the emulator
     assert opened.channel.keys.cipher == "3DES" and opened.channel.ssc > 0
     transport.close()
 
@@ -182,7 +186,7 @@ def test_qianbao_chip_read_reads_a_passport_and_the_server_accepts_it(
     chip = chip_for()
     for der in chip.cscas:
         db.run(lambda tx, der=der: trust_store.import_file(tx, der, "test CSCA", today=TODAY))  # type: ignore[misc]
-    card = SimulatedPassport(chip, zone_key())
+    card = SimulatedPassport(chip, zone_key(), pace=PACE_AES_128)
     with httpx.Client(base_url=live_server) as http:
         token = api_sign_up(http)["token"]  # type: ignore[arg-type]
     key = zone_key()
@@ -199,6 +203,7 @@ def test_qianbao_chip_read_reads_a_passport_and_the_server_accepts_it(
             command, env=env, capture_output=True, text=True, timeout=120, check=False
         )
     assert done.returncode == 0, done.stdout + done.stderr
+    assert "chip opened (PACE)" in done.stdout and "PACE" in card.log
     assert "chip answered (active_authentication)" in done.stdout
     assert "'confirm'" in done.stdout and passport().surname in done.stdout
     assert "SM 88" in card.log  # the chip signed the server's challenge
@@ -210,7 +215,7 @@ def test_qianbao_chip_read_reads_a_passport_and_the_server_accepts_it(
 def test_qianbao_chip_read_says_why_when_the_zone_is_mistyped(
     vpcd_port: int, live_server: str, db: Database
 ) -> None:
-    card = SimulatedPassport(chip_for(), zone_key())
+    card = SimulatedPassport(chip_for(), zone_key(), pace=PACE_AES_128)
     with httpx.Client(base_url=live_server) as http:
         token = api_sign_up(http)["token"]  # type: ignore[arg-type]
     key = zone_key()
@@ -224,3 +229,4 @@ def test_qianbao_chip_read_says_why_when_the_zone_is_mistyped(
         done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 1
     assert "refused the key" in done.stderr and "expiry date" in done.stderr
+    assert "86" in card.log and "PACE" not in card.log  # refused at the token check

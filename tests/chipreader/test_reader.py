@@ -5,7 +5,10 @@ test_emulated_passport.py.)"""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from asn1crypto import core
 from fastapi.testclient import TestClient
 
 from qianbao.chipreader.apdu import ReaderError
@@ -15,8 +18,21 @@ from qianbao.chipreader.passport import FILES, Passport, listed_groups, signed_g
 from qianbao.db import Database
 from qianbao.verification import face, liveness, trust_store
 from tests.api_helpers import api_sign_up, bearer
-from tests.chipreader.simulated_chip import SimulatedPassport, ef_com
-from tests.verification.chip_vectors import CA_3DES, CA_AES_128, Chip, aa_key, build_chip
+from tests.chipreader.simulated_chip import (
+    CARD_ACCESS,
+    SimulatedPassport,
+    ef_card_access,
+    ef_com,
+)
+from tests.verification.chip_vectors import (
+    CA_3DES,
+    CA_AES_128,
+    Chip,
+    aa_key,
+    build_chip,
+    crl,
+    tlv,
+)
 from tests.verification.flow_helpers import (
     CHALLENGE,
     TODAY,
@@ -180,3 +196,90 @@ def test_a_passport_from_an_unknown_country_is_refused_with_the_server_s_reason(
 
 def test_a_chip_whose_ef_com_lists_no_dg15_is_not_asked_for_it() -> None:
     assert listed_groups(ef_com([1, 2, 14])) == [1, 2, 14]
+
+
+# --- PACE -----------------------------------------------------------------------------
+
+PACE_AES_128 = "0.4.0.127.0.7.2.2.4.2.2"
+PACE_AES_256 = "0.4.0.127.0.7.2.2.4.2.4"
+PACE_3DES = "0.4.0.127.0.7.2.2.4.2.1"
+BRAINPOOL_P256 = 13
+NIST_P256 = 12
+
+
+@pytest.mark.parametrize(
+    ("protocol", "curve", "cipher"),
+    [
+        (PACE_AES_128, BRAINPOOL_P256, "AES"),
+        (PACE_AES_128, NIST_P256, "AES"),
+        (PACE_AES_256, NIST_P256, "AES"),
+        (PACE_3DES, BRAINPOOL_P256, "3DES"),
+    ],
+)
+def test_a_chip_that_offers_pace_is_opened_with_pace_and_read_under_its_keys(
+    protocol: str, curve: int, cipher: str
+) -> None:
+    chip = aa_chip()
+    card = SimulatedPassport(chip, zone_key(), pace=protocol, pace_parameter_id=curve)
+    opened = Passport.open(card, zone_key())
+    assert opened.access == "PACE" and opened.channel.keys.cipher == cipher
+    assert "PACE" in card.log and "84" not in card.log  # no GET CHALLENGE: no BAC
+    read = opened.read_all()
+    assert read.groups == chip.files.dgs and read.sod == chip.files.sod
+    assert opened.active_authentication(CHALLENGE_BYTES)  # the chip signs under PACE's SM
+
+
+CHALLENGE_BYTES = bytes(range(8))
+
+
+def test_a_wrong_zone_fails_pace_s_mutual_authentication() -> None:
+    right = zone_key()
+    wrong = MrzKey(right.document_number, right.birth_date, "301231")
+    card = SimulatedPassport(aa_chip(), right, pace=PACE_AES_128)
+    with pytest.raises(ReaderError, match="refused the key"):
+        Passport.open(card, wrong)
+    assert "PACE" not in card.log and "SM B0" not in card.log
+    assert card.keys is None
+
+
+def test_a_pace_chip_with_chip_authentication_is_read_and_accepted(api: TestClient) -> None:
+    chip = ca_chip(CA_AES_128)
+    trust(api, chip)
+    card = SimulatedPassport(chip, zone_key(), pace=PACE_AES_128)
+    lines: list[str] = []
+    done = read_and_submit(api, card, zone_key(), lines.append)
+    assert done.proof == "chip_authentication" and done.case["status"] == "confirm"
+    assert "chip opened (PACE)" in lines and "SM 86" in card.log
+
+
+def test_a_server_set_to_refuse_overdue_crls_says_so_to_the_reader(api: TestClient) -> None:
+    chip = aa_chip()
+    trust(api, chip)
+    assert chip.csca is not None
+    db: Database = api.app.state.db  # type: ignore[attr-defined]
+    overdue = crl(chip.csca, [], day=TODAY - timedelta(days=100))  # due 20 days ago
+    db.run(lambda tx: trust_store.import_file(tx, overdue, "test CRL", today=TODAY))
+    db.settings.chip_stale_crl = "refuse"
+    card = SimulatedPassport(chip, zone_key(), pace=PACE_AES_128)
+    with pytest.raises(ServerRefused) as refused:
+        read_and_submit(api, card, zone_key())
+    assert refused.value.code == "chip.crl_overdue" and refused.value.status == 422
+    db.settings.chip_stale_crl = "warn"
+    assert read_and_submit(api, card, zone_key()).case["status"] == "confirm"
+
+
+def test_a_long_ef_card_access_is_read_in_pieces_and_its_pace_info_found() -> None:
+    # Other SecurityInfos first (an unknown protocol each): the PACEInfo comes after
+    # the first READ BINARY's 223 bytes.
+    filler = b"".join(
+        tlv(0x30, core.ObjectIdentifier(f"1.2.3.{n}").dump() + core.Integer(n).dump())
+        for n in range(60)
+    )
+    pace_info = ef_card_access(PACE_AES_128, BRAINPOOL_P256)[2:]
+    card_access = tlv(0x31, filler + pace_info)
+    assert len(card_access) > 2 * 223
+    card = SimulatedPassport(aa_chip(), zone_key(), pace=PACE_AES_128)
+    card.files[CARD_ACCESS] = card_access
+    opened = Passport.open(card, zone_key())
+    assert opened.access == "PACE"
+    assert card.log[:3] == ["B0", "B0", "B0"]  # by short identifier, then by offset

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import random
 import secrets
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -215,6 +217,41 @@ def test_revoked_ds_fails(genuine: vectors.Chip) -> None:
     assert _code(revoked) == "chip.ds_revoked"
     other_serial = dataclasses.replace(genuine, crls=[vectors.crl(issuer, [12345])])
     assert _verify(other_serial).passive.data_groups == (1, 2, 14, 15)
+
+
+OVERDUE_CRL_DAY = TODAY - timedelta(days=100)  # chip_vectors.crl: nextUpdate 80 days on
+
+
+def test_an_overdue_crl_is_flagged_and_by_default_accepted_with_a_warning(
+    genuine: vectors.Chip, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert genuine.signer is not None and genuine.csca is not None
+    overdue = vectors.crl(genuine.csca, [], day=OVERDUE_CRL_DAY)
+    chip = dataclasses.replace(genuine, crls=[overdue])
+    with caplog.at_level(logging.WARNING, logger="qianbao.verification.chip"):
+        passive = _verify(chip).passive
+    due = TODAY - timedelta(days=20)
+    assert passive.crl_overdue_since == due
+    assert "overdue CRL" in caplog.text and due.isoformat() in caplog.text
+    assert _code(chip, stale_crl="refuse") == "chip.crl_overdue"
+
+
+def test_an_overdue_crl_still_revokes_what_it_lists(genuine: vectors.Chip) -> None:
+    assert genuine.signer is not None and genuine.csca is not None
+    serial = genuine.signer.cert.serial_number
+    chip = dataclasses.replace(
+        genuine, crls=[vectors.crl(genuine.csca, [serial], day=OVERDUE_CRL_DAY)]
+    )
+    assert _code(chip) == "chip.ds_revoked"
+
+
+def test_a_current_crl_supersedes_an_overdue_one(genuine: vectors.Chip) -> None:
+    assert genuine.csca is not None
+    overdue = vectors.crl(genuine.csca, [], day=OVERDUE_CRL_DAY)
+    current = vectors.crl(genuine.csca, [])
+    chip = dataclasses.replace(genuine, crls=[overdue, current])
+    assert _verify(chip, stale_crl="refuse").passive.crl_overdue_since is None
+    assert _verify(genuine, stale_crl="refuse").passive.crl_overdue_since is None  # no CRL
 
 
 def test_hashes_made_with_another_algorithm_than_stated_fail() -> None:
