@@ -40,6 +40,7 @@ from sqlalchemy.exc import DBAPIError
 
 from qianbao.db import Database, Guard, Tx, check_guard, is_retryable
 from qianbao.errors import QianbaoError
+from qianbao.observability import metrics
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -128,6 +129,7 @@ class Batcher:
             return
         self.groups_run += 1
         self.operations_run += len(group)
+        metrics.money_group(len(group))
         for submitted, outcome in zip(group, done, strict=True):
             _answer(submitted, outcome)
 

@@ -55,6 +55,11 @@ LEDGER_OPERATIONS = Counter(
     "and outcome (done, replayed, or the refusal's error code).",
     ["kind", "outcome"],
 )
+MONEY_GROUP_OPERATIONS = Histogram(
+    "qianbao_money_group_operations",
+    "Payments and transfers per shared transaction (qianbao.batching): 1 when alone.",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
 RATE_LIMIT_REFUSALS = Counter(
     "qianbao_rate_limit_refusals",
     "Requests refused by a rate limit or quota, by rule (the refusal's error code).",
@@ -99,6 +104,10 @@ def ledger_operations(
     receipt, which may say ``replayed``, or a ``QianbaoError``)."""
     for (key, request), outcome in zip(operations, outcomes, strict=False):
         LEDGER_OPERATIONS.labels(_ledger_kind(key, request), _ledger_outcome(outcome)).inc()
+
+
+def money_group(operations: int) -> None:
+    MONEY_GROUP_OPERATIONS.observe(operations)
 
 
 def rate_limit_refused(rule: str) -> None:
