@@ -74,7 +74,12 @@ def staff_out(member: Staff) -> schemas.StaffOut:
 # --- signing in and out ------------------------------------------------------------------
 
 
-@router.post("/sessions", response_model=schemas.StaffSignedInOut, status_code=201)
+@router.post(
+    "/sessions",
+    response_model=schemas.StaffSignedInOut,
+    status_code=201,
+    responses={401: {"description": "Wrong username or password (`staff.login_failed`)."}},
+)
 def sign_in(body: schemas.StaffSignInIn, db: DbDep) -> schemas.StaffSignedInOut:
     """A staff token for a right username and password: the back office's login, with its
     throttle (wrong passwords slow further tries for the name down, doubling each time)."""
