@@ -130,10 +130,14 @@ def test_the_staff_api_has_a_security_scheme_of_its_own_matching_the_access_tabl
     assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
     assert "/api/v1/staff/sessions" in scheme["description"]
     staff_operations = 0
+    schemes: dict[str, list[dict[str, list[str]]]] = {
+        "staff": [{"staffBearer": []}],
+        "person": [{"bearer": []}],
+    }
     for path, method, operation in operations(doc):
         who = access.declared(method.upper(), path)
         assert who is not None, (method, path)
-        wanted = {"staff": [{"staffBearer": []}], "person": [{"bearer": []}]}.get(who.kind)
+        wanted = schemes.get(who.kind)
         assert operation.get("security") == wanted, (method, path)
         if who.kind == "staff":
             staff_operations += 1

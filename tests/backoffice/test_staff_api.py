@@ -6,6 +6,7 @@ API token are not each other. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
 
-from qianbao import audit
+from qianbao import access, audit, gate
 from qianbao.access import Role
 from qianbao.clock import FrozenClock
 from qianbao.db import Database, Tx
@@ -165,6 +166,33 @@ def test_a_token_ends_when_unused_and_at_its_end(client: TestClient, clock: Froz
     unused = signed_in(client, "sue", Role.SUPPORT)
     clock.advance(seconds=idle)
     assert problem(client.get(f"{API}/me", headers=unused)) == (401, "staff.not_signed_in")
+
+
+def test_every_staff_operation_refuses_other_roles_people_and_no_token(
+    client: TestClient,
+) -> None:
+    """From the app's own route table: each staff operation answers a role its line does
+    not admit 403 ``staff.role``, a person's token and no token 401, before any handler
+    runs (so a made-up id is never looked up for them)."""
+    tokens = {role: signed_in(client, f"t-{role.value.replace('_', '-')}", role) for role in Role}
+    person = {"Authorization": f"Bearer {sign_up(database(client)).token}"}
+    operations = [
+        (method, path)
+        for method, path in gate.app_routes(client.app)  # type: ignore[arg-type]
+        if path.startswith(f"{API}/") and path != f"{API}/sessions"
+    ]
+    assert len(operations) >= 19
+    for method, path in operations:
+        who = access.declared(method, path)
+        assert who is not None and who.kind == "staff", (method, path)
+        url = re.sub(r"\{[^}]+\}", lambda _: str(uuid.uuid4()), path)
+        for role, headers in tokens.items():
+            if not who.admits_role(role):
+                refused = client.request(method, url, headers=headers, json={})
+                assert problem(refused) == (403, "staff.role"), (method, path, role)
+        for headers in (person, {}):
+            refused = client.request(method, url, headers=headers, json={})
+            assert problem(refused) == (401, "staff.not_signed_in"), (method, path)
 
 
 # --- reviewer ------------------------------------------------------------------------------
