@@ -12,7 +12,8 @@ The audiences:
 - ``PERSON``: a signed-in person (the API's bearer token, the pages' session cookie).
   Whose object a path names (an order, a transfer, a session) is the service's to
   decide: another person's object answers the same 404 as an unknown one.
-- ``staff(...)``: a signed-in staff member holding one of the roles named.
+- ``staff(...)``: a signed-in staff member holding one of the roles named: the staff
+  cookie on the back-office pages, a staff bearer token on ``/api/v1/staff/...``.
   ``ANY_STAFF`` is any of them.
 - ``OWN_TOKEN``: a machine with a credential of its own, checked by the handler (the
   Prometheus scraper's ``QIANBAO_METRICS_TOKEN``); nobody's session opens it.
@@ -329,6 +330,27 @@ ROUTES: Final[Mapping[str, Who]] = {
     "POST /admin/staff": ADMIN,
     "POST /admin/staff/{staff_id}/role": ADMIN,
     "POST /admin/staff/{staff_id}/disable": ADMIN,
+    # --- the staff API: the back office's actions, with a staff bearer token -------------
+    "POST /api/v1/staff/sessions": ANYONE,
+    "DELETE /api/v1/staff/session": ANY_STAFF,
+    "GET /api/v1/staff/me": ANY_STAFF,
+    "GET /api/v1/staff/reviews": REVIEWER,
+    "GET /api/v1/staff/reviews/{case_id}": REVIEWER,
+    "GET /api/v1/staff/reviews/{case_id}/images/{image_id}": REVIEWER,
+    "POST /api/v1/staff/reviews/{case_id}/decision": REVIEWER,
+    "GET /api/v1/staff/restrictions": RISK,
+    "POST /api/v1/staff/restrictions": RISK,
+    "POST /api/v1/staff/restrictions/{restriction_id}/release": RISK,
+    "GET /api/v1/staff/appeals": RISK,
+    "GET /api/v1/staff/appeals/{appeal_id}": RISK,
+    "GET /api/v1/staff/appeals/{appeal_id}/documents/{document_id}": RISK,
+    "POST /api/v1/staff/appeals/{appeal_id}/decision": RISK,
+    "GET /api/v1/staff/people": SUPPORT,
+    "GET /api/v1/staff/members": ADMIN,
+    "POST /api/v1/staff/members": ADMIN,
+    "PUT /api/v1/staff/members/{staff_id}/role": ADMIN,
+    "POST /api/v1/staff/members/{staff_id}/disable": ADMIN,
+    "GET /api/v1/staff/audit-events": ADMIN,
 }
 # fmt: on
 

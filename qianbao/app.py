@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
 from qianbao import deps, gate, openapi
+from qianbao.backoffice import api as backoffice_api
 from qianbao.clock import Clock
 from qianbao.db import Database, DatabaseFailure, classify_failure
 from qianbao.errors import QianbaoError, SignInRequired
@@ -226,6 +227,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.include_router(funding_web.router)
     app.include_router(verification_web.router)
     app.include_router(backoffice.router)
+    app.include_router(backoffice_api.router)
     app.include_router(wallet_api.router)
     app.include_router(wallet_web.router)
     app.include_router(tour_pass_api.router)

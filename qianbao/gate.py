@@ -3,7 +3,9 @@
 can forget; a handler still decides whose object a path names.
 
 A person is found by the API's bearer token (``/api/...``) or the pages' session cookie;
-a staff member by the staff cookie. What the gate found is kept on the request, and the
+a staff member by a staff API token (``/api/...``) or the staff cookie. The two bearers
+are different tokens checked against different tables: a person's never opens a staff
+operation, a staff member's never a person's. What the gate found is kept on the request, and the
 handlers' own dependencies read it from there rather than asking the database again.
 """
 
@@ -76,9 +78,7 @@ async def _person(request: Request, who: access.Who) -> None:
         query = f"?{request.url.query}" if request.url.query else ""
         back_to = request.url.path + query
     if request.url.path.startswith("/api/"):
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        token = token.strip() if scheme.lower() == "bearer" else ""
+        token = bearer_token(request)
     else:
         token = request.cookies.get(deps.SESSION_COOKIE, "")
     if not token:
@@ -102,11 +102,21 @@ def _still_signed_in(session_id: uuid.UUID, back_to: str | None, tx: Tx) -> None
         raise SignInRequired(error.code, error.message, PERSON_SIGN_IN, back_to) from error
 
 
+def bearer_token(request: Request) -> str:
+    """The token of an ``Authorization: Bearer`` header; empty when there is none."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
 async def _staff(request: Request, who: access.Who) -> None:
     db = deps.database(request)
-    token = request.cookies.get(deps.STAFF_COOKIE, "")
+    door: staff.Door = "api" if request.url.path.startswith("/api/") else "page"
+    token = bearer_token(request) if door == "api" else request.cookies.get(deps.STAFF_COOKIE, "")
     member = (
-        await run_in_threadpool(db.run, lambda tx: staff.authenticate(tx, token)) if token else None
+        await run_in_threadpool(db.run, lambda tx: staff.authenticate(tx, token, door))
+        if token
+        else None
     )
     if member is None:
         raise SignInRequired("staff.not_signed_in", _PLEASE_LOG_IN, STAFF_SIGN_IN)

@@ -11,7 +11,8 @@ FastAPI writes most of it from the routes; this module adds what it cannot know:
 
 The bearer security scheme comes from the session dependency itself
 (``identity.api.current_session`` reads the token through ``HTTPBearer``), so an
-operation lists it exactly when it needs a signed-in person.
+operation lists it exactly when it needs a signed-in person; the staff operations list
+``staffBearer`` the same way (``backoffice.api.current_staff``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ ERRORS: Final = {
     "(`phone.too_short`, `transfer.amount`).",
     429: "Too many tries: come back after `Retry-After` seconds.",
     503: "Busy (`service.busy`): try again after `Retry-After` seconds.",
+}
+# What 401 and 403 mean on a staff operation (security scheme ``staffBearer``).
+STAFF_ERRORS: Final = {
+    401: "No staff token, or it ended (`staff.not_signed_in`): POST /api/v1/staff/sessions.",
+    403: "The staff member's role may not do this (`staff.role`): qianbao/access.py.",
 }
 RATE_LIMIT_HEADERS: Final = {
     "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}},
@@ -142,10 +148,12 @@ def error_statuses(path: str, method: str, operation: dict[str, Any]) -> list[in
 
 def _document_errors(path: str, method: str, operation: dict[str, Any]) -> None:
     responses: dict[str, Any] = operation.setdefault("responses", {})
+    staff_only = operation.get("security") == [{"staffBearer": []}]
     for status in error_statuses(path, method, operation):
         declared = responses.get(str(status), {})
+        meaning = STAFF_ERRORS.get(status) if staff_only else None
         response: dict[str, Any] = {
-            "description": declared.get("description") or ERRORS[status],
+            "description": declared.get("description") or meaning or ERRORS[status],
             "content": {"application/json": {"schema": {"$ref": PROBLEM_REF}}},
         }
         if status in (429, 503):

@@ -114,6 +114,12 @@ class Settings(BaseSettings):
     # Payments and transfers that arrive together in one process share one transaction
     # (each in its own savepoint, each with its own answer): at most this many. 1: never.
     money_batch_max: int = 50
+    # A staff API bearer token (POST /api/v1/staff/sessions) ends this long after sign-in:
+    # shorter than the back office's page session (10 h), since a token sits in a script or
+    # a tool rather than behind a browser's SameSite cookie.
+    staff_api_token_seconds: int = Field(default=3600, ge=60)
+    # A staff API token unused this long ends (the page session's: 30 min).
+    staff_api_token_idle_seconds: int = Field(default=15 * 60, ge=60)
     # "auto": Secure when public_base_url is https. Never read from the request, whose
     # Host and scheme the client (or a proxy) chooses.
     cookie_secure: Literal["auto", "always", "never"] = "auto"

@@ -3,6 +3,12 @@ table), against anonymous, another person, the owner and each staff role, answer
 line in qianbao/access.py says: let through, or refused with the gate's code. Merchants
 have no sessions of their own yet (the demo shop is anyone's), so no merchant actor.
 
+Every actor sends what it holds on every request: a person their token as the bearer and
+the cookie; a staff member the back office's cookie and a staff API token as the bearer.
+So the staff API (/api/v1/staff/...) is exercised with staff bearer tokens, a person's
+token is tried on every staff operation and a staff token on every person's operation
+(the gate answers ``session.invalid``: it is no person's token).
+
 One app and one set of signed-in actors per database for the whole module (building an
 app per route would take minutes); its own database, on SQLite and PostgreSQL, so that
 no other module's tests run in between."""
@@ -38,8 +44,9 @@ PEOPLE = {"owner": parse_mobile("07911 123456", "GB"), "other": parse_mobile("07
 ACTORS = ("anonymous", *PEOPLE, *(f"staff:{role}" for role in Role))
 # What the gate answers when it refuses; nothing else answers these.
 SIGN_IN_CODES = {"session.missing", "session.invalid", "session.expired", "staff.not_signed_in"}
-# The one request in the matrix that ends the caller's own session.
+# The requests in the matrix that end the caller's own session (a person's; a staff token).
 ENDS_THE_SESSION = ("DELETE", "/api/v1/auth/session")
+ENDS_THE_STAFF_TOKEN = ("DELETE", "/api/v1/staff/session")
 
 
 def _routes() -> list[tuple[str, str]]:
@@ -66,6 +73,21 @@ class World:
         self.clock.advance(seconds=61)  # past the last code's resend cooldown
         for name, phone in PEOPLE.items():
             self.headers[name] = _person_headers(_login(self.db, phone))
+
+    def sign_in_staff(self) -> None:
+        """Each role's cookie (the pages) and bearer token (the staff API)."""
+        for role in Role:
+            name = _staff_name(role)
+            page, _ = staff.sign_in(self.db, name, PASSWORD)
+            api = staff.open_session(self.db, name, PASSWORD, "api").token
+            self.headers[f"staff:{role}"] = {
+                "Cookie": f"qb_staff={page}",
+                "Authorization": f"Bearer {api}",
+            }
+
+
+def _staff_name(role: Role) -> str:
+    return f"s-{role.value.replace('_', '-')}"
 
 
 def _login(db: Database, phone: PhoneNumber) -> str:
@@ -108,19 +130,21 @@ def world(
             sign_up(db, phone)
         made.sign_in_people()
         for role in Role:
-            name = f"s-{role.value.replace('_', '-')}"
-            staff.create_staff(db, name, role.value, PASSWORD, role)
-            token, _ = staff.sign_in(db, name, PASSWORD)
-            made.headers[f"staff:{role}"] = {"Cookie": f"qb_staff={token}"}
+            staff.create_staff(db, _staff_name(role), role.value, PASSWORD, role)
+        made.sign_in_staff()
         yield made
 
 
-def expected(who: access.Who, actor: str) -> str:
+def expected(who: access.Who, actor: str, path: str) -> str:
     """The table's answer for one cell: 'pass', or the code of the refusal."""
     if who.kind in ("anyone", "own_token"):  # the gate lets them by; a handler may not
         return "pass"
     if who.kind == "person":
-        return "pass" if actor in PEOPLE else "session.missing"
+        if actor in PEOPLE:
+            return "pass"
+        # A staff member's bearer token is no person's: refused as an unknown token.
+        api = path.startswith("/api/")
+        return "session.invalid" if api and actor.startswith("staff:") else "session.missing"
     if not actor.startswith("staff:"):
         return "staff.not_signed_in"
     return "pass" if who.admits_role(actor.removeprefix("staff:")) else "staff.role"
@@ -156,7 +180,9 @@ def test_the_authorization_matrix(world: World, method: str, path: str) -> None:
         seen[actor] = outcome(response)
     if (method, path) == ENDS_THE_SESSION:
         world.sign_in_people()
-    assert seen == {actor: expected(who, actor) for actor in ACTORS}
+    if (method, path) == ENDS_THE_STAFF_TOKEN:
+        world.sign_in_staff()
+    assert seen == {actor: expected(who, actor, path) for actor in ACTORS}
 
 
 def test_an_ended_session_is_refused_like_none(world: World) -> None:
@@ -168,3 +194,14 @@ def test_an_ended_session_is_refused_like_none(world: World) -> None:
     for url in ("/api/v1/wallet", "/wallet"):
         answer = world.client.get(url, headers=headers, follow_redirects=False)
         assert (answer.status_code, answer.json()["code"]) == (401, "session.invalid"), url
+
+
+def test_the_matrix_reaches_every_staff_api_operation_with_a_bearer_token() -> None:
+    """The staff API is in the route table the matrix walks, and each of its operations
+    admits staff only (the sign-in excepted), so the staff columns above test tokens."""
+    staff_api = [(m, p) for m, p in ROUTES if p.startswith("/api/v1/staff/")]
+    assert len(staff_api) >= 20
+    for method, path in staff_api:
+        who = access.declared(method, path)
+        assert who is not None
+        assert who.kind == ("anyone" if path == "/api/v1/staff/sessions" else "staff"), path

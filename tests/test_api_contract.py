@@ -14,7 +14,9 @@ import pytest
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 
+from qianbao import access
 from qianbao.app import create_app
+from qianbao.backoffice.api import current_staff
 from qianbao.clock import FrozenClock
 from qianbao.identity.api import current_session
 from qianbao.settings import Settings
@@ -50,10 +52,14 @@ def operations(doc: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]
 
 
 def needs_session(route: APIRoute) -> bool:
+    return depends_on(route, current_session)
+
+
+def depends_on(route: APIRoute, call: Any) -> bool:
     pending = list(route.dependant.dependencies)
     while pending:
         dependency = pending.pop()
-        if dependency.call is current_session:
+        if dependency.call is call:
             return True
         pending.extend(dependency.dependencies)
     return False
@@ -106,11 +112,39 @@ def test_bearer_is_the_security_scheme_of_every_operation_that_needs_a_session(
                     PROBLEM
                 )
                 checked += 1
+            elif depends_on(route, current_staff):
+                assert operation["security"] == [{"staffBearer": []}], context.path
             else:
                 assert "security" not in operation, context.path
     assert checked > 50
     assert doc["paths"]["/api/v1/me"]["get"]["security"] == [{"bearer": []}]
     assert "security" not in doc["paths"]["/api/v1/auth/sms-codes"]["post"]
+
+
+def test_the_staff_api_has_a_security_scheme_of_its_own_matching_the_access_table(
+    doc: dict[str, Any],
+) -> None:
+    """Each staff operation lists ``staffBearer`` (never the person's ``bearer``) and
+    each person's API operation ``bearer``: exactly as qianbao/access.py declares them."""
+    scheme = doc["components"]["securitySchemes"]["staffBearer"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    assert "/api/v1/staff/sessions" in scheme["description"]
+    staff_operations = 0
+    schemes: dict[str, list[dict[str, list[str]]]] = {
+        "staff": [{"staffBearer": []}],
+        "person": [{"bearer": []}],
+    }
+    for path, method, operation in operations(doc):
+        who = access.declared(method.upper(), path)
+        assert who is not None, (method, path)
+        wanted = schemes.get(who.kind)
+        assert operation.get("security") == wanted, (method, path)
+        if who.kind == "staff":
+            staff_operations += 1
+            responses = operation["responses"]
+            assert "staff.not_signed_in" in responses["401"]["description"], (method, path)
+            assert "staff.role" in responses["403"]["description"], (method, path)
+    assert staff_operations >= 19
 
 
 def test_every_error_answer_is_a_problem_body_and_422_is_not_fastapis(

@@ -1,5 +1,6 @@
 """Schemathesis over every operation of the OpenAPI document, once anonymous and once as
-a signed-in, verified person with money: no answer is a server error, and every answer
+a signed-in, verified person with money, and the staff operations once more, each with
+the bearer token of a staff role it admits: no answer is a server error, and every answer
 is one the document describes (status, content type, headers, body schema).
 
 Each operation gets a bounded number of generated requests: valid ones (positive mode,
@@ -14,6 +15,7 @@ and the test lists them all, each with the curl command that reproduces it.
 
 from __future__ import annotations
 
+import io
 import os
 import uuid
 from collections import Counter
@@ -26,6 +28,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
+from PIL import Image
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
 from schemathesis.generation.case import Case
@@ -37,15 +40,18 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from qianbao import access
+from qianbao.access import Role
 from qianbao.clock import FrozenClock
 from qianbao.db import Database, Tx
 from qianbao.errors import QianbaoError
-from qianbao.identity import security
+from qianbao.identity import security, staff
 from qianbao.identity import service as identity
 from qianbao.identity.models import User
 from qianbao.identity.phone import parse_mobile
 from qianbao.money import Money
 from qianbao.profile.regions import states
+from qianbao.risk import restrictions
 from qianbao.wallet.pay_for_me import service as pay_for_me
 from qianbao.wallet.payments import service as payments
 from qianbao.wallet.transfers import service as transfers
@@ -201,6 +207,80 @@ def fuzz(operation: APIOperation, run: Run) -> list[str]:
             notes = "\n".join(getattr(failure, "__notes__", []))
             found.append(f"{operation.label} [{how}]: {failure}\n{notes}".strip())
     return found
+
+
+STAFF_PASSWORD = "a long fuzzing passphrase"
+
+
+@dataclass
+class FuzzStaff:
+    """A staff member of one role with a live API token (a fresh one whenever a fuzzed
+    ``DELETE /api/v1/staff/session`` ended the last)."""
+
+    db: Database
+    username: str
+    token: str = ""
+
+    def bearer(self) -> str:
+        alive = self.token and self.db.run(
+            lambda tx: staff.authenticate(tx, self.token, "api") is not None
+        )
+        if not alive:
+            self.token = staff.open_session(self.db, self.username, STAFF_PASSWORD, "api").token
+        return f"Bearer {self.token}"
+
+
+def staff_world(db: Database) -> tuple[dict[Role, FuzzStaff], dict[str, str]]:
+    """One staff member per role, and things for their paths to name: a person's freeze
+    and the appeal against it, and a spare staff member for the administrator."""
+    person = new_person(db, "07911 123456")
+    fund(db, person.id, "100")
+    restriction = db.run(
+        lambda tx: restrictions.impose(tx, person.id, "frozen", "risk_officer", imposed_by="t")
+    )
+    appeal = restrictions.appeal(db, person.id, {"passport_page": jpeg_photo()}, "mine")
+    members = {}
+    for role in Role:
+        name = f"fuzz-{role.value.replace('_', '-')}"
+        staff.create_staff(db, name, name, STAFF_PASSWORD, role.value)
+        members[role] = FuzzStaff(db, name)
+    spare = staff.create_staff(db, "fuzz-spare", "Spare", STAFF_PASSWORD, "support")
+    known = {
+        "restriction_id": str(restriction),
+        "appeal_id": str(appeal),
+        "staff_id": str(spare.id),
+    }
+    return members, known
+
+
+def jpeg_photo() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (320, 240), (200, 180, 160)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def test_no_staff_operation_answers_with_a_server_error(
+    client: TestClient, db: Database, clock: FrozenClock
+) -> None:
+    """Each staff operation fuzzed with the token of a role it admits (so the handlers
+    run), the sign-in anonymously."""
+    members, known = staff_world(db)
+    runs = {role: Run(members[role].bearer, known) for role in Role}
+    anonymous = Run(None, {})
+    failures: list[str] = []
+    for operation in operations(client):
+        if not operation.path.startswith("/api/v1/staff/"):
+            continue
+        who = access.declared(operation.method.upper(), operation.path)
+        assert who is not None, operation.label
+        role = next((role for role in Role if role in who.roles), None)
+        failures += fuzz(operation, runs[role] if role else anonymous)
+    assert not failures, "\n\n".join(failures)
+    # The handlers ran: each role was signed in and read what it may.
+    assert runs[Role.REVIEWER].statuses["GET /api/v1/staff/reviews"][200] > 0
+    assert runs[Role.RISK_OFFICER].statuses["GET /api/v1/staff/restrictions"][200] > 0
+    assert runs[Role.RISK_OFFICER].statuses["GET /api/v1/staff/appeals/{appeal_id}"][200] > 0
+    assert runs[Role.ADMIN].statuses["GET /api/v1/staff/members"][200] > 0
 
 
 @pytest.mark.parametrize("who", ["anonymous", "signed_in"])

@@ -7,6 +7,13 @@ sign in on /admin with a username and a password
 (argon2id, the login-password rules of NIST SP 800-63B), and hold sessions of their own
 that last one working day at most. Wrong passwords slow further tries for that username
 down, doubling each time, as customer logins do.
+
+The JSON API (``/api/v1/staff/...``) takes a bearer token of its own instead of the
+cookie: the same username and password, the same throttle, a shorter life
+(``QIANBAO_STAFF_API_TOKEN_SECONDS``, idle ``..._IDLE_SECONDS``). Tokens of the two kinds
+are kept under keyed hashes of different labels, so a page cookie never opens the API nor
+an API token the pages; and both live apart from a person's sessions, so neither opens a
+person's operation, nor a person's token a staff one.
 """
 
 from __future__ import annotations
@@ -14,8 +21,8 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Final
+from datetime import datetime, timedelta
+from typing import Final, Literal
 
 from sqlalchemy import select
 
@@ -36,6 +43,9 @@ FREE_FAILURES: Final = 5
 DAY: Final = timedelta(days=1)
 
 _LOGIN_FAILED: Final = N_("Wrong username or password.")
+# Which door a session token opens: the back-office pages' cookie or the API's bearer.
+Door = Literal["page", "api"]
+_HASH_LABEL: Final[dict[Door, str]] = {"page": "staff-session", "api": "staff-api-token"}
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,13 @@ class Staff:
     display_name: str
     role: str
     disabled: bool = False
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    token: str
+    expires_at: datetime
+    member: Staff
 
 
 def create_staff(
@@ -88,7 +105,14 @@ def create_staff(
 
 
 def sign_in(db: Database, username: str, password: str) -> tuple[str, Staff]:
-    """A new session token for a right username and password."""
+    """A new page session (the back office's cookie) for a right username and password."""
+    signed = open_session(db, username, password, "page")
+    return signed.token, signed.member
+
+
+def open_session(db: Database, username: str, password: str, door: Door) -> SignedIn:
+    """A new session token for a right username and password, for the pages or the API;
+    both doors share one throttle per username."""
     username = username.strip().lower()
     if not USERNAME_PATTERN.match(username):
         # No such name can exist: the same answer as a wrong password, before the name
@@ -113,37 +137,38 @@ def sign_in(db: Database, username: str, password: str) -> tuple[str, Staff]:
         raise NotAuthenticated("staff.login_failed", _LOGIN_FAILED)
     staff_id = found.id
 
-    def finish(tx: Tx) -> tuple[str, Staff]:
+    def finish(tx: Tx) -> SignedIn:
         ratelimit.forget(tx, [failure_id])  # a right password takes its own failure back
         member = tx.session.get(StaffMember, staff_id)
         assert member is not None
         now = tx.now()
         token = new_token()
+        expires_at = now + _lifetimes(tx, door)[1]
         tx.session.add(
             StaffSession(
                 staff_id=staff_id,
-                token_hash=_token_hash(tx, token),
+                token_hash=_token_hash(tx, token, door),
                 created_at=now,
                 last_seen_at=now,
-                expires_at=now + SESSION_ABSOLUTE,
+                expires_at=expires_at,
             )
         )
-        return token, _staff(member)
+        return SignedIn(token, expires_at, _staff(member))
 
     return db.run(finish, isolation="read committed")
 
 
-def authenticate(tx: Tx, token: str) -> Staff | None:
-    """The staff member a session token belongs to, while the session lives."""
+def authenticate(tx: Tx, token: str, door: Door = "page") -> Staff | None:
+    """The staff member a session token of that door belongs to, while the session lives."""
     session = tx.session.scalar(
-        select(StaffSession).where(StaffSession.token_hash == _token_hash(tx, token))
+        select(StaffSession).where(StaffSession.token_hash == _token_hash(tx, token, door))
     )
     now = tx.now()
     if (
         session is None
         or session.revoked_at is not None
         or session.expires_at <= now
-        or session.last_seen_at + SESSION_IDLE <= now
+        or session.last_seen_at + _lifetimes(tx, door)[0] <= now
     ):
         return None
     member = tx.session.get(StaffMember, session.staff_id)
@@ -153,9 +178,9 @@ def authenticate(tx: Tx, token: str) -> Staff | None:
     return _staff(member)
 
 
-def sign_out(tx: Tx, token: str) -> None:
+def sign_out(tx: Tx, token: str, door: Door = "page") -> None:
     session = tx.session.scalar(
-        select(StaffSession).where(StaffSession.token_hash == _token_hash(tx, token))
+        select(StaffSession).where(StaffSession.token_hash == _token_hash(tx, token, door))
     )
     if session is not None and session.revoked_at is None:
         session.revoked_at = tx.now()
@@ -225,8 +250,19 @@ def _wait_if_throttled(tx: Tx, key: str) -> None:
         )
 
 
-def _token_hash(tx: Tx, token: str) -> str:
-    return keyed_hash(tx.settings.hmac_key(), "staff-session", token)
+def _token_hash(tx: Tx, token: str, door: Door) -> str:
+    return keyed_hash(tx.settings.hmac_key(), _HASH_LABEL[door], token)
+
+
+def _lifetimes(tx: Tx, door: Door) -> tuple[timedelta, timedelta]:
+    """(idle, absolute) for a session of that door."""
+    if door == "page":
+        return SESSION_IDLE, SESSION_ABSOLUTE
+    settings = tx.settings
+    return (
+        timedelta(seconds=settings.staff_api_token_idle_seconds),
+        timedelta(seconds=settings.staff_api_token_seconds),
+    )
 
 
 def _staff(member: StaffMember) -> Staff:

@@ -10,7 +10,6 @@ are opened (decrypted) only here, one request per image, and are never cached.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from typing import Annotated, Final
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -18,20 +17,15 @@ from fastapi.responses import Response
 
 from qianbao import access, audit, deps
 from qianbao.access import Role
-from qianbao.db import Database, Tx
+from qianbao.backoffice import service as lookup
+from qianbao.db import Database
 from qianbao.errors import QianbaoError
 from qianbao.gate import signed_in_staff
-from qianbao.i18n import N_
-from qianbao.identity import service as identity
 from qianbao.identity import staff
-from qianbao.identity.phone import PhoneNumber, parse_mobile
+from qianbao.identity.phone import parse_mobile
 from qianbao.identity.staff import Staff
-from qianbao.money import Money
 from qianbao.risk import restrictions
 from qianbao.verification import service as verification
-from qianbao.wallet import history
-from qianbao.wallet.payments import service as payments
-from qianbao.wallet.transfers.service import TransferView
 from qianbao.web.pages import CsrfField, DbDep
 from qianbao.web.render import check_csrf, page, redirect, secure_cookies
 
@@ -39,7 +33,6 @@ router = APIRouter(prefix="/admin", include_in_schema=False)
 STAFF_COOKIE: Final = deps.STAFF_COOKIE
 Text = Annotated[str, Form()]
 StaffDep = Annotated[Staff, Depends(signed_in_staff)]
-LOOKUP_ROWS: Final = 50
 
 
 @router.get("")
@@ -257,18 +250,7 @@ def impose_restriction(
     check_csrf(request, csrf)
     try:
         number = parse_mobile(phone, "CN")
-        if not note.strip():
-            raise QianbaoError("restriction.note_required", N_("Say why in the note."), status=422)
-        db.run(
-            lambda tx: restrictions.impose(
-                tx,
-                identity.account_by_phone(tx, number).id,
-                kind,
-                "risk_officer",
-                imposed_by=audit.staff_actor(member.id),
-                note=note,
-            )
-        )
+        db.run(lambda tx: restrictions.impose_by_officer(tx, member.id, number, kind, note))
     except QianbaoError as error:
         return _restrictions(request, db, member, error)
     return redirect(request, "/admin/restrictions?done=imposed")
@@ -302,7 +284,7 @@ def person_lookup(request: Request, db: DbDep, member: StaffDep, phone: str = ""
     if not phone.strip():
         return page(request, "admin_person.html", staff=member, phone="", found=None)
     try:
-        found = db.run(lambda tx: _person(tx, parse_mobile(phone, "CN")))
+        found = db.run(lambda tx: lookup.person_lookup(tx, parse_mobile(phone, "CN")))
     except QianbaoError as error:
         return page(
             request,
@@ -314,33 +296,6 @@ def person_lookup(request: Request, db: DbDep, member: StaffDep, phone: str = ""
             error=error,
         )
     return page(request, "admin_person.html", staff=member, phone=phone, found=found)
-
-
-@dataclass(frozen=True)
-class PersonLookup:
-    account: identity.Account
-    level: str
-    case: verification.CaseView | None
-    balance: Money
-    held: Money
-    restrictions: list[restrictions.RestrictionRow]
-    payments: list[payments.OrderView]
-    transfers: list[TransferView]
-
-
-def _person(tx: Tx, number: PhoneNumber) -> PersonLookup:
-    account = identity.account_by_phone(tx, number)
-    balance, held = payments.money_of(tx, account.id)
-    return PersonLookup(
-        account=account,
-        level=identity.verification_label(account.verification_level),
-        case=verification.current_case(tx, account.id),
-        balance=balance,
-        held=held,
-        restrictions=restrictions.of_person(tx, account.id),
-        payments=history.payments_page(tx, account.id, {}, None, LOOKUP_ROWS).items,
-        transfers=history.transfers_page(tx, account.id, {}, None, LOOKUP_ROWS).items,
-    )
 
 
 # --- administrators: staff ---------------------------------------------------------------

@@ -33,6 +33,7 @@ from qianbao.db import Database, Tx
 from qianbao.errors import Conflict, Forbidden, InvalidInput, NotFound
 from qianbao.i18n import N_
 from qianbao.identity import service as identity
+from qianbao.identity.phone import PhoneNumber
 from qianbao.money import Money
 from qianbao.risk.models import AccountRestriction, AppealDocument, RestrictionAppeal
 from qianbao.sealing import Keyring, Sealed
@@ -175,6 +176,20 @@ def impose(
     return row.id
 
 
+def impose_by_officer(
+    tx: Tx, staff_id: uuid.UUID, number: PhoneNumber, kind: str, note: str
+) -> uuid.UUID:
+    """A risk officer restricts or freezes an account by its mobile number, saying why
+    (the back-office page and the staff API both come here)."""
+    if not note.strip():
+        raise InvalidInput("restriction.note_required", N_("Say why in the note."))
+    check_shown_text("note", note)  # the person and other staff read it
+    account = identity.account_by_phone(tx, number)
+    return impose(
+        tx, account.id, kind, "risk_officer", imposed_by=audit.staff_actor(staff_id), note=note
+    )
+
+
 # --- release: one risk officer, or two above the threshold -----------------------------
 
 HeldMeasure = Callable[[Tx, uuid.UUID], int]
@@ -274,6 +289,14 @@ def of_person(tx: Tx, user_id: uuid.UUID) -> list[RestrictionRow]:
         .order_by(AccountRestriction.created_at.desc())
     )
     return [_row(tx, row) for row in rows]
+
+
+def restriction(tx: Tx, restriction_id: uuid.UUID) -> RestrictionRow:
+    """One restriction, lifted or not (what the staff API answers after a change)."""
+    row = tx.session.get(AccountRestriction, restriction_id)
+    if row is None:
+        raise NotFound("restriction.not_found", N_("No such restriction."))
+    return _row(tx, row)
 
 
 def _row(tx: Tx, row: AccountRestriction) -> RestrictionRow:
