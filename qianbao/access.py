@@ -110,6 +110,9 @@ ROUTES: Final[Mapping[str, Who]] = {
     "GET /healthz": ANYONE,
     "GET /readyz": ANYONE,
     "GET /metrics": OWN_TOKEN,  # only when QIANBAO_METRICS_TOKEN is set
+    # --- the trade API: a shop's request signed with its app's key, checked by the handler
+    "GET /gateway.do": OWN_TOKEN,  # page pay: the person's browser carries the signed request
+    "POST /gateway.do": OWN_TOKEN,
     # --- identity API -------------------------------------------------------------------
     "GET /api/v1/calling-codes": ANYONE,
     "GET /api/v1/agreement": ANYONE,

@@ -28,6 +28,7 @@ from qianbao.i18n import N_, negotiate, parse_language, set_language
 from qianbao.identity import api as identity_api
 from qianbao.monitoring import instrument
 from qianbao.notify import api as notify_api
+from qianbao.openplatform.gateway import api as gateway_api
 from qianbao.pages import account as account_pages
 from qianbao.pages import backoffice
 from qianbao.pages import home as home_pages
@@ -236,6 +237,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.include_router(pay_for_me_web.router)
     app.include_router(topup_codes_api.router)
     app.include_router(topup_codes_web.router)
+    app.include_router(gateway_api.router)
     openapi.install(app, settings)
     app.mount(
         "/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static"

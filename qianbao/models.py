@@ -7,6 +7,8 @@ from qianbao.db import Base
 from qianbao.funding import models as funding_models
 from qianbao.identity import models as identity_models
 from qianbao.notify import models as notify_models
+from qianbao.openplatform.gateway import models as gateway_models
+from qianbao.openplatform.merchants import models as merchant_models
 from qianbao.profile import models as profile_models
 from qianbao.risk import models as risk_models
 from qianbao.throttling import models as throttling_models
@@ -23,7 +25,9 @@ metadata = Base.metadata
 __all__ = [
     "audit",
     "funding_models",
+    "gateway_models",
     "identity_models",
+    "merchant_models",
     "metadata",
     "notify_models",
     "pay_for_me_models",

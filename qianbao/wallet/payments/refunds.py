@@ -424,6 +424,7 @@ def _add_refunded(tx: Tx, order: PaymentOrder, amount_minor: int) -> None:
         limits.count_payment(tx, order.payer_id, order.source, -amount_minor, order.paid_at)
     if order.refunded == order.amount:
         order.status = "TRADE_CLOSED"  # Alipay: a fully refunded trade is closed
+    payments.announce_refund(tx, order.id)
 
 
 def finish_pending_refunds(db: Database, limit: int = 100) -> int:
