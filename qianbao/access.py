@@ -113,6 +113,7 @@ ROUTES: Final[Mapping[str, Who]] = {
     # --- the trade API: a shop's request signed with its app's key, checked by the handler
     "GET /gateway.do": OWN_TOKEN,  # page pay: the person's browser carries the signed request
     "POST /gateway.do": OWN_TOKEN,
+    "GET /gateway/bills/{token}": OWN_TOKEN,  # the link's keyed hash is its credential
     # --- identity API -------------------------------------------------------------------
     "GET /api/v1/calling-codes": ANYONE,
     "GET /api/v1/agreement": ANYONE,

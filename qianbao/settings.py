@@ -330,6 +330,8 @@ class Settings(BaseSettings):
     gateway_notify_retry_seconds: Annotated[list[int], NoDecode] = Field(
         default_factory=lambda: [240, 600, 600, 3600, 7200, 21600, 54000]
     )
+    # A daily bill's download link works this long (Alipay's: 30 seconds).
+    gateway_bill_link_seconds: int = 30
     # One notification attempt waits this long for the shop's answer.
     gateway_notify_timeout_seconds: float = 10.0
     # And reads at most this much of it (a shop's "success" is seven bytes).

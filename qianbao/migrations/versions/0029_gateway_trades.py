@@ -77,7 +77,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["notification_id"],
             ["gateway_notifications.id"],
-            name="fk_gateway_notification_attempts_notification_id_gateway_notifications",
+            name="fk_gateway_notification_attempts_notice",
         ),
         sa.PrimaryKeyConstraint("id", name="pk_gateway_notification_attempts"),
     )

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from qianbao import deps
 from qianbao.db import Database
-from qianbao.openplatform.gateway import notifications, service
+from qianbao.openplatform.gateway import bills, notifications, service
 
 router = APIRouter(tags=["gateway"])
 DbDep = Annotated[Database, Depends(deps.database)]
@@ -47,3 +47,14 @@ async def _answer(db: Database, params: dict[str, str]) -> Response:
         return RedirectResponse(answer.redirect, status_code=302)
     media = "application/json;charset=utf-8" if answer.status == 200 else "text/plain"
     return Response(answer.text, status_code=answer.status, media_type=media)
+
+
+@router.get("/gateway/bills/{token}", response_class=Response)
+def bill(token: str, db: DbDep) -> Response:
+    """A daily bill, by the short-lived link ``bill.downloadurl.query`` answered."""
+    found = db.run(lambda tx: bills.open_link(tx, token))
+    return Response(
+        found.text,
+        media_type="text/csv;charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{found.filename}"'},
+    )

@@ -59,7 +59,10 @@ class GatewayNotificationAttempt(Base):
     __table_args__ = (Index("ix_gateway_notification_attempts", "notification_id", "attempted_at"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
-    notification_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("gateway_notifications.id"))
+    # Named by hand: the naming convention's name passes PostgreSQL's 63 characters.
+    notification_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("gateway_notifications.id", name="fk_gateway_notification_attempts_notice")
+    )
     attempted_at: Mapped[datetime] = mapped_column(UTCDateTime())
     http_status: Mapped[int | None] = mapped_column(default=None)
     answer: Mapped[str | None] = mapped_column(String(512), default=None)

@@ -25,9 +25,10 @@ from qianbao.errors import QianbaoError
 from qianbao.i18n import N_
 from qianbao.money import Money
 from qianbao.openplatform import signing
-from qianbao.openplatform.gateway import callbacks
+from qianbao.openplatform.gateway import bills, callbacks
 from qianbao.openplatform.gateway.models import GatewayTrade
 from qianbao.openplatform.gateway.protocol import (
+    BEIJING,
     BUSINESS,
     INVALID,
     MISSING,
@@ -73,6 +74,13 @@ def answer(db: Database, params: Mapping[str, str]) -> Answer:
         if method in PAGE_METHODS:
             return Answer(redirect=page_pay(db, call))
         body = {**dict(zip(("code", "msg"), SUCCESS, strict=True)), **METHODS[method](db, call)}
+    except QianbaoError as error:
+        # A race the use case lost (two requests for one new trade at once, a database
+        # constraint): Alipay's "try again" answer, never a 500.
+        log.warning("gateway request not done: %s", error.code)
+        body = GatewayRefusal(
+            UNAVAILABLE, "ACQ.SYSTEM_ERROR", N_("The request could not be done now; try again.")
+        ).body()
     except GatewayRefusal as refusal:
         body = refusal.body()
         if method in PAGE_METHODS:
@@ -388,6 +396,18 @@ def refund_query(db: Database, call: Call) -> dict[str, str]:
     return db.run(run)
 
 
+def bill_download_url(db: Database, call: Call) -> dict[str, str]:
+    """A link to the day's trade bill (CSV), valid for ``gateway_bill_link_seconds``."""
+
+    def run(tx: Tx) -> dict[str, str]:
+        today = tx.now().astimezone(BEIJING).date()
+        day = bills.bill_day(call.biz.get("bill_date"), today)
+        bill_type = _text(call, "bill_type")
+        return {"bill_download_url": bills.download_url(tx, call.app.app_id, bill_type, day)}
+
+    return db.run(run)
+
+
 METHODS: Final[Mapping[str, Callable[[Database, Call], dict[str, str]]]] = {
     "alipay.trade.precreate": precreate,
     "alipay.trade.query": query,
@@ -395,6 +415,7 @@ METHODS: Final[Mapping[str, Callable[[Database, Call], dict[str, str]]]] = {
     "alipay.trade.fastpay.refund.query": refund_query,
     "alipay.trade.close": close,
     "alipay.trade.cancel": cancel,
+    "alipay.data.dataservice.bill.downloadurl.query": bill_download_url,
 }
 
 

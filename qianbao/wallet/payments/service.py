@@ -334,6 +334,22 @@ def get_order(tx: Tx, order_id: uuid.UUID) -> OrderView:
     return order_view(tx, _order(tx, order_id))
 
 
+def merchant_orders_paid_between(
+    tx: Tx, merchant_id: uuid.UUID, since: datetime, until: datetime
+) -> list[OrderView]:
+    """The merchant's orders paid from ``since`` to before ``until`` (a daily bill)."""
+    rows = tx.session.scalars(
+        select(PaymentOrder)
+        .where(
+            PaymentOrder.merchant_id == merchant_id,
+            PaymentOrder.paid_at >= since,
+            PaymentOrder.paid_at < until,
+        )
+        .order_by(PaymentOrder.paid_at)
+    )
+    return [order_view(tx, row) for row in rows]
+
+
 def merchant_orders(tx: Tx, merchant_id: uuid.UUID, limit: int = 50) -> list[OrderView]:
     rows = tx.session.scalars(
         select(PaymentOrder)

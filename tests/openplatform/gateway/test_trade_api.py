@@ -6,6 +6,8 @@ signatures verified by the SDK with the platform key, and the requests Qianbao r
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import time
 import urllib.parse
@@ -16,6 +18,9 @@ from typing import Any
 
 import httpx
 import pytest
+from alipay.aop.api.domain.AlipayDataDataserviceBillDownloadurlQueryModel import (
+    AlipayDataDataserviceBillDownloadurlQueryModel,
+)
 from alipay.aop.api.domain.AlipayTradeCancelModel import AlipayTradeCancelModel
 from alipay.aop.api.domain.AlipayTradeCloseModel import AlipayTradeCloseModel
 from alipay.aop.api.domain.AlipayTradeFastpayRefundQueryModel import (
@@ -26,6 +31,9 @@ from alipay.aop.api.domain.AlipayTradePrecreateModel import AlipayTradePrecreate
 from alipay.aop.api.domain.AlipayTradeQueryModel import AlipayTradeQueryModel
 from alipay.aop.api.domain.AlipayTradeRefundModel import AlipayTradeRefundModel
 from alipay.aop.api.exception.Exception import ResponseException
+from alipay.aop.api.request.AlipayDataDataserviceBillDownloadurlQueryRequest import (
+    AlipayDataDataserviceBillDownloadurlQueryRequest,
+)
 from alipay.aop.api.request.AlipayTradeCancelRequest import AlipayTradeCancelRequest
 from alipay.aop.api.request.AlipayTradeCloseRequest import AlipayTradeCloseRequest
 from alipay.aop.api.request.AlipayTradeFastpayRefundQueryRequest import (
@@ -357,3 +365,48 @@ def test_an_app_key_under_2048_bits_is_refused(db: Database) -> None:
         return merchants.app(tx, app_id).has_key
 
     assert not db.run(installed)
+
+
+def test_a_daily_bill_lists_the_day_s_payments_and_refunds(
+    server: LiveServer, db: Database, clock: FrozenClock
+) -> None:
+    shop = Shop(server)
+    clock.advance(days=-1)  # yesterday, in the server's time
+    made = gateway_answer(
+        db,
+        shop.app_id,
+        shop.keys,
+        "alipay.trade.precreate",
+        {"out_trade_no": "B1", "total_amount": "12.00", "subject": "green tea"},
+    )
+    person = paying_person(db, clock)
+    payments.pay_with_balance(db, person, order_id_of(db, made["qr_code"]), PIN)
+    refunded = gateway_answer(
+        db,
+        shop.app_id,
+        shop.keys,
+        "alipay.trade.refund",
+        {"out_trade_no": "B1", "refund_amount": "2.00", "out_request_no": "BR1"},
+    )
+    assert refunded["fund_change"] == "Y"
+    yesterday = protocol.beijing_time(clock.now())[:10]
+    clock.advance(days=1)
+
+    model = AlipayDataDataserviceBillDownloadurlQueryModel()
+    model.bill_type, model.bill_date = "trade", yesterday
+    answer = shop.call(AlipayDataDataserviceBillDownloadurlQueryRequest(biz_model=model))
+    link = answer["bill_download_url"]
+    assert link.startswith(f"{server.url}/gateway/bills/")
+    bill = httpx.get(link)
+    assert bill.status_code == 200 and bill.headers["content-type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(bill.text)))
+    assert rows[0][0] == "支付宝交易号" and len(rows) == 3
+    assert (rows[1][1], rows[1][2], rows[1][7]) == ("B1", "交易", "12.00")
+    assert (rows[2][2], rows[2][7], rows[2][8]) == ("退款", "-2.00", "BR1")
+
+    model.bill_date = protocol.beijing_time(clock.now())[:10]  # today is not closed yet
+    today = shop.call(AlipayDataDataserviceBillDownloadurlQueryRequest(biz_model=model))
+    assert today["sub_code"] == "ACQ.INVALID_PARAMETER"
+    assert httpx.get(link[:-3] + "AAA").status_code == 404  # a changed link
+    clock.advance(seconds=db.settings.gateway_bill_link_seconds + 1)
+    assert httpx.get(link).status_code == 404  # an expired one
