@@ -258,7 +258,8 @@ ROUTES: Final[Mapping[str, Who]] = {
     "GET /wallet/cards/new": PERSON,
     "POST /wallet/cards": PERSON,
     "GET /wallet/cards/{card_id}/verified": PERSON,
-    "GET /cashier/{order_id}": PERSON,
+    # A shop's QR code or page pay (the trade API) brings people here signed out too.
+    "GET /cashier/{order_id}": PERSON_COMES_BACK,
     "POST /cashier/{order_id}": PERSON,
     "GET /cashier/{order_id}/finish": PERSON,
     # The sandbox card network's 3-D Secure page: the card issuer's, not ours.

@@ -25,6 +25,8 @@ import httpx
 from sqlalchemy import select
 
 from qianbao.db import Database, Tx
+from qianbao.errors import NotFound
+from qianbao.i18n import N_
 from qianbao.openplatform import signing
 from qianbao.openplatform.gateway import callbacks
 from qianbao.openplatform.gateway.models import (
@@ -201,6 +203,15 @@ def _record(tx: Tx, *, notification_id: uuid.UUID, delivery: Delivery) -> None:
         row.status = "failed"
     else:
         row.next_attempt_at = tx.now() + timedelta(seconds=schedule[row.attempts - 1])
+
+
+def resend(tx: Tx, notification_id: uuid.UUID) -> None:
+    """Send a notification again now, with the same notify_id, on a fresh schedule (the
+    portal's resend button, for a shop that was down longer than Alipay's 25 hours)."""
+    row = tx.session.get(GatewayNotification, notification_id, with_for_update=True)
+    if row is None:
+        raise NotFound("notification.not_found", N_("There is no such notification."))
+    row.status, row.attempts, row.next_attempt_at = "pending", 0, tx.now()
 
 
 def http_sender(db: Database) -> Send:

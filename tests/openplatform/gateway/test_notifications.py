@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 
+from qianbao import jobs
 from qianbao.clock import FrozenClock
 from qianbao.db import Database, Tx
 from qianbao.money import Money
@@ -102,9 +103,16 @@ def test_a_shop_that_never_answers_success_is_given_up_after_the_schedule(
         for wait in [0, *schedule, 86400]:
             clock.advance(seconds=wait)
             notifications.deliver_due(db)
-    assert len(endpoint.received) == 1 + len(schedule)  # 8 tries, as Alipay's
-    [log] = db.run(lambda tx: notifications.notifications_of(tx, order_id))
-    assert log.status == "failed"
+        assert len(endpoint.received) == 1 + len(schedule)  # 8 tries, as Alipay's
+        [log] = db.run(lambda tx: notifications.notifications_of(tx, order_id))
+        assert log.status == "failed"
+        endpoint.answers = ["success"]  # the shop is fixed; the merchant resends
+        db.run(lambda tx: notifications.resend(tx, log.id))
+        assert notifications.deliver_due(db) == 1
+    assert endpoint.received[-1]["notify_id"] == endpoint.received[0]["notify_id"]
+    assert db.run(lambda tx: notifications.notifications_of(tx, order_id))[0].status == (
+        "delivered"
+    )
     waits = [
         (later.attempted_at - earlier.attempted_at)
         for earlier, later in zip(log.attempts, log.attempts[1:], strict=False)
@@ -138,3 +146,16 @@ def test_private_and_odd_notify_urls_are_refused_outside_demo(url: str) -> None:
         callbacks.check_url(url, "notify_url", demo=False)
     assert caught.value.sub_code == "isv.invalid-parameter"
     assert callbacks.check_url("https://shop.example/notify", "notify_url", demo=False)
+
+
+def test_the_worker_delivers_them(db: Database, clock: FrozenClock) -> None:
+    [job] = [job for job in jobs.default_jobs() if job.name == "notify shops"]
+    assert job.every_seconds == 0  # continuous, as the SMS outbox
+    with notify_endpoint(["success"]) as endpoint:
+        order_id = gateway_trade(db, endpoint.url)
+        person = buyer(db, clock)
+        verify(db, person)
+        fund(db, person, "50")
+        payments.pay_with_balance(db, person, order_id, PIN)
+        done = jobs.run_due(db, [job])
+    assert done == {"notify shops": 1} and len(endpoint.received) == 1

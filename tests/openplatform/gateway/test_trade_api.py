@@ -7,8 +7,10 @@ signatures verified by the SDK with the platform key, and the requests Qianbao r
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
+import re
 import time
 import urllib.parse
 import uuid
@@ -30,6 +32,7 @@ from alipay.aop.api.domain.AlipayTradePagePayModel import AlipayTradePagePayMode
 from alipay.aop.api.domain.AlipayTradePrecreateModel import AlipayTradePrecreateModel
 from alipay.aop.api.domain.AlipayTradeQueryModel import AlipayTradeQueryModel
 from alipay.aop.api.domain.AlipayTradeRefundModel import AlipayTradeRefundModel
+from alipay.aop.api.domain.AlipayTradeWapPayModel import AlipayTradeWapPayModel
 from alipay.aop.api.exception.Exception import ResponseException
 from alipay.aop.api.request.AlipayDataDataserviceBillDownloadurlQueryRequest import (
     AlipayDataDataserviceBillDownloadurlQueryRequest,
@@ -43,6 +46,7 @@ from alipay.aop.api.request.AlipayTradePagePayRequest import AlipayTradePagePayR
 from alipay.aop.api.request.AlipayTradePrecreateRequest import AlipayTradePrecreateRequest
 from alipay.aop.api.request.AlipayTradeQueryRequest import AlipayTradeQueryRequest
 from alipay.aop.api.request.AlipayTradeRefundRequest import AlipayTradeRefundRequest
+from alipay.aop.api.request.AlipayTradeWapPayRequest import AlipayTradeWapPayRequest
 
 from qianbao.clock import FrozenClock
 from qianbao.db import Database, Tx
@@ -52,6 +56,7 @@ from qianbao.openplatform.gateway import notifications, protocol, service
 from qianbao.openplatform.merchants import service as merchants
 from qianbao.settings import Settings
 from qianbao.wallet.payments import service as payments
+from qianbao.web import after_login
 from tests.e2e.liveserver import LiveServer, live_server
 from tests.openplatform.gateway.shop import (
     ShopKeys,
@@ -410,3 +415,38 @@ def test_a_daily_bill_lists_the_day_s_payments_and_refunds(
     assert httpx.get(link[:-3] + "AAA").status_code == 404  # a changed link
     clock.advance(seconds=db.settings.gateway_bill_link_seconds + 1)
     assert httpx.get(link).status_code == 404  # an expired one
+
+
+def test_the_sdk_s_auto_submitting_form_and_wap_pay_reach_the_cashier(
+    server: LiveServer, db: Database, clock: FrozenClock
+) -> None:
+    shop = Shop(server)
+    page = AlipayTradeWapPayModel()
+    page.out_trade_no, page.total_amount, page.subject = "W1", "9.90", "tea"
+    page.product_code = "QUICK_WAP_WAY"
+    request = AlipayTradeWapPayRequest(biz_model=page)
+    request.return_url = "https://shop.example/back"
+    form = shop.client.page_execute(request)  # POST: the HTML form a shop's page shows
+    action = html.unescape(re.search(r'action="([^"]+)"', form).group(1))  # type: ignore[union-attr]
+    fields = {
+        name: html.unescape(value)
+        for name, value in re.findall(r'name="([^"]+)" value="([^"]*)"', form)
+    }
+    assert action.startswith(shop.gateway) and "biz_content" in fields
+    sent = httpx.post(action, data=fields, follow_redirects=False)
+    assert sent.status_code == 302 and "/cashier/" in sent.headers["location"]
+
+    # A person who is not signed in is asked to, then comes back to this cashier.
+    cashier = urllib.parse.urlsplit(sent.headers["location"]).path
+    signed_out = httpx.get(f"{server.url}{cashier}", follow_redirects=False)
+    assert signed_out.status_code == 303 and signed_out.headers["location"] == "/"
+    remembered = (signed_out.cookies.get(after_login.COOKIE) or "").strip('"')
+    assert remembered == cashier  # where the login returns
+
+    order_id = order_id_of(db, cashier)
+    payments.pay_with_balance(db, paying_person(db, clock), order_id, PIN)
+    back = db.run(lambda tx: payments.return_page(tx, order_id))
+    assert back is not None and back.startswith("https://shop.example/back?")
+    params = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(back).query))
+    assert params["method"] == "alipay.trade.wap.pay.return"
+    assert verify_notification(params, shop.platform_key)
