@@ -260,6 +260,7 @@ ROUTES: Final[Mapping[str, Who]] = {
     "GET /wallet/cards/{card_id}/verified": PERSON,
     # A shop's QR code or page pay (the trade API) brings people here signed out too.
     "GET /cashier/{order_id}": PERSON_COMES_BACK,
+    "POST /api/v1/wallet/payment-codes": PERSON,
     "POST /cashier/{order_id}": PERSON,
     "GET /cashier/{order_id}/finish": PERSON,
     # The sandbox card network's 3-D Secure page: the card issuer's, not ours.

@@ -16,6 +16,7 @@ from qianbao.verification import models as verification_models
 from qianbao.wallet import limits as usage_models
 from qianbao.wallet.ledger import models as wallet_models
 from qianbao.wallet.pay_for_me import models as pay_for_me_models
+from qianbao.wallet.payment_codes import models as payment_code_models
 from qianbao.wallet.payments import models as payment_models
 from qianbao.wallet.topup_codes import models as topup_code_models
 from qianbao.wallet.tour_pass import models as tour_pass_models
@@ -31,6 +32,7 @@ __all__ = [
     "metadata",
     "notify_models",
     "pay_for_me_models",
+    "payment_code_models",
     "payment_models",
     "profile_models",
     "risk_models",

@@ -330,6 +330,13 @@ class Settings(BaseSettings):
     gateway_notify_retry_seconds: Annotated[list[int], NoDecode] = Field(
         default_factory=lambda: [240, 600, 600, 3600, 7200, 21600, 54000]
     )
+    # A person's payment code, scanned by a shop (alipay.trade.pay), works once and for
+    # this long (Alipay's app renews its code every minute).
+    payment_code_seconds: int = 60
+    # The most a shop may take with a payment code, which stands for the payment
+    # password (CNY, per payment; the PBOC's barcode rule caps the weakest dynamic codes
+    # at CNY 1,000 a day, alipay_rules.md section 2d).
+    payment_code_password_free_limit: int = 1000
     # A daily bill's download link works this long (Alipay's: 30 seconds).
     gateway_bill_link_seconds: int = 30
     # One notification attempt waits this long for the shop's answer.

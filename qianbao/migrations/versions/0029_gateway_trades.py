@@ -1,4 +1,5 @@
-"""the trade API: gateway trades, notifications to shops and every attempt
+"""the trade API: gateway trades, notifications to shops and every attempt, and people's
+payment codes (scanned by shops)
 
 Revision ID: 0029
 Revises: 0028
@@ -87,8 +88,24 @@ def upgrade() -> None:
         ["notification_id", "attempted_at"],
     )
 
+    op.create_table(
+        "payment_codes",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("user_id", sa.Uuid(), nullable=False),
+        sa.Column("code_hash", sa.String(length=96), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_payment_codes_user_id_users"),
+        sa.PrimaryKeyConstraint("id", name="pk_payment_codes"),
+        sa.UniqueConstraint("code_hash", name="uq_payment_codes_code_hash"),
+    )
+    op.create_index("ix_payment_codes_user", "payment_codes", ["user_id", "created_at"])
+
 
 def downgrade() -> None:
+    op.drop_index("ix_payment_codes_user", table_name="payment_codes")
+    op.drop_table("payment_codes")
     op.drop_index("ix_gateway_notification_attempts", table_name="gateway_notification_attempts")
     op.drop_table("gateway_notification_attempts")
     op.drop_index("ix_gateway_notifications_order", table_name="gateway_notifications")

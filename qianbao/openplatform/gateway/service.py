@@ -46,6 +46,7 @@ from qianbao.openplatform.gateway.protocol import (
     yuan,
 )
 from qianbao.openplatform.merchants import service as merchants
+from qianbao.wallet.payment_codes import service as payment_codes
 from qianbao.wallet.payments import refunds
 from qianbao.wallet.payments import service as payments
 from qianbao.wallet.payments.service import OrderView
@@ -251,6 +252,54 @@ def page_pay(db: Database, call: Call) -> str:
     return db.run(run)
 
 
+PAY_REFUSALS: Final[Mapping[str, tuple[str, str]]] = {
+    "payment_code.invalid": (
+        "ACQ.PAYMENT_AUTH_CODE_INVALID",
+        N_("The payment code is not valid; ask the buyer to show a new one."),
+    ),
+    "ledger.insufficient_funds": (
+        "ACQ.BUYER_BALANCE_NOT_ENOUGH",
+        N_("The buyer's balance is not enough."),
+    ),
+}
+
+
+def barcode_pay(db: Database, call: Call) -> dict[str, str]:
+    """``alipay.trade.pay``: the shop scanned the person's payment code; they pay from
+    their balance at once, up to the password-free limit."""
+    if call.biz.get("scene", "bar_code") != "bar_code":
+        raise invalid_parameter("scene")
+    auth_code = _text(call, "auth_code", longest=32)
+    amount = parse_yuan(call.biz.get("total_amount"), "total_amount")
+    if amount.major > db.settings.payment_code_password_free_limit:
+        raise GatewayRefusal(
+            BUSINESS,
+            "ACQ.PAYMENT_FAIL",
+            N_("Above {limit} yuan, ask the buyer to scan the shop's code instead."),
+            {"limit": db.settings.payment_code_password_free_limit},
+        )
+    order, trade = db.run(lambda tx: _create_trade(tx, call, "FACE_TO_FACE_PAYMENT"))
+    try:
+        paid = payments.pay_with_balance_by_code(
+            db, order.id, lambda tx: payment_codes.redeem(tx, auth_code)
+        )
+    except QianbaoError as error:
+        code, message = PAY_REFUSALS.get(
+            error.code, ("ACQ.PAYMENT_FAIL", N_("The buyer cannot pay this now."))
+        )
+        raise GatewayRefusal(BUSINESS, code, message) from None
+    return {
+        "trade_no": trade.trade_no,
+        "out_trade_no": paid.out_trade_no,
+        "total_amount": yuan(paid.amount),
+        "receipt_amount": yuan(paid.amount),
+        "buyer_pay_amount": yuan(paid.amount),
+        "point_amount": "0.00",
+        "invoice_amount": yuan(paid.amount),
+        "gmt_payment": beijing_time(paid.paid_at),
+    }
+
+
 def query(db: Database, call: Call) -> dict[str, str]:
     def run(tx: Tx) -> dict[str, str]:
         order, trade = _found(tx, call)
@@ -410,6 +459,7 @@ def bill_download_url(db: Database, call: Call) -> dict[str, str]:
 
 METHODS: Final[Mapping[str, Callable[[Database, Call], dict[str, str]]]] = {
     "alipay.trade.precreate": precreate,
+    "alipay.trade.pay": barcode_pay,
     "alipay.trade.query": query,
     "alipay.trade.refund": refund,
     "alipay.trade.fastpay.refund.query": refund_query,

@@ -610,29 +610,46 @@ def pay_with_balance(
 
     def pay(tx: Tx) -> OrderView:
         security.check_payment_password(tx, user_id, payment_password)
-        order = payable_order(tx, user_id, order_id, on_behalf=on_behalf)
-        if order is None:  # already paid by this person: a retry
-            return get_order(tx, order_id)
-        restrictions.refuse_money_out(tx, user_id)
-        rights = standing(tx, user_id).rights
-        if not rights.use_balance:
-            raise Forbidden("policy.balance_not_allowed", _BALANCE_NOT_ALLOWED)
-        amount = Money(CNY, order.amount)
-        key = str(user_id)
-        claim_wallets(tx, key)  # before the limits: a parallel payment or transfer waits
-        _within_balance_limits(tx, user_id, amount, rights)
-        merchant = merchant_of(tx, order.merchant_id)
-        receipt = ledger.transfer(
-            tx,
-            f"order:{order.id}:pay",
-            account_of(tx, key, "user_balance"),
-            merchant.settlement_account_id,
-            amount,
-        )
-        mark_paid(tx, order, user_id, "balance", receipt.operation_id, on_behalf=on_behalf)
-        return order_view(tx, order)
+        return _pay_from_balance(tx, user_id, order_id, on_behalf)
 
     return db.run(pay, isolation="read committed")
+
+
+def pay_with_balance_by_code(
+    db: Database, order_id: uuid.UUID, payer: Callable[[Tx], uuid.UUID]
+) -> OrderView:
+    """A shop scanned a person's payment code (the trade API's barcode payment):
+    ``payer`` redeems the code, in this transaction, and names who pays from their
+    balance; the code stands for the payment password (``wallet/payment_codes``)."""
+    return db.run(
+        lambda tx: _pay_from_balance(tx, payer(tx), order_id, None), isolation="read committed"
+    )
+
+
+def _pay_from_balance(
+    tx: Tx, user_id: uuid.UUID, order_id: uuid.UUID, on_behalf: OnBehalf | None
+) -> OrderView:
+    order = payable_order(tx, user_id, order_id, on_behalf=on_behalf)
+    if order is None:  # already paid by this person: a retry
+        return get_order(tx, order_id)
+    restrictions.refuse_money_out(tx, user_id)
+    rights = standing(tx, user_id).rights
+    if not rights.use_balance:
+        raise Forbidden("policy.balance_not_allowed", _BALANCE_NOT_ALLOWED)
+    amount = Money(CNY, order.amount)
+    key = str(user_id)
+    claim_wallets(tx, key)  # before the limits: a parallel payment or transfer waits
+    _within_balance_limits(tx, user_id, amount, rights)
+    merchant = merchant_of(tx, order.merchant_id)
+    receipt = ledger.transfer(
+        tx,
+        f"order:{order.id}:pay",
+        account_of(tx, key, "user_balance"),
+        merchant.settlement_account_id,
+        amount,
+    )
+    mark_paid(tx, order, user_id, "balance", receipt.operation_id, on_behalf=on_behalf)
+    return order_view(tx, order)
 
 
 def pay_with_card(

@@ -29,6 +29,7 @@ from alipay.aop.api.domain.AlipayTradeFastpayRefundQueryModel import (
     AlipayTradeFastpayRefundQueryModel,
 )
 from alipay.aop.api.domain.AlipayTradePagePayModel import AlipayTradePagePayModel
+from alipay.aop.api.domain.AlipayTradePayModel import AlipayTradePayModel
 from alipay.aop.api.domain.AlipayTradePrecreateModel import AlipayTradePrecreateModel
 from alipay.aop.api.domain.AlipayTradeQueryModel import AlipayTradeQueryModel
 from alipay.aop.api.domain.AlipayTradeRefundModel import AlipayTradeRefundModel
@@ -43,6 +44,7 @@ from alipay.aop.api.request.AlipayTradeFastpayRefundQueryRequest import (
     AlipayTradeFastpayRefundQueryRequest,
 )
 from alipay.aop.api.request.AlipayTradePagePayRequest import AlipayTradePagePayRequest
+from alipay.aop.api.request.AlipayTradePayRequest import AlipayTradePayRequest
 from alipay.aop.api.request.AlipayTradePrecreateRequest import AlipayTradePrecreateRequest
 from alipay.aop.api.request.AlipayTradeQueryRequest import AlipayTradeQueryRequest
 from alipay.aop.api.request.AlipayTradeRefundRequest import AlipayTradeRefundRequest
@@ -51,13 +53,16 @@ from alipay.aop.api.request.AlipayTradeWapPayRequest import AlipayTradeWapPayReq
 from qianbao.clock import FrozenClock
 from qianbao.db import Database, Tx
 from qianbao.errors import QianbaoError
+from qianbao.identity import service as identity
 from qianbao.openplatform import signing
 from qianbao.openplatform.gateway import notifications, protocol, service
 from qianbao.openplatform.merchants import service as merchants
 from qianbao.settings import Settings
+from qianbao.wallet.payment_codes import service as payment_codes
 from qianbao.wallet.payments import service as payments
 from qianbao.web import after_login
 from tests.e2e.liveserver import LiveServer, live_server
+from tests.helpers import AGREEMENT, HOME, UK, last_code
 from tests.openplatform.gateway.shop import (
     ShopKeys,
     keep_the_port,
@@ -450,3 +455,41 @@ def test_the_sdk_s_auto_submitting_form_and_wap_pay_reach_the_cashier(
     params = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(back).query))
     assert params["method"] == "alipay.trade.wap.pay.return"
     assert verify_notification(params, shop.platform_key)
+
+
+def test_a_shop_scans_the_person_s_payment_code(
+    server: LiveServer, db: Database, clock: FrozenClock
+) -> None:
+    shop = Shop(server)
+    person = paying_person(db, clock)
+    clock.advance(seconds=61)  # past the resend wait of the last SMS code
+    identity.send_code(db, UK, "login", HOME, "en", AGREEMENT)
+    signed_in = identity.sign_in(db, UK, "login", last_code(db, UK), HOME)
+    issued = httpx.post(
+        f"{server.url}/api/v1/wallet/payment-codes",
+        headers={"Authorization": f"Bearer {signed_in.token}"},
+    )
+    assert issued.status_code == 201, issued.text
+    code = issued.json()["code"]
+    assert len(code) == 18 and code.startswith("28")
+
+    def scan(number: str, amount: str, auth_code: str) -> dict[str, Any]:
+        model = AlipayTradePayModel()
+        model.out_trade_no, model.total_amount, model.subject = number, amount, "tea"
+        model.scene, model.auth_code = "bar_code", auth_code
+        return shop.call(AlipayTradePayRequest(biz_model=model))
+
+    paid = scan("S1", "35.00", code)
+    assert paid["code"] == "10000" and paid["total_amount"] == "35.00" and paid["gmt_payment"]
+    assert query(shop, "S1")["trade_status"] == "TRADE_SUCCESS"
+    assert db.run(lambda tx: payments.wallet(tx, person)).balance == cny("465.00")
+    again = scan("S2", "1.00", code)  # a code works once
+    assert again["sub_code"] == "ACQ.PAYMENT_AUTH_CODE_INVALID"
+    fresh = db.run(lambda tx: payment_codes.issue(tx, person)).code
+    too_much = scan("S3", "1000.01", fresh)
+    assert too_much["sub_code"] == "ACQ.PAYMENT_FAIL"
+    broke = scan("S4", "900.00", fresh)  # 465.00 left
+    assert broke["sub_code"] == "ACQ.BUYER_BALANCE_NOT_ENOUGH"
+    clock.advance(seconds=db.settings.payment_code_seconds)
+    late = scan("S5", "1.00", fresh)  # unused, but past its minute
+    assert late["sub_code"] == "ACQ.PAYMENT_AUTH_CODE_INVALID"
