@@ -145,15 +145,21 @@ def signed_form(tx: Tx, fields: Mapping[str, str]) -> dict[str, str]:
 def deliver_due(db: Database, *, send: Send | None = None, batch: int = 20) -> int:
     """Send the notifications that are due; returns how many the shops accepted."""
     claimed = db.run(lambda tx: _claim(tx, batch), isolation="read committed")
-    sender = send or http_sender(db)
-    accepted = 0
-    for notification_id, url, form in claimed:
-        delivery = _attempt(db, sender, url, form)
-        db.run(
-            partial(_record, notification_id=notification_id, delivery=delivery),
-            isolation="read committed",
-        )
-        accepted += delivery.accepted
+    if not claimed:
+        return 0
+    # One client for the batch: making one (its TLS context) costs more than a POST.
+    with httpx.Client(
+        timeout=db.settings.gateway_notify_timeout_seconds, follow_redirects=False
+    ) as client:
+        sender = send or http_sender(client, db.settings.gateway_notify_max_answer_bytes)
+        accepted = 0
+        for notification_id, url, form in claimed:
+            delivery = _attempt(db, sender, url, form)
+            db.run(
+                partial(_record, notification_id=notification_id, delivery=delivery),
+                isolation="read committed",
+            )
+            accepted += delivery.accepted
     return accepted
 
 
@@ -214,17 +220,12 @@ def resend(tx: Tx, notification_id: uuid.UUID) -> None:
     row.status, row.attempts, row.next_attempt_at = "pending", 0, tx.now()
 
 
-def http_sender(db: Database) -> Send:
-    settings = db.settings
-    limit = settings.gateway_notify_max_answer_bytes
+def http_sender(client: httpx.Client, limit: int) -> Send:
+    """POST the form with ``client`` (no redirects followed), reading at most ``limit``
+    bytes of the answer."""
 
     def send(url: str, form: Mapping[str, str]) -> Delivery:
-        with (
-            httpx.Client(
-                timeout=settings.gateway_notify_timeout_seconds, follow_redirects=False
-            ) as client,
-            client.stream("POST", url, data=dict(form)) as response,
-        ):
+        with client.stream("POST", url, data=dict(form)) as response:
             body = b""
             for chunk in response.iter_bytes():
                 body += chunk

@@ -99,7 +99,19 @@ def app_verification_keys(tx: Tx, app_id: str) -> list[rsa.RSAPublicKey]:
     until = row.previous_key_until
     if row.previous_public_key and until is not None and until > tx.now():
         pems.append(row.previous_public_key)
-    return [signing.load_public_key(pem, 0) for pem in pems]
+    return [_public_key(pem) for pem in pems]
+
+
+_PUBLIC_KEYS: dict[str, rsa.RSAPublicKey] = {}  # parsed once per process, by their PEM
+
+
+def _public_key(pem: str) -> rsa.RSAPublicKey:
+    found = _PUBLIC_KEYS.get(pem)
+    if found is None:
+        if len(_PUBLIC_KEYS) > 10_000:  # apps' keys change rarely; never grow unbounded
+            _PUBLIC_KEYS.clear()
+        found = _PUBLIC_KEYS[pem] = signing.load_public_key(pem, 0)
+    return found
 
 
 def _app(tx: Tx, app_id: str, *, lock: bool = False) -> MerchantApp:
