@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from qianbao import cli, jobs
@@ -27,6 +29,7 @@ from qianbao.settings import Settings, get_settings
 from qianbao.wallet.ledger import audit as ledger_audit
 from qianbao.wallet.payments import service as payments
 from tests.openplatform.gateway.shop import ShopKeys, new_shop_keys
+from tests.wallet.test_pay_for_me import FRIEND, log_in_by_form, verified_friend
 from tests.wallet.test_payments import PIN, buyer, cny, fund, verify
 
 SHOP = "Teahouse Online"
@@ -201,3 +204,44 @@ def test_the_operator_sets_an_app_up_from_the_command_line(
 
     rotated = runner.invoke(cli.app, ["admin", "platform-key", "--publish-next"])
     assert "(next)" in rotated.output and "(current)" in rotated.output
+
+
+def test_page_pay_at_the_cashier_page_sends_the_person_back_to_the_shop(
+    client: TestClient, clock: FrozenClock
+) -> None:
+    db: Database = client.app.state.db  # type: ignore[attr-defined]
+    app = App(db)
+    params = app.params(
+        "alipay.trade.page.pay",
+        {
+            "out_trade_no": "WEB1",
+            "total_amount": "18.00",
+            "subject": "tea",
+            "product_code": "FAST_INSTANT_TRADE_PAY",
+        },
+    )
+    params["return_url"] = "https://shop.example/paid"
+    params["sign"] = signing.sign(app.keys.private, signing.sign_content(params))
+    sent = client.get("/gateway.do", params=params, follow_redirects=False)
+    assert sent.status_code == 302
+    cashier = urllib.parse.urlsplit(sent.headers["location"]).path
+
+    verified_friend(db, clock, FRIEND, "100")
+    clock.advance(seconds=61)
+    log_in_by_form(client, db, FRIEND)
+    page = client.get(cashier)
+    token = page.text.split('name="csrf" value="')[1].split('"')[0]
+    paid = client.post(
+        cashier,
+        data={"csrf": token, "source": "balance", "payment_password": PIN},
+        follow_redirects=False,
+    )
+    assert paid.status_code == 303
+    back = paid.headers["location"]
+    assert back.startswith("https://shop.example/paid?")
+    returned = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(back).query))
+    assert returned["out_trade_no"] == "WEB1" and returned["total_amount"] == "18.00"
+    platform = next(k for k in db.run(merchants.platform_keys) if k.state == "current")
+    public = signing.load_public_key(platform.public_key, 2048)
+    text = signing.sign_content(returned, exclude=("sign", "sign_type"))
+    assert signing.verify(public, text, returned["sign"])
