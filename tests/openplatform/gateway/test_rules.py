@@ -72,7 +72,7 @@ def protocol_json(biz: dict[str, str]) -> str:
 
 def answer_of(db: Database, params: dict[str, str]) -> dict[str, Any]:
     text = service.answer(db, params).text
-    key = protocol.response_key(params["method"])
+    key = protocol.response_key(params.get("method", ""))
     inner = text[len(key) + 4 : text.rindex(',"sign":')]  # the signed text, as the SDK cuts it
     body: dict[str, Any] = json.loads(inner)
     return body
@@ -245,3 +245,17 @@ def test_page_pay_at_the_cashier_page_sends_the_person_back_to_the_shop(
     public = signing.load_public_key(platform.public_key, 2048)
     text = signing.sign_content(returned, exclude=("sign", "sign_type"))
     assert signing.verify(public, text, returned["sign"])
+
+
+def test_common_parameters_are_checked_before_anything_runs(app: App, db: Database) -> None:
+    query = app.params("alipay.trade.query", {"out_trade_no": "none"})
+    for name, sub_code in (("sign", "isv.missing-sign"), ("app_id", "isv.missing-app-id")):
+        answer = answer_of(db, {k: v for k, v in query.items() if k != name})
+        assert (answer["code"], answer["sub_code"]) == ("40001", sub_code)
+    legacy = app.params("alipay.trade.query", {"out_trade_no": "none"})
+    legacy["sign_type"] = "RSA"
+    assert answer_of(db, legacy)["sub_code"] == "isv.invalid-signature-type"
+    unknown = app.params("alipay.trade.nothing", {})
+    text = service.answer(db, unknown).text
+    assert text.startswith('{"error_response":') and "isv.invalid-method" in text
+    assert app.ask("alipay.trade.query", {})["sub_code"] == "ACQ.INVALID_PARAMETER"
