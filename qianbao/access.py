@@ -116,6 +116,10 @@ ROUTES: Final[Mapping[str, Who]] = {
     "GET /healthz": ANYONE,
     "GET /readyz": ANYONE,
     "GET /metrics": OWN_TOKEN,  # only when QIANBAO_METRICS_TOKEN is set
+    # --- the trade API: a shop's request signed with its app's key, checked by the handler
+    "GET /gateway.do": OWN_TOKEN,  # page pay: the person's browser carries the signed request
+    "POST /gateway.do": OWN_TOKEN,
+    "GET /gateway/bills/{token}": OWN_TOKEN,  # the link's keyed hash is its credential
     # --- identity API -------------------------------------------------------------------
     "GET /api/v1/calling-codes": ANYONE,
     "GET /api/v1/agreement": ANYONE,
@@ -260,7 +264,9 @@ ROUTES: Final[Mapping[str, Who]] = {
     "GET /wallet/cards/new": PERSON,
     "POST /wallet/cards": PERSON,
     "GET /wallet/cards/{card_id}/verified": PERSON,
-    "GET /cashier/{order_id}": PERSON,
+    # A shop's QR code or page pay (the trade API) brings people here signed out too.
+    "GET /cashier/{order_id}": PERSON_COMES_BACK,
+    "POST /api/v1/wallet/payment-codes": PERSON,
     "POST /cashier/{order_id}": PERSON,
     "GET /cashier/{order_id}/finish": PERSON,
     # The sandbox card network's 3-D Secure page: the card issuer's, not ours.

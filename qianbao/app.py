@@ -29,6 +29,7 @@ from qianbao.i18n import N_, negotiate, parse_language, set_language
 from qianbao.identity import api as identity_api
 from qianbao.monitoring import instrument
 from qianbao.notify import api as notify_api
+from qianbao.openplatform.gateway import api as gateway_api
 from qianbao.pages import account as account_pages
 from qianbao.pages import backoffice
 from qianbao.pages import home as home_pages
@@ -43,6 +44,7 @@ from qianbao.wallet import api as wallet_api
 from qianbao.wallet import web as wallet_web
 from qianbao.wallet.pay_for_me import api as pay_for_me_api
 from qianbao.wallet.pay_for_me import web as pay_for_me_web
+from qianbao.wallet.payment_codes import api as payment_codes_api
 from qianbao.wallet.topup_codes import api as topup_codes_api
 from qianbao.wallet.topup_codes import web as topup_codes_web
 from qianbao.wallet.tour_pass import api as tour_pass_api
@@ -238,6 +240,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.include_router(pay_for_me_web.router)
     app.include_router(topup_codes_api.router)
     app.include_router(topup_codes_web.router)
+    app.include_router(payment_codes_api.router)
+    app.include_router(gateway_api.router)
     openapi.install(app, settings)
     app.mount(
         "/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static"

@@ -598,6 +598,75 @@ def create_merchant(name: Annotated[str, typer.Argument(help="The merchant's nam
     typer.echo(f"merchant {name!r} created: {merchant_id}")
 
 
+# --- the trade API's apps and keys (qianbao/openplatform/merchants/service.py) ------------
+
+
+@admin_app.command("create-merchant-app")
+def create_merchant_app(
+    merchant: Annotated[str, typer.Argument(help="The merchant's name (admin create-merchant).")],
+    name: Annotated[str, typer.Option(help="The app's name.")] = "Web shop",
+) -> None:
+    """Create an app of a merchant: its app_id signs requests to /gateway.do."""
+    from qianbao.errors import QianbaoError
+    from qianbao.openplatform.merchants import service as merchants
+
+    try:
+        made = Database(get_settings()).run(lambda tx: merchants.create_app(tx, merchant, name))
+    except QianbaoError as error:
+        raise typer.BadParameter(error.localized_message()) from None
+    typer.echo(f"app {made.name!r} of {made.merchant!r} created: app_id {made.app_id}")
+
+
+@admin_app.command("set-app-key")
+def set_app_key(
+    app_id: Annotated[str, typer.Argument(help="The app's app_id.")],
+    key_file: Annotated[
+        Path, typer.Argument(help="The app's RSA public key (PEM or Base64), 2048 bits or more.")
+    ],
+) -> None:
+    """Install an app's public key; requests signed with the key it replaces are still
+    accepted for QIANBAO_GATEWAY_APP_KEY_OVERLAP_SECONDS."""
+    from qianbao.errors import QianbaoError
+    from qianbao.openplatform.merchants import service as merchants
+
+    text = key_file.read_text(encoding="ascii", errors="replace")
+    try:
+        done = Database(get_settings()).run(lambda tx: merchants.set_app_key(tx, app_id, text))
+    except QianbaoError as error:
+        raise typer.BadParameter(error.localized_message()) from None
+    typer.echo(f"key of app {done.app_id} set")
+
+
+@admin_app.command("platform-key")
+def platform_key(
+    publish_next: Annotated[
+        bool, typer.Option(help="Publish a new key pair for shops to install first.")
+    ] = False,
+    activate_next: Annotated[
+        bool, typer.Option(help="Sign with the published key from now on.")
+    ] = False,
+) -> None:
+    """Show the platform's public keys (the shops' alipay_public_key), and rotate them:
+    --publish-next, then (once shops have it) --activate-next."""
+    from qianbao.errors import QianbaoError
+    from qianbao.openplatform import signing
+    from qianbao.openplatform.merchants import service as merchants
+
+    database = Database(get_settings())
+    try:
+        if publish_next:
+            database.run(merchants.publish_next_platform_key)
+        if activate_next:
+            database.run(merchants.activate_next_platform_key)
+        keys = database.run(merchants.platform_keys)
+    except QianbaoError as error:
+        raise typer.BadParameter(error.localized_message()) from None
+    for key in keys:
+        typer.echo(f"# {key.key_id} ({key.state})")
+        typer.echo(key.public_key.strip())
+        typer.echo(f"# as one line: {signing.bare_base64(key.public_key)}")
+
+
 # --- top-up codes sold by stores (qianbao/wallet/topup_codes/service.py) --------------------
 
 

@@ -40,6 +40,7 @@ from qianbao.db import Database, Tx
 from qianbao.notify import email as notify_email
 from qianbao.notify import service as notify
 from qianbao.observability import metrics
+from qianbao.openplatform.gateway import notifications as shop_notifications
 from qianbao.throttling import ratelimit
 from qianbao.verification import service as verification
 from qianbao.wallet.ledger import service as ledger
@@ -137,6 +138,7 @@ def default_jobs() -> list[Job]:
     return [
         Job("deliver SMS", notify.deliver_due, every_seconds=0),
         Job("deliver email", notify_email.deliver_due_email, every_seconds=0),
+        Job("notify shops", shop_notifications.deliver_due, every_seconds=0),
         Job("prune rate limits", prune_rate_limits, every_seconds=3600),
         Job("purge verification images", purge_verification_images, every_seconds=86400),
         Job("close expired orders", close_expired_orders, every_seconds=30),

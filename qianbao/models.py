@@ -7,6 +7,8 @@ from qianbao.db import Base
 from qianbao.funding import models as funding_models
 from qianbao.identity import models as identity_models
 from qianbao.notify import models as notify_models
+from qianbao.openplatform.gateway import models as gateway_models
+from qianbao.openplatform.merchants import models as merchant_models
 from qianbao.profile import models as profile_models
 from qianbao.risk import models as risk_models
 from qianbao.throttling import models as throttling_models
@@ -14,6 +16,7 @@ from qianbao.verification import models as verification_models
 from qianbao.wallet import limits as usage_models
 from qianbao.wallet.ledger import models as wallet_models
 from qianbao.wallet.pay_for_me import models as pay_for_me_models
+from qianbao.wallet.payment_codes import models as payment_code_models
 from qianbao.wallet.payments import models as payment_models
 from qianbao.wallet.topup_codes import models as topup_code_models
 from qianbao.wallet.tour_pass import models as tour_pass_models
@@ -23,10 +26,13 @@ metadata = Base.metadata
 __all__ = [
     "audit",
     "funding_models",
+    "gateway_models",
     "identity_models",
+    "merchant_models",
     "metadata",
     "notify_models",
     "pay_for_me_models",
+    "payment_code_models",
     "payment_models",
     "profile_models",
     "risk_models",

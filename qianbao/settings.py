@@ -328,10 +328,52 @@ class Settings(BaseSettings):
     # --workers N` uses var_dir/metrics when neither is set.
     metrics_dir: Path | None = None
 
+    # --- the trade API (Alipay's Open Platform protocol, qianbao/openplatform/) --------
+    # RSA keys: an app's uploaded key and the platform's own are at least this long
+    # (Alipay: RSA2 keys of 2048 bits or more).
+    gateway_min_key_bits: int = 2048
+    # A request whose timestamp (Beijing time) is further than this from the server's
+    # clock, in the past or the future, is refused (isv.invalid-timestamp).
+    gateway_timestamp_tolerance_seconds: int = 600
+    # After an app uploads a new key, requests signed with the old one are still
+    # accepted for this long, so a shop can switch its servers one by one.
+    gateway_app_key_overlap_seconds: int = 86400
+    # How long a gateway trade waits for payment when the shop sets no timeout_express
+    # or time_expire (Alipay's default for page pay is 15 days; the cashier's 15 min).
+    gateway_default_timeout_minutes: int = 15
+    # A paid trade can be refunded this long (Alipay: set by contract, typically 12
+    # months); after it the trade reads TRADE_FINISHED and refunds are refused.
+    gateway_refund_window_days: int = 365
+    # Waits between notification attempts until the shop answers "success": Alipay's
+    # 4m,10m,10m,1h,2h,6h,15h (alipay_rules.md, section 10); then it gives up.
+    gateway_notify_retry_seconds: Annotated[list[int], NoDecode] = Field(
+        default_factory=lambda: [240, 600, 600, 3600, 7200, 21600, 54000]
+    )
+    # A person's payment code, scanned by a shop (alipay.trade.pay), works once and for
+    # this long (Alipay's app renews its code every minute).
+    payment_code_seconds: int = 60
+    # The most a shop may take with a payment code, which stands for the payment
+    # password (CNY, per payment; the PBOC's barcode rule caps the weakest dynamic codes
+    # at CNY 1,000 a day, alipay_rules.md section 2d).
+    payment_code_password_free_limit: int = 1000
+    # A daily bill's download link works this long (Alipay's: 30 seconds).
+    gateway_bill_link_seconds: int = 30
+    # One notification attempt waits this long for the shop's answer.
+    gateway_notify_timeout_seconds: float = 10.0
+    # And reads at most this much of it (a shop's "success" is seven bytes).
+    gateway_notify_max_answer_bytes: int = 4096
+
     # --- demo ------------------------------------------------------------------------
     # Demo users may log in with this fixed code; only when ``demo`` is on and only
     # for the seeded demo numbers.
     demo_sms_code: str = "246810"
+
+    @field_validator("gateway_notify_retry_seconds", mode="before")
+    @classmethod
+    def _split_retry_schedule(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [int(part) for part in value.replace(" ", "").split(",") if part]
+        return value
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

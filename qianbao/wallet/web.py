@@ -313,7 +313,14 @@ def pay(
         return _cashier(request, db, session, order_id, _choose_source())
     except QianbaoError as error:
         return _cashier(request, db, session, order_id, error)
-    return redirect(request, f"/cashier/{order_id}")
+    return _after_payment(request, db, order_id)
+
+
+def _after_payment(request: Request, db: Database, order_id: uuid.UUID) -> Response:
+    """Back to the shop's page when the order came with one (the trade API's
+    return_url), else the cashier's own paid page."""
+    back = db.run(lambda tx: payments.return_page(tx, order_id))
+    return redirect(request, back or f"/cashier/{order_id}")
 
 
 @router.get("/cashier/{order_id}/finish")
@@ -326,7 +333,7 @@ def finish(request: Request, db: DbDep, order_id: uuid.UUID) -> Response:
         payments.finish_card_payment(db, session.account.id, order_id)
     except QianbaoError as error:
         return _cashier(request, db, session, order_id, error)
-    return redirect(request, f"/cashier/{order_id}")
+    return _after_payment(request, db, order_id)
 
 
 def _choose_source() -> QianbaoError:

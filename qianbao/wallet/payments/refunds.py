@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from functools import partial
 from typing import Final
@@ -58,6 +58,7 @@ class RefundView:
     destination: str
     card_amount: int | None  # minor units of the card's currency
     status: str = "succeeded"
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -424,6 +425,7 @@ def _add_refunded(tx: Tx, order: PaymentOrder, amount_minor: int) -> None:
         limits.count_payment(tx, order.payer_id, order.source, -amount_minor, order.paid_at)
     if order.refunded == order.amount:
         order.status = "TRADE_CLOSED"  # Alipay: a fully refunded trade is closed
+    payments.announce_refund(tx, order.id)
 
 
 def finish_pending_refunds(db: Database, limit: int = 100) -> int:
@@ -464,6 +466,25 @@ def order_refunds(tx: Tx, order_id: uuid.UUID) -> list[RefundView]:
     return [_refund_view(row) for row in rows]
 
 
+def merchant_refunds_between(
+    tx: Tx, merchant_id: uuid.UUID, since: datetime, until: datetime
+) -> list[tuple[uuid.UUID, RefundView]]:
+    """The merchant's refunds done from ``since`` to before ``until`` (a daily bill),
+    each with its order's id, oldest first."""
+    rows = tx.session.execute(
+        select(OrderRefund.order_id, OrderRefund)
+        .join(PaymentOrder, PaymentOrder.id == OrderRefund.order_id)
+        .where(
+            PaymentOrder.merchant_id == merchant_id,
+            OrderRefund.status == "succeeded",
+            OrderRefund.created_at >= since,
+            OrderRefund.created_at < until,
+        )
+        .order_by(OrderRefund.created_at)
+    ).all()
+    return [(order_id, _refund_view(row)) for order_id, row in rows]
+
+
 def _fee_share(tx: Tx, order: PaymentOrder, refund_minor: int) -> int:
     """The fee refunded with ``refund_minor``: in proportion, the last refund taking
     whatever the others (done or under way) have not, so the whole fee comes back with
@@ -490,4 +511,5 @@ def _refund_view(row: OrderRefund) -> RefundView:
         destination=row.destination,
         card_amount=row.card_amount,
         status=row.status,
+        created_at=row.created_at,
     )

@@ -294,8 +294,61 @@ def create_order(
     return order_view(tx, order)
 
 
+def merchant_order(
+    tx: Tx, merchant_id: uuid.UUID, *, order_id: uuid.UUID | None = None, out_trade_no: str = ""
+) -> OrderView | None:
+    """One of the merchant's orders, by id or by its own order number; None if the
+    merchant has no such order."""
+    if order_id is not None:
+        order = tx.session.get(PaymentOrder, order_id)
+    else:
+        order = tx.session.scalar(
+            select(PaymentOrder).where(
+                PaymentOrder.merchant_id == merchant_id, PaymentOrder.out_trade_no == out_trade_no
+            )
+        )
+    if order is None or order.merchant_id != merchant_id:
+        return None
+    return order_view(tx, order)
+
+
+# Where the person goes once an order is paid at the cashier: a page of the shop that
+# asked for it (the trade API's return_url), if one registered an answer.
+ReturnPage = Callable[[Tx, uuid.UUID], "str | None"]
+_RETURN_PAGES: list[ReturnPage] = []
+
+
+def add_return_page(finder: ReturnPage) -> None:
+    if finder not in _RETURN_PAGES:
+        _RETURN_PAGES.append(finder)
+
+
+def return_page(tx: Tx, order_id: uuid.UUID) -> str | None:
+    for finder in _RETURN_PAGES:
+        found = finder(tx, order_id)
+        if found:
+            return found
+    return None
+
+
 def get_order(tx: Tx, order_id: uuid.UUID) -> OrderView:
     return order_view(tx, _order(tx, order_id))
+
+
+def merchant_orders_paid_between(
+    tx: Tx, merchant_id: uuid.UUID, since: datetime, until: datetime
+) -> list[OrderView]:
+    """The merchant's orders paid from ``since`` to before ``until`` (a daily bill)."""
+    rows = tx.session.scalars(
+        select(PaymentOrder)
+        .where(
+            PaymentOrder.merchant_id == merchant_id,
+            PaymentOrder.paid_at >= since,
+            PaymentOrder.paid_at < until,
+        )
+        .order_by(PaymentOrder.paid_at)
+    )
+    return [order_view(tx, row) for row in rows]
 
 
 def merchant_orders(tx: Tx, merchant_id: uuid.UUID, limit: int = 50) -> list[OrderView]:
@@ -558,29 +611,46 @@ def pay_with_balance(
 
     def pay(tx: Tx) -> OrderView:
         security.check_payment_password(tx, user_id, payment_password)
-        order = payable_order(tx, user_id, order_id, on_behalf=on_behalf)
-        if order is None:  # already paid by this person: a retry
-            return get_order(tx, order_id)
-        restrictions.refuse_money_out(tx, user_id)
-        rights = standing(tx, user_id).rights
-        if not rights.use_balance:
-            raise Forbidden("policy.balance_not_allowed", _BALANCE_NOT_ALLOWED)
-        amount = Money(CNY, order.amount)
-        key = str(user_id)
-        claim_wallets(tx, key)  # before the limits: a parallel payment or transfer waits
-        _within_balance_limits(tx, user_id, amount, rights)
-        merchant = merchant_of(tx, order.merchant_id)
-        receipt = ledger.transfer(
-            tx,
-            f"order:{order.id}:pay",
-            account_of(tx, key, "user_balance"),
-            merchant.settlement_account_id,
-            amount,
-        )
-        mark_paid(tx, order, user_id, "balance", receipt.operation_id, on_behalf=on_behalf)
-        return order_view(tx, order)
+        return _pay_from_balance(tx, user_id, order_id, on_behalf)
 
     return batching.run(db, pay, isolation="read committed")
+
+
+def pay_with_balance_by_code(
+    db: Database, order_id: uuid.UUID, payer: Callable[[Tx], uuid.UUID]
+) -> OrderView:
+    """A shop scanned a person's payment code (the trade API's barcode payment):
+    ``payer`` redeems the code, in this transaction, and names who pays from their
+    balance; the code stands for the payment password (``wallet/payment_codes``)."""
+    return db.run(
+        lambda tx: _pay_from_balance(tx, payer(tx), order_id, None), isolation="read committed"
+    )
+
+
+def _pay_from_balance(
+    tx: Tx, user_id: uuid.UUID, order_id: uuid.UUID, on_behalf: OnBehalf | None
+) -> OrderView:
+    order = payable_order(tx, user_id, order_id, on_behalf=on_behalf)
+    if order is None:  # already paid by this person: a retry
+        return get_order(tx, order_id)
+    restrictions.refuse_money_out(tx, user_id)
+    rights = standing(tx, user_id).rights
+    if not rights.use_balance:
+        raise Forbidden("policy.balance_not_allowed", _BALANCE_NOT_ALLOWED)
+    amount = Money(CNY, order.amount)
+    key = str(user_id)
+    claim_wallets(tx, key)  # before the limits: a parallel payment or transfer waits
+    _within_balance_limits(tx, user_id, amount, rights)
+    merchant = merchant_of(tx, order.merchant_id)
+    receipt = ledger.transfer(
+        tx,
+        f"order:{order.id}:pay",
+        account_of(tx, key, "user_balance"),
+        merchant.settlement_account_id,
+        amount,
+    )
+    mark_paid(tx, order, user_id, "balance", receipt.operation_id, on_behalf=on_behalf)
+    return order_view(tx, order)
 
 
 def pay_with_card(
@@ -896,6 +966,48 @@ def mark_paid(
         _give_up(tx, order)
     if on_behalf is not None:
         on_behalf.record(tx, order.id, user_id)
+    for listener in _PAID_LISTENERS:
+        listener(tx, order.id)
+
+
+# Who is told, in the paying (or refunding) transaction, that an order was paid or
+# refunded: the trade API queues the shop's notification there, so that the payment and
+# the notification commit together (a domain above payments registers; payments never
+# imports it).
+OrderListener = Callable[[Tx, uuid.UUID], None]
+_PAID_LISTENERS: list[OrderListener] = []
+_REFUND_LISTENERS: list[OrderListener] = []
+
+
+def on_paid(listener: OrderListener) -> None:
+    if listener not in _PAID_LISTENERS:
+        _PAID_LISTENERS.append(listener)
+
+
+def on_refunded(listener: OrderListener) -> None:
+    if listener not in _REFUND_LISTENERS:
+        _REFUND_LISTENERS.append(listener)
+
+
+def announce_refund(tx: Tx, order_id: uuid.UUID) -> None:
+    """Called by the refunds once a refund's money has moved (refunds.py)."""
+    for listener in _REFUND_LISTENERS:
+        listener(tx, order_id)
+
+
+def close_order(tx: Tx, merchant_id: uuid.UUID, order_id: uuid.UUID) -> OrderView:
+    """The merchant closes its unpaid order (Alipay's trade close): nobody can pay it any
+    more; a card attempt under way is given up and whatever it took goes back."""
+    order = tx.session.get(PaymentOrder, order_id, with_for_update=True)
+    if order is None or order.merchant_id != merchant_id:
+        raise NotFound("order.not_found", N_("There is no such order."))
+    if order.status == "WAIT_BUYER_PAY":
+        order.status = "TRADE_CLOSED"
+        if order.card_attempt_key is not None:
+            _give_up(tx, order)
+    elif order.status != "TRADE_CLOSED":
+        raise Conflict("order.not_closable", N_("A paid order cannot be closed."))
+    return order_view(tx, order)
 
 
 def _fee(tx: Tx, amount: Money) -> Money:

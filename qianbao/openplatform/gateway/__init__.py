@@ -1,0 +1,1 @@
+"""The trade API spoken as Alipay's Open Platform gateway (``/gateway.do``)."""

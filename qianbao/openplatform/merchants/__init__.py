@@ -1,0 +1,1 @@
+"""Merchant accounts' apps and the keys both sides sign with."""
