@@ -260,7 +260,7 @@ def test_v10_no_client_authentication_no_token(client: TestClient, shop: Shop) -
 def test_v10_an_id_token_signed_by_an_unknown_key_fails(
     client: TestClient, shop: Shop, clock: FrozenClock
 ) -> None:
-    started, token = log_in(client, shop)
+    token = log_in(client, shop)[1]
     now = int(clock.now().timestamp())
     genuine = id_token_claims(client, token["id_token"], now)
     forger = ECKey.generate_key("P-256", auto_kid=True)
