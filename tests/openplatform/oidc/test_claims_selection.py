@@ -67,7 +67,7 @@ def test_only_consented_claims_are_returned() -> None:
         }
     }
     chosen = claims.select(record, request, "id_token", frozenset({"given_name"}), NOW)
-    assert chosen["claims"] == {"given_name": "ADA"}
+    assert chosen is not None and chosen["claims"] == {"given_name": "ADA"}
     assert (
         claims.select(record, request, "userinfo", ALL, NOW) is None
     )  # asked for the ID token only
