@@ -36,7 +36,7 @@ def test_authorized_apps_lists_and_revoking_kills_the_shops_tokens_at_once(
     shop = register_shop(client)
     person = sign_in_person(client)
     verify_by_passport(database(client), person)
-    started, token = log_in(client, shop, "openid identity phone", IDENTITY_CLAIMS)
+    _started, token = log_in(client, shop, "openid identity phone", IDENTITY_CLAIMS)
     security = client.get("/me/security")
     assert 'href="/me/authorized-apps"' in security.text
     listed = client.get(
@@ -173,4 +173,4 @@ def test_the_demo_marketplace_is_registered_from_the_settings(client: TestClient
     assert row is not None
     assert db.run(lambda tx: service.check_secret(tx, row, "demo-marketplace-secret"))
     assert db.run(service.seed_demo_shop).client_id == "demo-marketplace"  # seeding twice is fine
-    assert BASE == db.settings.issuer()
+    assert db.settings.issuer() == BASE
