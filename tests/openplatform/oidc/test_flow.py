@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from qianbao.clock import FrozenClock
+from tests.api_helpers import AGREEMENT, outbox_code
 from tests.openplatform.oidc.helpers import (
     BASE,
     authorize,
@@ -17,6 +18,7 @@ from tests.openplatform.oidc.helpers import (
     sign_in_person,
     start,
 )
+from tests.web.test_pages import csrf
 
 
 def test_discovery_names_the_endpoints_and_identity_assurance_metadata(client: TestClient) -> None:
@@ -197,3 +199,38 @@ def test_introspection_tells_the_shop_about_its_own_token(client: TestClient) ->
     ).json()
     assert answer["active"] is True and answer["client_id"] == shop.client_id
     assert answer["scope"] == "openid" and answer["iss"] == BASE
+
+
+def test_signing_up_on_the_way_comes_back_to_the_shop(client: TestClient) -> None:
+    """A new person: the shop's request, Qianbao's sign-up by SMS code, back to the
+    request, and on to the shop with a code."""
+    shop = register_shop(client)
+    started = start(client, shop)
+    assert client.get(started.url, follow_redirects=False).headers["location"] == "/"
+    token = csrf(client)
+    client.post("/start", data={"csrf": token, "country": "GB", "number": "07911 123456"})
+    client.post(
+        "/signup",
+        data={
+            "csrf": token,
+            "country": "GB",
+            "number": "07911 123456",
+            "agree": "yes",
+            "agreement_version": AGREEMENT,
+        },
+    )
+    code = outbox_code(client, "+447911123456")
+    done = client.post(
+        "/code",
+        data={"csrf": token, "phone": "+447911123456", "purpose": "signup", "code": code},
+        follow_redirects=False,
+    )
+    assert done.headers["location"].startswith("/oauth2/authorize?")
+    back = client.get(done.headers["location"], follow_redirects=False)
+    params = query(back.headers["location"])
+    assert params["state"] == started.state and "code" in params
+    assert started.oauth.fetch_token(
+        f"{BASE}/oauth2/token",
+        authorization_response=back.headers["location"],
+        code_verifier=started.verifier,
+    )["id_token"]
