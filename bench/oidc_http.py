@@ -212,7 +212,8 @@ def main() -> int:
         server.stop()
     baseline = phases[0].per_second
     print(
-        "| Phase | req/s | ratio to /healthz | latency | server CPU per request | non-2xx | socket errors |"
+        "| Phase | req/s | ratio to /healthz | latency | server CPU per request "
+        "| non-2xx | socket errors |"
     )
     print("|---|---|---|---|---|---|---|")
     for phase in phases:
