@@ -188,7 +188,18 @@ async def _respond(request: Request, decision: str | None) -> Response:
         signed_in(request, db)  # the page speaks the person's language
         return _consent_page(request, outcome.consent)
     assert outcome.redirect_to is not None
+    if _after_own_form(request, outcome.redirect_to):
+        return page(request, "oidc_continue.html", target=outcome.redirect_to)
     return RedirectResponse(outcome.redirect_to, status_code=302 if decision is None else 303)
+
+
+def _after_own_form(request: Request, target: str) -> bool:
+    """Whether a browser came here from one of our own pages (the sign-in form, the
+    consent form) and is sent to another origin. Browsers check a form's
+    ``form-action 'self'`` policy on every redirect that follows it, so the shop is
+    reached through a page that moves on by itself instead."""
+    came_from_us = request.headers.get("sec-fetch-site") == "same-origin"
+    return came_from_us and _origin(target) != _origin(str(request.url))
 
 
 def _consent_page(request: Request, consent: Consent) -> Response:

@@ -3,6 +3,9 @@ silent sign-in, consent, ID token, userinfo, refresh, revocation, introspection.
 
 from __future__ import annotations
 
+import html
+import re
+
 from fastapi.testclient import TestClient
 
 from qianbao.clock import FrozenClock
@@ -234,3 +237,22 @@ def test_signing_up_on_the_way_comes_back_to_the_shop(client: TestClient) -> Non
         authorization_response=back.headers["location"],
         code_verifier=started.verifier,
     )["id_token"]
+
+
+def test_after_our_own_sign_in_form_the_shop_is_reached_through_a_page(
+    client: TestClient,
+) -> None:
+    """A form's form-action 'self' would block a redirect to the shop that follows it:
+    a browser coming from our own pages gets a page that moves on by itself."""
+    shop = register_shop(client)
+    sign_in_person(client)
+    started = start(client, shop)
+    answer = client.get(started.url, headers={"Sec-Fetch-Site": "same-origin"})
+    assert answer.status_code == 200 and 'data-testid="continue"' in answer.text
+    target = re.search(r'http-equiv="refresh" content="0;url=([^"]+)"', answer.text)
+    assert target is not None
+    assert query(html.unescape(target.group(1)))["state"] == started.state
+    from_shop = client.get(
+        started.url, headers={"Sec-Fetch-Site": "cross-site"}, follow_redirects=False
+    )
+    assert from_shop.status_code == 302
