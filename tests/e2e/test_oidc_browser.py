@@ -23,7 +23,7 @@ from qianbao.openplatform.oidc import service
 
 
 class _Shop(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+    def do_GET(self) -> None:
         body = b"<!doctype html><title>shop</title><p id=arrived>back at the shop</p>"
         self.send_response(200)
         self.send_header("Content-Type", "text/html")
