@@ -63,7 +63,7 @@ def discovery_document(settings: Settings) -> dict[str, Any]:
         ],
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": True,
-        "prompt_values_supported": ["none", "consent", "login"],
+        "prompt_values_supported": ["none", "consent"],
         "claims_supported": [
             "sub",
             "iss",

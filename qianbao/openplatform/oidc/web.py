@@ -119,12 +119,13 @@ def _authorize(tx: Tx, request: OAuthRequest, token: str, decision: str | None) 
     claims_request = verified.parse_claims_request(request.payload.data.get("claims"))
     names = verified.requested_claim_names(claims_request)
     scope = request.scope or ""
+    prompts = (request.payload.data.get("prompt") or "").split()
     if decision == "deny":
         return _answer(provider, request, grant, None)
     if decision == "allow":
         service.record_consent(tx, person.id, client_id, scope, names)
-    elif service.needs_consent(tx, person.id, client_id, scope, names):
-        if request.payload.data.get("prompt") == "none":
+    elif "consent" in prompts or service.needs_consent(tx, person.id, client_id, scope, names):
+        if "none" in prompts:
             return _answer_error(provider, grant, "consent_required")
         return Outcome(consent=_consent(tx, request, person, names, claims_request))
     return _answer(provider, request, grant, person)

@@ -256,3 +256,13 @@ def test_after_our_own_sign_in_form_the_shop_is_reached_through_a_page(
         started.url, headers={"Sec-Fetch-Site": "cross-site"}, follow_redirects=False
     )
     assert from_shop.status_code == 302
+
+
+def test_prompt_consent_asks_again_even_when_remembered(client: TestClient) -> None:
+    shop = register_shop(client)
+    sign_in_person(client)
+    log_in(client, shop, "openid phone")
+    remembered = client.get(start(client, shop, "openid phone").url, follow_redirects=False)
+    assert remembered.status_code == 302
+    asked = client.get(start(client, shop, "openid phone", prompt="consent").url)
+    assert asked.status_code == 200 and 'data-testid="consent"' in asked.text
