@@ -20,7 +20,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from joserfc.jwk import ECKey, KeySet, RSAKey
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
 
 from qianbao import audit
 from qianbao.db import Tx
@@ -670,3 +670,27 @@ def revoke_token(tx: Tx, row: OidcToken, was_refresh: bool) -> None:
         revoke_family(tx, row.family_id)
     elif row.revoked_at is None:
         row.revoked_at = tx.now()
+
+
+# --- housekeeping ----------------------------------------------------------------------
+
+
+CODE_KEEP: Final = timedelta(days=1)  # a used code is remembered this long (reuse detection)
+
+
+def prune(tx: Tx) -> int:
+    """Delete what can no longer be used nor tell anything: codes a day past their
+    expiry, tokens whose access and refresh tokens have both expired, client assertions
+    past their expiry. Returns the rows deleted."""
+    now = tx.now()
+    codes = tx.session.execute(
+        delete(OidcAuthorizationCode).where(OidcAuthorizationCode.expires_at < now - CODE_KEEP)
+    )
+    tokens = tx.session.execute(
+        delete(OidcToken).where(
+            OidcToken.access_expires_at < now,
+            or_(OidcToken.refresh_expires_at.is_(None), OidcToken.refresh_expires_at < now),
+        )
+    )
+    seen = tx.session.execute(delete(OidcSeenAssertion).where(OidcSeenAssertion.expires_at < now))
+    return sum(int(getattr(result, "rowcount", 0) or 0) for result in (codes, tokens, seen))

@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from qianbao.access import Role
+from qianbao.clock import FrozenClock
 from qianbao.identity import staff
 from qianbao.openplatform.oidc import service
 from tests.openplatform.oidc.helpers import (
@@ -174,3 +175,21 @@ def test_the_demo_marketplace_is_registered_from_the_settings(client: TestClient
     assert db.run(lambda tx: service.check_secret(tx, row, "demo-marketplace-secret"))
     assert db.run(service.seed_demo_shop).client_id == "demo-marketplace"  # seeding twice is fine
     assert db.settings.issuer() == BASE
+
+
+def test_the_worker_prunes_what_can_no_longer_be_used(
+    client: TestClient, clock: FrozenClock
+) -> None:
+    shop = register_shop(client)
+    sign_in_person(client)
+    token = log_in(client, shop)[1]
+    db = database(client)
+    assert db.run(service.prune) == 0  # everything still lives
+    clock.advance(seconds=db.settings.oidc_refresh_token_seconds + 86400 + 1)
+    assert db.run(service.prune) == 2  # the code and the token
+    answer = client.post(
+        "/oauth2/introspect",
+        data={"token": token["refresh_token"]},
+        auth=(shop.client_id, shop.secret or ""),
+    )
+    assert answer.json() == {"active": False}
