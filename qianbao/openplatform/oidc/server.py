@@ -90,7 +90,19 @@ class Request(OAuth2Request):  # type: ignore[misc]
         query: list[tuple[str, str]],
         form: list[tuple[str, str]],
     ) -> None:
-        super().__init__(method, uri, headers=headers)
+        # Not OAuth2Request.__init__: its https check reads the address the request
+        # reached this process by (http behind a TLS proxy, or a container's name in the
+        # demo's compose network). Whether shops reach Qianbao over https is the
+        # deployment's: QIANBAO_PUBLIC_BASE_URL (and so the issuer) is https in production.
+        self.method, self.uri, self.headers, self._body = method, uri, headers, None
+        # Authlib fills these in as the request is checked.
+        self.client: Any = None
+        self.auth_method: str | None = None
+        self.user: Any = None
+        self.authorization_code: Any = None
+        self.refresh_token: Any = None
+        self.credential: Any = None
+        self._scope: str | None = None
         self.payload = _Payload(query + form)
         self._pairs = query + form
         self._args = dict(reversed(query))

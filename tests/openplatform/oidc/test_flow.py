@@ -266,3 +266,15 @@ def test_prompt_consent_asks_again_even_when_remembered(client: TestClient) -> N
     assert remembered.status_code == 302
     asked = client.get(start(client, shop, "openid phone", prompt="consent").url)
     assert asked.status_code == 200 and 'data-testid="consent"' in asked.text
+
+
+def test_the_token_endpoint_answers_over_plain_http_inside_a_network(client: TestClient) -> None:
+    """The demo's compose network reaches Qianbao as http://app:8000; whether shops use
+    https is the deployment's (the public URL), not a 500 here."""
+    shop = register_shop(client)
+    answer = client.post(
+        "http://app:8000/oauth2/token",
+        data={"grant_type": "refresh_token", "refresh_token": "unknown"},
+        auth=(shop.client_id, shop.secret or ""),
+    )
+    assert answer.status_code == 400 and answer.json()["error"] == "invalid_grant"
