@@ -56,6 +56,7 @@ from qianbao.openplatform.oidc.models import OidcAuthorizationCode, OidcClient, 
 
 CLIENT_AUTH_METHODS: Final = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
 JWT_AUTH: Final = ("private_key_jwt", JWTBearerClientAssertion.CLIENT_AUTH_METHOD)
+NONCE_LENGTH: Final = 256  # the column's size
 TOKEN_PATH: Final = "/oauth2/token"  # noqa: S105 (an address, not a secret)
 
 
@@ -319,6 +320,9 @@ def _require_state_and_openid(grant: CodeGrant, redirect_uri: str) -> None:
         raise InvalidRequestError("state is required.")
     if service.OPENID not in (grant.request.scope or "").split():
         raise InvalidRequestError("The openid scope is required.")
+    nonce = data.get("nonce") or ""
+    if len(nonce) > NONCE_LENGTH or any(ord(character) < 0x20 for character in nonce):
+        raise InvalidRequestError(f"nonce: at most {NONCE_LENGTH} printable characters.")
     try:
         verified.parse_claims_request(data.get("claims"))
     except verified.ClaimsRequestError as error:

@@ -200,6 +200,8 @@ def check_secret(tx: Tx, row: OidcClient, secret: str) -> bool:
 
 def find_shop(tx: Tx, client_id: str) -> OidcClient | None:
     """The shop's row (for the protocol layer), None when unknown or disabled."""
+    if not _CLIENT_ID.fullmatch(client_id):  # not a client id: nothing to look up
+        return None
     row = tx.session.get(OidcClient, client_id)
     return None if row is None or row.disabled_at is not None else row
 
@@ -485,7 +487,7 @@ def authorized_apps(tx: Tx, user_id: uuid.UUID) -> list[AuthorizedApp]:
 
 def revoke_app(tx: Tx, user_id: uuid.UUID, client_id: str) -> None:
     """The shop loses what the person allowed, and every token it holds dies now."""
-    consent = _consent(tx, user_id, client_id)
+    consent = _consent(tx, user_id, client_id) if _CLIENT_ID.fullmatch(client_id) else None
     if consent is None:
         raise NotFound("app.not_found", N_("This shop has no access to your account."))
     consent.revoked_at = tx.now()

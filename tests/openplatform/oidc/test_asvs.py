@@ -358,3 +358,24 @@ def test_private_key_jwt_authenticates_and_a_replayed_assertion_does_not(
         },
     )
     assert refused.json()["error"] == "invalid_client"
+
+
+@pytest.mark.parametrize("nonce", ["n" * 257, "a\x00b"])
+def test_a_nonce_that_cannot_be_kept_is_refused_not_a_server_error(
+    client: TestClient, shop: Shop, nonce: str
+) -> None:
+    assert refused(client, request_url(shop, nonce=nonce))["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize("client_id", ["a\x00b", "x" * 300])
+def test_an_odd_client_id_is_an_unknown_client_not_a_server_error(
+    client: TestClient, shop: Shop, client_id: str
+) -> None:
+    page = client.get(request_url(shop, client_id=client_id), follow_redirects=False)
+    assert page.status_code in (400, 422)
+    token = client.post(
+        "/oauth2/token",
+        data={"grant_type": "refresh_token", "refresh_token": "x"},
+        auth=(client_id, "secret"),
+    )
+    assert token.status_code in (400, 401) and token.json()["error"] == "invalid_client"

@@ -80,6 +80,13 @@ def test_the_api_revokes_too_and_an_unknown_shop_is_404(client: TestClient) -> N
     auth = {"Authorization": f"Bearer {client.cookies['qb_session']}"}
     missing = client.delete("/api/v1/me/authorized-apps/nobody", headers=auth)
     assert missing.status_code == 404 and missing.json()["code"] == "app.not_found"
+    page = client.get("/me/authorized-apps")
+    odd = client.post(
+        "/me/authorized-apps/a%00b/revoke",
+        data={"csrf": csrf_of(page.text)},
+        headers={"Accept": "application/json"},
+    )
+    assert odd.status_code in (404, 422)
     assert (
         client.delete(f"/api/v1/me/authorized-apps/{shop.client_id}", headers=auth).status_code
         == 204
