@@ -379,3 +379,18 @@ def test_an_odd_client_id_is_an_unknown_client_not_a_server_error(
         auth=(client_id, "secret"),
     )
     assert token.status_code in (400, 401) and token.json()["error"] == "invalid_client"
+
+
+def test_rs256_keys_when_the_setting_asks(
+    client: TestClient, shop: Shop, clock: FrozenClock
+) -> None:
+    db = database(client)
+    db.settings.oidc_signing_alg = "RS256"
+    db.run(service.rotate_signing_key)
+    token = log_in(client, shop)[1]
+    header = json.loads(base64.urlsafe_b64decode(token["id_token"].split(".")[0] + "=="))
+    assert header["alg"] == "RS256"
+    claims = id_token_claims(client, token["id_token"], int(clock.now().timestamp()))
+    assert claims["aud"] == [shop.client_id]
+    published = {key["kty"] for key in client.get("/oauth2/jwks").json()["keys"]}
+    assert published == {"RSA"}  # no ES256 token was signed before: none to keep
