@@ -13,6 +13,8 @@ from fastapi.testclient import TestClient
 
 from qianbao.clock import FrozenClock
 from qianbao.identity import service as identity
+from tests.api_helpers import bearer
+from tests.funding.test_binding import bind
 from tests.openplatform.oidc.helpers import (
     BASE,
     IDENTITY_CLAIMS,
@@ -232,3 +234,24 @@ def test_a_malformed_claims_parameter_is_refused(client: TestClient, shop: Shop)
     started = start(client, shop, "openid identity", bad)
     answer = client.get(started.url, follow_redirects=False)
     assert answer.status_code == 302 and "error=invalid_request" in answer.headers["location"]
+
+
+def test_the_bank_card_route_gives_an_electronic_record_and_no_name(
+    client: TestClient, shop: Shop
+) -> None:
+    sign_in_person(client)
+    bind(client, bearer(client.cookies["qb_session"]))  # the sandbox bank's ICBC card
+    claims = ask(
+        {"identity_verified": None, "given_name": None},
+        {"trust_framework": None, "assurance_level": None, "evidence": None},
+    )
+    found = userinfo(client, log_in(client, shop, "openid identity", claims)[1])
+    verified = found["verified_claims"]
+    assert verified["claims"] == {"identity_verified": True}  # the bank route holds no name
+    assert verified["verification"]["assurance_level"] == "IAL1"
+    evidence = verified["verification"]["evidence"][0]
+    assert evidence["type"] == "electronic_record"
+    assert evidence["check_details"] == [{"check_method": "data"}]
+    assert evidence["record"]["type"] == "bank_account"
+    assert evidence["record"]["source"]["country_code"] == "CHN"
+    assert "Industrial and Commercial" in evidence["record"]["source"]["name"]
