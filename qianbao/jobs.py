@@ -41,6 +41,7 @@ from qianbao.notify import email as notify_email
 from qianbao.notify import service as notify
 from qianbao.observability import metrics
 from qianbao.openplatform.gateway import notifications as shop_notifications
+from qianbao.openplatform.oidc import service as oidc
 from qianbao.throttling import ratelimit
 from qianbao.verification import service as verification
 from qianbao.wallet.ledger import service as ledger
@@ -62,6 +63,11 @@ def prune_rate_limits(db: Database) -> int:
         timedelta(seconds=settings.sms_failure_window_seconds),
     )
     return db.run(lambda tx: ratelimit.prune(tx, longest + timedelta(hours=1)))
+
+
+def prune_oidc(db: Database) -> int:
+    """Drop Log in with Qianbao's expired codes, tokens and client assertions."""
+    return db.run(oidc.prune)
 
 
 def purge_verification_images(db: Database) -> int:
@@ -141,6 +147,7 @@ def default_jobs() -> list[Job]:
         Job("notify shops", shop_notifications.deliver_due, every_seconds=0),
         Job("prune rate limits", prune_rate_limits, every_seconds=3600),
         Job("purge verification images", purge_verification_images, every_seconds=86400),
+        Job("prune Log in with Qianbao records", prune_oidc, every_seconds=3600),
         Job("close expired orders", close_expired_orders, every_seconds=30),
         Job("expire pay-for-me links", expire_pay_for_me_links, every_seconds=60),
         Job("reverse stranded card payments", reverse_stranded_card_payments, every_seconds=60),

@@ -9,6 +9,7 @@ from qianbao.identity import models as identity_models
 from qianbao.notify import models as notify_models
 from qianbao.openplatform.gateway import models as gateway_models
 from qianbao.openplatform.merchants import models as merchant_models
+from qianbao.openplatform.oidc import models as oidc_models
 from qianbao.profile import models as profile_models
 from qianbao.risk import models as risk_models
 from qianbao.throttling import models as throttling_models
@@ -31,6 +32,7 @@ __all__ = [
     "merchant_models",
     "metadata",
     "notify_models",
+    "oidc_models",
     "pay_for_me_models",
     "payment_code_models",
     "payment_models",
