@@ -25,8 +25,8 @@ The roles (a staff member holds one):
   different risk officer to release it.
 - **support**: read-only lookup of a person, their verification state and their money
   timeline; nothing that changes anything.
-- **admin**: staff (create, change role, disable) and the audit log; no cases, no
-  freezes, no money.
+- **admin**: staff (create, change role, disable), the shops that may use Log in with
+  Qianbao, and the audit log; no cases, no freezes, no money.
 
 This module is kernel-level: it imports no domain (only i18n's N_), so that any domain
 may read it.
@@ -303,6 +303,24 @@ ROUTES: Final[Mapping[str, Who]] = {
     "GET /api/v1/wallet/topup-codes/redemptions": PERSON,
     "GET /wallet/topup-code": PERSON,
     "POST /wallet/topup-code": PERSON,
+    # --- Log in with Qianbao (openplatform/oidc) ------------------------------------------
+    "GET /.well-known/openid-configuration": ANYONE,
+    "GET /oauth2/jwks": ANYONE,
+    # The authorization endpoint reads the person's session cookie itself: signed out, it
+    # sends them to sign in and back, or answers login_required to the shop (prompt=none).
+    "GET /oauth2/authorize": ANYONE,
+    "POST /oauth2/authorize": ANYONE,  # the consent page's answer: session and CSRF checked
+    # The shops' backends: client authentication (secret or private_key_jwt) or the
+    # bearer access token, checked by the handler (Authlib).
+    "POST /oauth2/token": OWN_TOKEN,
+    "GET /oauth2/userinfo": OWN_TOKEN,
+    "POST /oauth2/userinfo": OWN_TOKEN,
+    "POST /oauth2/revoke": OWN_TOKEN,
+    "POST /oauth2/introspect": OWN_TOKEN,
+    "GET /api/v1/me/authorized-apps": PERSON,
+    "DELETE /api/v1/me/authorized-apps/{client_id}": PERSON,
+    "GET /me/authorized-apps": PERSON,
+    "POST /me/authorized-apps/{client_id}/revoke": PERSON,
     # --- the back office ----------------------------------------------------------------
     "GET /admin/login": ANYONE,
     "POST /admin/login": ANYONE,
@@ -324,6 +342,8 @@ ROUTES: Final[Mapping[str, Who]] = {
     "POST /admin/staff": ADMIN,
     "POST /admin/staff/{staff_id}/role": ADMIN,
     "POST /admin/staff/{staff_id}/disable": ADMIN,
+    "GET /admin/shops": ADMIN,
+    "POST /admin/shops": ADMIN,
 }
 # fmt: on
 

@@ -28,6 +28,8 @@ from qianbao.i18n import N_, negotiate, parse_language, set_language
 from qianbao.identity import api as identity_api
 from qianbao.monitoring import instrument
 from qianbao.notify import api as notify_api
+from qianbao.openplatform.oidc import api as oidc_api
+from qianbao.openplatform.oidc import web as oidc_web
 from qianbao.pages import account as account_pages
 from qianbao.pages import backoffice
 from qianbao.pages import home as home_pages
@@ -236,6 +238,9 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.include_router(pay_for_me_web.router)
     app.include_router(topup_codes_api.router)
     app.include_router(topup_codes_web.router)
+    app.include_router(oidc_api.router)
+    app.include_router(oidc_api.protocol)
+    app.include_router(oidc_web.router)
     openapi.install(app, settings)
     app.mount(
         "/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static"

@@ -7,6 +7,7 @@ from qianbao.db import Base
 from qianbao.funding import models as funding_models
 from qianbao.identity import models as identity_models
 from qianbao.notify import models as notify_models
+from qianbao.openplatform.oidc import models as oidc_models
 from qianbao.profile import models as profile_models
 from qianbao.risk import models as risk_models
 from qianbao.throttling import models as throttling_models
@@ -26,6 +27,7 @@ __all__ = [
     "identity_models",
     "metadata",
     "notify_models",
+    "oidc_models",
     "pay_for_me_models",
     "payment_models",
     "profile_models",

@@ -309,6 +309,19 @@ class Settings(BaseSettings):
     # --workers N` uses var_dir/metrics when neither is set.
     metrics_dir: Path | None = None
 
+    # --- Log in with Qianbao (the OpenID Connect provider, openplatform/oidc) ------------
+    # The issuer shops see in discovery, ID tokens and the authorization response; empty:
+    # public_base_url.
+    oidc_issuer: str = ""
+    oidc_access_token_seconds: int = 600  # an access token's life (userinfo, introspection)
+    oidc_refresh_token_seconds: int = 30 * 86400  # a refresh token's life; each use rotates it
+    oidc_id_token_seconds: int = 600  # an ID token's life (a retired key stays this long)
+    oidc_code_seconds: int = 60  # an authorization code's life (used once)
+    oidc_signing_alg: Literal["ES256", "RS256"] = "ES256"  # the algorithm of new signing keys
+    # The demo marketplace (examples/marketplace), registered by `qianbao serve --demo`.
+    demo_marketplace_client_secret: str = "demo-marketplace-secret"  # noqa: S105 (documented demo value)
+    demo_marketplace_redirect_uri: str = "http://127.0.0.1:8001/auth/qianbao/callback"
+
     # --- demo ------------------------------------------------------------------------
     # Demo users may log in with this fixed code; only when ``demo`` is on and only
     # for the seeded demo numbers.
@@ -398,6 +411,10 @@ class Settings(BaseSettings):
         return None
 
     _hmac_key: bytes | None = PrivateAttr(default=None)
+
+    def issuer(self) -> str:
+        """The OpenID Connect issuer identifier (no trailing slash)."""
+        return (self.oidc_issuer or self.public_base_url).rstrip("/")
 
     def hmac_key(self) -> bytes:
         """The server key for keyed hashes; created once per ``var_dir`` if not set."""

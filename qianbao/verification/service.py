@@ -451,6 +451,32 @@ def verified_identity(tx: Tx, user_id: uuid.UUID) -> VerifiedIdentity | None:
     )
 
 
+@dataclass(frozen=True)
+class VerifiedEvidence:
+    """How a passport-verified person was verified, with the passport opened: what
+    Log in with Qianbao tells a shop the person allowed (openplatform/oidc/claims.py)."""
+
+    method: str  # passport_face (photo page) | passport_chip
+    document: Document
+    verified_at: datetime
+    reviewed: bool  # a reviewer compared the face and approved (not the machine alone)
+
+
+def verified_evidence(tx: Tx, user_id: uuid.UUID) -> VerifiedEvidence | None:
+    """The verified passport and how it was checked; None when not passport-verified."""
+    row = tx.session.scalar(select(VerifiedDocument).where(VerifiedDocument.user_id == user_id))
+    case = None if row is None else tx.session.get(VerificationCase, row.case_id)
+    document = None if case is None else _open_document(tx, case)
+    if row is None or case is None or document is None:
+        return None
+    approved = tx.session.scalar(
+        select(ReviewDecision.id).where(
+            ReviewDecision.case_id == case.id, ReviewDecision.decision == "approve"
+        )
+    )
+    return VerifiedEvidence(case.method, document, row.verified_at, approved is not None)
+
+
 def verified_holder(tx: Tx, user_id: uuid.UUID) -> tuple[str, str] | None:
     """(name, passport number) of a passport-verified person: a bank card they add must
     be held under them."""
