@@ -19,6 +19,7 @@ from qianbao.chipreader.apdu import PcscTransport, ReaderError
 from qianbao.chipreader.bac import MrzKey
 from qianbao.chipreader.client import ServerRefused, read_and_submit
 from qianbao.db import Database, Tx
+from qianbao.openplatform.oidc.cli import oidc_app, shops_app
 from qianbao.settings import get_settings
 from qianbao.text_guard import check_shown_text
 
@@ -35,6 +36,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(sms_app, name="sms")
 app.add_typer(backup_app, name="backup")
 app.add_typer(restore_app, name="restore")
+app.add_typer(shops_app, name="shops")
+app.add_typer(oidc_app, name="oidc")
 
 
 def _print_version(wanted: bool) -> None:
@@ -111,15 +114,21 @@ def serve(
 
 def _seed_demo() -> None:
     from qianbao.identity import service
+    from qianbao.openplatform.oidc import service as oidc
 
     settings = get_settings()
     database = Database(settings)
     accounts = database.run(service.seed_demo_accounts)
+    marketplace = database.run(oidc.seed_demo_shop)
     database.dispose()
     typer.echo("Demo accounts (log in with the number; SMS code " + settings.demo_sms_code + "):")
     for account in accounts:
         typer.echo(f"  {account.phone.international():<20} language {account.language}")
     typer.echo("Any other number can sign up; read its code at /demo/outbox.")
+    typer.echo(
+        f"Demo shop for Log in with Qianbao: client_id {marketplace.client_id}, secret from "
+        f"QIANBAO_DEMO_MARKETPLACE_CLIENT_SECRET, redirect URI {marketplace.redirect_uris[0]}"
+    )
 
 
 @app.command()
