@@ -200,6 +200,21 @@ def test_revoking_the_shop_ends_the_link_on_the_next_check(shop: TestClient, stu
     shop.cookies.set("shop_lang", "zh_Hans")
     assert "关联已结束" in shop.get("/account").text
 
+    # Linking again (the person allows the shop anew) opens the account again.
+    link(shop)
+    assert status_of(shop.get("/account").text) == ("verified", "active")
+
+
+def test_one_qianbao_links_one_shop_account(shop: TestClient, stub: Stub) -> None:
+    sign_up(shop)
+    link(shop)
+    other = TestClient(shop.app, follow_redirects=False)
+    sign_up(other, "second@example.com")
+    refused = link(other)
+    assert refused.status_code == 409 and 'data-code="link.other_account"' in refused.text
+    assert status_of(other.get("/account").text) == ("restricted", "none")
+    assert status_of(shop.get("/account").text) == ("verified", "active")
+
 
 def test_the_account_page_checks_the_link_when_the_interval_has_passed(
     stub: Stub, tmp_path: Path

@@ -97,6 +97,7 @@ def open_session(
 ) -> str:
     """A new session (its cookie value returned); signing in always starts a new one."""
     token = secrets.token_urlsafe(32)
+    store.forget_sessions_before(db, now)
     store.insert_session(
         db, token, account_id, secrets.token_urlsafe(24), now + settings.session_ttl_seconds
     )

@@ -183,6 +183,10 @@ def session_by_token(db: sqlite3.Connection, token: str, now: int) -> Session | 
     return None if row is None else Session(row["account_id"], row["csrf_token"])
 
 
+def forget_sessions_before(db: sqlite3.Connection, now: int) -> None:
+    db.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,))
+
+
 def delete_session(db: sqlite3.Connection, token: str) -> None:
     db.execute("DELETE FROM sessions WHERE token_hash = ?", (digest(token),))
 
