@@ -70,6 +70,7 @@ class Stub:
     audience: str = CLIENT_ID
     expires_in: int = 300
     sign_with_unknown_key: bool = False
+    token_endpoint_down: bool = False  # answers 500 with an HTML page, as a broken proxy does
     key: ec.EllipticCurvePrivateKey = field(
         default_factory=lambda: ec.generate_private_key(ec.SECP256R1())
     )
@@ -186,6 +187,8 @@ def build_app(stub: Stub) -> FastAPI:
         refresh_token: str = Form(""),
         authorization: str | None = Header(None),
     ) -> Response:
+        if stub.token_endpoint_down:
+            return Response("<html>Internal Server Error</html>", status_code=500)
         if not client_authenticated(authorization):
             return JSONResponse({"error": "invalid_client"}, status_code=401)
         if grant_type == "authorization_code":

@@ -237,6 +237,25 @@ def test_within_the_interval_the_account_page_does_not_call_qianbao(
     assert stub.refreshes == 0
 
 
+def test_a_check_while_qianbao_is_down_keeps_the_link_and_says_so(
+    shop: TestClient, stub: Stub
+) -> None:
+    sign_up(shop)
+    link(shop)
+    token_before = set(stub.refresh_tokens)
+    stub.token_endpoint_down = True
+    answer = shop.post("/account/check-link", data={"csrf_token": csrf(shop, "/account")})
+    assert answer.status_code == 503
+    assert "Qianbao cannot be reached now" in answer.text
+    assert status_of(answer.text) == ("verified", "active")
+    stub.token_endpoint_down = False
+    assert (
+        shop.post("/account/check-link", data={"csrf_token": csrf(shop, "/account")}).status_code
+        == 303
+    )
+    assert set(stub.refresh_tokens).isdisjoint(token_before)  # the kept token still worked
+
+
 def test_claims_that_stop_put_the_restriction_back(shop: TestClient, stub: Stub) -> None:
     sign_up(shop)
     link(shop)

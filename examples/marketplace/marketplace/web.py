@@ -234,11 +234,20 @@ def signout(request: Request, csrf_token: Annotated[str, Form()] = "") -> Respon
 
 
 def account_state(current: Visit) -> dict[str, Any]:
+    """What every page shows of the account: its link, the restriction, the badge, and
+    (for the account page) its orders."""
     if current.session.account_id is None:
-        return {"link": None, "may_order": False, "badge": None}
+        return {"link": None, "may_order": False, "badge": None, "orders": [], "product": product}
     with store.transaction(current.database) as db:
         link = store.link_of(db, current.session.account_id)
-    return {"link": link, "may_order": service.may_order(link), "badge": badge(current, link)}
+        orders = store.orders_of(db, current.session.account_id)
+    return {
+        "link": link,
+        "may_order": service.may_order(link),
+        "badge": badge(current, link),
+        "orders": orders,
+        "product": product,
+    }
 
 
 def badge(current: Visit, link: store.Link | None) -> str | None:
@@ -278,21 +287,11 @@ def account_page(request: Request) -> Response:
     if account_id is None:
         return redirect(current, "/signin")
     warning = refreshed_link(current, account_id, force=False)
-    with store.transaction(current.database) as db:
-        orders = store.orders_of(db, account_id)
-    return render(
-        request,
-        current,
-        "account.html",
-        warning=warning,
-        orders=orders,
-        product=product,
-        **account_state(current),
-    )
+    return render(request, current, "account.html", warning=warning, **account_state(current))
 
 
 @router.post("/account/check-link")
-def check_link(request: Request, csrf_token: Annotated[str, Form()] = "") -> Response:
+def check_link_now(request: Request, csrf_token: Annotated[str, Form()] = "") -> Response:
     current = visit(request)
     account_id = signed_in(current)
     if account_id is None:
@@ -300,27 +299,11 @@ def check_link(request: Request, csrf_token: Annotated[str, Form()] = "") -> Res
     try:
         check_csrf(current, csrf_token)
     except ShopError as error:
-        return refusal(
-            request,
-            current,
-            "account.html",
-            error,
-            orders=[],
-            product=product,
-            **account_state(current),
-        )
+        return refusal(request, current, "account.html", error, **account_state(current))
     warning = refreshed_link(current, account_id, force=True)
     if warning is not None:
-        return render(
-            request,
-            current,
-            "account.html",
-            503,
-            warning=warning,
-            orders=[],
-            product=product,
-            **account_state(current),
-        )
+        state = account_state(current)
+        return render(request, current, "account.html", 503, warning=warning, **state)
     return redirect(current, "/account")
 
 
@@ -335,9 +318,7 @@ def start_at_qianbao(request: Request, csrf_token: str, purpose: str) -> Respons
         with store.transaction(current.database) as db:
             url = service.start_login(db, current.client, current.token, purpose, account_id, now())
     except ShopError as error:
-        return refusal(
-            request, current, template, error, orders=[], product=product, **account_state(current)
-        )
+        return refusal(request, current, template, error, **account_state(current))
     return redirect(current, url)
 
 
@@ -369,9 +350,7 @@ def callback(request: Request) -> Response:
                 token = service.open_session(db, current.settings, finished.account_id, now())
     except ShopError as error:
         template = "signin.html" if current.session.account_id is None else "account.html"
-        return refusal(
-            request, current, template, error, orders=[], product=product, **account_state(current)
-        )
+        return refusal(request, current, template, error, **account_state(current))
     return redirect(current, "/account", token)
 
 
