@@ -120,7 +120,7 @@ def allow_plain_http_to(issuer: str) -> None:
     if urlsplit(issuer).scheme == "http" and urlsplit(issuer).hostname in LOOPBACK_HOSTS:
         os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
     # A person may have granted more scopes earlier; the token response then names them
-    # all, which oauthlib would otherwise raise as an error. The shop checks scopes itself.
+    # all, which oauthlib would otherwise raise as an error; the shop goes by the claims.
     os.environ["OAUTHLIB_RELAX_TOKEN_SCOPE"] = "1"  # noqa: S105 - a switch, not a secret
 
 
