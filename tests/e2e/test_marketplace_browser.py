@@ -7,6 +7,7 @@ ended. The shop talks to Qianbao's real provider over HTTP only."""
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import socket
@@ -49,6 +50,13 @@ SHOP_PASSWORD = "wholesale-2026"
 BADGE_EN = "verified via Qianbao (passport chip)"
 BADGE_ZH = "已通过钱包验证（护照芯片）"
 STARTUP_TIMEOUT_S = 15.0
+# Set to a folder, the test also saves the README's screenshots of the story there.
+SCREENSHOTS = os.environ.get("MARKETPLACE_SCREENSHOTS")
+
+
+def shoot(page: Page, name: str) -> None:
+    if SCREENSHOTS:
+        page.screenshot(path=str(Path(SCREENSHOTS) / f"marketplace-{name}.png"), full_page=True)
 
 
 def verify_by_chip(server: LiveServer, account_id: object) -> PassportData:
@@ -139,10 +147,12 @@ def test_the_1688_story_link_badge_sign_in_and_revoke(
     page.wait_for_url(re.compile(r"/account$"))
     expect(page.get_by_test_id("restricted")).to_have_text("Restricted until verified")
     assert shop_status(page) == ("restricted", "none")
+    shoot(page, "1-restricted")
 
     # "Link your Qianbao": Qianbao asks the person, who allows; the shop shows the badge.
     page.get_by_role("button", name="Link your Qianbao").click()
     expect(page.get_by_test_id("consent")).to_be_visible()
+    shoot(page, "2-consent")
     page.get_by_test_id("allow").click()
     page.wait_for_url(marketplace + "/account")
     expect(page.get_by_test_id("badge")).to_have_text(BADGE_EN)
@@ -155,6 +165,7 @@ def test_the_1688_story_link_badge_sign_in_and_revoke(
     expect(page.get_by_test_id("badge")).to_have_text(BADGE_ZH)
     page.get_by_role("button", name="English").click()
     expect(page.get_by_test_id("badge")).to_have_text(BADGE_EN)
+    shoot(page, "3-badge")
 
     # Later: signed out of the shop, "Sign in with Qianbao" finds the linked account.
     page.get_by_role("button", name="Sign out").click()
@@ -171,5 +182,6 @@ def test_the_1688_story_link_badge_sign_in_and_revoke(
     expect(page.get_by_test_id("link-ended")).to_have_text("Link ended")
     expect(page.get_by_test_id("restricted")).to_have_text("Restricted until verified")
     assert shop_status(page) == ("restricted", "ended")
+    shoot(page, "4-link-ended")
     page.get_by_role("button", name="简体中文").click()
     expect(page.get_by_test_id("link-ended")).to_have_text("关联已结束")

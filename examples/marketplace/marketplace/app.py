@@ -16,7 +16,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_environment()
     store.create_schema(settings.database)
     app = FastAPI(
-        title="Demo wholesale marketplace", docs_url=None, redoc_url=None, openapi_url=None
+        title="Wholesale Market (demo)", docs_url=None, redoc_url=None, openapi_url=None
     )
     app.state.settings = settings
     app.state.client = QianbaoClient(settings)
