@@ -174,6 +174,29 @@ def test_sign_in_with_qianbao_finds_the_linked_account(shop: TestClient, stub: S
     assert EMAIL in page and BADGE_EN in page
 
 
+def test_sign_in_with_qianbao_after_the_link_ended_is_refused(shop: TestClient, stub: Stub) -> None:
+    sign_up(shop)
+    link(shop)
+    stub.revoke(stub.subject)
+    shop.post("/account/check-link", data={"csrf_token": csrf(shop, "/account")})
+    shop.post("/signout", data={"csrf_token": csrf(shop)})
+    refused = through_qianbao(shop, "/auth/qianbao/signin", "/signin")
+    assert refused.status_code == 400 and 'data-code="login.not_linked"' in refused.text
+
+
+def test_verified_claims_given_as_a_list_are_read_too() -> None:
+    element = chip_verified_claims("CHN")
+    identity = qianbao_client.verified_identity([{"claims": {}}, element])
+    assert identity is not None
+    assert (identity.name, identity.nationalities, identity.route) == (
+        "ADA LOVELACE",
+        ("CHN",),
+        "passport_chip",
+    )
+    assert identity.trust_framework == "nist_800_63A"
+    assert qianbao_client.verified_identity({"verification": {}, "claims": {}}) is None
+
+
 def test_sign_in_with_an_unlinked_qianbao_is_refused(shop: TestClient, stub: Stub) -> None:
     refused = through_qianbao(shop, "/auth/qianbao/signin", "/signin")
     assert refused.status_code == 400 and 'data-code="login.not_linked"' in refused.text
