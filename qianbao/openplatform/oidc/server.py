@@ -29,6 +29,7 @@ from authlib.oauth2 import AuthorizationServer, OAuth2Error, ResourceProtector
 from authlib.oauth2.rfc6749 import (
     AuthorizationCodeMixin,
     ClientMixin,
+    InvalidClientError,
     InvalidRequestError,
     JsonRequest,
     OAuth2Payload,
@@ -44,6 +45,8 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oauth2.rfc9207 import IssuerParameter
 from authlib.oidc.core import UserInfo
 from authlib.oidc.core.grants import OpenIDCode, OpenIDToken
+from joserfc import jwt
+from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, import_key
 
 from qianbao.db import Tx
@@ -390,6 +393,25 @@ class PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc]
 
     def resolve_client_public_key(self, client: Shop) -> KeySet:
         return service.public_keys(client.row)
+
+    def verify_claims(self, claims: dict[str, Any]) -> None:
+        """RFC 7523 3's checks, at the server's clock (Authlib's own reads the system's)."""
+        registry = jwt.JWTClaimsRegistry(
+            now=int(self.server.tx.now().timestamp()),
+            leeway=self.leeway,
+            iss={"essential": True},
+            sub={"essential": True},
+            aud={"essential": True, "values": self.get_audiences()},
+            exp={"essential": True},
+        )
+        try:
+            registry.validate(claims)
+        except JoseError as error:
+            raise InvalidClientError(description=error.description) from error
+        if claims["sub"] != claims["iss"]:
+            raise InvalidClientError(description="Issuer and Subject MUST match.")
+        if "jti" not in claims or not self.validate_jti(claims, claims["jti"]):
+            raise InvalidClientError(description="The assertion has no jti, or was used before.")
 
     def validate_jti(self, claims: dict[str, Any], jti: str) -> bool:
         expires = datetime.fromtimestamp(int(claims["exp"]), tz=self.server.tx.now().tzinfo)

@@ -40,6 +40,7 @@ from qianbao.openplatform.oidc.models import (
     OidcToken,
 )
 from qianbao.sealing import Sealed, keyring
+from qianbao.text_guard import check_shown_text
 from qianbao.verification import service as verification
 
 OPENID: Final = "openid"
@@ -48,6 +49,8 @@ CONSENTED_SCOPES: Final = ("profile", "phone", "email", "identity")
 SCOPES: Final = (OPENID, *CONSENTED_SCOPES)
 SECRET_METHODS: Final = ("client_secret_basic", "client_secret_post")
 DEMO_CLIENT_ID: Final = "demo-marketplace"
+NAME_LENGTH: Final = 128  # the columns' sizes
+URL_LENGTH: Final = 512
 _CLIENT_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{2,63}")
 
 
@@ -138,21 +141,36 @@ def _check_shop(
         )
     if not name_en.strip() or not name_zh.strip():
         raise InvalidInput("shop.name", N_("Give the shop's name in English and in Chinese."))
+    if max(len(name_en), len(name_zh)) > NAME_LENGTH:
+        raise InvalidInput(
+            "shop.name_length",
+            N_("A shop's name has at most {limit} characters."),
+            {"limit": NAME_LENGTH},
+        )
+    for name, text in (("name_en", name_en), ("name_zh", name_zh), ("logo_url", logo_url)):
+        check_shown_text(name, text)  # the consent page shows them to people
     if auth_method not in ("client_secret_basic", "private_key_jwt"):
         raise InvalidInput(
             "shop.auth_method", N_("The shop authenticates by client secret or private_key_jwt.")
         )
-    if not redirect_uris or not all(_absolute_url(uri) for uri in redirect_uris):
+    if not redirect_uris or not all(
+        _absolute_url(uri) and len(uri) <= URL_LENGTH for uri in redirect_uris
+    ):
         raise InvalidInput(
             "shop.redirect_uri",
             N_("Give at least one redirect URI, each a full http or https address."),
         )
-    if logo_url.strip() and not _absolute_url(logo_url.strip()):
+    if logo_url.strip() and not (_absolute_url(logo_url.strip()) and len(logo_url) <= URL_LENGTH):
         raise InvalidInput("shop.logo_url", N_("The logo must be a full http or https address."))
 
 
 def _absolute_url(text: str) -> bool:
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # "http://[" and the like
+        return False
+    if any(ord(character) < 0x21 for character in text):
+        return False
     return parts.scheme in ("http", "https") and bool(parts.netloc) and not parts.fragment
 
 

@@ -110,6 +110,7 @@ def _authorize(tx: Tx, request: OAuthRequest, token: str, decision: str | None) 
                     "and try again."
                 ),
                 details={"error": error.error, "description": error.description or ""},
+                status=400,  # as OAuth answers a request it cannot redirect (RFC 6749 4.1.2.1)
             ) from error
         return Outcome(redirect_to=target)
     if person is None:

@@ -201,7 +201,10 @@ def id_token_claims(client: TestClient, token: str, now: int, **expect: Any) -> 
     audience, expiry (at the server's clock) and the claims expected."""
     keys = KeySet.import_key_set(client.get("/oauth2/jwks").json())
     decoded = jwt.decode(token, keys, algorithms=["ES256", "RS256"])
-    options: dict[str, Any] = {"iss": {"essential": True, "value": BASE}, "exp": {"essential": True}}
+    options: dict[str, Any] = {
+        "iss": {"essential": True, "value": BASE},
+        "exp": {"essential": True},
+    }
     options.update({name: {"essential": True, "value": value} for name, value in expect.items()})
     jwt.JWTClaimsRegistry(now=now, **options).validate(decoded.claims)
     claims: dict[str, Any] = decoded.claims
