@@ -15,9 +15,7 @@ from marketplace.settings import Settings
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_environment()
     store.create_schema(settings.database)
-    app = FastAPI(
-        title="Wholesale Market (demo)", docs_url=None, redoc_url=None, openapi_url=None
-    )
+    app = FastAPI(title="Wholesale Market (demo)", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
     app.state.client = QianbaoClient(settings)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
