@@ -74,6 +74,8 @@ class Stub:
     key: ec.EllipticCurvePrivateKey = field(
         default_factory=lambda: ec.generate_private_key(ec.SECP256R1())
     )
+    kid: str = "key-1"
+    retired: dict[str, ec.EllipticCurvePrivateKey] = field(default_factory=dict)
     other_key: ec.EllipticCurvePrivateKey = field(
         default_factory=lambda: ec.generate_private_key(ec.SECP256R1())
     )
@@ -82,6 +84,12 @@ class Stub:
     refresh_tokens: dict[str, Grant] = field(default_factory=dict)
     access_tokens: dict[str, Grant] = field(default_factory=dict)
     refreshes: int = 0
+
+    def rotate_key(self) -> None:
+        """A new signing key; the old one stays published (retired)."""
+        self.retired[self.kid] = self.key
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.kid = f"key-{len(self.retired) + 1}"
 
     def revoke(self, subject: str) -> None:
         """The person revokes the shop: every token of theirs dies."""
@@ -102,7 +110,7 @@ class Stub:
         if grant.identity and self.verified_claims is not None:
             claims["verified_claims"] = self.verified_claims
         key = self.other_key if self.sign_with_unknown_key else self.key
-        kid = "other" if self.sign_with_unknown_key else "key-1"
+        kid = "other" if self.sign_with_unknown_key else self.kid
         return jwt.encode(claims, key, algorithm="ES256", headers={"kid": kid})
 
     def tokens(self, grant: Grant, nonce: str | None) -> dict[str, Any]:
@@ -154,8 +162,18 @@ def build_app(stub: Stub) -> FastAPI:
 
     @app.get("/oauth/jwks")
     def jwks() -> dict[str, Any]:
-        public = jwt.algorithms.ECAlgorithm.to_jwk(stub.key.public_key(), as_dict=True)
-        return {"keys": [{**public, "kid": "key-1", "use": "sig", "alg": "ES256"}]}
+        published = {**stub.retired, stub.kid: stub.key}
+        return {
+            "keys": [
+                {
+                    **jwt.algorithms.ECAlgorithm.to_jwk(key.public_key(), as_dict=True),
+                    "kid": kid,
+                    "use": "sig",
+                    "alg": "ES256",
+                }
+                for kid, key in published.items()
+            ]
+        }
 
     @app.get("/oauth/authorize")
     def authorize(request: Request) -> Response:

@@ -174,6 +174,20 @@ def test_sign_in_with_qianbao_finds_the_linked_account(shop: TestClient, stub: S
     assert EMAIL in page and BADGE_EN in page
 
 
+def test_a_token_under_a_rotated_key_is_accepted(stub: Stub, tmp_path: Path) -> None:
+    """The shop has the first key cached from the link; the sign-in's ID token is signed
+    under a key published since, which the shop fetches (no cooldown in this test)."""
+    settings = shop_settings(stub, tmp_path)
+    settings.jwks_refetch_cooldown_seconds = 0
+    shop = TestClient(create_app(settings), follow_redirects=False)
+    sign_up(shop)
+    link(shop)
+    stub.rotate_key()
+    shop.post("/signout", data={"csrf_token": csrf(shop)})
+    signed_in = through_qianbao(shop, "/auth/qianbao/signin", "/signin")
+    assert signed_in.headers["location"] == "/account"
+
+
 def test_sign_in_with_qianbao_after_the_link_ended_is_refused(shop: TestClient, stub: Stub) -> None:
     sign_up(shop)
     link(shop)

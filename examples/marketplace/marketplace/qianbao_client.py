@@ -163,11 +163,12 @@ class QianbaoClient:
     @cached_property
     def jwks(self) -> jwt.PyJWKClient:
         # Keys are cached; a token signed with a key not yet seen (rotation) makes
-        # PyJWKClient fetch the set again before it gives up.
+        # PyJWKClient fetch the set again (at most once per cooldown) before it gives up.
         return jwt.PyJWKClient(
             self.discovery.jwks_uri,
             cache_keys=True,
             timeout=self.settings.http_timeout_seconds,
+            cooldown_duration=self.settings.jwks_refetch_cooldown_seconds,
         )
 
     def start(self, scope: str, with_identity: bool) -> AuthorizationStart:

@@ -32,6 +32,9 @@ class Settings:
     http_timeout_seconds: float = 10.0
     # The shortest password a shop account may have.
     min_password_length: int = 8
+    # A token under a key not in the cached JWKS fetches the set again, but not sooner than
+    # this after the last fetch (so forged kids cannot make the shop hammer Qianbao).
+    jwks_refetch_cooldown_seconds: float = 30.0
     # Clock skew allowed when the ID token's exp and iat are checked.
     id_token_leeway_seconds: int = 30
     # Marks the session cookie Secure; off for the plain-HTTP demo on 127.0.0.1.
