@@ -70,6 +70,7 @@ class Stub:
     audience: str = CLIENT_ID
     expires_in: int = 300
     sign_with_unknown_key: bool = False
+    person_declines: bool = False  # "Don't allow" on the consent page
     token_endpoint_down: bool = False  # answers 500 with an HTML page, as a broken proxy does
     key: ec.EllipticCurvePrivateKey = field(
         default_factory=lambda: ec.generate_private_key(ec.SECP256R1())
@@ -190,8 +191,11 @@ def build_app(stub: Stub) -> FastAPI:
         if not ok:
             return oauth_error("invalid_request")
         code = secrets.token_urlsafe(16)
-        stub.codes[code] = asked
         answer = {"code": code, "state": asked["state"]}
+        if stub.person_declines:
+            answer = {"error": "access_denied", "state": asked["state"]}
+        else:
+            stub.codes[code] = asked
         if stub.send_iss:
             answer["iss"] = stub.iss_in_response or stub.issuer
         return RedirectResponse(f"{asked['redirect_uri']}?{urlencode(answer)}", status_code=302)

@@ -211,6 +211,14 @@ def test_verified_claims_given_as_a_list_are_read_too() -> None:
     assert qianbao_client.verified_identity({"verification": {}, "claims": {}}) is None
 
 
+def test_declining_at_qianbao_links_nothing(shop: TestClient, stub: Stub) -> None:
+    stub.person_declines = True
+    sign_up(shop)
+    declined = link(shop)
+    assert declined.status_code == 400 and 'data-code="login.cancelled"' in declined.text
+    assert status_of(shop.get("/account").text) == ("restricted", "none")
+
+
 def test_sign_in_with_an_unlinked_qianbao_is_refused(shop: TestClient, stub: Stub) -> None:
     refused = through_qianbao(shop, "/auth/qianbao/signin", "/signin")
     assert refused.status_code == 400 and 'data-code="login.not_linked"' in refused.text
