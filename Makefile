@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 # matches (instead of quietly re-resolving), --inexact keeps the uv and pip that set it up.
 UV_SYNC := $(BIN)/uv sync --locked --inexact --extra dev --python $(BIN)/python --quiet
 
-.PHONY: run test lint typecheck pytest install lock i18n-extract clean bench
+.PHONY: run test lint typecheck pytest install lock i18n-extract clean bench marketplace
 
 $(STAMP): pyproject.toml uv.lock requirements/uv.txt requirements/testdata.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,14 @@ run: $(STAMP)
 	$(BIN)/qianbao serve --demo
 
 test: $(STAMP) lint typecheck pytest
+
+# The demo marketplace (examples/marketplace) at http://127.0.0.1:8001 beside the demo
+# server at http://127.0.0.1:8000, which registers it as an OpenID Connect client.
+# Ctrl-C stops both.
+marketplace: $(STAMP)
+	$(BIN)/qianbao serve --demo & server=$$!; \
+	trap 'kill $$server 2>/dev/null' EXIT INT TERM; \
+	MARKETPLACE_DATABASE=var/marketplace.db PYTHONPATH=examples/marketplace $(BIN)/python -m marketplace
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
