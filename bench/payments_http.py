@@ -1,6 +1,7 @@
 """Merchant payments per second through the HTTP API, beside pgbench TPC-B-like.
 
     .venv/bin/python bench/payments_http.py [--seconds 10] [--workers 2] [--clients 16]
+    .venv/bin/python bench/payments_http.py --plain   # without shared transactions
 
 A real `qianbao serve` (PostgreSQL database `qianbao_payments_bench`, recreated each
 run) with N workers. Set-up, not timed: 16 people sign up over the API and set a payment
@@ -51,6 +52,7 @@ from qianbao.wallet.payments import service as payments  # noqa: E402
 
 DATABASE = "qianbao_payments_bench"
 PIN = "802417"
+METRICS_TOKEN = "bench-metrics"  # a local, throwaway server's scrape token
 
 
 def fresh_database(database: str = DATABASE) -> str:
@@ -66,14 +68,19 @@ def fresh_database(database: str = DATABASE) -> str:
     return url
 
 
-def bench_server_env() -> None:
+def bench_server_env(*, plain: bool = False) -> None:
+    """The server's environment; ``plain``: no shared transactions and no session cache
+    (the path as it was before them, to measure them beside it)."""
     base = signup_http.server_env
+    plain_env = {"QIANBAO_MONEY_BATCH_MAX": "1", "QIANBAO_SESSION_CACHE_SECONDS": "0"}
 
     def server_env(database_url: str, var_dir: Path, secret_key: str) -> dict[str, str]:
         # Only the set-up's SMS codes are relaxed; every security cost is as shipped.
         return {
             **base(database_url, var_dir, secret_key),
             "QIANBAO_SMS_RESEND_COOLDOWN_SECONDS": "0",
+            "QIANBAO_METRICS_TOKEN": METRICS_TOKEN,
+            **(plain_env if plain else {}),
         }
 
     signup_http.server_env = server_env
@@ -176,7 +183,7 @@ async def timed(
 
 async def run(options: argparse.Namespace) -> int:
     url = fresh_database()
-    bench_server_env()
+    bench_server_env(plain=options.plain)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         server = signup_http.Server(url, options.workers, work, work / "server.log", "bench-secret")
@@ -194,6 +201,7 @@ async def run(options: argparse.Namespace) -> int:
                 server.base_url, tokens, orders, options.seconds
             )
             cpu_after = server.cpu_seconds()
+            groups = await money_groups(server.base_url)
         finally:
             server.stop()
     cpu_ms = (
@@ -206,7 +214,8 @@ async def run(options: argparse.Namespace) -> int:
     p50 = statistics.median(ordered) * 1000 if ordered else 0.0
     p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1000 if ordered else 0.0
     print(
-        f"payments_http: {options.clients} clients, {options.workers} workers, PostgreSQL,"
+        f"payments_http{' --plain' if options.plain else ''}: {options.clients} clients,"
+        f" {options.workers} workers, PostgreSQL,"
         f" load average {os.getloadavg()[0]:.2f}"
     )
     print(f"pgbench TPC-B-like -c 16 -j 2 -M prepared: {reference:,.0f} tps")
@@ -215,7 +224,29 @@ async def run(options: argparse.Namespace) -> int:
         f"  failures {failures}  ratio {rate / reference:.2f}x of pgbench (goal >= 0.5x)"
     )
     print(f"server CPU per payment: {cpu_ms:.1f} ms (goal <= 2 ms)")
+    operations, transactions = groups
+    if transactions:
+        print(
+            f"shared transactions (qianbao/batching.py): {operations:,.0f} payments in"
+            f" {transactions:,.0f}, {operations / transactions:.2f} a transaction"
+        )
     return 1 if failures else 0
+
+
+async def money_groups(base: str) -> tuple[float, float]:
+    """Payments and the transactions they shared, from the server's own metrics (all
+    workers added up); the set-up's payments are none (it pays nothing)."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        answer = await client.get(
+            f"{base}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+        )
+    values = {
+        name: float(value)
+        for name, value in re.findall(
+            r"^qianbao_money_group_operations_(sum|count) (\S+)$", answer.text, re.M
+        )
+    }
+    return values.get("sum", 0.0), values.get("count", 0.0)
 
 
 def main() -> int:
@@ -224,6 +255,11 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--orders", type=int, default=400, help="orders made per client")
+    parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="without shared transactions and the session cache, to compare",
+    )
     return asyncio.run(run(parser.parse_args()))
 
 
