@@ -152,6 +152,7 @@ def test_a_second_person_pays_the_receive_code_on_the_pages(
     assert link and "7400" not in link.group(1)
     url = urllib.parse.urlsplit(link.group(1).replace("&amp;", "&"))
     assert url.query == "amount=18.00&note=Dumplings"
+    assert "Receive code for CNY 18.00" in plain(own.text)
     bad = client.get("/wallet/receive-code", params={"amount": "abc"})
     assert bad.status_code == 422 and 'data-code="transfer.amount_format"' in bad.text
     client.cookies.clear()

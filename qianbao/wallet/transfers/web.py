@@ -231,6 +231,7 @@ def receive_code(
         error = refusal
         path = db.run(lambda tx: transfers.receive_code_path(tx, user_id))
     link = public_url(request, path)
+    chosen = transfers.parse_amount(amount).format() if amount.strip() and not error else ""
     return page(
         request,
         "receive_code.html",
@@ -240,6 +241,7 @@ def receive_code(
         link=link,
         qr=qr_svg(link),
         typed={"amount": amount[:32], "note": note[:400]},
+        chosen_amount=chosen,
         may_receive=may_receive,
         note_limit=db.settings.transfer_note_max_chars,
         notice=NOTICES.get(done),
