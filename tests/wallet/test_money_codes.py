@@ -165,6 +165,9 @@ def test_a_second_person_pays_the_receive_code_on_the_pages(
     token = _csrf(opened.text)
     to = receive_codes.RECIPIENT_PREFIX + url.path.rsplit("/", 1)[1]
     typed = {"csrf": token, "to": to, "amount": "18.00", "note": "Dumplings"}
+    too_small = client.post("/wallet/transfer/review", data={**typed, "amount": "0"})
+    assert too_small.status_code == 422 and 'data-testid="receive-code-form"' in too_small.text
+    assert "Send money to +44 ******0123 (verified)" in too_small.text
     review = client.post("/wallet/transfer/review", data=typed)
     assert review.status_code == 200 and "+44 ******0123 (verified)" in review.text
     key = re.search(r'name="key" value="([^"]+)"', review.text)
@@ -340,3 +343,23 @@ def test_the_vendored_qr_decoder_is_the_pinned_release() -> None:
     digest = hashlib.sha256((folder / "jsQR.js").read_bytes()).hexdigest()
     assert f"`{digest}`" in (folder / "README.md").read_text()
     assert "Apache License" in (folder / "LICENSE").read_text()
+
+
+@pytest.mark.parametrize("language", ["en", "zh_Hans"])
+def test_the_money_code_pages_render_in_both_languages(
+    client: TestClient, db: Database, clock: FrozenClock, language: str
+) -> None:
+    person(db, clock, ALICE)
+    _web_sign_in(client, db, clock, ALICE)
+    client.cookies.set("qb_lang", language)
+    expected = {
+        "/wallet/receive-code": ("Receive code", "收款码"),
+        "/wallet/payment-code": ("Payment code", "付款码"),
+        "/wallet/scan": ("Scan", "扫一扫"),
+    }
+    for path, (english, chinese) in expected.items():
+        shown = client.get(path)
+        assert shown.status_code == 200, path
+        heading = english if language == "en" else chinese
+        assert f"<h1>{heading}</h1>" in shown.text, path
+        assert shown.headers["permissions-policy"] == "camera=(self)"

@@ -54,6 +54,8 @@ def _form(
     typed: dict[str, str],
     error: QianbaoError | None = None,
 ) -> Response:
+    if receive_codes.is_recipient_code(typed["to"]):  # came from a scanned receive code
+        return _receive_code_form(request, db, session, typed, error)
     found = db.run(lambda tx: transfers.allowance(tx, session.account.id))
     return page(
         request,
@@ -270,29 +272,43 @@ def pay_receive_code(
     if session is None:
         query = f"?{request.url.query}" if request.url.query else ""
         return after_login.to_login(request, request.url.path + query)
+    typed = {"to": receive_codes.RECIPIENT_PREFIX + token, "amount": amount, "note": note}
+    return _receive_code_form(request, db, session, typed)
+
+
+def _receive_code_form(
+    request: Request,
+    db: Database,
+    session: CurrentSession,
+    typed: dict[str, str],
+    error: QianbaoError | None = None,
+) -> Response:
+    """The send page of a receive code: its owner's masked name, the amount and note
+    (again with the refusal, when the review refused them)."""
     sender_id = session.account.id
-    to = receive_codes.RECIPIENT_PREFIX + token
     try:
         owner = db.run(
-            lambda tx: transfers.recipient(tx, transfers.recipient_id(tx, sender_id, to))
+            lambda tx: transfers.recipient(tx, transfers.recipient_id(tx, sender_id, typed["to"]))
         )
-    except QianbaoError as error:
+    except QianbaoError as refusal:
         return page(
             request,
             "receive_code_pay.html",
-            status=error.status,
+            status=refusal.status,
             account=session.account,
             tab="wallet",
-            error=error,
+            error=refusal,
         )
     found = db.run(lambda tx: transfers.allowance(tx, sender_id))
     return page(
         request,
         "receive_code_pay.html",
+        status=error.status if error else 200,
         account=session.account,
         tab="wallet",
         recipient=owner,
         allowance=found,
-        typed={"to": to, "amount": amount[:32], "note": note[:400]},
+        typed={key: value[:400] for key, value in typed.items()},
         note_limit=db.settings.transfer_note_max_chars,
+        error=error,
     )
