@@ -174,6 +174,7 @@ def camera_playing(
 def test_the_camera_reads_a_shop_s_code_in_the_page(
     camera_playing: tuple[BrowserContext, str], live_server: LiveServer
 ) -> None:
+    """Debian's headless Chromium has no ``BarcodeDetector``: the vendored jsQR reads it."""
     context, qr_code = camera_playing
     live_server.settings.sms_resend_cooldown_seconds = 0
     person_with_money(live_server, BUYER, "50")
