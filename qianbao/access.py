@@ -267,6 +267,20 @@ ROUTES: Final[Mapping[str, Who]] = {
     # A shop's QR code or page pay (the trade API) brings people here signed out too.
     "GET /cashier/{order_id}": PERSON_COMES_BACK,
     "POST /api/v1/wallet/payment-codes": PERSON,
+    # --- money codes and Scan -----------------------------------------------------------
+    "GET /api/v1/wallet/payment-codes/limit": PERSON,
+    "PUT /api/v1/wallet/payment-codes/limit": PERSON,
+    "GET /wallet/payment-code": PERSON,
+    "POST /wallet/payment-code/limit": PERSON,
+    "GET /api/v1/wallet/transfers/receive-code": PERSON,
+    "POST /api/v1/wallet/transfers/receive-code/reset": PERSON,
+    "GET /wallet/receive-code": PERSON,
+    "POST /wallet/receive-code/reset": PERSON,
+    # A phone's own camera opens a receive code's URL signed out too.
+    "GET /wallet/receive/{token}": PERSON_COMES_BACK,
+    "POST /api/v1/wallet/scan": PERSON,
+    "GET /wallet/scan": PERSON,
+    "POST /wallet/scan": PERSON,
     "POST /cashier/{order_id}": PERSON,
     "GET /cashier/{order_id}/finish": PERSON,
     # The sandbox card network's 3-D Secure page: the card issuer's, not ours.

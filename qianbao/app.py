@@ -47,6 +47,9 @@ from qianbao.wallet import web as wallet_web
 from qianbao.wallet.pay_for_me import api as pay_for_me_api
 from qianbao.wallet.pay_for_me import web as pay_for_me_web
 from qianbao.wallet.payment_codes import api as payment_codes_api
+from qianbao.wallet.payment_codes import web as payment_codes_web
+from qianbao.wallet.scan import api as scan_api
+from qianbao.wallet.scan import web as scan_web
 from qianbao.wallet.topup_codes import api as topup_codes_api
 from qianbao.wallet.topup_codes import web as topup_codes_web
 from qianbao.wallet.tour_pass import api as tour_pass_api
@@ -243,6 +246,9 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.include_router(topup_codes_api.router)
     app.include_router(topup_codes_web.router)
     app.include_router(payment_codes_api.router)
+    app.include_router(payment_codes_web.router)
+    app.include_router(scan_api.router)
+    app.include_router(scan_web.router)
     app.include_router(gateway_api.router)
     app.include_router(oidc_api.router)
     app.include_router(oidc_api.protocol)

@@ -110,6 +110,8 @@ def page(request: Request, template: str, status: int = 200, **context: Any) -> 
     )
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "same-origin"
+    # The camera (Scan, the face check) for our own pages only; never for a frame.
+    response.headers["Permissions-Policy"] = "camera=(self)"
     _finish(request, response)
     return response
 

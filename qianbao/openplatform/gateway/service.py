@@ -257,6 +257,10 @@ PAY_REFUSALS: Final[Mapping[str, tuple[str, str]]] = {
         "ACQ.PAYMENT_AUTH_CODE_INVALID",
         N_("The payment code is not valid; ask the buyer to show a new one."),
     ),
+    "payment_code.over_limit": (
+        "ACQ.PAYMENT_FAIL",
+        N_("Above the buyer's own limit for the payment code; ask them to scan the shop's code."),
+    ),
     "ledger.insufficient_funds": (
         "ACQ.BUYER_BALANCE_NOT_ENOUGH",
         N_("The buyer's balance is not enough."),
@@ -281,7 +285,7 @@ def barcode_pay(db: Database, call: Call) -> dict[str, str]:
     order, trade = db.run(lambda tx: _create_trade(tx, call, "FACE_TO_FACE_PAYMENT"))
     try:
         paid = payments.pay_with_balance_by_code(
-            db, order.id, lambda tx: payment_codes.redeem(tx, auth_code)
+            db, order.id, lambda tx: payment_codes.redeem(tx, auth_code, amount.major)
         )
     except QianbaoError as error:
         code, message = PAY_REFUSALS.get(

@@ -3,15 +3,11 @@ the friend opens it, logs in if need be, and pays with their own sources."""
 
 from __future__ import annotations
 
-import re
 import uuid
-from typing import Annotated, Final
+from typing import Annotated
 
-import qrcode
-import qrcode.image.svg
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
-from markupsafe import Markup
 
 from qianbao.errors import QianbaoError
 from qianbao.i18n import N_
@@ -19,32 +15,13 @@ from qianbao.identity.service import CurrentSession
 from qianbao.wallet.pay_for_me import service as pay_for_me
 from qianbao.wallet.pay_for_me.service import Source
 from qianbao.web import after_login
+from qianbao.web.drawing import qr_svg
 from qianbao.web.pages import CsrfField, DbDep, signed_in, signed_in_or_home
 from qianbao.web.render import check_csrf, page, public_url, redirect
 
 router = APIRouter(include_in_schema=False)
 Text = Annotated[str, Form()]
 PATH = pay_for_me.PATH_PREFIX
-QR_PIXELS: Final = 240
-# The figure's caption and the link's text field say what the code is.
-_DECORATIVE: Final = 'aria-hidden="true" focusable="false"'
-
-
-def qr_svg(text: str) -> Markup:
-    """``text`` as a QR code, an inline SVG drawn here (no image service, no network),
-    240 px square: large enough for a phone's camera across a table."""
-    image = qrcode.make(
-        text,
-        image_factory=qrcode.image.svg.SvgPathImage,
-        error_correction=qrcode.constants.ERROR_CORRECT_M,
-        border=4,
-    )
-    svg = re.sub(
-        r'^<svg width="[^"]*" height="[^"]*"',
-        f'<svg width="{QR_PIXELS}" height="{QR_PIXELS}" class="qr" {_DECORATIVE}',
-        image.to_string(encoding="unicode"),
-    )
-    return Markup(svg)  # noqa: S704 - drawn here from a URL we made; no markup from anyone
 
 
 def full_url(request: Request, path: str) -> str:

@@ -16,3 +16,23 @@ def new_code(session: SessionDep, db: DbDep) -> schemas.PaymentCodeOut:
     ``QIANBAO_PAYMENT_CODE_SECONDS``."""
     issued = db.run(lambda tx: service.issue(tx, session.account.id))
     return schemas.PaymentCodeOut(code=issued.code, expires_at=issued.expires_at)
+
+
+@router.get("/wallet/payment-codes/limit", response_model=schemas.PaymentCodeLimitOut)
+def get_limit(session: SessionDep, db: DbDep) -> schemas.PaymentCodeLimitOut:
+    """The most a shop may take with one of this person's codes."""
+    limit = db.run(lambda tx: service.password_free_limit(tx, session.account.id))
+    return schemas.PaymentCodeLimitOut(
+        limit=limit, cap=db.settings.payment_code_password_free_limit
+    )
+
+
+@router.put("/wallet/payment-codes/limit", response_model=schemas.PaymentCodeLimitOut)
+def set_limit(
+    body: schemas.PaymentCodeLimitIn, session: SessionDep, db: DbDep
+) -> schemas.PaymentCodeLimitOut:
+    """The person's own password-free limit, 0 (codes refused) to the global one."""
+    limit = db.run(lambda tx: service.set_password_free_limit(tx, session.account.id, body.limit))
+    return schemas.PaymentCodeLimitOut(
+        limit=limit, cap=db.settings.payment_code_password_free_limit
+    )

@@ -13,7 +13,7 @@ from qianbao.identity.api import DbDep, SessionDep
 from qianbao.wallet import history as wallet_history
 from qianbao.wallet.api import Cursor, FiltersDep, Limit
 from qianbao.wallet.schemas import AmountOut
-from qianbao.wallet.transfers import schemas
+from qianbao.wallet.transfers import receive_codes, schemas
 from qianbao.wallet.transfers import service as transfers
 
 router = APIRouter(prefix="/api/v1/wallet/transfers", tags=["transfers"])
@@ -143,6 +143,26 @@ def request_link(
         lambda tx: transfers.request_link(tx, session.account.id, amount, note, by_email=by_email)
     )
     return schemas.RequestLinkOut(path=path)
+
+
+@router.get("/receive-code", response_model=schemas.ReceiveCodeOut)
+def receive_code(
+    session: SessionDep,
+    db: DbDep,
+    amount: Annotated[str, Query(max_length=32)] = "",
+    note: Annotated[str, Query(max_length=400)] = "",
+) -> schemas.ReceiveCodeOut:
+    """The person's receive code (收款码): the URL to show as a QR code, with the amount
+    and note they chose (optional). It carries a random token, not the phone number."""
+    path = db.run(lambda tx: transfers.receive_code_path(tx, session.account.id, amount, note))
+    return schemas.ReceiveCodeOut(url=db.settings.public_base_url.rstrip("/") + path, path=path)
+
+
+@router.post("/receive-code/reset", response_model=schemas.ReceiveCodeOut)
+def reset_receive_code(session: SessionDep, db: DbDep) -> schemas.ReceiveCodeOut:
+    """A new receive code; the old one names nobody any more."""
+    path = db.run(lambda tx: receive_codes.path(receive_codes.reset(tx, session.account.id)))
+    return schemas.ReceiveCodeOut(url=db.settings.public_base_url.rstrip("/") + path, path=path)
 
 
 @router.get("/{transfer_id}", response_model=schemas.TransferOut)

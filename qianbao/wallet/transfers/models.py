@@ -46,3 +46,15 @@ class PersonTransfer(Base):
     request_hash: Mapped[str] = mapped_column(String(64))
     ledger_operation_id: Mapped[uuid.UUID] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ReceiveCode(Base):
+    """A person's receive code (收款码): the token in the QR others scan to send them
+    money. A random token, not the phone number, so a printed code says nothing about
+    its owner; resetting it gives a new token and the old one names nobody."""
+
+    __tablename__ = "receive_codes"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    token: Mapped[str] = mapped_column(String(43), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

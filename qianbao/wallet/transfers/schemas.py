@@ -95,3 +95,8 @@ class TransfersPageOut(BaseModel):
     next_cursor: str | None = Field(
         description="Opaque: send it back as ``cursor`` for the next page; null on the last."
     )
+
+
+class ReceiveCodeOut(BaseModel):
+    url: str = Field(description="what the QR code says: the page to send this person money")
+    path: str

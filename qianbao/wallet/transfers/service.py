@@ -49,6 +49,7 @@ from qianbao.verification import service as verification
 from qianbao.wallet import limits
 from qianbao.wallet.ledger import service as ledger
 from qianbao.wallet.payments import service as payments
+from qianbao.wallet.transfers import receive_codes
 from qianbao.wallet.transfers.models import PersonTransfer
 
 CNY: Final = payments.CNY
@@ -252,6 +253,10 @@ def recipient_id(tx: Tx, sender_id: uuid.UUID, to: str) -> uuid.UUID:
             "transfer.recipient_missing",
             N_("Enter the recipient's mobile number (with the country code) or email."),
         )
+    if receive_codes.is_recipient_code(text):
+        # A scanned receive code: a random token, not a number to guess at, so no
+        # look-up throttle; an unknown one is refused by its own message.
+        return _not_self(sender_id, receive_codes.owner(tx, receive_codes.token_in(text)))
     ratelimit.enforce(tx, *_lookup_limits(tx, sender_id))
     found = _email_owner(tx, text) if "@" in text else _phone_owner(tx, sender_id, text)
     if found is None:
@@ -260,6 +265,10 @@ def recipient_id(tx: Tx, sender_id: uuid.UUID, to: str) -> uuid.UUID:
             "transfer.recipient_unknown",
             N_("No Qianbao account uses this mobile number or email. Check it with the person."),
         )
+    return _not_self(sender_id, found)
+
+
+def _not_self(sender_id: uuid.UUID, found: uuid.UUID) -> uuid.UUID:
     if found == sender_id:
         raise InvalidInput(
             "transfer.to_self", N_("This is your own account. Send money to someone else.")
@@ -739,3 +748,10 @@ def request_link(
     if cleaned:
         query["note"] = cleaned
     return "/wallet/transfer?" + urllib.parse.urlencode(query, quote_via=urllib.parse.quote)
+
+
+def receive_code_path(tx: Tx, user_id: uuid.UUID, amount_text: str = "", note: str = "") -> str:
+    """The path of the person's receive code, with the amount and note they chose
+    (optional), both checked as a transfer's would be."""
+    amount = str(parse_amount(amount_text).major) if amount_text.strip() else ""
+    return receive_codes.path(receive_codes.token_of(tx, user_id), amount, clean_note(tx, note))

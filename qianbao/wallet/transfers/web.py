@@ -1,6 +1,8 @@
 """Pages of transfers between people: the form (prefilled by a request-money link), the
 confirmation with the recipient's masked verified name and the payment password, the
-transfer's page for both people, and the "Request money" page with a link to share."""
+transfer's page for both people, the "Request money" page with a link to share, and the
+receive code (收款码): its owner's page with the QR code, and the page a scanner opens to
+send money to it."""
 
 from __future__ import annotations
 
@@ -17,14 +19,19 @@ from qianbao.i18n import N_
 from qianbao.identity import security
 from qianbao.identity.service import CurrentSession
 from qianbao.standing import standing
+from qianbao.wallet.transfers import receive_codes
 from qianbao.wallet.transfers import service as transfers
 from qianbao.web import after_login
+from qianbao.web.drawing import qr_svg
 from qianbao.web.pages import CsrfField, DbDep, signed_in, signed_in_or_home
 from qianbao.web.render import check_csrf, page, public_url, redirect
 
 router = APIRouter(include_in_schema=False)
 Text = Annotated[str, Form()]
-NOTICES: Final = {"sent": N_("Money sent.")}
+NOTICES: Final = {
+    "sent": N_("Money sent."),
+    "reset": N_("Your receive code is new. Codes shown or printed before no longer work."),
+}
 
 
 @router.get("/wallet/transfer")
@@ -47,6 +54,8 @@ def _form(
     typed: dict[str, str],
     error: QianbaoError | None = None,
 ) -> Response:
+    if receive_codes.is_recipient_code(typed["to"]):  # came from a scanned receive code
+        return _receive_code_form(request, db, session, typed, error)
     found = db.run(lambda tx: transfers.allowance(tx, session.account.id))
     return page(
         request,
@@ -204,3 +213,102 @@ def _uuid_or_none(text: str) -> uuid.UUID | None:
         return uuid.UUID(text)
     except ValueError:
         return None
+
+
+@router.get("/wallet/receive-code")
+def receive_code(
+    request: Request, db: DbDep, amount: str = "", note: str = "", done: str = ""
+) -> Response:
+    """The person's receive code: a QR others scan to send them money, with the amount
+    and note they chose (optional)."""
+    session = signed_in_or_home(request, db)
+    if isinstance(session, Response):
+        return session
+    user_id = session.account.id
+    may_receive = db.run(lambda tx: standing(tx, user_id)).rights.receive_transfers
+    error: QianbaoError | None = None
+    try:
+        path = db.run(lambda tx: transfers.receive_code_path(tx, user_id, amount, note))
+    except QianbaoError as refusal:
+        error = refusal
+        path = db.run(lambda tx: transfers.receive_code_path(tx, user_id))
+    link = public_url(request, path)
+    chosen = transfers.parse_amount(amount).format() if amount.strip() and not error else ""
+    return page(
+        request,
+        "receive_code.html",
+        status=error.status if error else 200,
+        account=session.account,
+        tab="wallet",
+        link=link,
+        qr=qr_svg(link),
+        typed={"amount": amount[:32], "note": note[:400]},
+        chosen_amount=chosen,
+        may_receive=may_receive,
+        note_limit=db.settings.transfer_note_max_chars,
+        notice=NOTICES.get(done),
+        error=error,
+    )
+
+
+@router.post("/wallet/receive-code/reset")
+def reset_receive_code(request: Request, db: DbDep, csrf: CsrfField = "") -> Response:
+    """A new code: the old one, wherever it was shown or printed, names nobody now."""
+    check_csrf(request, csrf)
+    session = signed_in_or_home(request, db)
+    if isinstance(session, Response):
+        return session
+    db.run(lambda tx: receive_codes.reset(tx, session.account.id))
+    return redirect(request, "/wallet/receive-code?done=reset")
+
+
+@router.get(receive_codes.PATH_PREFIX + "{token}")
+def pay_receive_code(
+    request: Request, db: DbDep, token: str, amount: str = "", note: str = ""
+) -> Response:
+    """What a scanner sees: "Send money to ** WANG (verified)", the amount and note the
+    owner chose filled in; the transfer itself is the usual one (review, password)."""
+    session = signed_in(request, db)
+    if session is None:
+        query = f"?{request.url.query}" if request.url.query else ""
+        return after_login.to_login(request, request.url.path + query)
+    typed = {"to": receive_codes.RECIPIENT_PREFIX + token, "amount": amount, "note": note}
+    return _receive_code_form(request, db, session, typed)
+
+
+def _receive_code_form(
+    request: Request,
+    db: Database,
+    session: CurrentSession,
+    typed: dict[str, str],
+    error: QianbaoError | None = None,
+) -> Response:
+    """The send page of a receive code: its owner's masked name, the amount and note
+    (again with the refusal, when the review refused them)."""
+    sender_id = session.account.id
+    try:
+        owner = db.run(
+            lambda tx: transfers.recipient(tx, transfers.recipient_id(tx, sender_id, typed["to"]))
+        )
+    except QianbaoError as refusal:
+        return page(
+            request,
+            "receive_code_pay.html",
+            status=refusal.status,
+            account=session.account,
+            tab="wallet",
+            error=refusal,
+        )
+    found = db.run(lambda tx: transfers.allowance(tx, sender_id))
+    return page(
+        request,
+        "receive_code_pay.html",
+        status=error.status if error else 200,
+        account=session.account,
+        tab="wallet",
+        recipient=owner,
+        allowance=found,
+        typed={key: value[:400] for key, value in typed.items()},
+        note_limit=db.settings.transfer_note_max_chars,
+        error=error,
+    )

@@ -493,3 +493,32 @@ def test_a_shop_scans_the_person_s_payment_code(
     clock.advance(seconds=db.settings.payment_code_seconds)
     late = scan("S5", "1.00", fresh)  # unused, but past its minute
     assert late["sub_code"] == "ACQ.PAYMENT_AUTH_CODE_INVALID"
+
+
+def test_the_sdk_s_barcode_payment_keeps_to_the_person_s_own_limit(
+    server: LiveServer, db: Database, clock: FrozenClock
+) -> None:
+    shop = Shop(server)
+    person = paying_person(db, clock)
+    clock.advance(seconds=61)  # past the resend wait of the last SMS code
+    identity.send_code(db, UK, "login", HOME, "en", AGREEMENT)
+    signed_in = identity.sign_in(db, UK, "login", last_code(db, UK), HOME)
+    bearer = {"Authorization": f"Bearer {signed_in.token}"}
+    limit = httpx.put(
+        f"{server.url}/api/v1/wallet/payment-codes/limit", headers=bearer, json={"limit": "30"}
+    )
+    assert limit.status_code == 200 and limit.json() == {"limit": 30, "cap": 1000}
+    code = httpx.post(f"{server.url}/api/v1/wallet/payment-codes", headers=bearer).json()["code"]
+
+    def scan(number: str, amount: str) -> dict[str, Any]:
+        model = AlipayTradePayModel()
+        model.out_trade_no, model.total_amount, model.subject = number, amount, "tea"
+        model.scene, model.auth_code = "bar_code", code
+        return shop.call(AlipayTradePayRequest(biz_model=model))
+
+    over = scan("L1", "30.01")
+    assert (over["code"], over["sub_code"]) == ("40004", "ACQ.PAYMENT_FAIL")
+    assert "own limit" in over["sub_msg"]
+    paid = scan("L2", "30.00")  # the same code: the refusal did not use it up
+    assert paid["code"] == "10000" and paid["total_amount"] == "30.00"
+    assert db.run(lambda tx: payments.wallet(tx, person)).balance == cny("470.00")
