@@ -646,6 +646,23 @@ def set_app_key(
     typer.echo(f"key of app {done.app_id} set")
 
 
+@admin_app.command("link-app-client")
+def link_app_client(
+    app_id: Annotated[str, typer.Argument(help="The app's app_id.")],
+    client_id: Annotated[str, typer.Argument(help="The Log in with Qianbao shop (shops add).")],
+) -> None:
+    """Answer the app's alipay.system.oauth.token and alipay.user.info.share from the
+    grants of this OpenID Connect shop (its client_id)."""
+    from qianbao.errors import QianbaoError
+    from qianbao.openplatform.gateway import oauth
+
+    try:
+        Database(get_settings()).run(lambda tx: oauth.link_app_client(tx, app_id, client_id))
+    except QianbaoError as error:
+        raise typer.BadParameter(error.localized_message()) from None
+    typer.echo(f"app {app_id} logs people in as shop {client_id}")
+
+
 @admin_app.command("platform-key")
 def platform_key(
     publish_next: Annotated[
