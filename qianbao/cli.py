@@ -114,12 +114,14 @@ def serve(
 
 def _seed_demo() -> None:
     from qianbao.identity import service
+    from qianbao.openplatform.gateway import demo as gateway_demo
     from qianbao.openplatform.oidc import service as oidc
 
     settings = get_settings()
     database = Database(settings)
     accounts = database.run(service.seed_demo_accounts)
     marketplace = database.run(oidc.seed_demo_shop)
+    paying = database.run(gateway_demo.seed_demo_app)
     database.dispose()
     typer.echo("Demo accounts (log in with the number; SMS code " + settings.demo_sms_code + "):")
     for account in accounts:
@@ -128,6 +130,11 @@ def _seed_demo() -> None:
     typer.echo(
         f"Demo shop for Log in with Qianbao: client_id {marketplace.client_id}, secret from "
         f"QIANBAO_DEMO_MARKETPLACE_CLIENT_SECRET, redirect URI {marketplace.redirect_uris[0]}"
+    )
+    typer.echo(
+        f"Demo shop for the trade API: app_id {paying.app_id} ({paying.merchant}), key pair "
+        "in examples/marketplace/demo-keys/ (demo only); the platform's public key "
+        f"(alipay_public_key): {paying.platform_public_key}"
     )
 
 
