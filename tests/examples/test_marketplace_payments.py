@@ -211,6 +211,17 @@ def test_a_spoofed_or_altered_notification_is_refused(
     assert 'data-testid="notification"' not in shop.get(page).text
     assert shop.post("/payments/notify", data=form).text == "success"
 
+    # Refunded in full, the trade is closed; a late retry of the first notification is
+    # recorded but does not move the order back.
+    whole = shop.post(f"{page}/refund", data={"amount": "880.00", "csrf_token": csrf(shop, page)})
+    assert whole.status_code == 303
+    assert state(shop.get(page).text) == ("TRADE_CLOSED", "yes")
+    assert shop.post("/payments/notify", data=form).text == "success"
+    after = shop.get(page).text
+    assert (
+        state(after) == ("TRADE_CLOSED", "yes") and after.count('data-testid="notification"') == 2
+    )
+
 
 def test_a_forged_return_changes_nothing(server: LiveServer, shop: TestClient) -> None:
     page = order(shop)

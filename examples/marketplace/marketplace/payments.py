@@ -30,6 +30,14 @@ from marketplace.trade_client import (
 )
 
 PAID_STATES: Final = frozenset({"TRADE_SUCCESS", "TRADE_FINISHED"})
+# Alipay's states only move forward: a late retry of an older notification (TRADE_SUCCESS
+# after the refund that closed the trade) must not move the order back.
+STATE_ORDER: Final = {
+    "WAIT_BUYER_PAY": 0,
+    "TRADE_SUCCESS": 1,
+    "TRADE_CLOSED": 2,
+    "TRADE_FINISHED": 2,
+}
 AMOUNT: Final = re.compile(r"^\d{1,9}(\.\d{1,2})?$")
 # Answers to Qianbao's notification: exactly "success" stops its retries.
 NOTIFY_ACCEPTED: Final = "success"
@@ -161,7 +169,9 @@ def notified(settings: Settings, client: TradeClient, form: Mapping[str, str], n
         store.save_notification(
             db, order.id, store.PaymentNotification(form.get("notify_id", ""), status, now)
         )
-        store.save_trade(db, order.id, form.get("trade_no", ""), status, now)
+        known = STATE_ORDER.get(order.trade_status or "", -1)
+        if STATE_ORDER.get(status, -1) >= known:
+            store.save_trade(db, order.id, form.get("trade_no", ""), status, now)
         if form.get("refund_fee"):
             store.raise_refunded(db, order.id, fen(form["refund_fee"]))
     return NOTIFY_ACCEPTED
