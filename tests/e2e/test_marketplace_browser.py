@@ -315,3 +315,19 @@ def test_the_marketplace_takes_payments_is_notified_and_refunds(
     assert shop_notifications.deliver_due(live_server.db) == 1
     page.reload()
     expect(page.get_by_test_id("notification")).to_contain_text("TRADE_SUCCESS")
+
+    # A third order by QR code: the shop shows the code and its link; paid at the cashier
+    # (by the balance), the order page finds it paid on the next visit.
+    third_url = buy(page, marketplace, "phone-case")  # 200 cases, CNY 460.00
+    page.get_by_role("button", name="Pay by QR code").click()
+    page.wait_for_url(third_url)
+    expect(page.get_by_test_id("qr").locator("svg")).to_be_visible()
+    qr_link = page.get_by_test_id("qr-link").get_attribute("href")
+    assert qr_link is not None and qr_link.startswith(f"{live_server.url}/cashier/")
+    page.goto(qr_link)
+    page.get_by_label("Balance", exact=False).check()
+    page.locator("#payment_password").fill(PIN)
+    page.get_by_role("button", name="Pay", exact=True).click()
+    expect(page.get_by_test_id("order")).to_have_attribute("data-status", "TRADE_SUCCESS")
+    page.goto(third_url)
+    assert order_state(page) == ("TRADE_SUCCESS", "yes")
