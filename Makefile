@@ -37,11 +37,13 @@ run: $(STAMP)
 test: $(STAMP) lint typecheck pytest
 
 # The demo marketplace (examples/marketplace) at http://127.0.0.1:8001 beside the demo
-# server at http://127.0.0.1:8000, which registers it as an OpenID Connect client.
-# Ctrl-C stops both.
+# server at http://127.0.0.1:8000, which registers it as an OpenID Connect client and as
+# a merchant app of the trade API; the worker delivers the payment notifications.
+# Ctrl-C stops all three.
 marketplace: $(STAMP)
 	$(BIN)/qianbao serve --demo & server=$$!; \
-	trap 'kill $$server 2>/dev/null' EXIT INT TERM; \
+	(sleep 5; exec env QIANBAO_DEMO=true $(BIN)/qianbao worker) & worker=$$!; \
+	trap 'kill $$server $$worker 2>/dev/null' EXIT INT TERM; \
 	MARKETPLACE_DATABASE=var/marketplace.db PYTHONPATH=examples/marketplace $(BIN)/python -m marketplace
 
 lint: $(STAMP)

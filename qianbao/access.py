@@ -120,6 +120,7 @@ ROUTES: Final[Mapping[str, Who]] = {
     "GET /gateway.do": OWN_TOKEN,  # page pay: the person's browser carries the signed request
     "POST /gateway.do": OWN_TOKEN,
     "GET /gateway/bills/{token}": OWN_TOKEN,  # the link's keyed hash is its credential
+    "GET /gateway/platform-keys": ANYONE,  # public keys, published like a JWKS
     # --- identity API -------------------------------------------------------------------
     "GET /api/v1/calling-codes": ANYONE,
     "GET /api/v1/agreement": ANYONE,

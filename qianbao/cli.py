@@ -114,12 +114,14 @@ def serve(
 
 def _seed_demo() -> None:
     from qianbao.identity import service
+    from qianbao.openplatform.gateway import demo as gateway_demo
     from qianbao.openplatform.oidc import service as oidc
 
     settings = get_settings()
     database = Database(settings)
     accounts = database.run(service.seed_demo_accounts)
     marketplace = database.run(oidc.seed_demo_shop)
+    paying = database.run(gateway_demo.seed_demo_app)
     database.dispose()
     typer.echo("Demo accounts (log in with the number; SMS code " + settings.demo_sms_code + "):")
     for account in accounts:
@@ -128,6 +130,11 @@ def _seed_demo() -> None:
     typer.echo(
         f"Demo shop for Log in with Qianbao: client_id {marketplace.client_id}, secret from "
         f"QIANBAO_DEMO_MARKETPLACE_CLIENT_SECRET, redirect URI {marketplace.redirect_uris[0]}"
+    )
+    typer.echo(
+        f"Demo shop for the trade API: app_id {paying.app_id} ({paying.merchant}), key pair "
+        "in examples/marketplace/demo-keys/ (demo only); the platform's public key "
+        f"(alipay_public_key): {paying.platform_public_key}"
     )
 
 
@@ -644,6 +651,23 @@ def set_app_key(
     except QianbaoError as error:
         raise typer.BadParameter(error.localized_message()) from None
     typer.echo(f"key of app {done.app_id} set")
+
+
+@admin_app.command("link-app-client")
+def link_app_client(
+    app_id: Annotated[str, typer.Argument(help="The app's app_id.")],
+    client_id: Annotated[str, typer.Argument(help="The Log in with Qianbao shop (shops add).")],
+) -> None:
+    """Answer the app's alipay.system.oauth.token and alipay.user.info.share from the
+    grants of this OpenID Connect shop (its client_id)."""
+    from qianbao.errors import QianbaoError
+    from qianbao.openplatform.gateway import oauth
+
+    try:
+        Database(get_settings()).run(lambda tx: oauth.link_app_client(tx, app_id, client_id))
+    except QianbaoError as error:
+        raise typer.BadParameter(error.localized_message()) from None
+    typer.echo(f"app {app_id} logs people in as shop {client_id}")
 
 
 @admin_app.command("platform-key")

@@ -8,6 +8,7 @@ import contextlib
 import secrets
 import uuid
 from typing import Annotated, Final
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import Response
@@ -320,7 +321,17 @@ def _after_payment(request: Request, db: Database, order_id: uuid.UUID) -> Respo
     """Back to the shop's page when the order came with one (the trade API's
     return_url), else the cashier's own paid page."""
     back = db.run(lambda tx: payments.return_page(tx, order_id))
+    if back and _origin(back) != _origin(str(request.url)):
+        # Browsers check the cashier form's ``form-action 'self'`` on every redirect
+        # that follows it: the shop (another origin) is reached through a page that
+        # moves on by itself, as Log in with Qianbao's answer is.
+        return page(request, "oidc_continue.html", target=back)
     return redirect(request, back or f"/cashier/{order_id}")
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 @router.get("/cashier/{order_id}/finish")

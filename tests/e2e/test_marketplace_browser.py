@@ -19,15 +19,20 @@ from pathlib import Path
 import pytest
 import uvicorn
 from liveserver import LiveServer
+from marketplace import store as shop_store
 from marketplace.app import create_app as create_marketplace
 from marketplace.settings import Settings as MarketplaceSettings
 from playwright.sync_api import Page, expect
 
+from qianbao.identity import security
 from qianbao.identity import service as identity
 from qianbao.identity.phone import parse_mobile
+from qianbao.openplatform.gateway import demo as gateway_demo
+from qianbao.openplatform.gateway import notifications as shop_notifications
 from qianbao.verification import face, liveness, service, trust_store
 from tests.e2e.test_two_people_browser import log_in
 from tests.e2e.test_verify_browser import valid_today_seed
+from tests.helpers import HOME, last_code, sign_up
 from tests.verification.chip_vectors import genuine_chip, sign_aa
 from tests.verification.flow_helpers import (
     CHALLENGE,
@@ -36,6 +41,7 @@ from tests.verification.flow_helpers import (
     page_image,
 )
 from tests.verification.passport_pages import PassportData, random_passport
+from tests.wallet.test_payments import PIN, VISA_USD, add_card, fund, verify
 
 oidc = pytest.importorskip(
     "qianbao.openplatform.oidc.service",
@@ -185,3 +191,143 @@ def test_the_1688_story_link_badge_sign_in_and_revoke(
     shoot(page, "4-link-ended")
     page.get_by_role("button", name="简体中文").click()
     expect(page.get_by_test_id("link-ended")).to_have_text("关联已结束")
+
+
+# --- paying through Qianbao's trade API ---------------------------------------------------
+
+BUYER = "07911 123457"
+
+
+def qianbao_buyer(server: LiveServer) -> None:
+    """At Qianbao: verified, CNY 2,000 on the balance, a USD Visa card, a payment PIN."""
+    db = server.db
+    account = sign_up(db, parse_mobile(BUYER, "GB")).account
+    server.settings.sms_resend_cooldown_seconds = 0  # the PIN's code right after sign-up
+    security.send_security_code(db, account.id, HOME, "en")
+    security.set_payment_password(db, account.id, PIN, sms_code=last_code(db, account.phone))
+    verify(db, account.id)
+    fund(db, account.id, "2000")
+    add_card(db, account.id, VISA_USD)
+
+
+def linked_shop_account(page: Page, marketplace: str, database: Path) -> None:
+    """A shop account whose verified Qianbao link the shop holds already (the link itself
+    is the story above)."""
+    page.goto(marketplace + "/signup")
+    page.locator("#email").fill(SHOP_EMAIL)
+    page.locator("#password").fill(SHOP_PASSWORD)
+    page.get_by_role("button", name="Create account").click()
+    page.wait_for_url(re.compile(r"/account$"))
+    with shop_store.transaction(database) as db:
+        link = shop_store.Link(
+            1, "sub", None, "ADA LOVELACE", "GBR", "passport_chip", None, 0, 0, None, None
+        )
+        shop_store.save_link(db, link)
+
+
+def buy(page: Page, marketplace: str, product_id: str) -> str:
+    page.goto(marketplace + "/")
+    page.locator(f'form:has(input[name="product_id"][value="{product_id}"])').get_by_role(
+        "button", name="Order wholesale"
+    ).click()
+    page.wait_for_url(re.compile(r"/orders/\d+$"))
+    return page.url
+
+
+def order_state(page: Page) -> tuple[str | None, str | None]:
+    found = page.get_by_test_id("order-page")
+    return found.get_attribute("data-state"), found.get_attribute("data-paid")
+
+
+@pytest.fixture
+def beijing_shop(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The marketplace (in this process) runs in Beijing time, as ``python -m
+    marketplace`` sets it: Alipay's SDK stamps its requests with the local clock."""
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("beijing_shop")
+def test_the_marketplace_takes_payments_is_notified_and_refunds(
+    page: Page, live_server: LiveServer, marketplace: str, tmp_path: Path
+) -> None:
+    live_server.db.run(gateway_demo.seed_demo_app)
+    qianbao_buyer(live_server)
+    page.goto(live_server.url + "/")
+    log_in(page, live_server, BUYER)
+    page.wait_for_url(re.compile(r"/home$"))
+    linked_shop_account(page, marketplace, tmp_path / "marketplace.db")
+
+    # Buy, pay at Qianbao's cashier from the balance, land back at the shop paid.
+    order_url = buy(page, marketplace, "tea-gift")  # 10 boxes, CNY 880.00
+    assert order_state(page) == ("new", "no")
+    page.get_by_role("button", name="Pay at Qianbao's cashier").click()
+    page.wait_for_url(re.compile(r"/cashier/"))
+    cashier_url = page.url
+    expect(page.get_by_test_id("order")).to_contain_text("880.00")
+    page.get_by_label("Balance", exact=False).check()
+    page.locator("#payment_password").fill(PIN)
+    page.get_by_role("button", name="Pay", exact=True).click()
+    page.wait_for_url(order_url)
+    assert order_state(page) == ("TRADE_SUCCESS", "yes")
+    expect(page.get_by_test_id("trade-state")).to_have_text("Paid")
+    expect(page.get_by_test_id("trade-no")).to_have_text(re.compile(r"^\d{28}$"))
+
+    # Qianbao's worker delivers the notification; the shop verifies it and says success.
+    assert shop_notifications.deliver_due(live_server.db) == 1
+    page.reload()
+    expect(page.get_by_test_id("notification")).to_contain_text("TRADE_SUCCESS")
+
+    # Part of it refunded from the shop's order page.
+    page.locator("#amount").fill("100.50")
+    page.get_by_role("button", name="Refund", exact=True).click()
+    page.wait_for_url(order_url)
+    expect(page.get_by_test_id("refunded")).to_have_text("¥100.50")
+    expect(page.get_by_test_id("refund-entry")).to_contain_text("¥100.50")
+    assert shop_notifications.deliver_due(live_server.db) == 1  # the refund's, verified too
+    page.reload()
+    expect(page.get_by_test_id("notification")).to_have_count(2)
+
+    # The same page in Chinese.
+    page.get_by_role("button", name="简体中文").click()
+    expect(page.get_by_test_id("trade-state")).to_have_text("已付款")
+    page.get_by_role("button", name="English").click()
+
+    # The person sees the payment and the refund in their Qianbao history.
+    page.goto(live_server.url + "/wallet/history")
+    expect(page.get_by_test_id("history")).to_contain_text("Wholesale Market (demo)")
+    order_id = cashier_url.rstrip("/").rsplit("/", 1)[1]
+    page.goto(f"{live_server.url}/wallet/payments/{order_id}")
+    expect(page.get_by_test_id("refunds")).to_contain_text("100.50")
+
+    # A second order paid by the foreign card, at the same cashier.
+    second_url = buy(page, marketplace, "flask-500")  # 50 flasks, CNY 625.00
+    page.get_by_role("button", name="Pay at Qianbao's cashier").click()
+    page.wait_for_url(re.compile(r"/cashier/"))
+    page.get_by_label(re.compile(r"VISA ···· 0019")).check()
+    page.locator("#payment_password").fill(PIN)
+    page.get_by_role("button", name="Pay", exact=True).click()
+    page.wait_for_url(second_url)
+    assert order_state(page) == ("TRADE_SUCCESS", "yes")
+    assert shop_notifications.deliver_due(live_server.db) == 1
+    page.reload()
+    expect(page.get_by_test_id("notification")).to_contain_text("TRADE_SUCCESS")
+
+    # A third order by QR code: the shop shows the code and its link; paid at the cashier
+    # (by the balance), the order page finds it paid on the next visit.
+    third_url = buy(page, marketplace, "phone-case")  # 200 cases, CNY 460.00
+    page.get_by_role("button", name="Pay by QR code").click()
+    page.wait_for_url(third_url)
+    expect(page.get_by_test_id("qr").locator("svg")).to_be_visible()
+    qr_link = page.get_by_test_id("qr-link").get_attribute("href")
+    assert qr_link is not None and qr_link.startswith(f"{live_server.url}/cashier/")
+    page.goto(qr_link)
+    page.get_by_label("Balance", exact=False).check()
+    page.locator("#payment_password").fill(PIN)
+    page.get_by_role("button", name="Pay", exact=True).click()
+    expect(page.get_by_test_id("order")).to_have_attribute("data-status", "TRADE_SUCCESS")
+    page.goto(third_url)
+    assert order_state(page) == ("TRADE_SUCCESS", "yes")

@@ -12,6 +12,10 @@ DEFAULT_BASE_URL: Final = "http://127.0.0.1:8001"
 # The client `qianbao serve --demo` registers for this shop.
 DEFAULT_CLIENT_ID: Final = "demo-marketplace"
 DEFAULT_CLIENT_SECRET: Final = "demo-marketplace-secret"  # noqa: S105 - the demo's published secret
+# The merchant app `qianbao serve --demo` registers for this shop, and its key pair: DEMO
+# ONLY, published in this repository (examples/marketplace/demo-keys/).
+DEFAULT_APP_ID: Final = "2026000000000001"
+DEMO_APP_PRIVATE_KEY: Final = Path(__file__).parents[1] / "demo-keys" / "app_private_key.txt"
 
 
 @dataclass
@@ -39,6 +43,21 @@ class Settings:
     id_token_leeway_seconds: int = 30
     # Marks the session cookie Secure; off for the plain-HTTP demo on 127.0.0.1.
     secure_cookies: bool = False
+    # Payments: the merchant app at Qianbao's gateway (Alipay's protocol).
+    app_id: str = DEFAULT_APP_ID
+    app_private_key_file: Path = DEMO_APP_PRIVATE_KEY  # PKCS#1 Base64 (or PEM)
+    # The platform's public keys (Base64, Alipay's alipay_public_key); empty: fetched from
+    # {issuer}/gateway/platform-keys on first use (the demo's way).
+    platform_public_keys: tuple[str, ...] = ()
+    # How many refunds one order may have (each its own out_request_no).
+    max_refunds_per_order: int = 20
+
+    @property
+    def gateway_url(self) -> str:
+        return f"{self.issuer}/gateway.do"
+
+    def app_private_key(self) -> str:
+        return self.app_private_key_file.read_text(encoding="ascii").strip()
 
     @property
     def redirect_uri(self) -> str:
@@ -60,4 +79,11 @@ class Settings:
                 )
             ),
             secure_cookies=env.get("MARKETPLACE_SECURE_COOKIES", "") == "1",
+            app_id=env.get("MARKETPLACE_APP_ID", defaults.app_id),
+            app_private_key_file=Path(
+                env.get("MARKETPLACE_APP_PRIVATE_KEY_FILE", str(defaults.app_private_key_file))
+            ),
+            platform_public_keys=tuple(
+                key for key in env.get("MARKETPLACE_PLATFORM_PUBLIC_KEY", "").split(",") if key
+            ),
         )

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -57,7 +58,31 @@ CREATE TABLE IF NOT EXISTS orders (
     total_fen INTEGER NOT NULL CHECK (total_fen > 0),
     created_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS order_refunds (
+    id INTEGER PRIMARY KEY,
+    order_id INTEGER NOT NULL REFERENCES orders (id),
+    out_request_no TEXT NOT NULL UNIQUE,
+    amount_fen INTEGER NOT NULL CHECK (amount_fen > 0),
+    fund_change INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS payment_notifications (
+    id INTEGER PRIMARY KEY,
+    order_id INTEGER NOT NULL REFERENCES orders (id),
+    notify_id TEXT NOT NULL,
+    trade_status TEXT NOT NULL,
+    received_at INTEGER NOT NULL
+);
 """
+# Columns added to orders by payments (an older database file gets them on start).
+ORDER_PAYMENT_COLUMNS: Final = {
+    "out_trade_no": "TEXT",
+    "trade_no": "TEXT",
+    "trade_status": "TEXT",
+    "qr_code": "TEXT",
+    "paid_at": "INTEGER",
+    "refunded_fen": "INTEGER NOT NULL DEFAULT 0",
+}
 
 
 def digest(token: str) -> str:
@@ -68,6 +93,13 @@ def create_schema(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with transaction(path) as db:
         db.executescript(SCHEMA)
+        present = {row["name"] for row in db.execute("PRAGMA table_info(orders)")}
+        for name, kind in ORDER_PAYMENT_COLUMNS.items():
+            if name not in present:
+                db.execute(f"ALTER TABLE orders ADD COLUMN {name} {kind}")
+        db.execute(
+            "CREATE UNIQUE INDEX IF NOT EXISTS ix_orders_out_trade_no ON orders (out_trade_no)"
+        )
 
 
 @contextmanager
@@ -134,10 +166,40 @@ class Link:
 @dataclass(frozen=True)
 class Order:
     id: int
+    account_id: int
     product_id: str
     quantity: int
     total_fen: int
     created_at: int
+    out_trade_no: str | None
+    trade_no: str | None
+    trade_status: str | None  # Alipay's state at Qianbao; None before paying started
+    qr_code: str | None
+    paid_at: int | None
+    refunded_fen: int
+
+    @property
+    def paid(self) -> bool:
+        return self.paid_at is not None
+
+    @property
+    def refundable_fen(self) -> int:
+        return self.total_fen - self.refunded_fen if self.paid else 0
+
+
+@dataclass(frozen=True)
+class OrderRefund:
+    out_request_no: str
+    amount_fen: int
+    fund_change: bool
+    created_at: int
+
+
+@dataclass(frozen=True)
+class PaymentNotification:
+    notify_id: str
+    trade_status: str
+    received_at: int
 
 
 # --- accounts and sessions ---
@@ -282,10 +344,115 @@ def insert_order(
     return cursor.lastrowid
 
 
+ORDER_COLUMNS: Final = (
+    "id, account_id, product_id, quantity, total_fen, created_at, out_trade_no, trade_no,"
+    " trade_status, qr_code, paid_at, refunded_fen"
+)
+
+
 def orders_of(db: sqlite3.Connection, account_id: int) -> list[Order]:
     rows = db.execute(
-        "SELECT id, product_id, quantity, total_fen, created_at FROM orders"
-        " WHERE account_id = ? ORDER BY id DESC",
+        f"SELECT {ORDER_COLUMNS} FROM orders WHERE account_id = ? ORDER BY id DESC",  # noqa: S608
         (account_id,),
     ).fetchall()
     return [Order(**dict(row)) for row in rows]
+
+
+def order_by_id(db: sqlite3.Connection, order_id: int) -> Order | None:
+    row = db.execute(
+        f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?",  # noqa: S608
+        (order_id,),
+    ).fetchone()
+    return None if row is None else Order(**dict(row))
+
+
+def order_by_trade(db: sqlite3.Connection, out_trade_no: str) -> Order | None:
+    row = db.execute(
+        f"SELECT {ORDER_COLUMNS} FROM orders WHERE out_trade_no = ?",  # noqa: S608
+        (out_trade_no,),
+    ).fetchone()
+    return None if row is None else Order(**dict(row))
+
+
+def start_payment(db: sqlite3.Connection, order_id: int, out_trade_no: str) -> None:
+    """The order's number at Qianbao, given once (kept for every later attempt)."""
+    db.execute(
+        "UPDATE orders SET out_trade_no = ?, trade_status = 'WAIT_BUYER_PAY'"
+        " WHERE id = ? AND out_trade_no IS NULL",
+        (out_trade_no, order_id),
+    )
+
+
+def save_qr_code(db: sqlite3.Connection, order_id: int, qr_code: str) -> None:
+    db.execute("UPDATE orders SET qr_code = ? WHERE id = ?", (qr_code, order_id))
+
+
+def save_trade(
+    db: sqlite3.Connection, order_id: int, trade_no: str, trade_status: str, now: int
+) -> None:
+    """Qianbao's word on the trade; paid_at is set the first time it is paid."""
+    paid = trade_status in ("TRADE_SUCCESS", "TRADE_FINISHED")
+    db.execute(
+        "UPDATE orders SET trade_no = ?, trade_status = ?,"
+        " paid_at = CASE WHEN paid_at IS NULL AND ? THEN ? ELSE paid_at END WHERE id = ?",
+        (trade_no, trade_status, paid, now, order_id),
+    )
+
+
+def refund_by_request(db: sqlite3.Connection, out_request_no: str) -> OrderRefund | None:
+    row = db.execute(
+        "SELECT out_request_no, amount_fen, fund_change, created_at FROM order_refunds"
+        " WHERE out_request_no = ?",
+        (out_request_no,),
+    ).fetchone()
+    return None if row is None else OrderRefund(**{**dict(row), "fund_change": bool(row[2])})
+
+
+def refunds_of(db: sqlite3.Connection, order_id: int) -> list[OrderRefund]:
+    rows = db.execute(
+        "SELECT out_request_no, amount_fen, fund_change, created_at FROM order_refunds"
+        " WHERE order_id = ? ORDER BY id",
+        (order_id,),
+    ).fetchall()
+    return [OrderRefund(**{**dict(row), "fund_change": bool(row[2])}) for row in rows]
+
+
+def save_refund(
+    db: sqlite3.Connection,
+    order_id: int,
+    refund: OrderRefund,
+    refunded_fen: int,
+) -> None:
+    db.execute(
+        "INSERT OR IGNORE INTO order_refunds (order_id, out_request_no, amount_fen,"
+        " fund_change, created_at) VALUES (?, ?, ?, ?, ?)",
+        (order_id, refund.out_request_no, refund.amount_fen, refund.fund_change, refund.created_at),
+    )
+    db.execute("UPDATE orders SET refunded_fen = ? WHERE id = ?", (refunded_fen, order_id))
+
+
+def raise_refunded(db: sqlite3.Connection, order_id: int, refunded_fen: int) -> None:
+    """What Qianbao says was refunded in all (it only grows)."""
+    db.execute(
+        "UPDATE orders SET refunded_fen = MAX(refunded_fen, ?) WHERE id = ?",
+        (refunded_fen, order_id),
+    )
+
+
+def save_notification(
+    db: sqlite3.Connection, order_id: int, notification: PaymentNotification
+) -> None:
+    db.execute(
+        "INSERT INTO payment_notifications (order_id, notify_id, trade_status, received_at)"
+        " VALUES (?, ?, ?, ?)",
+        (order_id, notification.notify_id, notification.trade_status, notification.received_at),
+    )
+
+
+def notifications_of(db: sqlite3.Connection, order_id: int) -> list[PaymentNotification]:
+    rows = db.execute(
+        "SELECT notify_id, trade_status, received_at FROM payment_notifications"
+        " WHERE order_id = ? ORDER BY id",
+        (order_id,),
+    ).fetchall()
+    return [PaymentNotification(**dict(row)) for row in rows]

@@ -14,11 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Final
 
+import qrcode
+import qrcode.image.svg
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
+from starlette.concurrency import run_in_threadpool
 
-from marketplace import service, store
+from marketplace import payments, service, store
 from marketplace.catalog import PRODUCTS, format_cny, product
 from marketplace.i18n import (
     HTML_LANG,
@@ -33,6 +37,7 @@ from marketplace.i18n import (
 from marketplace.qianbao_client import QianbaoClient
 from marketplace.service import ShopError
 from marketplace.settings import Settings
+from marketplace.trade_client import TradeClient, yuan
 
 SESSION_COOKIE: Final = "shop_session"
 LANGUAGE_COOKIE: Final = "shop_lang"
@@ -45,6 +50,12 @@ ROUTE_NAMES: Final[Mapping[str, str]] = {
 }
 
 router = APIRouter()
+
+
+def qr_svg(text: str) -> Markup:
+    """``text`` as a QR code, an inline SVG drawn here (no image service)."""
+    image = qrcode.make(text, image_factory=qrcode.image.svg.SvgPathImage, border=4)
+    return Markup(image.to_string(encoding="unicode"))  # noqa: S704 - drawn from our own URL
 
 
 @dataclass(frozen=True)
@@ -371,8 +382,153 @@ def order(
     try:
         check_csrf(current, csrf_token)
         with store.transaction(current.database) as db:
-            service.place_order(db, account_id, product_id, service.parse_quantity(quantity), now())
+            order_id = service.place_order(
+                db, account_id, product_id, service.parse_quantity(quantity), now()
+            )
     except ShopError as error:
         state = account_state(current)
         return refusal(request, current, "catalogue.html", error, products=PRODUCTS, **state)
-    return redirect(current, "/account")
+    return redirect(current, f"/orders/{order_id}")
+
+
+# --- paying and refunding through Qianbao's trade API ---
+
+TRADE_STATES: Final[Mapping[str, str]] = {
+    "WAIT_BUYER_PAY": N_("Waiting for payment"),
+    "TRADE_SUCCESS": N_("Paid"),
+    "TRADE_CLOSED": N_("Closed"),
+    "TRADE_FINISHED": N_("Finished"),
+}
+
+
+def trade(request: Request) -> TradeClient:
+    client: TradeClient = request.app.state.trade
+    return client
+
+
+def order_page(
+    request: Request,
+    current: Visit,
+    order: store.Order,
+    status_code: int = 200,
+    **context: Any,
+) -> Response:
+    with store.transaction(current.database) as db:
+        refunds = store.refunds_of(db, order.id)
+        notifications = store.notifications_of(db, order.id)
+    return render(
+        request,
+        current,
+        "order.html",
+        status_code,
+        order=order,
+        item=product(order.product_id),
+        refunds=refunds,
+        notifications=notifications,
+        trade_state=current._(TRADE_STATES.get(order.trade_status or "", N_("Not paid"))),
+        qr_svg=qr_svg(order.qr_code) if order.qr_code and not order.paid else None,
+        yuan=yuan,
+        **context,
+    )
+
+
+def order_refusal(
+    request: Request, current: Visit, order: store.Order, error: ShopError
+) -> Response:
+    status = 503 if error.code == "payment.unavailable" else 400
+    message = current._(error.message, error.params)
+    return order_page(request, current, order, status, error=message, error_code=error.code)
+
+
+def signed_in_order(current: Visit, order_id: int) -> store.Order | None:
+    account_id = signed_in(current)
+    if account_id is None:
+        return None
+    try:
+        return payments.own_order(current.database, account_id, order_id)
+    except ShopError:
+        return None
+
+
+@router.get("/orders/{order_id}", response_class=HTMLResponse)
+def order_view(request: Request, order_id: int) -> Response:
+    current = visit(request)
+    order = signed_in_order(current, order_id)
+    if order is None:
+        return redirect(current, "/account" if signed_in(current) else "/signin")
+    if order.out_trade_no and not order.paid:
+        try:  # a QR code paid on a phone: the page asks on each visit until paid
+            order = payments.sync(current.settings, trade(request), order, now())
+        except ShopError as error:
+            return order_refusal(request, current, order, error)
+    return order_page(request, current, order)
+
+
+@router.post("/orders/{order_id}/pay")
+def order_pay(request: Request, order_id: int, csrf_token: Annotated[str, Form()] = "") -> Response:
+    current = visit(request)
+    order = signed_in_order(current, order_id)
+    if order is None:
+        return redirect(current, "/signin")
+    try:
+        check_csrf(current, csrf_token)
+        url = payments.page_pay(current.settings, trade(request), order)
+    except ShopError as error:
+        return order_refusal(request, current, order, error)
+    return redirect(current, url)
+
+
+@router.post("/orders/{order_id}/qr")
+def order_qr(request: Request, order_id: int, csrf_token: Annotated[str, Form()] = "") -> Response:
+    current = visit(request)
+    order = signed_in_order(current, order_id)
+    if order is None:
+        return redirect(current, "/signin")
+    try:
+        check_csrf(current, csrf_token)
+        payments.qr_pay(current.settings, trade(request), order)
+    except ShopError as error:
+        return order_refusal(request, current, order, error)
+    return redirect(current, f"/orders/{order.id}")
+
+
+@router.post("/orders/{order_id}/refund")
+def order_refund(
+    request: Request,
+    order_id: int,
+    amount: Annotated[str, Form()],
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    current = visit(request)
+    order = signed_in_order(current, order_id)
+    if order is None:
+        return redirect(current, "/signin")
+    try:
+        check_csrf(current, csrf_token)
+        payments.refund(current.settings, trade(request), order, amount, now())
+    except ShopError as error:
+        return order_refusal(request, current, order, error)
+    return redirect(current, f"/orders/{order.id}")
+
+
+@router.get("/payments/return")
+def payment_return(request: Request) -> Response:
+    """Back from Qianbao's cashier with Alipay's signed return parameters."""
+    current = visit(request)
+    try:
+        order = payments.returned(
+            current.settings, trade(request), dict(request.query_params), now()
+        )
+    except ShopError as error:
+        return refusal(request, current, "account.html", error, **account_state(current))
+    return redirect(current, f"/orders/{order.id}")
+
+
+@router.post("/payments/notify", response_class=PlainTextResponse)
+async def payment_notify(request: Request) -> str:
+    """Qianbao's trade_status_sync (a machine's POST, no session): ``success`` once
+    recorded, so that Qianbao stops retrying."""
+    form = await request.form()
+    fields = {key: value for key, value in form.items() if isinstance(value, str)}
+    settings: Settings = request.app.state.settings
+    return await run_in_threadpool(payments.notified, settings, trade(request), fields, now())

@@ -14,7 +14,9 @@ from starlette.concurrency import run_in_threadpool
 
 from qianbao import deps
 from qianbao.db import Database
+from qianbao.openplatform import signing
 from qianbao.openplatform.gateway import bills, notifications, service
+from qianbao.openplatform.merchants import service as merchants
 
 router = APIRouter(tags=["gateway"])
 DbDep = Annotated[Database, Depends(deps.database)]
@@ -58,3 +60,21 @@ def bill(token: str, db: DbDep) -> Response:
         media_type="text/csv;charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{found.filename}"'},
     )
+
+
+@router.get("/gateway/platform-keys")
+def platform_keys(db: DbDep) -> dict[str, list[dict[str, str]]]:
+    """The platform's public keys (the shops' ``alipay_public_key``, one Base64 line):
+    the current one, and the next one once published for a rotation. Public, like a
+    JWKS; a shop should still pin what it installs."""
+    keys = db.run(merchants.platform_keys)
+    return {
+        "keys": [
+            {
+                "key_id": key.key_id,
+                "state": key.state,
+                "public_key": signing.bare_base64(key.public_key),
+            }
+            for key in keys
+        ]
+    }

@@ -68,3 +68,15 @@ class GatewayNotificationAttempt(Base):
     answer: Mapped[str | None] = mapped_column(String(512), default=None)
     error: Mapped[str | None] = mapped_column(String(256), default=None)
     succeeded: Mapped[bool] = mapped_column(default=False)
+
+
+class GatewayAppClient(Base):
+    """An app's "log in with Qianbao" identity: the OpenID Connect shop (client) whose
+    grants ``alipay.system.oauth.token`` and ``alipay.user.info.share`` answer from.
+    Linked by an operator (``qianbao admin link-app-client``)."""
+
+    __tablename__ = "gateway_app_clients"
+
+    app_id: Mapped[str] = mapped_column(ForeignKey("merchant_apps.app_id"), primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("oidc_clients.client_id"), index=True)
+    linked_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -25,7 +25,7 @@ from qianbao.errors import QianbaoError
 from qianbao.i18n import N_
 from qianbao.money import Money
 from qianbao.openplatform import signing
-from qianbao.openplatform.gateway import bills, callbacks
+from qianbao.openplatform.gateway import bills, callbacks, oauth
 from qianbao.openplatform.gateway.models import GatewayTrade
 from qianbao.openplatform.gateway.protocol import (
     BEIJING,
@@ -470,6 +470,8 @@ METHODS: Final[Mapping[str, Callable[[Database, Call], dict[str, str]]]] = {
     "alipay.trade.close": close,
     "alipay.trade.cancel": cancel,
     "alipay.data.dataservice.bill.downloadurl.query": bill_download_url,
+    "alipay.system.oauth.token": lambda db, call: oauth.token(db, call.app.app_id, call.params),
+    "alipay.user.info.share": lambda db, call: oauth.user_info(db, call.app.app_id, call.params),
 }
 
 
