@@ -216,6 +216,34 @@ def describe(rights: Rights, used: Mapping[str, Money | int] | None = None) -> l
     return lines
 
 
+Action = Literal["scan", "pay", "receive", "transfer", "tour_pass", "topup_code"]
+ACTIONS: Final[tuple[Action, ...]] = (
+    "scan",
+    "pay",
+    "receive",
+    "transfer",
+    "tour_pass",
+    "topup_code",
+)
+
+
+def action_refusal(action: Action, level: str, rights: Rights) -> str | None:
+    """Why the person may not take one of Home's actions (a message to translate), or
+    None when they may. Scan is always open: what is scanned decides (a shop's QR may be
+    paid by foreign card), and the payment that follows asks here again."""
+    if action == "pay" and not rights.use_balance:
+        return N_("A payment code pays from your balance: verify your real name first.")
+    if action == "receive" and not rights.receive_transfers:
+        return N_("Verify your real name to receive money from other people.")
+    if action == "transfer" and not rights.send_transfers:
+        return N_("Verify your real name to send money.")
+    if action == "tour_pass" and not may_open_tour_pass(level, rights):
+        return N_("The Tour Pass is for people verified by passport.")
+    if action == "topup_code" and not rights.use_balance:
+        return N_("Verify your real name to add money to your balance.")
+    return None
+
+
 def _shown(amount: Money | int) -> str:
     return amount.format() if isinstance(amount, Money) else str(amount)
 

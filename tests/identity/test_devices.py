@@ -205,7 +205,8 @@ def test_the_sessions_page_and_api_name_devices_not_user_agents(
         assert "Mobile Safari on iOS" in shown and "Chrome Mobile on Android" in shown
         assert IPHONE not in shown and ANDROID not in shown
         assert "United Kingdom" in shown and "France" in shown
-        assert "(Europe/Guernsey)" in shown  # times on the person's clock
+        assert "(China Standard Time)" in shown  # times on the person's clock (Beijing's)
+        assert " UTC" not in shown
 
 
 # --- a new country asks for the SMS code ---------------------------------------------
