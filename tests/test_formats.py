@@ -134,3 +134,9 @@ def test_sources_and_transfer_directions_are_words() -> None:
         assert words.source("bank_card") == "Mainland bank card"
         assert words.source(None) == ""
         assert words.trade_status("SOMETHING_NEW") == "SOMETHING_NEW"
+
+
+def test_the_sign_stays_inside_the_amount() -> None:
+    with language_scope("en"):
+        html = formats.amount(Money.of("CNY", "5"), "−")
+    assert str(html) == '<span class="amount">−CNY\u00a05.00</span>'

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, available_timezones
 import pycountry
 from babel import Locale
 from babel.dates import format_date, format_time, get_timezone_name
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from qianbao.i18n import Language, current_language
 from qianbao.money import BABEL_LOCALE, Money
@@ -116,10 +116,11 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def amount(money: Money) -> Markup:
+def amount(money: Money, sign: str = "") -> Markup:
     """An amount that never breaks across lines: ``Money.format`` (Babel, the reader's
-    language) in a span the stylesheet keeps on one line."""
-    return Markup('<span class="amount">{}</span>').format(escape(money.format()))
+    language) in a span the stylesheet keeps on one line, with its sign ("−", "+")
+    inside, so that the sign never stays behind on a line of its own."""
+    return Markup('<span class="amount">{}{}</span>').format(sign, money.format())
 
 
 def country_name(code: str | None, language: Language | None = None) -> str:

@@ -152,3 +152,36 @@ def test_the_api_sets_the_time_zone_and_keeps_utc(client: TestClient) -> None:
     assert changed.json()["created_at"].endswith(("Z", "+00:00"))
     bad = client.put("/api/v1/me/time-zone", headers=auth, json={"time_zone": "Tokyo"})
     assert bad.status_code == 422 and bad.json()["code"] == "time_zone.unknown"
+
+
+def test_the_wallet_lists_its_actions_alike_and_says_why_a_newcomer_may_not_send(
+    client: TestClient,
+) -> None:
+    sign_up_by_form(client)
+    wallet = client.get("/wallet").text
+    rows = wallet.split('data-testid="wallet-actions"')[1].split("</ul>")[0]
+    assert actions(rows) == {
+        "transfer": "false",
+        "receive": "false",
+        "topup_code": "false",
+        "tour_pass": "true",
+    }
+    assert 'href="/wallet/transfer"' not in wallet and "button-primary" not in rows
+    assert "Verify your real name to send money." in rows
+
+
+def test_the_wallet_offers_a_verified_person_every_action_as_the_same_kind_of_row(
+    client: TestClient, clock: FrozenClock
+) -> None:
+    verified_payer(client, clock)
+    wallet = client.get("/wallet").text
+    rows = wallet.split('data-testid="wallet-actions"')[1].split("</ul>")[0]
+    assert set(actions(rows).values()) == {"true"}
+    links = re.findall(r'<a href="(/wallet/[a-z/-]+)" data-testid="[a-z-]+"><span>', rows)
+    assert links == [
+        "/wallet/transfer",
+        "/wallet/request",
+        "/wallet/topup-code",
+        "/wallet/tour-pass",
+    ]
+    assert "button-primary" not in rows
