@@ -171,7 +171,8 @@ def history_page(
     session = signed_in_or_home(request, db)
     if isinstance(session, Response):
         return session
-    filters = history.page_filters(source, status, since, until)
+    zone = session.account.time_zone
+    filters = history.page_filters(source, status, since, until, zone)
     rows = db.run(lambda tx: payments.user_orders(tx, session.account.id, 500, **filters))
     moves = db.run(lambda tx: transfers.history(tx, session.account.id, 500, filters))
     friends = db.run(lambda tx: pay_for_me.friend_notes(tx, session.account.id, rows))
@@ -200,7 +201,8 @@ def history_csv(
     session = signed_in_or_home(request, db)
     if isinstance(session, Response):
         return session
-    filters = history.page_filters(source, status, since, until)
+    zone = session.account.time_zone
+    filters = history.page_filters(source, status, since, until, zone)
     text = db.run(lambda tx: history.csv_export(tx, session.account.id, filters))
     return Response(
         text,

@@ -185,3 +185,18 @@ def test_the_wallet_offers_a_verified_person_every_action_as_the_same_kind_of_ro
         "/wallet/tour-pass",
     ]
     assert "button-primary" not in rows
+
+
+def test_the_history_filter_reads_days_on_the_persons_clock(
+    client: TestClient, clock: FrozenClock
+) -> None:
+    clock.advance(hours=12)  # 20:00 UTC on Jan 1 is 04:00 on Jan 2 in Beijing
+    verified_payer(client, clock)
+
+    def listed(query: str) -> str:
+        page = client.get(f"/wallet/history?{query}").text
+        return page.split('data-testid="history"')[1].split("</ul>")[0]
+
+    assert "Tea House" in listed("since=2026-01-02&until=2026-01-02")
+    assert "Tea House" not in listed("until=2026-01-01")
+    assert "Jan 2, 2026, 4:0" in listed("since=2026-01-02")
