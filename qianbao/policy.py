@@ -216,6 +216,45 @@ def describe(rights: Rights, used: Mapping[str, Money | int] | None = None) -> l
     return lines
 
 
+Action = Literal["scan", "pay", "receive", "transfer", "tour_pass", "topup_code"]
+ACTIONS: Final[tuple[Action, ...]] = (
+    "scan",
+    "pay",
+    "receive",
+    "transfer",
+    "tour_pass",
+    "topup_code",
+)
+
+
+_PAY_NEEDS_VERIFYING: Final = N_(
+    "A payment code pays from your balance: verify your real name first."
+)
+_RECEIVE_NEEDS_VERIFYING: Final = N_("Verify your real name to receive money from other people.")
+_SEND_NEEDS_VERIFYING: Final = N_("Verify your real name to send money.")
+_TOP_UP_NEEDS_VERIFYING: Final = N_("Verify your real name to add money to your balance.")
+_LEVEL_DOES_NOT_ALLOW: Final = N_("Your account level does not allow this (Me > Account level).")
+
+
+def action_refusal(action: Action, level: str, rights: Rights) -> str | None:
+    """Why the person may not take one of Home's actions (a message to translate), or
+    None when they may. Scan is always open: what is scanned decides (a shop's QR may be
+    paid by foreign card), and the payment that follows asks here again."""
+    if action == "tour_pass":
+        allowed = may_open_tour_pass(level, rights)
+        return None if allowed else N_("The Tour Pass is for people verified by passport.")
+    needed = {
+        "pay": (rights.use_balance, _PAY_NEEDS_VERIFYING),
+        "receive": (rights.receive_transfers, _RECEIVE_NEEDS_VERIFYING),
+        "transfer": (rights.send_transfers, _SEND_NEEDS_VERIFYING),
+        "topup_code": (rights.use_balance, _TOP_UP_NEEDS_VERIFYING),
+    }
+    if action not in needed or needed[action][0]:
+        return None
+    # A verified person refused by an operator's override is not told to verify again.
+    return needed[action][1] if level == "unverified" else _LEVEL_DOES_NOT_ALLOW
+
+
 def _shown(amount: Money | int) -> str:
     return amount.format() if isinstance(amount, Money) else str(amount)
 

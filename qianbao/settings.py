@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     default_language: Literal["en", "zh_Hans"] = "en"
     # The region preselected in the calling-code picker: +86, as in the original app.
     default_region: str = "CN"
+    # How many payments and transfers Home lists under "Recent activity".
+    home_recent_count: int = Field(default=5, ge=1, le=20)
 
     # --- SMS codes (NIST SP 800-63B 5.1.3, OWASP ASVS 2.7) ---------------------------
     # The original app sent four digits (mysourcify guide); six is the default here.

@@ -216,6 +216,6 @@ def test_translate_in_chinese() -> None:
 
 def test_translate_in_english_fills_placeholders() -> None:
     with language_scope("en"):
-        assert translate("Signed in as {number}.", {"number": "+44 7911 123456"}) == (
-            "Signed in as +44 7911 123456."
+        assert translate("Held: {amount}", {"amount": "+44 7911 123456"}) == (
+            "Held: +44 7911 123456"
         )

@@ -73,6 +73,7 @@ def account_out(account: service.Account) -> schemas.AccountOut:
         id=account.id,
         phone=account.phone.international(),
         language=account.language,
+        time_zone=account.time_zone,
         verification=schemas.VerificationOut(
             level=account.verification_level,
             label=service.verification_label(account.verification_level),
@@ -186,6 +187,19 @@ def change_language(body: schemas.LanguageIn, session: SessionDep, db: DbDep) ->
     account = db.run(change)
     set_language(body.language)
     return account_out(account)
+
+
+@router.put("/me/time-zone", response_model=schemas.AccountOut)
+def change_time_zone(
+    body: schemas.TimeZoneIn, session: SessionDep, db: DbDep
+) -> schemas.AccountOut:
+    """The zone whose clock the pages show times in; the API itself answers in UTC."""
+
+    def change(tx: Tx) -> service.Account:
+        service.set_time_zone(tx, session.account.id, body.time_zone)
+        return service.get_account(tx, session.account.id)
+
+    return account_out(db.run(change))
 
 
 @router.get("/me/sessions", response_model=list[schemas.SessionOut])

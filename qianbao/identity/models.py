@@ -18,6 +18,10 @@ class User(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     phone_e164: Mapped[str] = mapped_column(String(16), unique=True)
     language: Mapped[str] = mapped_column(String(8))
+    # The IANA zone whose clock the pages show (Beijing time until the person picks one).
+    time_zone: Mapped[str] = mapped_column(
+        String(64), default="Asia/Shanghai", server_default="Asia/Shanghai"
+    )
     # Until the verification issue brings its own records, every account starts here.
     verification_level: Mapped[str] = mapped_column(String(32), default="unverified")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())

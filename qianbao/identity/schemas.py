@@ -67,6 +67,7 @@ class AccountOut(BaseModel):
     id: uuid.UUID
     phone: str
     language: Language
+    time_zone: str = Field(description="IANA time zone the pages show times in")
     verification: VerificationOut
     created_at: datetime
 
@@ -138,6 +139,10 @@ class SessionOut(BaseModel):
 
 class LanguageIn(BaseModel):
     language: Language
+
+
+class TimeZoneIn(BaseModel):
+    time_zone: str = Field(max_length=64, examples=["Asia/Shanghai", "Europe/London"])
 
 
 class CallingCodeOut(BaseModel):

@@ -18,6 +18,7 @@ from sqlalchemy import bindparam, select, update
 from qianbao.db import Database, Tx
 from qianbao.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, RecordedRefusal
 from qianbao.i18n import N_, Language, current_language, language_scope, translate
+from qianbao.i18n.formats import DEFAULT_TIME_ZONE, is_time_zone
 from qianbao.identity import agreements, devices, places, session_cache
 from qianbao.identity.codes import keyed_hash, new_sms_code, new_token, same_hash
 from qianbao.identity.models import AgreementAcceptance, AuthSession, SmsChallenge, User
@@ -71,6 +72,7 @@ class Account:
     language: Language
     verification_level: str
     created_at: datetime
+    time_zone: str = DEFAULT_TIME_ZONE  # the IANA zone the pages show times in
 
 
 @dataclass(frozen=True)
@@ -538,7 +540,12 @@ def _user_by_phone(tx: Tx, e164: str) -> User | None:
 def to_account(user: User) -> Account:
     language: Language = "zh_Hans" if user.language == "zh_Hans" else "en"
     return Account(
-        user.id, from_e164(user.phone_e164), language, user.verification_level, user.created_at
+        user.id,
+        from_e164(user.phone_e164),
+        language,
+        user.verification_level,
+        user.created_at,
+        user.time_zone,
     )
 
 
@@ -594,6 +601,7 @@ _SESSION_BY_TOKEN: Final = (
         User.language,
         User.verification_level,
         User.created_at,
+        User.time_zone,
     )
     .join(User, User.id == AuthSession.user_id)
     .where(AuthSession.token_hash == bindparam("token_hash"))
@@ -625,6 +633,7 @@ def authenticate(tx: Tx, token: str) -> CurrentSession:
         language,
         row.verification_level,
         row.created_at,
+        row.time_zone,
     )
     session = CurrentSession(row.id, account)
     session_cache.remember(tx, _token_hash(tx, token), row.id, session)
@@ -758,6 +767,18 @@ def account_by_phone(tx: Tx, phone: PhoneNumber) -> Account:
 
 def set_language(tx: Tx, user_id: uuid.UUID, language: Language) -> None:
     tx.session.get_one(User, user_id).language = language
+
+
+def set_time_zone(tx: Tx, user_id: uuid.UUID, zone: str) -> str:
+    """The zone whose clock the person's pages show: an IANA name (``Europe/London``)."""
+    cleaned = zone.strip()
+    if not is_time_zone(cleaned):
+        raise InvalidInput(
+            "time_zone.unknown",
+            N_("Choose a time zone from the list, such as Asia/Shanghai."),
+        )
+    tx.session.get_one(User, user_id).time_zone = cleaned
+    return cleaned
 
 
 def agreement_record(tx: Tx, user_id: uuid.UUID) -> AgreementAcceptance | None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Final
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
@@ -17,17 +19,22 @@ from qianbao.i18n import (
     N_,
     Language,
     current_language,
+    formats,
     parse_language,
     translate,
+    words,
 )
-from qianbao.identity import agreements, devices, service
+from qianbao.identity import agreements, service
 from qianbao.identity.phone import PhoneNumber, calling_codes, from_e164, parse_mobile
 from qianbao.identity.service import Purpose, SignedIn
+from qianbao.money import Money
 from qianbao.notify import service as notify
 from qianbao.profile import service as personal_info
 from qianbao.standing import standing
 from qianbao.verification import service as verification
 from qianbao.wallet import limits
+from qianbao.wallet.payments import service as payments
+from qianbao.wallet.transfers import service as transfers
 from qianbao.web import after_login
 from qianbao.web.pages import ClientDep, CsrfField, DbDep, Page, signed_in
 from qianbao.web.render import check_csrf, page, redirect, secure_cookies
@@ -327,9 +334,94 @@ def _signed_in_page(request: Request, db: Database, template: str, tab: str) -> 
     )
 
 
+@dataclass(frozen=True)
+class HomeAction:
+    key: policy.Action
+    label: str  # to translate
+    href: str
+    icon: str  # a file under /static/icons/
+    refusal: str | None  # why the person's level does not allow it (policy.py says)
+
+
+# Home's row, as a payment app has it; the money codes' pages are wallet/payment_codes'.
+_ACTIONS: Final[tuple[tuple[policy.Action, str, str, str], ...]] = (
+    ("scan", N_("Scan"), "/wallet/scan", "scan.svg"),
+    ("pay", N_("Pay"), "/wallet/payment-code", "pay.svg"),
+    ("receive", N_("Receive"), "/wallet/receive-code", "receive.svg"),
+    ("transfer", N_("Transfer"), "/wallet/transfer", "transfer.svg"),
+    ("tour_pass", N_("Tour Pass"), "/wallet/tour-pass", "tour-pass.svg"),
+    ("topup_code", N_("Top-up code"), "/wallet/topup-code", "topup-code.svg"),
+)
+
+
+@dataclass(frozen=True)
+class Activity:
+    """One line of Home's recent activity: a payment or a transfer."""
+
+    at: datetime
+    title: str
+    detail: str
+    amount: Money
+    sign: str  # "−" money out, "+" money in
+    href: str
+
+
+def home_actions(level: str, rights: policy.Rights) -> list[HomeAction]:
+    return [
+        HomeAction(key, label, href, icon, policy.action_refusal(key, level, rights))
+        for key, label, href, icon in _ACTIONS
+    ]
+
+
+def recent_activity(
+    orders: list[payments.OrderView], moves: list[transfers.TransferView], count: int
+) -> list[Activity]:
+    """The last ``count`` payments and transfers, newest first."""
+    lines = [
+        Activity(
+            order.paid_at or order.created_at,
+            order.merchant,
+            words.trade_status(order.status),
+            order.amount,
+            "−",
+            f"/wallet/payments/{order.id}",
+        )
+        for order in orders
+    ] + [
+        Activity(
+            move.created_at,
+            move.counterparty(),
+            words.transfer_state(move.direction),
+            move.amount,
+            "−" if move.direction == "sent" else "+",
+            f"/wallet/transfers/{move.id}",
+        )
+        for move in moves
+    ]
+    return sorted(lines, key=lambda line: line.at, reverse=True)[:count]
+
+
 @router.get("/home")
 def home(request: Request, db: DbDep) -> Page:
-    return _signed_in_page(request, db, "home.html", "home")
+    """A payment app's first screen: the balance, the actions, what happened lately."""
+    session = signed_in(request, db)
+    if session is None:
+        return redirect(request, "/")
+    user_id, count = session.account.id, request.app.state.settings.home_recent_count
+    found = db.run(lambda tx: standing(tx, user_id))
+    view = db.run(lambda tx: payments.wallet(tx, user_id))
+    orders = db.run(lambda tx: payments.user_orders(tx, user_id, count))
+    moves = db.run(lambda tx: transfers.user_transfers(tx, user_id, count))
+    return page(
+        request,
+        "home.html",
+        account=session.account,
+        tab="home",
+        wallet=view,
+        actions=home_actions(found.level, found.rights),
+        activity=recent_activity(orders, moves, count),
+        verified=service.is_verified(session.account.verification_level),
+    )
 
 
 @router.get("/me")
@@ -338,8 +430,9 @@ def me(request: Request, db: DbDep) -> Page:
 
 
 @router.get("/me/profile")
-def profile(request: Request, db: DbDep) -> Page:
-    return _status_page(request, db, "profile.html")
+def profile(request: Request, db: DbDep, saved: str | None = None) -> Page:
+    notice = N_("Time zone saved.") if saved == "time_zone" else None
+    return _status_page(request, db, "profile.html", notice=notice)
 
 
 @router.get("/me/certification")
@@ -348,7 +441,13 @@ def certification_center(request: Request, db: DbDep) -> Page:
     return _status_page(request, db, "certification.html")
 
 
-def _status_page(request: Request, db: Database, template: str) -> Page:
+def _status_page(
+    request: Request,
+    db: Database,
+    template: str,
+    notice: str | None = None,
+    error: QianbaoError | None = None,
+) -> Page:
     session = signed_in(request, db)
     if session is None:
         return redirect(request, "/")
@@ -362,6 +461,7 @@ def _status_page(request: Request, db: Database, template: str) -> Page:
     return page(
         request,
         template,
+        status=error.status if error else 200,
         account=session.account,
         tab="me",
         verification_label=service.verification_label(level),
@@ -373,7 +473,30 @@ def _status_page(request: Request, db: Database, template: str) -> Page:
         case_status=case.status if case is not None else None,
         personal_info_complete=found.complete,
         personal_info_status=personal_info.status_label(found.complete),
+        time_zones=formats.time_zone_choices(
+            session.account.time_zone, session.account.phone.time_zone()
+        ),
+        notice=notice,
+        error=error,
     )
+
+
+@router.post("/me/profile/time-zone")
+def choose_time_zone(
+    request: Request,
+    db: DbDep,
+    csrf: CsrfField = "",
+    time_zone: Annotated[str, Form()] = "",
+) -> Page:
+    check_csrf(request, csrf)
+    session = signed_in(request, db)
+    if session is None:
+        return redirect(request, "/")
+    try:
+        db.run(lambda tx: service.set_time_zone(tx, session.account.id, time_zone))
+    except QianbaoError as error:
+        return _status_page(request, db, "profile.html", error=error)
+    return redirect(request, "/me/profile?saved=time_zone")
 
 
 @router.get("/me/level")
@@ -405,14 +528,12 @@ def sessions_page(request: Request, db: DbDep) -> Page:
     if session is None:
         return redirect(request, "/")
     rows = db.run(lambda tx: service.list_sessions(tx, session.account.id, session.session_id))
-    zone = session.account.phone.time_zone()
     return page(
         request,
         "sessions.html",
         account=session.account,
         tab="me",
         sessions=rows,
-        local_time=lambda moment: devices.local_time(moment, zone),
     )
 
 

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final, Generic, TypeVar
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Select, SQLColumnExpression, and_, func, or_, select
 
@@ -64,9 +65,12 @@ class Page(Generic[T]):
 # --- filters --------------------------------------------------------------------------
 
 
-def page_filters(source: str, status: str, since: str, until: str) -> dict[str, Any]:
+def page_filters(
+    source: str, status: str, since: str, until: str, zone: str = "UTC"
+) -> dict[str, Any]:
     """The history page's filters; unknown values are ignored rather than refused (a
-    page's query string, typed or kept from an older link)."""
+    page's query string, typed or kept from an older link). Days are the person's
+    calendar days, in ``zone`` (the IANA zone their pages show times in)."""
     chosen: dict[str, Any] = {}
     if source in payment_models.SOURCES:
         chosen["source"] = source
@@ -78,7 +82,7 @@ def page_filters(source: str, status: str, since: str, until: str) -> dict[str, 
         except ValueError:
             day = None
         if day is not None:
-            chosen[name] = _day_bound(name, day)
+            chosen[name] = _day_bound(name, day, zone)
     return chosen
 
 
@@ -101,10 +105,11 @@ def api_filters(
     return {name: value for name, value in chosen.items() if value}
 
 
-def _day_bound(name: str, day: date) -> datetime:
-    """A day as a bound in UTC: ``since`` from its start, ``until`` through its end."""
-    moment = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
-    return moment + timedelta(days=1) if name == "until" else moment
+def _day_bound(name: str, day: date, zone: str = "UTC") -> datetime:
+    """A day in ``zone`` as a bound in UTC: ``since`` from its start, ``until`` through
+    its end (the next day's start, which a summer-time change moves with the clock)."""
+    start = day + timedelta(days=1) if name == "until" else day
+    return datetime.combine(start, datetime.min.time(), tzinfo=ZoneInfo(zone)).astimezone(UTC)
 
 
 # --- cursors --------------------------------------------------------------------------

@@ -7,12 +7,14 @@ from __future__ import annotations
 import contextlib
 import secrets
 import uuid
+from dataclasses import dataclass
 from typing import Annotated, Final
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
+from qianbao import policy
 from qianbao.db import Database
 from qianbao.errors import QianbaoError
 from qianbao.funding import connectors, foreign_cards
@@ -20,6 +22,7 @@ from qianbao.i18n import N_
 from qianbao.identity.service import CurrentSession
 from qianbao.money import Money
 from qianbao.risk import restrictions
+from qianbao.standing import standing
 from qianbao.text_guard import check_shown_text
 from qianbao.verification.api import read_upload
 from qianbao.wallet import history
@@ -40,6 +43,43 @@ NOTICES: Final = {
 }
 
 
+@dataclass(frozen=True)
+class WalletAction:
+    key: policy.Action
+    label: str  # to translate
+    href: str
+    testid: str
+    refusal: str | None  # why the level does not allow it; None when it does
+
+
+# The wallet's money actions, each as a row of the same kind.
+_ACTIONS: Final[tuple[tuple[policy.Action, str, str, str], ...]] = (
+    ("transfer", N_("Send money"), "/wallet/transfer", "send-money-link"),
+    ("receive", N_("Request money"), "/wallet/request", "request-money-link"),
+    ("topup_code", N_("Redeem a top-up code"), "/wallet/topup-code", "topup-code-link"),
+    (
+        "tour_pass",
+        N_("Tour Pass: a prepaid balance for visitors"),
+        "/wallet/tour-pass",
+        "tour-pass-link",
+    ),
+)
+
+
+def wallet_actions(level: str, rights: policy.Rights) -> list[WalletAction]:
+    """The rows; the Tour Pass row stays a link, since its page explains who may open one."""
+    return [
+        WalletAction(
+            key,
+            label,
+            href,
+            testid,
+            None if key == "tour_pass" else policy.action_refusal(key, level, rights),
+        )
+        for key, label, href, testid in _ACTIONS
+    ]
+
+
 @router.get("/wallet")
 def wallet_page(request: Request, db: DbDep, done: str | None = None) -> Response:
     session = signed_in_or_home(request, db)
@@ -49,12 +89,14 @@ def wallet_page(request: Request, db: DbDep, done: str | None = None) -> Respons
     view = db.run(lambda tx: payments.wallet(tx, user_id))
     orders = db.run(lambda tx: payments.user_orders(tx, user_id, 20))
     restriction = db.run(lambda tx: restrictions.active(tx, user_id))
+    found = db.run(lambda tx: standing(tx, user_id))
     return page(
         request,
         "wallet.html",
         account=session.account,
         tab="wallet",
         wallet=view,
+        actions=wallet_actions(found.level, found.rights),
         orders=orders,
         restriction=restriction,
         what_to_do=restrictions.WHAT_TO_DO,
@@ -130,7 +172,8 @@ def history_page(
     session = signed_in_or_home(request, db)
     if isinstance(session, Response):
         return session
-    filters = history.page_filters(source, status, since, until)
+    zone = session.account.time_zone
+    filters = history.page_filters(source, status, since, until, zone)
     rows = db.run(lambda tx: payments.user_orders(tx, session.account.id, 500, **filters))
     moves = db.run(lambda tx: transfers.history(tx, session.account.id, 500, filters))
     friends = db.run(lambda tx: pay_for_me.friend_notes(tx, session.account.id, rows))
@@ -159,7 +202,8 @@ def history_csv(
     session = signed_in_or_home(request, db)
     if isinstance(session, Response):
         return session
-    filters = history.page_filters(source, status, since, until)
+    zone = session.account.time_zone
+    filters = history.page_filters(source, status, since, until, zone)
     text = db.run(lambda tx: history.csv_export(tx, session.account.id, filters))
     return Response(
         text,

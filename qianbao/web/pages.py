@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from qianbao import deps
 from qianbao.db import Database
 from qianbao.errors import NotAuthenticated
-from qianbao.i18n import set_language
+from qianbao.i18n import formats, set_language
 from qianbao.identity import service
 from qianbao.identity.service import Client, CurrentSession
 from qianbao.web.render import redirect
@@ -34,6 +34,7 @@ def signed_in(request: Request, db: Database) -> CurrentSession | None:
             return None
     if not deps.language_from_cookie(request):
         set_language(session.account.language)
+    formats.set_time_zone(session.account.time_zone)
     return session
 
 

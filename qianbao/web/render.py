@@ -20,8 +20,10 @@ from qianbao.i18n import (
     LANGUAGES,
     N_,
     current_language,
+    formats,
     gettext_,
     ngettext_,
+    words,
 )
 from qianbao.identity.codes import same_hash
 from qianbao.settings import Settings
@@ -37,6 +39,18 @@ environment = Environment(
 )
 environment.install_gettext_callables(gettext_, ngettext_, newstyle=True)  # type: ignore[attr-defined]
 environment.globals["role_names"] = ROLE_NAMES
+# THE way a page writes a time, a day, an amount, a country or a status: one filter
+# each, so that every page shows the reader's clock and words, never UTC or a code.
+environment.filters.update(
+    when=formats.local_datetime,
+    day=formats.local_date,
+    money=formats.amount,
+    country=formats.country_name,
+    trade_status=words.trade_status,
+    source_word=words.source,
+    transfer_word=words.transfer_state,
+    state_word=words.state,
+)
 
 
 def csrf_token(request: Request) -> str:

@@ -15,6 +15,7 @@ from liveserver import LiveServer
 from playwright.sync_api import Page, expect
 
 from qianbao.i18n import language_scope, translate
+from qianbao.i18n.formats import country_name
 from tests.verification import liveness_clips
 from tests.verification.flow_helpers import accept_synthetic_clips
 from tests.verification.passport_pages import encode, random_passport, render_page
@@ -76,7 +77,9 @@ def test_verify_face_in_chinese_ends_verified(
     expect(page.get_by_test_id("read-surname")).to_have_text(
         passport.surname.replace("<", " "), timeout=60_000
     )
-    expect(page.get_by_test_id("read-nationality")).to_have_text(passport.nationality)
+    expect(page.get_by_test_id("read-nationality")).to_have_text(
+        country_name(passport.nationality, "zh_Hans")
+    )
     page.get_by_role("button", name=zh("Yes, this is me")).click()
 
     # Step 2: the random challenge, read off the page, performed by a synthetic clip.
@@ -96,7 +99,9 @@ def test_verify_face_in_chinese_ends_verified(
         "data-status", "verified", timeout=60_000
     )
     page.get_by_role("link", name=zh("Go to the certification center")).click()
-    expect(page.get_by_test_id("cert-nationality")).to_have_text(passport.nationality)
+    expect(page.get_by_test_id("cert-nationality")).to_have_text(
+        country_name(passport.nationality, "zh_Hans")
+    )
     expect(page.get_by_test_id("cert-real-name")).to_contain_text(zh("Verified"))
     sms = live_server.outbox(UK_E164)[0].body
     assert (

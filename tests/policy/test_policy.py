@@ -87,3 +87,24 @@ def test_the_level_is_in_the_api_and_on_the_profile(client: TestClient) -> None:
     assert rights["card_per_year"]["value"].replace("\u00a0", " ") == "USD 2,000.00"
     chinese = client.get("/api/v1/me/level", headers={**auth, "Accept-Language": "zh-CN"})
     assert chinese.json()["tier_label"] == "未认证账户"
+
+
+def test_homes_actions_follow_the_tier_and_an_operators_override() -> None:
+    settings = Settings(secret_key="test")
+    unverified = policy.rights_for("unverified", settings)
+    refused = {
+        action
+        for action in policy.ACTIONS
+        if policy.action_refusal(action, "unverified", unverified)
+    }
+    assert refused == {"pay", "receive", "transfer", "tour_pass", "topup_code"}
+    class_ii = policy.rights_for("class_ii", settings)
+    assert all(policy.action_refusal(a, "passport_face", class_ii) is None for a in policy.ACTIONS)
+    # A bank card alone gives Class II but no passport: no Tour Pass, the reason says so.
+    assert policy.action_refusal("tour_pass", "bank_card", class_ii) == (
+        "The Tour Pass is for people verified by passport."
+    )
+    stopped = Settings(secret_key="test", policy_overrides={"class_ii": {"send_transfers": False}})
+    assert policy.action_refusal(
+        "transfer", "passport_face", policy.rights_for("class_ii", stopped)
+    ) == ("Your account level does not allow this (Me > Account level).")

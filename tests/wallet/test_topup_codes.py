@@ -422,8 +422,9 @@ def test_the_page_asks_for_identification_then_redeems(client: TestClient) -> No
     db.run(lambda tx: payments.create_merchant(tx, "7-Eleven Sanlitun"))
     code = batch_of(db, "100", 1).codes[0]
     sign_up_by_form(client)
-    wallet = client.get("/wallet")
-    assert 'href="/wallet/topup-code"' in wallet.text
+    wallet = client.get("/wallet")  # the row says why, rather than offering the page
+    assert 'data-action="topup_code" data-allowed="false"' in wallet.text
+    assert "Verify your real name to add money to your balance." in wallet.text
     asked = client.get("/wallet/topup-code")
     assert 'data-testid="verification-required"' in asked.text and 'name="code"' not in asked.text
     phone = parse_mobile("+447911123456", "GB")

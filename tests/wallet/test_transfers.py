@@ -565,7 +565,7 @@ def test_the_pages_send_money_show_it_to_both_and_export_it(
     confirmed = {**typed, "key": key.group(1), "payment_password": PIN}
     done = client.post("/wallet/transfer", data=confirmed)
     assert done.status_code == 200 and "Money sent." in done.text
-    assert "−CNY 20.00" in plain(done.text)
+    assert '<span class="amount">−CNY 20.00</span>' in plain(done.text)
     twice = client.post("/wallet/transfer", data=confirmed)  # a double submit
     assert twice.url == done.url
     history = client.get("/wallet/history")

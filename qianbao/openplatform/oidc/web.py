@@ -25,7 +25,6 @@ from qianbao.db import Database, Tx
 from qianbao.errors import InvalidInput, NotAuthenticated, QianbaoError
 from qianbao.gate import signed_in_staff
 from qianbao.i18n import N_
-from qianbao.identity import devices
 from qianbao.identity import service as identity
 from qianbao.identity.staff import Staff
 from qianbao.openplatform.oidc import claims as verified
@@ -253,7 +252,6 @@ def authorized_apps_page(request: Request, db: DbDep) -> Response:
     if session is None:
         return redirect(request, "/")
     apps = db.run(lambda tx: service.authorized_apps(tx, session.account.id))
-    zone = session.account.phone.time_zone()
     return page(
         request,
         "oidc_authorized_apps.html",
@@ -262,7 +260,6 @@ def authorized_apps_page(request: Request, db: DbDep) -> Response:
         apps=apps,
         scope_labels=SCOPE_LABELS,
         claim_labels=CLAIM_LABELS,
-        local_time=lambda moment: devices.local_time(moment, zone),
     )
 
 

@@ -194,7 +194,18 @@ function setUpFaceCamera() {
   }).catch(() => { /* no camera, or refused: the upload remains */ });
 }
 
+// Time zone: offer the browser's own zone too, if the list lacks it (the server
+// detected one from the mobile number, which may not be where the person is now).
+function setUpZoneDetection() {
+  const select = document.querySelector("select[data-detect-zone]");
+  if (!select || !window.Intl) return;
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  if (!zone || Array.from(select.options).some((option) => option.value === zone)) return;
+  select.add(new Option(zone, zone), 1);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  setUpZoneDetection();
   setUpBusyForms();
   setUpPageCamera();
   setUpFaceCamera();
