@@ -32,6 +32,8 @@ from qianbao.notify import api as notify_api
 from qianbao.openplatform.gateway import api as gateway_api
 from qianbao.openplatform.oidc import api as oidc_api
 from qianbao.openplatform.oidc import web as oidc_web
+from qianbao.openplatform.portal import api as portal_api
+from qianbao.openplatform.portal import web as portal_web
 from qianbao.pages import account as account_pages
 from qianbao.pages import backoffice
 from qianbao.pages import home as home_pages
@@ -247,6 +249,9 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.include_router(oidc_api.router)
     app.include_router(oidc_api.protocol)
     app.include_router(oidc_web.router)
+    app.include_router(portal_web.router)
+    app.include_router(portal_web.admin_router)
+    app.include_router(portal_api.router)
     openapi.install(app, settings)
     app.mount(
         "/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static"
