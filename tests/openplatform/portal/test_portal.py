@@ -244,3 +244,11 @@ def test_the_daily_bill_is_the_gateway_s_csv(
     assert rows[0][0] == "支付宝交易号"
     assert [row[0] for row in rows[1:]] == [trade.trade_no]
     assert re.search(r"_trade\.csv", bill.headers["content-disposition"])
+
+
+def test_the_portal_speaks_chinese(client: TestClient, db: Database, tea: Shop) -> None:
+    chinese = {"Accept-Language": "zh-CN,zh;q=0.9"}
+    assert "商家后台" in client.get("/merchant/login", headers=chinese).text
+    sign_in(client, tea)
+    page = client.get("/merchant/keys", headers=chinese).text
+    assert "钱包公钥" in page and "每日账单" in page
