@@ -362,9 +362,10 @@ class Settings(BaseSettings):
     gateway_notify_timeout_seconds: float = 10.0
     # And reads at most this much of it (a shop's "success" is seven bytes).
     gateway_notify_max_answer_bytes: int = 4096
-    # --- the merchant portal (openplatform/portal) ----------------------------------------
-    # A portal session ends unused this long, and at the latest this long after sign-in.
+    # --- The merchant portal (openplatform/portal) ----------------------------------------
+    # A portal session ends when unused this long.
     merchant_session_idle_seconds: int = Field(default=30 * 60, ge=60)
+    # And at the latest this long after the sign-in.
     merchant_session_seconds: int = Field(default=10 * 3600, ge=60)
     # A merchant API token (Authorization: Bearer on /api/v1/merchant/...) lives this long.
     merchant_api_token_seconds: int = Field(default=3600, ge=60)
