@@ -410,6 +410,11 @@ ROUTES: Final[Mapping[str, Who]] = {
     "GET /api/v1/merchant/orders": MERCHANT,
     "GET /api/v1/merchant/orders/{trade_no}": MERCHANT,
     "POST /api/v1/merchant/orders/{trade_no}/refunds": MERCHANT,
+    "GET /api/v1/merchant/orders/{trade_no}/notifications": MERCHANT,
+    "POST /api/v1/merchant/orders/{trade_no}/notifications/{notification_id}/resend": MERCHANT,
+    "GET /api/v1/merchant/apps": MERCHANT,
+    "PUT /api/v1/merchant/apps/{app_id}/key": MERCHANT,
+    "GET /api/v1/merchant/bills/{day}": MERCHANT,
 }
 # fmt: on
 

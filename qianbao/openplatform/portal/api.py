@@ -6,18 +6,20 @@ the portal's use cases (``gateway.trades``), so another merchant's trade is 404 
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Final
 
 from fastapi import APIRouter, Depends, Request, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from qianbao import deps, gate
-from qianbao.db import Database
+from qianbao.db import Database, Tx
 from qianbao.errors import InvalidInput
 from qianbao.i18n import N_
 from qianbao.money import Money
 from qianbao.openplatform.gateway import trades
 from qianbao.openplatform.merchants import accounts
+from qianbao.openplatform.merchants import service as merchants
 from qianbao.openplatform.merchants.accounts import MerchantUserView
 from qianbao.openplatform.portal import schemas
 from qianbao.wallet.api import order_out
@@ -142,4 +144,76 @@ def refund(
     out = _refund_out(done)
     return schemas.TradeRefundOut(
         **out.model_dump(), status=done.status, refunded=AmountOut.of(after.order.refunded)
+    )
+
+
+@router.get("/orders/{trade_no}/notifications", response_model=list[schemas.NotificationOut])
+def order_notifications(
+    db: DbDep, user: MerchantDep, trade_no: str
+) -> list[schemas.NotificationOut]:
+    """The trade's notifications, each with every attempt and the shop's answer."""
+    detail = db.run(lambda tx: trades.trade_detail(tx, user.merchant_id, trade_no))
+    return [
+        schemas.NotificationOut(
+            id=notification.id,
+            notify_id=notification.notify_id,
+            notify_url=notification.notify_url,
+            status=notification.status,
+            trade_status=notification.fields.get("trade_status", ""),
+            attempts=[schemas.AttemptOut(**attempt.__dict__) for attempt in notification.attempts],
+        )
+        for notification in detail.notifications
+    ]
+
+
+@router.post("/orders/{trade_no}/notifications/{notification_id}/resend", status_code=204)
+def resend_notification(
+    db: DbDep, user: MerchantDep, trade_no: str, notification_id: uuid.UUID
+) -> Response:
+    """Send the notification again now, with the same notify_id, on a fresh schedule."""
+    db.run(lambda tx: trades.resend(tx, user.merchant_id, trade_no, notification_id))
+    return Response(status_code=204)
+
+
+def _app_out(app: merchants.AppKeyView) -> schemas.AppKeyOut:
+    return schemas.AppKeyOut(**app.__dict__)
+
+
+@router.get("/apps", response_model=list[schemas.AppKeyOut])
+def apps(db: DbDep, user: MerchantDep) -> list[schemas.AppKeyOut]:
+    """The merchant's apps with their uploaded keys."""
+    return [_app_out(app) for app in db.run(lambda tx: merchants.apps_of(tx, user.merchant_id))]
+
+
+@router.put("/apps/{app_id}/key", response_model=schemas.AppKeyOut)
+def upload_key(
+    db: DbDep, user: MerchantDep, app_id: str, body: schemas.AppKeyIn
+) -> schemas.AppKeyOut:
+    """Install the app's new public key; the one it replaces stays valid for
+    ``QIANBAO_GATEWAY_APP_KEY_OVERLAP_SECONDS``."""
+
+    def run(tx: Tx) -> merchants.AppKeyView:
+        merchants.set_merchant_app_key(tx, user.merchant_id, app_id, body.public_key)
+        return next(a for a in merchants.apps_of(tx, user.merchant_id) if a.app_id == app_id)
+
+    return _app_out(db.run(run))
+
+
+@router.get(
+    "/bills/{day}",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}, "description": "the day's trade bill"}},
+)
+def bill(db: DbDep, user: MerchantDep, day: str) -> Response:
+    """A closed Beijing day's trade bill (yyyy-mm-dd), the gateway's CSV."""
+    chosen = trades.parse_day(day, "day")
+    if chosen is None:
+        raise InvalidInput(
+            "merchant_portal.date", N_("Write a date as yyyy-mm-dd."), details={"field": "day"}
+        )
+    found = db.run(lambda tx: trades.daily_bill(tx, user.merchant_id, chosen))
+    return Response(
+        found.text.encode("utf-8"),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{found.filename}"'},
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
 from pydantic import BaseModel, Field
@@ -48,3 +49,35 @@ class TradeRefundIn(BaseModel):
 class TradeRefundOut(RefundOut):
     status: str
     refunded: AmountOut = Field(description="All refunded of the trade so far.")
+
+
+class AttemptOut(BaseModel):
+    attempted_at: datetime
+    http_status: int | None
+    answer: str | None = Field(description="The start of the shop's answer.")
+    error: str | None = Field(description="Why no answer came (a timeout, a refused address).")
+    succeeded: bool
+
+
+class NotificationOut(BaseModel):
+    id: uuid.UUID
+    notify_id: str
+    notify_url: str
+    status: str = Field(description="pending, delivered or failed (given up)")
+    trade_status: str
+    attempts: list[AttemptOut]
+
+
+class AppKeyOut(BaseModel):
+    app_id: str
+    name: str
+    public_key: str | None = Field(description="PEM, as uploaded; null until one is.")
+    fingerprint: str | None = Field(description="SHA-256 of the key's DER, as hex pairs.")
+    uploaded_at: datetime | None
+    previous_key_until: datetime | None = Field(
+        description="Until when the key it replaced is still accepted."
+    )
+
+
+class AppKeyIn(BaseModel):
+    public_key: str = Field(max_length=8192, description="RSA, 2048 bits or more; PEM or Base64")

@@ -3,13 +3,19 @@ merchant's trades and refunds one, once per request number."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from fastapi.testclient import TestClient
 
 from qianbao.clock import FrozenClock
 from qianbao.db import Database
+from qianbao.openplatform import signing
+from qianbao.openplatform.gateway import notifications
+from qianbao.openplatform.gateway.protocol import BEIJING
 from qianbao.wallet.ledger import audit as ledger_audit
 from qianbao.wallet.payments import service as payments
+from tests.openplatform.gateway.shop import new_shop_keys, notify_endpoint
 from tests.openplatform.portal.helpers import Shop, new_shop, new_trade, pay, paying_person
 
 
@@ -68,3 +74,49 @@ def test_a_wrong_password_gets_no_token(client: TestClient, db: Database) -> Non
     tea = new_shop(db, "Teahouse Online", "owner@teahouse.example")
     answer = client.post("/api/v1/merchant/sessions", json={"login": tea.login, "password": "nope"})
     assert (answer.status_code, answer.json()["code"]) == (401, "merchant_user.login_failed")
+
+
+def test_notifications_keys_and_bills_through_the_api(
+    client: TestClient, db: Database, clock: FrozenClock
+) -> None:
+    tea = new_shop(db, "Teahouse Online", "owner@teahouse.example")
+    books = new_shop(db, "Bookshop", "owner@books.example")
+    with notify_endpoint(["fail", "success"]) as endpoint:
+        trade = new_trade(db, tea, "T_2", "20", notify_url=endpoint.url)
+        pay(db, paying_person(db, clock), trade)
+        notifications.deliver_due(db)
+        auth = token_of(client, tea)
+        url = f"/api/v1/merchant/orders/{trade.trade_no}/notifications"
+        [log] = client.get(url, headers=auth).json()
+        assert log["trade_status"] == "TRADE_SUCCESS" and log["status"] == "pending"
+        assert [(a["http_status"], a["answer"]) for a in log["attempts"]] == [(200, "fail")]
+        resend = client.post(f"{url}/{log['id']}/resend", headers=auth)
+        assert resend.status_code == 204
+        assert notifications.deliver_due(db) == 1
+    assert client.get(url, headers=auth).json()[0]["status"] == "delivered"
+    unknown = client.post(f"{url}/{uuid.uuid4()}/resend", headers=auth)
+    assert (unknown.status_code, unknown.json()["code"]) == (404, "notification.not_found")
+
+    key = new_shop_keys().public_pem
+    put = client.put(
+        f"/api/v1/merchant/apps/{tea.app_id}/key", json={"public_key": key}, headers=auth
+    )
+    assert put.status_code == 200 and put.json()["fingerprint"] == signing.fingerprint(key)
+    assert [a["app_id"] for a in client.get("/api/v1/merchant/apps", headers=auth).json()] == [
+        tea.app_id
+    ]
+    theirs = client.put(
+        f"/api/v1/merchant/apps/{books.app_id}/key", json={"public_key": key}, headers=auth
+    )
+    assert theirs.status_code == 404
+
+    paid_at = db.run(lambda tx: payments.get_order(tx, trade.order_id)).paid_at
+    assert paid_at is not None
+    day = paid_at.astimezone(BEIJING).date().isoformat()
+    assert client.get(f"/api/v1/merchant/bills/{day}", headers=auth).status_code == 409
+    clock.advance(days=1)
+    auth = token_of(client, tea)
+    bill = client.get(f"/api/v1/merchant/bills/{day}", headers=auth)
+    assert bill.status_code == 200 and trade.trade_no in bill.text
+    bad = client.get("/api/v1/merchant/bills/someday", headers=auth)
+    assert (bad.status_code, bad.json()["code"]) == (422, "merchant_portal.date")
