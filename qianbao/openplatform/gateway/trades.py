@@ -62,6 +62,15 @@ def parse_day(text: str, field: str) -> date | None:
         ) from None
 
 
+def check_state(text: str) -> str:
+    """One of Alipay's trade states as a filter; empty for all."""
+    if text and text not in TRADE_STATES:
+        raise InvalidInput(
+            "merchant_portal.status", N_("Unknown trade state."), details={"field": "status"}
+        )
+    return text
+
+
 def beijing_day_start(day: date) -> datetime:
     return datetime.combine(day, time(), tzinfo=BEIJING)
 

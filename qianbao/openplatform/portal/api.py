@@ -98,10 +98,7 @@ def orders(
     """The merchant's trades, newest first; ``since`` and ``until`` are Beijing days
     (yyyy-mm-dd, both included), ``status`` one of Alipay's trade states."""
     first, last = trades.parse_day(since, "since"), trades.parse_day(until, "until")
-    if status and status not in trades.TRADE_STATES:
-        raise InvalidInput(
-            "merchant_portal.status", N_("Unknown trade state."), details={"field": "status"}
-        )
+    status = trades.check_state(status)
     found = db.run(
         lambda tx: trades.merchant_trades(
             tx,

@@ -128,10 +128,7 @@ def orders(
 ) -> Response:
     try:
         first, last = trades.parse_day(since, "since"), trades.parse_day(until, "until")
-        if status and status not in trades.TRADE_STATES:
-            raise InvalidInput(
-                "merchant_portal.status", N_("Unknown trade state."), details={"field": "status"}
-            )
+        status = trades.check_state(status)
     except QianbaoError as error:
         return _portal(
             request,

@@ -101,6 +101,8 @@ def test_orders_list_filters_and_detail(
     assert paid.trade_no not in client.get("/merchant/orders", params={"since": tomorrow}).text
     bad = client.get("/merchant/orders", params={"since": "yesterday"})
     assert bad.status_code == 422 and 'data-code="merchant_portal.date"' in bad.text
+    unknown = client.get("/merchant/orders", params={"status": "PAID"})
+    assert unknown.status_code == 422 and 'data-code="merchant_portal.status"' in unknown.text
     detail = client.get(f"/merchant/orders/{paid.trade_no}")
     assert detail.status_code == 200
     assert "ORDER_PAID" in detail.text and "TRADE_SUCCESS" in detail.text
