@@ -254,3 +254,14 @@ def test_the_portal_speaks_chinese(client: TestClient, db: Database, tea: Shop) 
     sign_in(client, tea)
     page = client.get("/merchant/keys", headers=chinese).text
     assert "钱包公钥" in page and "每日账单" in page
+
+
+def test_an_idle_portal_session_ends(client: TestClient, clock: FrozenClock, tea: Shop) -> None:
+    sign_in(client, tea)
+    clock.advance(minutes=29)
+    assert client.get("/merchant/orders").status_code == 200  # used: the idle time restarts
+    clock.advance(minutes=29)
+    assert client.get("/merchant/orders").status_code == 200
+    clock.advance(minutes=31)
+    ended = client.get("/merchant/orders", headers={"Accept": "application/json"})
+    assert (ended.status_code, ended.json()["code"]) == (401, "merchant_user.not_signed_in")
