@@ -387,6 +387,10 @@ ROUTES: Final[Mapping[str, Who]] = {
     "POST /admin/merchants/applications/{application_id}/approve": ADMIN,
     "POST /admin/merchants/applications/{application_id}/reject": ADMIN,
     "POST /admin/merchants/users": ADMIN,
+    "GET /api/v1/staff/merchant-applications": ADMIN,
+    "POST /api/v1/staff/merchant-applications/{application_id}/approve": ADMIN,
+    "POST /api/v1/staff/merchant-applications/{application_id}/reject": ADMIN,
+    "POST /api/v1/staff/merchant-users": ADMIN,
     # --- the merchant portal (openplatform/portal): its own cookie, sent only to /merchant
     "GET /merchant/login": ANYONE,
     "POST /merchant/login": ANYONE,

@@ -81,3 +81,25 @@ class AppKeyOut(BaseModel):
 
 class AppKeyIn(BaseModel):
     public_key: str = Field(max_length=8192, description="RSA, 2048 bits or more; PEM or Base64")
+
+
+class ApplicationOut(BaseModel):
+    id: uuid.UUID
+    shop_name: str
+    contact_name: str
+    email: str
+    website: str
+    status: str = Field(description="pending, approved or rejected")
+    created_at: datetime
+    decided_at: datetime | None
+
+
+class MerchantUserMadeOut(BaseModel):
+    merchant: str
+    login: str
+    first_password: str = Field(description="Shown this once: hand it over safely.")
+
+
+class MerchantUserIn(BaseModel):
+    merchant: str = Field(max_length=128, description="The merchant's name.")
+    login: str = Field(max_length=254, description="An email or a username.")

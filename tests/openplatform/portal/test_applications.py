@@ -143,3 +143,31 @@ def test_the_command_line_creates_a_merchant_user(
         cli.app, ["admin", "create-merchant-user", "Nobody", "a@b.example"]
     )
     assert unknown.exit_code != 0
+
+
+def test_the_staff_api_decides_applications_too(client: TestClient, db: Database) -> None:
+    apply(client)
+    apply(client, shop_name="Second Shop", email="b@second.example")
+    staff.create_staff(db, "api-admin", "Admin", PASSWORD, "admin")
+    token = staff.open_session(db, "api-admin", PASSWORD, "api").token
+    auth = {"Authorization": f"Bearer {token}"}
+    waiting = client.get("/api/v1/staff/merchant-applications", headers=auth).json()
+    by_name = {a["shop_name"]: a["id"] for a in waiting}
+    assert set(by_name) == {"Panda Tea", "Second Shop"}
+    made = client.post(
+        f"/api/v1/staff/merchant-applications/{by_name['Panda Tea']}/approve", headers=auth
+    )
+    assert made.status_code == 201 and made.json()["login"] == "li@panda-tea.example"
+    signed = accounts.open_session(db, "li@panda-tea.example", made.json()["first_password"], "api")
+    assert signed.user.merchant == "Panda Tea"
+    rejected = client.post(
+        f"/api/v1/staff/merchant-applications/{by_name['Second Shop']}/reject", headers=auth
+    )
+    assert rejected.json()["status"] == "rejected"
+    assert client.get("/api/v1/staff/merchant-applications", headers=auth).json() == []
+    user = client.post(
+        "/api/v1/staff/merchant-users",
+        json={"merchant": "Panda Tea", "login": "cashier2"},
+        headers=auth,
+    )
+    assert user.status_code == 201 and user.json()["merchant"] == "Panda Tea"
