@@ -62,7 +62,12 @@ def reject_application(
     return _application_out(db.run(lambda tx: accounts.reject(tx, member.id, application_id)))
 
 
-@router.post("/merchant-users", response_model=schemas.MerchantUserMadeOut, status_code=201)
+@router.post(
+    "/merchant-users",
+    response_model=schemas.MerchantUserMadeOut,
+    status_code=201,
+    responses={404: {"description": "No merchant of that name (`merchant.not_found`)."}},
+)
 def create_merchant_user(
     member: StaffDep, db: DbDep, body: schemas.MerchantUserIn
 ) -> schemas.MerchantUserMadeOut:
