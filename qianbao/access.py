@@ -15,6 +15,10 @@ The audiences:
 - ``staff(...)``: a signed-in staff member holding one of the roles named: the staff
   cookie on the back-office pages, a staff bearer token on ``/api/v1/staff/...``.
   ``ANY_STAFF`` is any of them.
+- ``MERCHANT``: a signed-in merchant user (the merchant portal's own cookie, sent only
+  to ``/merchant``; a merchant bearer token on ``/api/v1/merchant/...``). A trade the
+  path names is the service's to check: another merchant's answers the same 404 as an
+  unknown one.
 - ``OWN_TOKEN``: a machine with a credential of its own, checked by the handler (the
   Prometheus scraper's ``QIANBAO_METRICS_TOKEN``); nobody's session opens it.
 
@@ -27,7 +31,8 @@ The roles (a staff member holds one):
 - **support**: read-only lookup of a person, their verification state and their money
   timeline; nothing that changes anything.
 - **admin**: staff (create, change role, disable), the shops that may use Log in with
-  Qianbao, and the audit log; no cases, no freezes, no money.
+  Qianbao, merchants' applications and portal users, and the audit log; no cases, no
+  freezes, no money.
 
 This module is kernel-level: it imports no domain (only i18n's N_), so that any domain
 may read it.
@@ -63,7 +68,7 @@ ROLE_NAMES: Final[Mapping[str, str]] = {
 class Who:
     """The audience of one route."""
 
-    kind: Literal["anyone", "person", "staff", "own_token"]
+    kind: Literal["anyone", "person", "staff", "merchant", "own_token"]
     roles: frozenset[Role] = frozenset()
     # A page a link leads to (pay-for-me, request money): opened signed out, it is kept
     # through the login and opened again after it.
@@ -88,6 +93,7 @@ def staff(*roles: Role) -> Who:
 ANYONE: Final = Who("anyone")
 OWN_TOKEN: Final = Who("own_token")
 PERSON: Final = Who("person")
+MERCHANT: Final = Who("merchant")
 PERSON_COMES_BACK: Final = Who("person", comes_back=True)
 # Payments, transfers, top-ups: the session is checked inside the money transaction.
 PERSON_PAYING: Final = Who("person", checks_session_in_transaction=True)
@@ -394,6 +400,42 @@ ROUTES: Final[Mapping[str, Who]] = {
     "GET /api/v1/staff/audit-events": ADMIN,
     "GET /admin/shops": ADMIN,
     "POST /admin/shops": ADMIN,
+    "GET /admin/merchants": ADMIN,
+    "POST /admin/merchants/applications/{application_id}/approve": ADMIN,
+    "POST /admin/merchants/applications/{application_id}/reject": ADMIN,
+    "POST /admin/merchants/users": ADMIN,
+    "GET /api/v1/staff/merchant-applications": ADMIN,
+    "POST /api/v1/staff/merchant-applications/{application_id}/approve": ADMIN,
+    "POST /api/v1/staff/merchant-applications/{application_id}/reject": ADMIN,
+    "POST /api/v1/staff/merchant-users": ADMIN,
+    # --- the merchant portal (openplatform/portal): its own cookie, sent only to /merchant
+    "GET /merchant/login": ANYONE,
+    "POST /merchant/login": ANYONE,
+    "POST /merchant/logout": ANYONE,  # ends whatever merchant session the cookie names
+    "GET /merchant/apply": ANYONE,  # a shop applies for a merchant account
+    "POST /merchant/apply": ANYONE,
+    "GET /merchant": MERCHANT,
+    "GET /merchant/orders": MERCHANT,
+    "GET /merchant/orders/{trade_no}": MERCHANT,
+    "POST /merchant/orders/{trade_no}/refunds": MERCHANT,
+    "POST /merchant/orders/{trade_no}/notifications/{notification_id}/resend": MERCHANT,
+    "GET /merchant/refunds": MERCHANT,
+    "GET /merchant/keys": MERCHANT,
+    "POST /merchant/keys/{app_id}": MERCHANT,
+    "GET /merchant/keys/platform.pem": MERCHANT,
+    "GET /merchant/bills": MERCHANT,
+    "GET /merchant/bills/download": MERCHANT,
+    # --- the merchant API: the portal's actions with a merchant bearer token ------------
+    "POST /api/v1/merchant/sessions": ANYONE,
+    "DELETE /api/v1/merchant/session": MERCHANT,
+    "GET /api/v1/merchant/orders": MERCHANT,
+    "GET /api/v1/merchant/orders/{trade_no}": MERCHANT,
+    "POST /api/v1/merchant/orders/{trade_no}/refunds": MERCHANT,
+    "GET /api/v1/merchant/orders/{trade_no}/notifications": MERCHANT,
+    "POST /api/v1/merchant/orders/{trade_no}/notifications/{notification_id}/resend": MERCHANT,
+    "GET /api/v1/merchant/apps": MERCHANT,
+    "PUT /api/v1/merchant/apps/{app_id}/key": MERCHANT,
+    "GET /api/v1/merchant/bills/{day}": MERCHANT,
 }
 # fmt: on
 
@@ -421,8 +463,8 @@ def missing_message(missing: Iterable[str]) -> str:
     lines = "\n".join(f'    "{key}": PERSON,' for key in missing)
     return (
         "These routes declare nobody who may call them. Add a line for each to ROUTES in "
-        "qianbao/access.py, with its audience (ANYONE, PERSON, ANY_STAFF, REVIEWER, RISK, "
-        "SUPPORT, ADMIN, OWN_TOKEN or staff(Role....)), for example:\n" + lines
+        "qianbao/access.py, with its audience (ANYONE, PERSON, MERCHANT, ANY_STAFF, REVIEWER, "
+        "RISK, SUPPORT, ADMIN, OWN_TOKEN or staff(Role....)), for example:\n" + lines
     )
 
 

@@ -32,6 +32,9 @@ from qianbao.notify import api as notify_api
 from qianbao.openplatform.gateway import api as gateway_api
 from qianbao.openplatform.oidc import api as oidc_api
 from qianbao.openplatform.oidc import web as oidc_web
+from qianbao.openplatform.portal import api as portal_api
+from qianbao.openplatform.portal import staff_api as portal_staff_api
+from qianbao.openplatform.portal import web as portal_web
 from qianbao.pages import account as account_pages
 from qianbao.pages import backoffice
 from qianbao.pages import home as home_pages
@@ -253,6 +256,10 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.include_router(oidc_api.router)
     app.include_router(oidc_api.protocol)
     app.include_router(oidc_web.router)
+    app.include_router(portal_web.router)
+    app.include_router(portal_web.admin_router)
+    app.include_router(portal_api.router)
+    app.include_router(portal_staff_api.router)
     openapi.install(app, settings)
     app.mount(
         "/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static"

@@ -614,6 +614,23 @@ def create_merchant(name: Annotated[str, typer.Argument(help="The merchant's nam
     typer.echo(f"merchant {name!r} created: {merchant_id}")
 
 
+@admin_app.command("create-merchant-user")
+def create_merchant_user(
+    merchant: Annotated[str, typer.Argument(help="The merchant's name (admin create-merchant).")],
+    login: Annotated[str, typer.Argument(help="The user's email or username.")],
+) -> None:
+    """Create a user of the merchant portal (/merchant); prints the first password once."""
+    from qianbao.errors import QianbaoError
+    from qianbao.openplatform.merchants import accounts
+
+    try:
+        made = accounts.create_user(Database(get_settings()), merchant, login)
+    except QianbaoError as error:
+        raise typer.BadParameter(error.localized_message()) from None
+    typer.echo(f"merchant user {made.user.login!r} of {made.user.merchant!r} created")
+    typer.echo(f"first password (shown only now): {made.password}")
+
+
 # --- the trade API's apps and keys (qianbao/openplatform/merchants/service.py) ------------
 
 

@@ -3,10 +3,12 @@
 can forget; a handler still decides whose object a path names.
 
 A person is found by the API's bearer token (``/api/...``) or the pages' session cookie;
-a staff member by a staff API token (``/api/...``) or the staff cookie. The two bearers
+a staff member by a staff API token (``/api/...``) or the staff cookie; a merchant user
+by a merchant API token (``/api/...``) or the merchant portal's cookie. The bearers
 are different tokens checked against different tables: a person's never opens a staff
-operation, a staff member's never a person's. What the gate found is kept on the request, and the
-handlers' own dependencies read it from there rather than asking the database again.
+or a merchant operation, a staff member's never a person's, a merchant's neither. What
+the gate found is kept on the request, and the handlers' own dependencies read it from
+there rather than asking the database again.
 """
 
 from __future__ import annotations
@@ -28,11 +30,15 @@ from qianbao.errors import Forbidden, NotAuthenticated, NotFound, SignInRequired
 from qianbao.i18n import N_
 from qianbao.identity import service, staff
 from qianbao.identity.staff import Staff
+from qianbao.openplatform.merchants import accounts
+from qianbao.openplatform.merchants.accounts import MerchantUserView
 
 log = logging.getLogger(__name__)
 
 PERSON_SIGN_IN: Final = "/"
 STAFF_SIGN_IN: Final = "/admin/login"
+MERCHANT_SIGN_IN: Final = "/merchant/login"
+MERCHANT_COOKIE: Final = "qb_merchant"  # the merchant portal's session, sent only to /merchant
 _PLEASE_LOG_IN: Final = N_("Please log in.")
 
 
@@ -69,6 +75,8 @@ async def enforce(request: Request) -> None:
         await _person(request, who)
     elif who.kind == "staff":
         await _staff(request, who)
+    elif who.kind == "merchant":
+        await _merchant(request)
 
 
 async def _person(request: Request, who: access.Who) -> None:
@@ -135,3 +143,25 @@ def signed_in_staff(request: Request) -> Staff:
     if member is None:  # a handler of a route not declared for staff
         raise SignInRequired("staff.not_signed_in", _PLEASE_LOG_IN, STAFF_SIGN_IN)
     return member
+
+
+async def _merchant(request: Request) -> None:
+    db = deps.database(request)
+    door: accounts.Door = "api" if request.url.path.startswith("/api/") else "page"
+    token = bearer_token(request) if door == "api" else request.cookies.get(MERCHANT_COOKIE, "")
+    user = (
+        await run_in_threadpool(db.run, lambda tx: accounts.authenticate(tx, token, door))
+        if token
+        else None
+    )
+    if user is None:
+        raise SignInRequired("merchant_user.not_signed_in", _PLEASE_LOG_IN, MERCHANT_SIGN_IN)
+    request.state.qianbao_merchant_user = user
+
+
+def signed_in_merchant(request: Request) -> MerchantUserView:
+    """The merchant user the gate admitted (the dependency of every portal handler)."""
+    user: MerchantUserView | None = getattr(request.state, "qianbao_merchant_user", None)
+    if user is None:  # a handler of a route not declared for merchants
+        raise SignInRequired("merchant_user.not_signed_in", _PLEASE_LOG_IN, MERCHANT_SIGN_IN)
+    return user

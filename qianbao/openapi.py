@@ -45,6 +45,11 @@ STAFF_ERRORS: Final = {
     401: "No staff token, or it ended (`staff.not_signed_in`): POST /api/v1/staff/sessions.",
     403: "The staff member's role may not do this (`staff.role`): qianbao/access.py.",
 }
+# What 401 means on a merchant operation (security scheme ``merchantBearer``).
+MERCHANT_ERRORS: Final = {
+    401: "No merchant token, or it ended (`merchant_user.not_signed_in`): "
+    "POST /api/v1/merchant/sessions.",
+}
 RATE_LIMIT_HEADERS: Final = {
     "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}},
     "RateLimit": {
@@ -149,9 +154,12 @@ def error_statuses(path: str, method: str, operation: dict[str, Any]) -> list[in
 def _document_errors(path: str, method: str, operation: dict[str, Any]) -> None:
     responses: dict[str, Any] = operation.setdefault("responses", {})
     staff_only = operation.get("security") == [{"staffBearer": []}]
+    merchant_only = operation.get("security") == [{"merchantBearer": []}]
     for status in error_statuses(path, method, operation):
         declared = responses.get(str(status), {})
         meaning = STAFF_ERRORS.get(status) if staff_only else None
+        if merchant_only:
+            meaning = MERCHANT_ERRORS.get(status)
         response: dict[str, Any] = {
             "description": declared.get("description") or meaning or ERRORS[status],
             "content": {"application/json": {"schema": {"$ref": PROBLEM_REF}}},

@@ -364,6 +364,15 @@ class Settings(BaseSettings):
     gateway_notify_timeout_seconds: float = 10.0
     # And reads at most this much of it (a shop's "success" is seven bytes).
     gateway_notify_max_answer_bytes: int = 4096
+    # --- The merchant portal (openplatform/portal) ----------------------------------------
+    # A portal session ends when unused this long.
+    merchant_session_idle_seconds: int = Field(default=30 * 60, ge=60)
+    # And at the latest this long after the sign-in.
+    merchant_session_seconds: int = Field(default=10 * 3600, ge=60)
+    # A merchant API token (Authorization: Bearer on /api/v1/merchant/...) lives this long.
+    merchant_api_token_seconds: int = Field(default=3600, ge=60)
+    # At most this many orders on one page of the portal's order list.
+    merchant_portal_page_size: int = Field(default=100, ge=1, le=1000)
     # --- Log in with Qianbao (the OpenID Connect provider, openplatform/oidc) ------------
     # The issuer shops see in discovery, ID tokens and the authorization response; empty:
     # public_base_url.

@@ -19,6 +19,7 @@ from qianbao.app import create_app
 from qianbao.backoffice.api import current_staff
 from qianbao.clock import FrozenClock
 from qianbao.identity.api import current_session
+from qianbao.openplatform.portal.api import current_merchant_user
 from qianbao.settings import Settings
 from tests.api_helpers import AGREEMENT, api_sign_up
 
@@ -114,6 +115,8 @@ def test_bearer_is_the_security_scheme_of_every_operation_that_needs_a_session(
                 checked += 1
             elif depends_on(route, current_staff):
                 assert operation["security"] == [{"staffBearer": []}], context.path
+            elif depends_on(route, current_merchant_user):
+                assert operation["security"] == [{"merchantBearer": []}], context.path
             else:
                 assert "security" not in operation, context.path
     assert checked > 50
@@ -133,6 +136,7 @@ def test_the_staff_api_has_a_security_scheme_of_its_own_matching_the_access_tabl
     schemes: dict[str, list[dict[str, list[str]]]] = {
         "staff": [{"staffBearer": []}],
         "person": [{"bearer": []}],
+        "merchant": [{"merchantBearer": []}],
     }
     for path, method, operation in operations(doc):
         who = access.declared(method.upper(), path)

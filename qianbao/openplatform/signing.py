@@ -101,3 +101,15 @@ def _der_public_key(der: bytes) -> PublicKeyTypes:
     except ValueError:
         pem = b"-----BEGIN RSA PUBLIC KEY-----\n" + base64.encodebytes(der)
         return serialization.load_pem_public_key(pem + b"-----END RSA PUBLIC KEY-----\n")
+
+
+def fingerprint(pem: str) -> str:
+    """SHA-256 of a public key's DER (SubjectPublicKeyInfo), as colon-separated hex: what
+    a shop compares with ``openssl pkey -pubin -outform DER | sha256sum``."""
+    key = serialization.load_pem_public_key(pem.encode())
+    der = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(der)
+    return ":".join(f"{byte:02X}" for byte in digest.finalize())

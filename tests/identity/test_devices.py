@@ -240,10 +240,10 @@ def test_a_password_sign_in_from_a_new_country_needs_the_sms_code(
     with pytest.raises(QianbaoError) as wrong:
         new_country.confirm(db, asked.challenge, wrong_code(code), paris)
     assert wrong.value.code == "otp.mismatch"
+    # A forged challenge: its first character changed, all six of whose bits count (a
+    # last one may carry padding bits only, and an unchanged one would forge nothing).
+    forged = ("B" if asked.challenge[0] != "B" else "C") + asked.challenge[1:]
     with pytest.raises(NotAuthenticated):  # a challenge is no password: forged, refused
-        # The first character, all six of its bits significant (a last one may carry
-        # padding bits only, and an unchanged character would forge nothing).
-        forged = ("B" if asked.challenge[0] != "B" else "C") + asked.challenge[1:]
         new_country.confirm(db, forged, code, paris)
     signed = new_country.confirm(db, asked.challenge, code, paris)
     db.run(lambda tx: service.authenticate(tx, signed.token))

@@ -13,6 +13,7 @@ import base64
 import csv
 import hmac
 import io
+import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Final
@@ -81,7 +82,7 @@ def open_link(tx: Tx, token: str) -> Bill:
     parts = token.split(".")
     if len(parts) != 6:
         raise _refused()
-    app_id, day_text, bill_type, expires, key_id, mac_text = parts
+    app_id, day_text, _bill_type, expires, key_id, mac_text = parts
     payload = ".".join(parts[:4])
     try:
         _, mac = keyring(tx.settings).keyed_hash(payload.encode(), PURPOSE, key_id)
@@ -94,16 +95,23 @@ def open_link(tx: Tx, token: str) -> Bill:
         raise _refused()
     app = merchants.app(tx, app_id)
     day = date.fromisoformat(day_text)
-    return Bill(f"{app_id}_{day_text.replace('-', '')}_{bill_type}.csv", _trade_bill(tx, app, day))
+    return merchant_trade_bill(tx, app.merchant_id, app_id, day)
 
 
-def _trade_bill(tx: Tx, app: merchants.AppView, day: date) -> str:
+def merchant_trade_bill(tx: Tx, merchant_id: uuid.UUID, app_id: str, day: date) -> Bill:
+    """The merchant's trade bill of a Beijing day, as the link serves it (the portal's
+    download too)."""
+    name = f"{app_id}_{day.isoformat().replace('-', '')}_trade.csv"
+    return Bill(name, _trade_bill(tx, merchant_id, day))
+
+
+def _trade_bill(tx: Tx, merchant_id: uuid.UUID, day: date) -> str:
     since = datetime.combine(day, time(), tzinfo=BEIJING)
     until = since + timedelta(days=1)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
-    for order in payments.merchant_orders_paid_between(tx, app.merchant_id, since, until):
+    for order in payments.merchant_orders_paid_between(tx, merchant_id, since, until):
         trade = tx.session.get(GatewayTrade, order.id)
         if trade is None:
             continue  # an order the merchant took without the trade API
@@ -120,7 +128,7 @@ def _trade_bill(tx: Tx, app: merchants.AppView, day: date) -> str:
                 "",
             )
         )
-    for order_id, refund in refunds.merchant_refunds_between(tx, app.merchant_id, since, until):
+    for order_id, refund in refunds.merchant_refunds_between(tx, merchant_id, since, until):
         trade = tx.session.get(GatewayTrade, order_id)
         if trade is None:
             continue

@@ -77,7 +77,49 @@ def set_app_key(tx: Tx, app_id: str, public_key: str) -> AppView:
         overlap = timedelta(seconds=tx.settings.gateway_app_key_overlap_seconds)
         row.previous_key_until = tx.now() + overlap
     row.public_key = pem
+    row.key_uploaded_at = tx.now()
     return _app_view(tx, row)
+
+
+@dataclass(frozen=True)
+class AppKeyView:
+    """An app's uploaded key as the portal shows it."""
+
+    app_id: str
+    name: str
+    public_key: str | None  # PEM
+    fingerprint: str | None  # SHA-256 of the key's DER, as pairs of hex digits
+    uploaded_at: datetime | None
+    previous_key_until: datetime | None
+
+
+def apps_of(tx: Tx, merchant_id: uuid.UUID) -> list[AppKeyView]:
+    """The merchant's apps with their keys, oldest first."""
+    rows = tx.session.scalars(
+        select(MerchantApp)
+        .where(MerchantApp.merchant_id == merchant_id)
+        .order_by(MerchantApp.created_at, MerchantApp.app_id)
+    )
+    return [
+        AppKeyView(
+            row.app_id,
+            row.name,
+            row.public_key,
+            signing.fingerprint(row.public_key) if row.public_key else None,
+            row.key_uploaded_at,
+            row.previous_key_until,
+        )
+        for row in rows
+    ]
+
+
+def set_merchant_app_key(tx: Tx, merchant_id: uuid.UUID, app_id: str, public_key: str) -> AppView:
+    """The portal's key upload: only an app of the signed-in merchant (another's is the
+    same 404 as an unknown one)."""
+    row = tx.session.get(MerchantApp, app_id[:32])
+    if row is None or row.merchant_id != merchant_id:
+        raise NotFound("merchant_app.not_found", N_("There is no app with this app_id."))
+    return set_app_key(tx, app_id, public_key)
 
 
 def app(tx: Tx, app_id: str) -> AppView:
