@@ -60,14 +60,11 @@ WHAT_TO_DO: Final = N_(
     "them, usually within 48 hours."
 )
 _SMS: Final = {
-    "restricted": N_(
-        "Qianbao: your account is restricted ({reason}). Open the app to see what to do."
-    ),
-    "frozen": N_("Qianbao: your account is frozen ({reason}). Open the app to see what to do."),
-    "lifted": N_("Qianbao: the restriction on your account is lifted. Thank you."),
+    "restricted": N_("Your account is restricted ({reason}). Open the app to see what to do."),
+    "frozen": N_("Your account is frozen ({reason}). Open the app to see what to do."),
+    "lifted": N_("The restriction on your account is lifted. Thank you."),
     "kept": N_(
-        "Qianbao: after checking your documents, the restriction on your account stays. "
-        "Reason: {note}"
+        "After checking your documents, the restriction on your account stays. Reason: {note}"
     ),
 }
 

@@ -99,7 +99,4 @@ def test_verify_face_in_chinese_ends_verified(
     expect(page.get_by_test_id("cert-nationality")).to_have_text(passport.nationality)
     expect(page.get_by_test_id("cert-real-name")).to_contain_text(zh("Verified"))
     sms = live_server.outbox(UK_E164)[0].body
-    assert (
-        zh("Qianbao: your real-name verification was successful. Your account is now verified.")
-        == sms
-    )
+    assert zh("Your real-name verification was successful. Your account is now verified.") == sms

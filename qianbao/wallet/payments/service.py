@@ -147,6 +147,8 @@ class WalletView:
     held: Money
     can_use_balance: bool
     cards: list[foreign_cards.ForeignCardView]
+    # Mainland bank cards bound after the bank's check (the bank-card route).
+    bank_cards: list[funding.BoundCard]
 
 
 def wallet(tx: Tx, user_id: uuid.UUID) -> WalletView:
@@ -162,6 +164,7 @@ def wallet(tx: Tx, user_id: uuid.UUID) -> WalletView:
         held=Money(CNY, held.available),
         can_use_balance=standing(tx, user_id).rights.use_balance,
         cards=foreign_cards.cards_of(tx, user_id),
+        bank_cards=funding.bank_cards(tx, user_id),
     )
 
 
@@ -394,6 +397,15 @@ def user_order(tx: Tx, user_id: uuid.UUID, order_id: uuid.UUID) -> OrderView:
     if order is None or user_id not in (order.buyer_id, order.payer_id):
         raise NotFound("order.not_found", N_("There is no such order."))
     return order_view(tx, order)
+
+
+def keep_payable_until(tx: Tx, order: PaymentOrder, until: datetime) -> None:
+    """An unpaid order (locked by the caller) stays payable at least until ``until``:
+    a pay-for-me link that lives longer than the order's own timeout carries it along.
+    Never shortens the order's time."""
+    if order.status == "WAIT_BUYER_PAY" and order.expires_at < until:
+        order.expires_at = until
+        tx.session.flush()
 
 
 def close_expired_orders(tx: Tx, limit: int = 500) -> int:
