@@ -16,6 +16,7 @@ from qianbao.db import Database
 from qianbao.errors import QianbaoError
 from qianbao.funding import connectors, foreign_cards
 from qianbao.i18n import N_
+from qianbao.identity import service as identity
 from qianbao.identity.service import CurrentSession
 from qianbao.money import Money
 from qianbao.risk import restrictions
@@ -48,15 +49,20 @@ def wallet_page(request: Request, db: DbDep, done: str | None = None) -> Respons
     view = db.run(lambda tx: payments.wallet(tx, user_id))
     orders = db.run(lambda tx: payments.user_orders(tx, user_id, 20))
     restriction = db.run(lambda tx: restrictions.active(tx, user_id))
+    verified = identity.is_verified(session.account.verification_level)
     return page(
         request,
         "wallet.html",
         account=session.account,
         tab="wallet",
         wallet=view,
+        held_refunds=db.run(lambda tx: refunds.held_refunds(tx, user_id, view.held)),
         orders=orders,
         restriction=restriction,
-        what_to_do=restrictions.WHAT_TO_DO,
+        # Only someone not yet verified is told to verify: verifying changes nothing
+        # for a verified person (their frozen money waits for the freeze to lift).
+        can_verify=not verified,
+        what_to_do=restrictions.what_to_do(verified=verified),
         notice=NOTICES.get(done or ""),
     )
 
