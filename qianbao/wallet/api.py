@@ -164,6 +164,7 @@ def get_cashier(order_id: uuid.UUID, session: SessionDep, db: DbDep) -> schemas.
                 card=card_out(quote.card),
                 fee=schemas.AmountOut.of(quote.fee),
                 total=schemas.AmountOut.of(quote.total),
+                card_total=schemas.AmountOut.of(quote.card_total) if quote.card_total else None,
             )
             for quote in view.quotes
         ],

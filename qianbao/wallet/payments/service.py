@@ -544,6 +544,9 @@ class CardQuote:
     card: foreign_cards.ForeignCardView
     fee: Money
     total: Money
+    # The total in the card's own currency at today's rate, shown BEFORE paying (as the
+    # Tour Pass quote does); None for a currency without a configured rate.
+    card_total: Money | None = None
 
 
 @dataclass(frozen=True)
@@ -568,7 +571,12 @@ def cashier(tx: Tx, user_id: uuid.UUID, order_id: uuid.UUID) -> Cashier:
     quotes = []
     for card in view.cards:
         fee = _fee(tx, order.amount)
-        quotes.append(CardQuote(card, fee, order.amount + fee))
+        total = order.amount + fee
+        rate = tx.settings.fx_rates.get(card.currency)
+        in_card_currency = (
+            card_network.to_card_currency(total, card.currency, rate) if rate else None
+        )
+        quotes.append(CardQuote(card, fee, total, in_card_currency))
     return Cashier(
         order=order,
         balance=view.balance,
