@@ -18,6 +18,10 @@ from qianbao.access import ROLES
 from qianbao.identity import service as identity
 from qianbao.identity import staff
 from qianbao.identity.phone import from_e164
+from qianbao.money import Money
+from qianbao.verification import service as verification
+from qianbao.wallet.pay_for_me import service as pay_for_me
+from qianbao.wallet.payments import service as payments
 
 pytestmark = [
     pytest.mark.e2e,
@@ -45,9 +49,11 @@ def same_site_links(page: Page, server: LiveServer) -> list[str]:
     return found
 
 
-def crawl(page: Page, server: LiveServer, start: str) -> dict[str, list[str]]:
-    """Visit every page reachable from ``start``; each page's blocking violations."""
-    queue, seen, problems = [server.url + start], {server.url + start}, {}
+def crawl(page: Page, server: LiveServer, starts: list[str]) -> dict[str, list[str]]:
+    """Visit every page reachable from ``starts``; each page's blocking violations."""
+    queue = [server.url + start for start in starts]
+    seen: set[str] = set(queue)
+    problems: dict[str, list[str]] = {}
     while queue and len(seen) <= MOST_PAGES:
         url = queue.pop(0)
         response = page.goto(url)
@@ -60,19 +66,19 @@ def crawl(page: Page, server: LiveServer, start: str) -> dict[str, list[str]]:
             if link not in seen:
                 seen.add(link)
                 queue.append(link)
-    assert len(seen) > 1, f"the crawl from {start} found no link"
+    assert len(seen) > len(starts), f"the crawl from {starts} found no link"
     return problems
 
 
 def in_both_languages(
-    context: BrowserContext, server: LiveServer, start: str
+    context: BrowserContext, server: LiveServer, *starts: str
 ) -> dict[str, list[str]]:
-    """The crawl from ``start`` in English, then in Chinese (the language cookie)."""
+    """The crawl from ``starts`` in English, then in Chinese (the language cookie)."""
     problems: dict[str, list[str]] = {}
     page = context.new_page()
     for language in ("en", "zh_Hans"):
         context.add_cookies([{"name": "qb_lang", "value": language, "url": server.url}])
-        for path, found in crawl(page, server, start).items():
+        for path, found in crawl(page, server, list(starts)).items():
             problems[f"{language} {path}"] = found
     page.close()
     return problems
@@ -96,10 +102,21 @@ def test_every_page_passes_axe_for_visitors_people_and_staff(
 
     person = fresh_context(browser)
     sign_up(person.new_page(), server)
-    problems |= tagged("unverified", in_both_languages(person, server, "/home"))
     account = server.db.run(lambda tx: identity.account_by_phone(tx, from_e164(UK_E164)))
+    # Pages no link leads to without a step first: a cashier, a pay-for-me link, and the
+    # first step of "Verify face".
+    shop = payments.demo_merchant(server.db)
+    order = server.db.run(
+        lambda tx: payments.create_order(tx, shop, "A11Y1", "Tea", Money.of("CNY", "42.00"))
+    )
+    link = server.db.run(lambda tx: pay_for_me.ask_a_friend(tx, account.id, order.id))
+    server.db.run(lambda tx: verification.start_case(tx, account.id))
+    unverified_starts = ("/home", f"/cashier/{order.id}", link.path, "/me/verify/passport-face")
+    problems |= tagged("unverified", in_both_languages(person, server, *unverified_starts))
     server.db.run(lambda tx: identity.set_verification_level(tx, account.id, "passport_face"))
-    problems |= tagged("verified", in_both_languages(person, server, "/home"))
+    problems |= tagged(
+        "verified", in_both_languages(person, server, "/home", f"/cashier/{order.id}")
+    )
     person.close()
 
     for role in ROLES:  # each role sees its own back-office pages
