@@ -70,9 +70,13 @@ class Settings(BaseSettings):
     sms_failures_before_lock: int = 20  # wrong codes, per number and window, that lock it
     sms_failure_window_seconds: int = 24 * 3600  # the window those wrong codes count in
     sms_lock_seconds: int = 24 * 3600  # how long a locked number gets no codes
-    sms_resend_cooldown_seconds: int = 60  # between two codes to one number
-    sms_per_number_per_hour: int = 5  # codes sent to one number
-    sms_per_number_per_day: int = 10  # codes sent to one number
+    sms_resend_cooldown_seconds: int = 60  # between two codes for one purpose to one number
+    # Codes for one purpose (sign-up, login, security change) sent to one number: a
+    # sign-up code just sent does not hold back the payment-password code.
+    sms_per_purpose_per_hour: int = 3
+    sms_per_purpose_per_day: int = 6  # codes for one purpose sent to one number
+    sms_per_number_per_hour: int = 5  # codes sent to one number, all purposes together
+    sms_per_number_per_day: int = 10  # codes sent to one number, all purposes together
     sms_per_ip_per_hour: int = 30  # codes asked for from one address (IPv6: its /64)
     sms_per_ip_per_day: int = 100  # codes asked for from one address (IPv6: its /64)
     sms_per_country_per_hour: int = 2000  # codes to all the numbers of one calling code
@@ -290,10 +294,14 @@ class Settings(BaseSettings):
     policy_overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     # --- pay-for-me (代付, qianbao/wallet/pay_for_me/service.py) ---------------------------------
-    # How long a link a friend pays through stays good; never past the order's own
-    # close time. Taobao cancels a 代付 request the payer does not confirm "in time"
-    # (alipay_rules.md 8) without a published figure: 24 hours is Qianbao's choice.
+    # How long a link a friend pays through stays good. Taobao cancels a 代付 request
+    # the payer does not confirm "in time" (alipay_rules.md 8) without a published
+    # figure: 24 hours is Qianbao's choice. The order stays payable while a link lives
+    # (a friend abroad rarely answers within a shop's 15 minutes), up to pay_for_me_order_max_hours.
     pay_for_me_link_hours: int = Field(default=24, ge=1, le=24 * 7)
+    # Links keep an order payable no longer than this after it was made (an order the
+    # shop gave a longer timeout keeps its own time).
+    pay_for_me_order_max_hours: int = Field(default=72, ge=1, le=24 * 15)
 
     # --- top-up codes sold by stores (qianbao/wallet/topup_codes/service.py) ---------------------
     # No source documents mainland store top-up codes (alipay_rules.md, "Cash top-up at

@@ -225,16 +225,16 @@ def test_a_rate_limited_answer_carries_retry_after_and_the_ratelimit_fields(
     assert again.headers["Retry-After"] == "60"
     assert again.headers["RateLimit-Policy"] == '"otp.resend_too_soon";q=1;w=60'
     assert again.headers["RateLimit"] == '"otp.resend_too_soon";r=0;t=60'
-    for _ in range(4):  # the hourly cap: five codes an hour
+    for _ in range(2):  # the hourly cap of one purpose: three codes an hour
         clock.advance(seconds=61)
         assert client.post("/api/v1/auth/sms-codes", json=ask).status_code == 201
     clock.advance(seconds=61)
     capped = client.post("/api/v1/auth/sms-codes", json=ask)
-    assert capped.status_code == 429 and capped.json()["code"] == "otp.number_hourly_cap"
+    assert capped.status_code == 429 and capped.json()["code"] == "otp.purpose_hourly_cap"
     wait = int(capped.headers["Retry-After"])
-    assert capped.headers["RateLimit-Policy"] == '"otp.number_hourly_cap";q=5;w=3600'
-    assert capped.headers["RateLimit"] == f'"otp.number_hourly_cap";r=0;t={wait}'
-    assert 0 < wait <= 3600 - 4 * 61
+    assert capped.headers["RateLimit-Policy"] == '"otp.purpose_hourly_cap";q=3;w=3600'
+    assert capped.headers["RateLimit"] == f'"otp.purpose_hourly_cap";r=0;t={wait}'
+    assert 0 < wait <= 3600 - 2 * 61
 
 
 def test_a_quota_on_a_shared_key_names_its_policy_too(

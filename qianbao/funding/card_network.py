@@ -213,7 +213,7 @@ class UnionPayNotHere(CardInputRefused):
     code_ = "card.brand_unknown"
     message_ = N_(
         "This is a UnionPay card (its number starts with 62). Add a card from a mainland "
-        "China bank under Bank cards instead."
+        "China bank under Wallet › Bank cards instead."
     )
 
 

@@ -137,7 +137,7 @@ def start_check(
             language = identity.get_account(tx, user_id).language
             with language_scope(language):
                 text = translate(_BANK_SMS, {"code": code})
-            notify.queue_sms(tx, phone, text, language)
+            notify.queue_sms(tx, phone, text, language, signed=False)
         return CheckStarted(
             check.id,
             challenge.masked_phone,
@@ -184,6 +184,7 @@ def confirm_check(db: Database, user_id: uuid.UUID, check_id: uuid.UUID, code: s
         if not identity.is_verified(account.verification_level):
             # The wallet hears of it (identity.on_level_set) and releases held refunds.
             identity.set_verification_level(tx, user_id, "bank_card")
+            identity.tell(tx, user_id, identity.VERIFIED_SMS)  # as the passport route does
         metrics.verification_outcome("bank_card", "verified")
         return BoundCard(
             card.id, _bank_name(card.bank_name_en, card.bank_name_zh), card.last4, card.bound_at

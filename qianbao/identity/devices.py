@@ -214,7 +214,7 @@ def describe(session: AuthSession, user: User, language: Language) -> SignInFact
 
 
 _SMS_NOTICE = N_(
-    "Qianbao: a new device signed in to your account at {time}, from {place}, on {device}. "
+    "A new device signed in to your account at {time}, from {place}, on {device}. "
     "Not you? End that session: {link} and change your password."
 )
 _EMAIL_SUBJECT = N_("New sign-in to your Qianbao account")

@@ -191,7 +191,7 @@ def _admit_code_request(
     # ``request_code`` checks these again, exactly, under the number's lock.
     _check_purpose(tx, phone, purpose, agreement_version)
     _refuse_if_locked(tx, phone)
-    ratelimit.enforce(tx, *_number_limits(tx, phone))
+    _enforce_number_limits(tx, phone, purpose)
     quotas.take(tx, _shared_quotas(tx, phone, client))
     _refuse_country_hopping(tx, phone, client)
 
@@ -209,13 +209,14 @@ def request_code(
     Callers go through ``send_code``, which takes the shared quotas first.
     """
     settings = tx.settings
-    limits = _number_limits(tx, phone)
+    number_key = _number_limits(tx, phone)[0].key
     # Everything about the number is read after this lock, so it is exact at READ COMMITTED.
-    ratelimit.claim(tx, [limits[0].key, _lock_key(phone)])
+    ratelimit.claim(tx, [number_key, _lock_key(phone)])
     _check_purpose(tx, phone, purpose, agreement_version)
     _refuse_if_locked(tx, phone)
-    ratelimit.enforce(tx, *limits)
-    ratelimit.record(tx, limits[0].key)  # one event, watched by all three windows
+    _enforce_number_limits(tx, phone, purpose)
+    ratelimit.record(tx, number_key)  # one event for the totals...
+    ratelimit.record(tx, _purpose_limits(tx, phone, purpose)[0].key)  # ...one for the purpose
 
     now = tx.now()
     _close_open_challenges(tx, phone.e164, purpose, "superseded")
@@ -253,21 +254,39 @@ def request_code(
 
 
 def _number_limits(tx: Tx, phone: PhoneNumber) -> list[Limit]:
-    """The number's own limits: exact sliding windows over its events."""
+    """The number's total caps, whatever the codes were for: exact sliding windows."""
     s = tx.settings
     number = f"sms:number:{phone.e164}"
     wait_number = N_("Too many codes were sent to this number. Try again in {wait}.")
     return [
+        Limit(number, s.sms_per_number_per_hour, HOUR, "otp.number_hourly_cap", wait_number),
+        Limit(number, s.sms_per_number_per_day, DAY, "otp.number_daily_cap", wait_number),
+    ]
+
+
+def _purpose_limits(tx: Tx, phone: PhoneNumber, purpose: Purpose) -> list[Limit]:
+    """The cooldown and quotas of one purpose: a sign-up code just sent does not hold
+    back the payment-password code asked for a moment later."""
+    s = tx.settings
+    key = f"sms:number:{phone.e164}:{purpose}"
+    wait_purpose = N_("Too many codes for this were sent to this number. Try again in {wait}.")
+    return [
         Limit(
-            number,
+            key,
             1,
             timedelta(seconds=s.sms_resend_cooldown_seconds),
             "otp.resend_too_soon",
             N_("A code was just sent. You can ask for another in {wait}."),
         ),
-        Limit(number, s.sms_per_number_per_hour, HOUR, "otp.number_hourly_cap", wait_number),
-        Limit(number, s.sms_per_number_per_day, DAY, "otp.number_daily_cap", wait_number),
+        Limit(key, s.sms_per_purpose_per_hour, HOUR, "otp.purpose_hourly_cap", wait_purpose),
+        Limit(key, s.sms_per_purpose_per_day, DAY, "otp.purpose_daily_cap", wait_purpose),
     ]
+
+
+def _enforce_number_limits(tx: Tx, phone: PhoneNumber, purpose: Purpose) -> None:
+    # The purpose's own first: its cooldown is the answer a person pressing "resend" needs.
+    ratelimit.enforce(tx, *_purpose_limits(tx, phone, purpose))
+    ratelimit.enforce(tx, *_number_limits(tx, phone))
 
 
 def _shared_quotas(tx: Tx, phone: PhoneNumber, client: Client) -> list[Quota]:
@@ -847,6 +866,12 @@ def on_level_set(listener: LevelListener) -> None:
     """Call ``listener(tx, user_id)`` after every ``set_verification_level``."""
     if listener not in _level_listeners:
         _level_listeners.append(listener)
+
+
+# Sent by every route of real-name verification when it verifies a person.
+VERIFIED_SMS: Final = N_(
+    "Your real-name verification was successful. Your account is now verified."
+)
 
 
 def set_verification_level(tx: Tx, user_id: uuid.UUID, level: str) -> None:

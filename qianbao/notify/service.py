@@ -7,10 +7,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Final
 
 from sqlalchemy import func, select
 
 from qianbao.db import Database, Tx
+from qianbao.i18n import N_, Language, language_scope, parse_language, translate
 from qianbao.notify.gateways import GatewayError, SmsGateway, gateway_for
 from qianbao.notify.models import OutboxMessage
 from qianbao.observability import metrics
@@ -32,14 +34,30 @@ class OutboxEntry:
     gateway: str | None
 
 
-def queue_sms(tx: Tx, to_e164: str, body: str, language: str) -> uuid.UUID:
-    """Write the SMS to the outbox now; it is sent once this transaction commits."""
+# The one signature every Qianbao SMS carries, per language, put on here and nowhere else:
+# a Chinese SMS signature is 【签名】 at the very start (what carriers there expect); the
+# English text opens with the name in square brackets, the usual form abroad.
+SMS_SIGNED: Final = N_("[Qianbao] {message}")
+
+
+def signed_sms(body: str, language: str) -> str:
+    """``body`` with Qianbao's SMS signature for ``language`` in front."""
+    chosen: Language = parse_language(language) or "en"
+    with language_scope(chosen):
+        return translate(SMS_SIGNED, {"message": body})
+
+
+def queue_sms(tx: Tx, to_e164: str, body: str, language: str, *, signed: bool = True) -> uuid.UUID:
+    """Write the SMS to the outbox now; it is sent once this transaction commits.
+
+    ``body`` is the bare text: the signature is added here (``signed=False`` only for a
+    text an outside party words and signs itself, such as a bank's code)."""
     gateway = gateway_for(tx.settings)
     return queue_message(
         tx,
         "sms",
         to_e164,
-        body,
+        signed_sms(body, language) if signed else body,
         language,
         lambda db, ids: deliver_due(db, only=ids),
         sandbox=gateway.send if gateway.name == "outbox" else None,

@@ -59,15 +59,24 @@ WHAT_TO_DO: Final = N_(
     "selfie holding the passport, and a statement of the card) and a reviewer will check "
     "them, usually within 48 hours."
 )
+WHAT_TO_DO_VERIFIED: Final = N_(
+    "Send us your documents (your passport's photo page, a selfie holding the passport, "
+    "and a statement of the card) and a reviewer will check them, usually within 48 hours."
+)
+
+
+def what_to_do(*, verified: bool) -> str:
+    """The advice (a msgid) for a restricted person: verifying is a way out only for
+    someone not yet verified."""
+    return WHAT_TO_DO_VERIFIED if verified else WHAT_TO_DO
+
+
 _SMS: Final = {
-    "restricted": N_(
-        "Qianbao: your account is restricted ({reason}). Open the app to see what to do."
-    ),
-    "frozen": N_("Qianbao: your account is frozen ({reason}). Open the app to see what to do."),
-    "lifted": N_("Qianbao: the restriction on your account is lifted. Thank you."),
+    "restricted": N_("Your account is restricted ({reason}). Open the app to see what to do."),
+    "frozen": N_("Your account is frozen ({reason}). Open the app to see what to do."),
+    "lifted": N_("The restriction on your account is lifted. Thank you."),
     "kept": N_(
-        "Qianbao: after checking your documents, the restriction on your account stays. "
-        "Reason: {note}"
+        "After checking your documents, the restriction on your account stays. Reason: {note}"
     ),
 }
 

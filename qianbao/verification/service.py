@@ -816,16 +816,14 @@ def rotate_keys(tx: Tx, batch: int = 200) -> int:
 
 # --- inside ------------------------------------------------------------------------------
 
-VERIFIED_SMS: Final = N_(
-    "Qianbao: your real-name verification was successful. Your account is now verified."
-)
+# The same text whichever route verified the person (passport or bank card).
+VERIFIED_SMS: Final = identity.VERIFIED_SMS
 REVIEW_SMS: Final = N_(
-    "Qianbao: your real-name verification needs a manual review. We will send you an SMS "
+    "Your real-name verification needs a manual review. We will send you an SMS "
     "with the outcome, usually within 48 hours."
 )
 REJECTED_SMS: Final = N_(
-    "Qianbao: your real-name verification was not approved. Reason: {reason} You can try "
-    "again in the app."
+    "Your real-name verification was not approved. Reason: {reason} You can try again in the app."
 )
 
 

@@ -78,6 +78,14 @@ def start(request: Request, db: DbDep, csrf: CsrfField = "") -> Response:
     return redirect(request, FLOW)
 
 
+# Each step's title names the flow the person chose: after the chip is read, the
+# confirm, face and result steps are still the chip flow, not "Verify face".
+FLOW_TITLES: Final = {
+    "passport_face": N_("Verify face"),
+    "passport_chip": N_("Passport chip & face verification"),
+}
+
+
 @router.get(FLOW)
 def flow_page(request: Request, db: DbDep) -> Response:
     """Whichever step the person's case is at."""
@@ -118,6 +126,7 @@ def _step_page(
         review_explained=REVIEW_EXPLAINED.get(case.reason or ""),
         rejected_explained=REJECTED_EXPLAINED.get(case.reason or ""),
         method_label=identity.verification_method_label(session.account.verification_level),
+        flow_title=FLOW_TITLES.get(case.method, FLOW_TITLES["passport_face"]),
         max_frames=request.app.state.settings.verification_max_frames,
     )
 

@@ -20,6 +20,7 @@ from qianbao.errors import InvalidInput
 from qianbao.funding import foreign_cards
 from qianbao.i18n import N_, translate
 from qianbao.identity import schemas as identity_schemas
+from qianbao.identity import service as identity
 from qianbao.identity.api import DbDep, SessionDep
 from qianbao.money import Money
 from qianbao.risk import restrictions
@@ -163,6 +164,7 @@ def get_cashier(order_id: uuid.UUID, session: SessionDep, db: DbDep) -> schemas.
                 card=card_out(quote.card),
                 fee=schemas.AmountOut.of(quote.fee),
                 total=schemas.AmountOut.of(quote.total),
+                card_total=schemas.AmountOut.of(quote.card_total) if quote.card_total else None,
             )
             for quote in view.quotes
         ],
@@ -273,7 +275,11 @@ def get_restriction(session: SessionDep, db: DbDep) -> schemas.RestrictionStateO
         reason_text=translate(found.reason_text),
         since=found.created_at,
         appeal_status=found.appeal_status,
-        what_to_do=translate(restrictions.WHAT_TO_DO),
+        what_to_do=translate(
+            restrictions.what_to_do(
+                verified=identity.is_verified(session.account.verification_level)
+            )
+        ),
     )
     return schemas.RestrictionStateOut(restriction=restriction)
 

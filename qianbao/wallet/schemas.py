@@ -82,6 +82,9 @@ class QuoteOut(BaseModel):
     card: CardOut
     fee: AmountOut
     total: AmountOut
+    # The total in the card's currency at today's rate, before paying (null when no
+    # rate is configured for that currency).
+    card_total: AmountOut | None = None
 
 
 class CashierOut(BaseModel):

@@ -19,6 +19,7 @@ from qianbao.db import Database
 from qianbao.errors import QianbaoError
 from qianbao.funding import connectors, foreign_cards
 from qianbao.i18n import N_
+from qianbao.identity import service as identity
 from qianbao.identity.service import CurrentSession
 from qianbao.money import Money
 from qianbao.risk import restrictions
@@ -90,6 +91,7 @@ def wallet_page(request: Request, db: DbDep, done: str | None = None) -> Respons
     orders = db.run(lambda tx: payments.user_orders(tx, user_id, 20))
     restriction = db.run(lambda tx: restrictions.active(tx, user_id))
     found = db.run(lambda tx: standing(tx, user_id))
+    verified = identity.is_verified(session.account.verification_level)
     return page(
         request,
         "wallet.html",
@@ -97,9 +99,13 @@ def wallet_page(request: Request, db: DbDep, done: str | None = None) -> Respons
         tab="wallet",
         wallet=view,
         actions=wallet_actions(found.level, found.rights),
+        held_refunds=db.run(lambda tx: refunds.held_refunds(tx, user_id, view.held)),
         orders=orders,
         restriction=restriction,
-        what_to_do=restrictions.WHAT_TO_DO,
+        # Only someone not yet verified is told to verify: verifying changes nothing
+        # for a verified person (their frozen money waits for the freeze to lift).
+        can_verify=not verified,
+        what_to_do=restrictions.what_to_do(verified=verified),
         notice=NOTICES.get(done or ""),
     )
 

@@ -78,6 +78,10 @@ def test_once_the_reader_has_sent_the_chip_the_page_moves_on_to_confirm(
     moved = client.get(PAGE)
     assert moved.url.path == "/me/verify/passport-face"
     assert passport().surname in moved.text
+    # Still the chip flow by name, not "Verify face" (the flow without the chip).
+    assert "<title>Passport chip & face verification · Qianbao</title>" in moved.text
+    assert "<h1>Passport chip & face verification</h1>" in moved.text
+    assert "Verify face" not in moved.text
 
 
 def api_log_in(api: TestClient) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from axe import with_axe
 from liveserver import (
     CHROMIUM_ARGS,
     PHONE_VIEWPORT,
@@ -70,8 +71,9 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 
 @pytest.fixture
 def context(browser: Browser) -> Iterator[BrowserContext]:
-    """A fresh profile (no cookies) with a phone-sized screen and an English browser."""
-    fresh = browser.new_context(viewport=PHONE_VIEWPORT, locale="en-GB")
+    """A fresh profile (no cookies) with a phone-sized screen and an English browser; axe-core
+    is in each of its pages (``axe.blocking_violations(page)``) when it is installed."""
+    fresh = with_axe(browser.new_context(viewport=PHONE_VIEWPORT, locale="en-GB"))
     fresh.set_default_timeout(TIMEOUT_MS)
     yield fresh
     fresh.close()

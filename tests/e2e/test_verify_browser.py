@@ -16,6 +16,7 @@ from playwright.sync_api import Page, expect
 
 from qianbao.i18n import language_scope, translate
 from qianbao.i18n.formats import country_name
+from qianbao.notify.service import signed_sms
 from tests.verification import liveness_clips
 from tests.verification.flow_helpers import accept_synthetic_clips
 from tests.verification.passport_pages import encode, random_passport, render_page
@@ -104,7 +105,5 @@ def test_verify_face_in_chinese_ends_verified(
     )
     expect(page.get_by_test_id("cert-real-name")).to_contain_text(zh("Verified"))
     sms = live_server.outbox(UK_E164)[0].body
-    assert (
-        zh("Qianbao: your real-name verification was successful. Your account is now verified.")
-        == sms
-    )
+    verified = zh("Your real-name verification was successful. Your account is now verified.")
+    assert signed_sms(verified, "zh_Hans") == sms

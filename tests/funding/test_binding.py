@@ -193,3 +193,48 @@ def test_the_pages_add_a_card(client: TestClient) -> None:
     )
     assert done.url.path == "/me/level"
     assert 'data-tier="class_ii"' in done.text
+
+
+def test_the_bank_card_route_texts_its_success_like_the_passport_route(
+    client: TestClient,
+) -> None:
+    signed = api_sign_up(client)
+    bind(client, bearer(signed["token"]))
+    texts = client.get("/api/v1/demo/outbox", params={"phone": "+447911123456"}).json()
+    assert texts[0]["body"] == (
+        "[Qianbao] Your real-name verification was successful. Your account is now verified."
+    )
+
+
+def test_the_wallet_lists_bound_bank_cards_where_the_unionpay_advice_points(
+    client: TestClient,
+) -> None:
+    sign_up_by_form(client)
+    before = client.get("/wallet").text
+    assert 'id="bank-cards"' in before and "No bank card yet." in before
+    token = csrf(client, "/me/verify/bank-card")
+    sent = client.post("/me/verify/bank-card", data={"csrf": token, **card()})
+    check_id = re.search(r"/me/verify/bank-card/([0-9a-f-]+)/confirm", sent.text)
+    assert check_id
+    client.post(
+        f"/me/verify/bank-card/{check_id.group(1)}/confirm",
+        data={"csrf": token, "code": bank_code(client)},
+    )
+    wallet = client.get("/wallet").text
+    listed = wallet.split('data-testid="bank-cards"')[1].split("</ul>")[0]
+    assert "0018" in listed and "No bank card yet." not in wallet
+    # A UnionPay number on the foreign-card form: the refusal names Bank cards, and the
+    # form links to that section of the wallet.
+    form = client.get("/wallet/cards/new").text
+    assert 'href="/wallet#bank-cards"' in form
+    refused = client.post(
+        "/wallet/cards",
+        data={
+            "csrf": csrf(client, "/wallet/cards/new"),
+            "number": ICBC,
+            "expiry": "08/29",
+            "cvv": "123",
+            "holder_name": "JOHN SMITH",
+        },
+    )
+    assert 'data-code="card.brand_unknown"' in refused.text and "Bank cards" in refused.text

@@ -146,7 +146,7 @@ def test_twenty_failures_lock_the_number_for_a_day_across_new_codes(
                 assert (error.code, error.status) == ("otp.locked", 429)
                 assert error.retry_after == 24 * 3600
                 break
-        clock.advance(minutes=13)  # stay within the hourly cap of 5 codes
+        clock.advance(minutes=21)  # stay within the hourly cap of 3 codes for one purpose
     # Locked: no new code, and the right code would not help either.
     clock.advance(hours=1)
     locked = refused(lambda: service.send_code(db, UK, "signup", HOME, "en", AGREEMENT))
@@ -165,25 +165,58 @@ def test_resend_waits_sixty_seconds_and_says_when(db: Database, clock: FrozenClo
     send_signup_code(db)
 
 
-def test_five_codes_an_hour_and_ten_a_day_per_number(db: Database, clock: FrozenClock) -> None:
-    def ask() -> None:
-        service.send_code(db, UK, "signup", HOME, "en", AGREEMENT)
+def test_each_purpose_has_its_own_cooldown_and_quota(db: Database, clock: FrozenClock) -> None:
+    """Right after sign-up the payment-password (security) code is sent: the sign-up
+    code's cooldown is its own."""
+    db.settings.sms_per_number_per_hour = 10  # the totals out of the way here
+    sign_up(db)
+    sent = service.send_code(db, UK, "security", HOME, "en")
+    assert sent.purpose == "security" and last_code(db, UK)
+    again = refused(lambda: service.send_code(db, UK, "security", HOME, "en"))
+    assert again.code == "otp.resend_too_soon"
+    login = service.send_code(db, UK, "login", HOME, "en")  # another purpose: sent
+    assert login.purpose == "login"
 
-    for _ in range(5):
-        ask()
+    for _ in range(2):  # 3 security codes an hour (sms_per_purpose_per_hour)
         clock.advance(seconds=61)
-    error = refused(ask)
+        service.send_code(db, UK, "security", HOME, "en")
+    clock.advance(seconds=61)
+    error = refused(lambda: service.send_code(db, UK, "security", HOME, "en"))
+    assert error.code == "otp.purpose_hourly_cap"
+    service.send_code(db, UK, "login", HOME, "en")  # login's quota is its own
+
+
+def test_five_codes_an_hour_and_ten_a_day_per_number_whatever_they_are_for(
+    db: Database, clock: FrozenClock
+) -> None:
+    db.settings.sms_per_purpose_per_hour = 3
+    db.settings.sms_per_purpose_per_day = 6
+    signed = sign_up(db)  # one sign-up code
+    assert signed.is_new_account
+    start = clock.now()
+
+    def ask(purpose: service.Purpose) -> None:
+        service.send_code(db, UK, purpose, HOME, "en")
+
+    first_hour: tuple[service.Purpose, ...] = ("login", "login", "security", "security")
+    for purpose in first_hour:
+        clock.advance(seconds=61)
+        ask(purpose)
+    clock.advance(seconds=61)
+    error = refused(lambda: ask("security"))  # the number's 6th code within the hour
     assert error.code == "otp.number_hourly_cap"
-    assert error.retry_after == 3600 - 5 * 61  # when the first of the five leaves the hour
+    hour_used = int((clock.now() - start).total_seconds())
+    assert error.retry_after == 3600 - hour_used  # when the sign-up code leaves the hour
     clock.advance(hours=1)
-    for _ in range(5):
-        ask()
+    second_hour: tuple[service.Purpose, ...] = ("login", "login", "security", "security", "login")
+    for purpose in second_hour:
+        ask(purpose)
         clock.advance(seconds=61)
     clock.advance(hours=1)
-    error = refused(ask)
+    error = refused(lambda: ask("security"))  # the 11th code of the day
     assert error.code == "otp.number_daily_cap"
     clock.advance(hours=22)
-    ask()
+    ask("security")
 
 
 def test_caps_per_address_per_country_and_per_number_range(db: Database) -> None:
@@ -243,7 +276,7 @@ def test_ten_thousand_guesses_in_a_row_get_twenty_tries_at_most(
             outcomes[error.code] = outcomes.get(error.code, 0) + 1
             if error.code == "otp.exhausted":
                 # The attacker asks for a fresh code, as often as the caps allow.
-                clock.advance(seconds=721)
+                clock.advance(seconds=1201)  # 3 codes for one purpose an hour
                 try:
                     real_code = send_signup_code(db)
                 except QianbaoError as refused:
@@ -294,6 +327,7 @@ def test_parallel_requests_cannot_exceed_the_sending_caps(db: Database) -> None:
     assert set(results) == {"sent", "otp.resend_too_soon"}
     db.settings.sms_resend_cooldown_seconds = 0
     db.settings.sms_per_prefix_per_hour = 1000  # this test is about the number's own cap
+    db.settings.sms_per_purpose_per_hour = db.settings.sms_per_purpose_per_day = 1000
     with ThreadPoolExecutor(max_workers=20) as pool:
         results = list(pool.map(ask, range(20)))
     assert results.count("sent") == 4  # five an hour, one already sent

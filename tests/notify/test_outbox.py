@@ -130,7 +130,7 @@ def test_two_workers_never_send_the_same_message(db: Database) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(gateway.calls) == sorted(f"message {n}" for n in range(30))
+    assert sorted(gateway.calls) == sorted(f"[Qianbao] message {n}" for n in range(30))
 
 
 def twilio(handler: httpx.MockTransport) -> TwilioGateway:

@@ -322,6 +322,7 @@ def test_the_database_refuses_a_second_verified_account_for_one_passport(db: Dat
 def test_a_verified_person_resets_the_payment_password_after_a_face_check(
     db: Database, clock: FrozenClock
 ) -> None:
+    db.settings.sms_per_purpose_per_hour = 5  # four security codes below, within the hour
     person = new_person(db)
     case_id = to_face_step(db, person.id)
     face_try(db, person.id, case_id, clip("astronaut"))

@@ -611,7 +611,7 @@ def test_the_sms_is_in_the_recipients_language(
     alice, bob = pair
     db.run(lambda tx: identity.set_language(tx, bob, "zh_Hans"))
     send(db, alice, BOB, "8")
-    assert sms_to(db, BOB)[0] == "钱包：+44 ******3456 向您转账 CNY 8.00。打开“钱包”查看。"
+    assert sms_to(db, BOB)[0] == "【钱包】+44 ******3456 向您转账 CNY 8.00。打开“钱包”查看。"
 
 
 def test_looking_up_numbers_that_name_no_account_is_throttled(

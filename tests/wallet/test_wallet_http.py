@@ -57,6 +57,8 @@ def test_a_newcomer_pays_a_demo_order_by_card_and_gets_a_partial_refund(
         and "identity verification" in cashier["balance_refusal"]
     )
     assert cashier["cards"][0]["fee"] == {"currency": "CNY", "value": "9.00"}
+    # The card's own currency BEFORE paying: CNY 309.00 at 7.1072 CNY per USD.
+    assert cashier["cards"][0]["card_total"] == {"currency": "USD", "value": "43.48"}
     balance = client.post(
         f"/api/v1/orders/{order_id}/pay",
         headers=auth,
@@ -70,7 +72,7 @@ def test_a_newcomer_pays_a_demo_order_by_card_and_gets_a_partial_refund(
     )
     assert paid.status_code == 200, paid.text
     assert paid.json()["order"]["status"] == "TRADE_SUCCESS"
-    assert paid.json()["order"]["card_amount"]["currency"] == "USD"
+    assert paid.json()["order"]["card_amount"] == cashier["cards"][0]["card_total"]
     refund = client.post(
         f"/api/v1/demo/shop/orders/{order_id}/refunds",
         json={"out_request_no": "R1", "amount": "100.00"},
@@ -122,6 +124,9 @@ def test_the_pages_add_a_card_and_pay_at_the_cashier(client: TestClient) -> None
     )
     assert "/cashier/" in str(shop.url)
     assert 'data-testid="balance-refusal"' in shop.text and 'data-testid="fee"' in shop.text
+    # The card-currency amount is on the cashier before paying (CNY 88.00, no fee, in USD).
+    shown = re.search(r'data-testid="card-total">about ([^<]+) on your card', shop.text)
+    assert shown and shown.group(1).replace("\u00a0", " ") == "USD 12.38"
     source = re.search(r'value="(card:[0-9a-f-]+)"', shop.text)
     assert source
     no_pin = client.post(

@@ -1,13 +1,14 @@
 """Pay-for-me (代付): a person who cannot pay an order asks a friend to.
 
 At the cashier the asker makes a link (shown once, with a QR code; only its keyed hash is
-kept) that is good for ``pay_for_me_link_hours`` and never past the order's own close
-time. The friend opens it, logged in, sees the order, the merchant, the amount and who
-asked (masked), and pays with their own sources and payment password through the
-cashier's own functions (``payments.py``): the order stays the asker's, the friend is its
-payer, so the friend's rights and limits count and a refund goes back to the friend, the
-way they paid. The link is marked paid, and the asker told by SMS, in the payment's own
-transaction (``payments.OnBehalf``), so a payment and its link never disagree.
+kept) that is good for ``pay_for_me_link_hours``; the order stays payable while a link
+lives, up to ``pay_for_me_order_max_hours`` after it was made. The friend opens it,
+logged in, sees the order, the merchant, the amount and who asked (masked), and pays with
+their own sources and payment password through the cashier's own functions
+(``payments.py``): the order stays the asker's, the friend is its payer, so the friend's
+rights and limits count and a refund goes back to the friend, the way they paid. The link
+is marked paid, and the asker told by SMS, in the payment's own transaction
+(``payments.OnBehalf``), so a payment and its link never disagree.
 
 A link's state is worked out on every read from the link and its order, so it is right
 even before the worker marks expired links (``expire_links``).
@@ -117,16 +118,29 @@ def ask_a_friend(tx: Tx, asker_id: uuid.UUID, order_id: uuid.UUID) -> NewLink:
         order_id=order.id,
         asker_id=asker_id,
         created_at=tx.now(),
-        expires_at=min(
-            tx.now() + timedelta(hours=tx.settings.pay_for_me_link_hours), order.expires_at
-        ),
+        expires_at=_link_lifetime_end(tx, order),
         state="open",
     )
     tx.session.add(link)
     tx.session.flush()
+    # A friend abroad rarely answers within a shop's 15 minutes: the order waits for
+    # the link (payments.keep_payable_until), up to its maximum.
+    payments.keep_payable_until(tx, order, link.expires_at)
     return NewLink(
         link.id, token, PATH_PREFIX + token, link.expires_at, payments.get_order(tx, order.id)
     )
+
+
+def _link_lifetime_end(tx: Tx, order: PaymentOrder) -> datetime:
+    """``pay_for_me_link_hours`` from now, but an order is kept payable by links no
+    longer than ``pay_for_me_order_max_hours`` after it was made (or its own time, if
+    the shop gave it longer)."""
+    s = tx.settings
+    wanted = tx.now() + timedelta(hours=s.pay_for_me_link_hours)
+    longest = max(
+        order.created_at + timedelta(hours=s.pay_for_me_order_max_hours), order.expires_at
+    )
+    return min(wanted, longest)
 
 
 def links_of_order(tx: Tx, asker_id: uuid.UUID, order_id: uuid.UUID) -> list[LinkView]:

@@ -513,3 +513,32 @@ def _refund_view(row: OrderRefund) -> RefundView:
         status=row.status,
         created_at=row.created_at,
     )
+
+
+@dataclass(frozen=True)
+class HeldRefunds:
+    """What the held money is made of, when it is refunds alone: the refunds proper and
+    the share of the card fee that came back with them (CNY 100 + CNY 3 = CNY 103)."""
+
+    refunded: Money
+    fee_returned: Money
+
+
+def held_refunds(tx: Tx, payer_id: uuid.UUID, held: Money) -> HeldRefunds | None:
+    """Break ``held`` down into refunds and returned fee shares. Held money is released
+    all at once, so it is the newest refunds kept as held that add up to it; None when
+    they do not (money held for another reason), so nothing untrue is said."""
+    rows = tx.session.execute(
+        select(OrderRefund.amount, OrderRefund.fee_refunded)
+        .join(PaymentOrder, PaymentOrder.id == OrderRefund.order_id)
+        .where(PaymentOrder.payer_id == payer_id, OrderRefund.destination == "held")
+        .order_by(OrderRefund.created_at.desc())
+    )
+    refunded = fee = 0
+    for amount, fee_part in rows:
+        if refunded + fee >= held.minor:
+            break
+        refunded, fee = refunded + amount, fee + fee_part
+    if held.minor <= 0 or refunded + fee != held.minor:
+        return None
+    return HeldRefunds(Money(held.currency, refunded), Money(held.currency, fee))

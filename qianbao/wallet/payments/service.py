@@ -147,6 +147,8 @@ class WalletView:
     held: Money
     can_use_balance: bool
     cards: list[foreign_cards.ForeignCardView]
+    # Mainland bank cards bound after the bank's check (the bank-card route).
+    bank_cards: list[funding.BoundCard]
 
 
 def wallet(tx: Tx, user_id: uuid.UUID) -> WalletView:
@@ -162,6 +164,7 @@ def wallet(tx: Tx, user_id: uuid.UUID) -> WalletView:
         held=Money(CNY, held.available),
         can_use_balance=standing(tx, user_id).rights.use_balance,
         cards=foreign_cards.cards_of(tx, user_id),
+        bank_cards=funding.bank_cards(tx, user_id),
     )
 
 
@@ -396,6 +399,15 @@ def user_order(tx: Tx, user_id: uuid.UUID, order_id: uuid.UUID) -> OrderView:
     return order_view(tx, order)
 
 
+def keep_payable_until(tx: Tx, order: PaymentOrder, until: datetime) -> None:
+    """An unpaid order (locked by the caller) stays payable at least until ``until``:
+    a pay-for-me link that lives longer than the order's own timeout carries it along.
+    Never shortens the order's time."""
+    if order.status == "WAIT_BUYER_PAY" and order.expires_at < until:
+        order.expires_at = until
+        tx.session.flush()
+
+
 def close_expired_orders(tx: Tx, limit: int = 500) -> int:
     """Unpaid orders close after their timeout (Alipay's TRADE_CLOSED)."""
     rows = list(
@@ -532,6 +544,9 @@ class CardQuote:
     card: foreign_cards.ForeignCardView
     fee: Money
     total: Money
+    # The total in the card's own currency at today's rate, shown BEFORE paying (as the
+    # Tour Pass quote does); None for a currency without a configured rate.
+    card_total: Money | None = None
 
 
 @dataclass(frozen=True)
@@ -556,7 +571,12 @@ def cashier(tx: Tx, user_id: uuid.UUID, order_id: uuid.UUID) -> Cashier:
     quotes = []
     for card in view.cards:
         fee = _fee(tx, order.amount)
-        quotes.append(CardQuote(card, fee, order.amount + fee))
+        total = order.amount + fee
+        rate = tx.settings.fx_rates.get(card.currency)
+        in_card_currency = (
+            card_network.to_card_currency(total, card.currency, rate) if rate else None
+        )
+        quotes.append(CardQuote(card, fee, total, in_card_currency))
     return Cashier(
         order=order,
         balance=view.balance,

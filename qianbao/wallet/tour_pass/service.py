@@ -712,7 +712,7 @@ def _expire(tx: Tx, row: TourPass) -> None:
         tx,
         row.user_id,
         N_(
-            "Qianbao: your Tour Pass has expired. What is left on it ({amount}) goes back "
+            "Your Tour Pass has expired. What is left on it ({amount}) goes back "
             "to the cards you topped it up with."
         ),
         {"amount": left.format()},

@@ -57,9 +57,9 @@ MAX_KEY_CHARS: Final = 80
 _KEY = re.compile(r"[A-Za-z0-9._:\-]{1,80}")
 _AMOUNT = re.compile(r"[+-]?(\d{1,12}(\.\d*)?|\.\d+)")
 
-SMS_RECEIVED: Final = N_("Qianbao: {sender} sent you {amount}. Open Wallet to see it.")
+SMS_RECEIVED: Final = N_("{sender} sent you {amount}. Open Wallet to see it.")
 SMS_RECEIVED_NOTE: Final = N_(
-    "Qianbao: {sender} sent you {amount} with the note “{note}”. Open Wallet to see it."
+    "{sender} sent you {amount} with the note “{note}”. Open Wallet to see it."
 )
 
 
