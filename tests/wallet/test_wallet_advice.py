@@ -40,7 +40,8 @@ def test_held_money_says_it_includes_the_returned_fee_share(
     clock.advance(seconds=61)
     log_in_by_form(client, db, NUMBER)
     held = held_section(client.get("/wallet").text)
-    refunded, fee = cny("100.00").format(), cny("3.00").format()  # as the page writes them
+    # As the page writes amounts: Babel's format, one unbreakable word.
+    refunded, fee = (f'<span class="amount">{cny(v).format()}</span>' for v in ("100.00", "3.00"))
     assert cny("103.00").format() in held
     assert 'data-testid="held-fee-share"' in held
     assert f"{refunded} refunded plus {fee}, your share of the card fee" in held

@@ -125,7 +125,10 @@ def test_the_pages_add_a_card_and_pay_at_the_cashier(client: TestClient) -> None
     assert "/cashier/" in str(shop.url)
     assert 'data-testid="balance-refusal"' in shop.text and 'data-testid="fee"' in shop.text
     # The card-currency amount is on the cashier before paying (CNY 88.00, no fee, in USD).
-    shown = re.search(r'data-testid="card-total">about ([^<]+) on your card', shop.text)
+    shown = re.search(
+        r'data-testid="card-total">about <span class="amount">([^<]+)</span> on your card',
+        shop.text,
+    )
     assert shown and shown.group(1).replace("\u00a0", " ") == "USD 12.38"
     source = re.search(r'value="(card:[0-9a-f-]+)"', shop.text)
     assert source
