@@ -77,15 +77,25 @@ def test_scan_a_shop_s_code_pay_it_and_pay_a_person_s_receive_code(
     page.goto(live_server.url + "/")
     log_in(page, live_server, BUYER)
     page.wait_for_url(re.compile(r"/home$"))
-    page.goto(live_server.url + "/wallet/scan")
+    # Home -> Scan, as a person does: the action row's Scan.
+    page.locator('[data-action="scan"] a').click()
+    page.wait_for_url(re.compile(r"/wallet/scan$"))
     expect(page.get_by_role("heading", name=t("Scan"))).to_be_visible()
     shoot(page, "24-scan")
     page.get_by_label(t("Or paste a code or its link")).fill(qr_code)
     page.get_by_role("button", name=t("Open"), exact=True).click()
+    page.wait_for_url(re.compile(r"/cashier/"))
+    shoot(page, "25-merchant-qr-cashier")
     pay_at_the_cashier(page)
     page.goto(live_server.url + "/wallet/history")
-    expect(page.get_by_test_id("history")).to_contain_text("Oolong tea")
-    expect(page.get_by_test_id("history")).to_contain_text("36.50")
+    history = page.get_by_test_id("history")
+    expect(history).to_contain_text("Oolong tea")
+    expect(history).to_contain_text("36.50")
+    # In the person's own time zone (Beijing's by default), named, and in words: "Paid",
+    # not TRADE_SUCCESS.
+    expect(history).to_contain_text("China Standard Time")
+    expect(history).to_contain_text(t("Paid"))
+    expect(history).not_to_contain_text("TRADE_SUCCESS")
 
     # The buyer's receive code, for CNY 12.00; the payment code for the README.
     page.goto(live_server.url + "/wallet/payment-code")
