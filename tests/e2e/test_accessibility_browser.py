@@ -1,6 +1,6 @@
 """axe-core on every page a visitor can reach, in English and Chinese: anonymous, signed
-in and not verified, verified, and the back office for staff. Pages are found by
-following the links of each page from the start (same site, GET only), so a new page
+in and not verified, verified, the back office for staff, and the merchant portal. Pages
+are found by following the links of each page from the start (same site, GET only), so a new page
 linked from anywhere is checked without being listed here."""
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from qianbao.money import Money
 from qianbao.verification import service as verification
 from qianbao.wallet.pay_for_me import service as pay_for_me
 from qianbao.wallet.payments import service as payments
+from tests.openplatform.portal.helpers import new_shop
 
 pytestmark = [
     pytest.mark.e2e,
@@ -32,7 +33,7 @@ pytestmark = [
 # and links that end the session the crawl is using.
 SKIPPED = re.compile(
     r"^/(docs|redoc|openapi\.json|api/|static/|healthz|metrics)|"
-    r"logout|log-out|sign-out|\.(csv|svg|png|jpe?g|js|css|json|txt)$"
+    r"logout|log-out|sign-out|\.(csv|svg|png|jpe?g|js|css|json|txt|pem)$"
 )
 MOST_PAGES = 80  # a guard against a crawl that never ends (links made per visit)
 STAFF_PASSWORD = "a long reviewer passphrase"
@@ -90,7 +91,7 @@ def fresh_context(browser: Browser) -> BrowserContext:
     return context
 
 
-def test_every_page_passes_axe_for_visitors_people_and_staff(
+def test_every_page_passes_axe_for_visitors_people_staff_and_merchants(
     browser: Browser, live_server: LiveServer
 ) -> None:
     server = live_server
@@ -130,6 +131,21 @@ def test_every_page_passes_axe_for_visitors_people_and_staff(
         page.wait_for_url(re.compile(r"/admin(?!/login)"))
         problems |= tagged(f"staff ({role})", in_both_languages(member, server, "/admin"))
         member.close()
+
+    # The merchant portal: its sign-in and application pages, then a merchant's own.
+    problems |= tagged(
+        "anonymous", in_both_languages(fresh_context(browser), server, "/merchant/login")
+    )
+    shop = new_shop(server.db, "Teahouse Online", "owner@teahouse.example")
+    merchant = fresh_context(browser)
+    page = merchant.new_page()
+    page.goto(server.url + "/merchant/login")
+    page.get_by_label("Email or username").fill(shop.login)
+    page.get_by_label("Password").fill(shop.password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(r"/merchant/orders"))
+    problems |= tagged("merchant", in_both_languages(merchant, server, "/merchant/orders"))
+    merchant.close()
     assert problems == {}, "\n".join(f"{where}: {found}" for where, found in problems.items())
 
 
