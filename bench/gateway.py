@@ -1,6 +1,7 @@
 """The trade API in process: request signature checks against the bare RSA verification
 of ``cryptography`` in the same run, precreate and barcode-pay round trips, and
-notifications delivered per second with 1 and 2 delivering threads.
+notifications delivered per second with 1 and 2 delivering threads, and with 1 and 2
+worker processes (each its own interpreter, as `qianbao worker` runs).
 
 Everything runs in this process against a migrated SQLite file in a temp dir (or the
 PostgreSQL database given with ``--pg-url``, whose public schema is dropped and made
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import re
 import tempfile
@@ -28,6 +30,8 @@ import uuid
 from collections.abc import Callable
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -149,6 +153,38 @@ def deliver_all(db: Database, threads: int) -> tuple[float, list[int]]:
     return sum(counts) / (time.perf_counter() - started), counts
 
 
+def deliver_in_a_process(settings: Settings, answers: Queue[int], start: Barrier) -> None:
+    """One worker process: once every process is up, deliver what is due until nothing
+    is, and say how many."""
+    db = Database(settings)
+    start.wait()
+    count = 0
+    while done := notifications.deliver_due(db):
+        count += done
+    db.dispose()
+    answers.put(count)
+
+
+def deliver_by_processes(db: Database, processes: int) -> tuple[float, list[int]]:
+    """Every due notification delivered by ``processes`` worker processes at once."""
+    context = multiprocessing.get_context("spawn")
+    answers: Queue[int] = context.Queue()
+    start = context.Barrier(processes + 1)  # timed from when every process is up
+    workers = [
+        context.Process(target=deliver_in_a_process, args=(db.settings, answers, start))
+        for _ in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    start.wait()
+    started = time.perf_counter()
+    counts = [answers.get() for _ in workers]
+    elapsed = time.perf_counter() - started
+    for worker in workers:
+        worker.join()
+    return sum(counts) / elapsed, counts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
@@ -219,6 +255,14 @@ def main() -> None:
                 print(
                     f"notifications delivered with {threads} thread(s): "
                     f"{delivered:9.1f} /s  (each: {counts})"
+                )
+            for processes in (1, 2):
+                offset = (3 + processes) * notices
+                rate(notices, partial(pay_numbered, pay, offset))
+                delivered, counts = deliver_by_processes(db, processes)
+                print(
+                    f"notifications delivered by {processes} worker process(es):"
+                    f" {delivered:9.1f} /s  (each: {counts})"
                 )
             server.shutdown()
         db.dispose()
