@@ -168,6 +168,9 @@ def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Non
     monkeypatch.setenv("QIANBAO_DATABASE_URL", settings.database_url)
     monkeypatch.setenv("QIANBAO_VAR_DIR", str(settings.var_dir))
     monkeypatch.setenv("QIANBAO_SECRET_KEY", settings.secret_key)
+    # `qianbao demo` turns demo mode on in the process's environment; set here, it is
+    # taken out again after the test instead of leaking into every later one.
+    monkeypatch.setenv("QIANBAO_DEMO", "false")
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
