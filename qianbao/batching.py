@@ -10,7 +10,7 @@ PostgreSQL itself groups WAL flushes):
   what is queued (at most ``money_batch_max``), runs it as one transaction, hands each
   caller its own answer, and passes the lead to a waiting caller if more came meanwhile.
   Alone, an operation runs exactly as ``Database.run`` would run it.
-- Each operation runs inside a SAVEPOINT, in order, in its caller's own context (its
+- Each operation of a group of two or more runs inside a SAVEPOINT, in order, in its caller's own context (its
   language, its request's session check). One that is refused rolls back to its
   savepoint alone (or keeps what its refusal keeps, such as a wrong payment password's
   count) and its caller gets the refusal; the others commit.
@@ -116,6 +116,10 @@ class Batcher:
                 self._leading = False
 
     def _run_group(self, group: list[_Submitted[object]]) -> None:
+        if len(group) == 1:
+            self._run_alone(group[0])
+            return
+
         def all_of_them(tx: Tx) -> list[_Done]:
             return [_run_one(tx, submitted) for submitted in group]
 
@@ -132,6 +136,21 @@ class Batcher:
         metrics.money_group(len(group))
         for submitted, outcome in zip(group, done, strict=True):
             _answer(submitted, outcome)
+
+    def _run_alone(self, submitted: _Submitted[object]) -> None:
+        """An operation with nobody to share with: its own transaction, exactly as
+        ``Database.run`` runs it (a savepoint would only add two round trips)."""
+        try:
+            submitted.result = submitted.context.run(
+                self._db.run, submitted.use_case, isolation=self._isolation
+            )
+        except BaseException as error:  # the caller's to raise, as in a group
+            submitted.error = error
+        if not isinstance(submitted.error, DBAPIError):  # ran, refused or not, as in a group
+            self.groups_run += 1
+            self.operations_run += 1
+            metrics.money_group(1)
+        submitted.answered.set()
 
 
 def _run_one(tx: Tx, submitted: _Submitted[object]) -> _Done:

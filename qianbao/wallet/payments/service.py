@@ -661,7 +661,7 @@ def _pay_from_balance(
     key = str(user_id)
     claim_wallets(tx, key)  # before the limits: a parallel payment or transfer waits
     _within_balance_limits(tx, user_id, amount, rights)
-    merchant = merchant_of(tx, order.merchant_id)
+    merchant = merchant_facts(tx, order.merchant_id)
     receipt = ledger.transfer(
         tx,
         f"order:{order.id}:pay",
@@ -915,6 +915,38 @@ def merchant_of(tx: Tx, merchant_id: uuid.UUID) -> Merchant:
     return merchant
 
 
+@dataclass(frozen=True)
+class MerchantFacts:
+    """What a payment needs of its merchant; none of it changes once the merchant is
+    created (nothing updates a ``merchants`` row)."""
+
+    name: str
+    settlement_account_id: uuid.UUID
+
+
+# Remembered per process and database, as account ids are (``_OPENED``): one load less
+# on every payment and every order shown.
+_MERCHANTS: WeakKeyDictionary[Database, dict[uuid.UUID, MerchantFacts]] = WeakKeyDictionary()
+
+
+def merchant_facts(tx: Tx, merchant_id: uuid.UUID) -> MerchantFacts:
+    remembered = _MERCHANTS.setdefault(tx.db, {}).get(merchant_id)
+    if remembered is not None:
+        return remembered
+    merchant = merchant_of(tx, merchant_id)
+    facts = MerchantFacts(merchant.name, merchant.settlement_account_id)
+    tx.after_commit(partial(_remember_merchant, _MERCHANTS[tx.db], merchant_id, facts))
+    return facts
+
+
+def _remember_merchant(
+    known: dict[uuid.UUID, MerchantFacts], merchant_id: uuid.UUID, facts: MerchantFacts
+) -> None:
+    if len(known) > 100_000:
+        known.clear()
+    known[merchant_id] = facts
+
+
 def _refuse_strangers(order: PaymentOrder, user_id: uuid.UUID) -> None:
     """An order someone has paid is theirs and the buyer's: to anyone else it is unknown
     (the same 404 as a made-up id, so that no answer tells whether it exists)."""
@@ -1096,7 +1128,7 @@ def _within_card_limits(tx: Tx, user_id: uuid.UUID, amount: Money, rights: Right
 
 
 def order_view(tx: Tx, order: PaymentOrder) -> OrderView:
-    merchant = merchant_of(tx, order.merchant_id)
+    merchant = merchant_facts(tx, order.merchant_id)
     card_amount = (
         Money(order.card_currency, order.card_amount)
         if order.card_currency and order.card_amount is not None
