@@ -10,10 +10,10 @@ PostgreSQL itself groups WAL flushes):
   what is queued (at most ``money_batch_max``), runs it as one transaction, hands each
   caller its own answer, and passes the lead to a waiting caller if more came meanwhile.
   Alone, an operation runs exactly as ``Database.run`` would run it.
-- Each operation of a group of two or more runs inside a SAVEPOINT, in order, in its caller's own context (its
-  language, its request's session check). One that is refused rolls back to its
-  savepoint alone (or keeps what its refusal keeps, such as a wrong payment password's
-  count) and its caller gets the refusal; the others commit.
+- In a group of two or more, each operation runs inside a SAVEPOINT, in order, in its
+  caller's own context (its language, its request's session check). One that is
+  refused rolls back to its savepoint alone (or keeps what its refusal keeps, such as a
+  wrong payment password's count) and its caller gets the refusal; the others commit.
 - A serialization failure or deadlock anywhere runs the whole group again, each
   operation from its start, as ``Database.run`` does for one. Every operation is
   idempotent under its own key, so running again cannot do anything twice.
