@@ -20,10 +20,8 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from functools import lru_cache
 from typing import Final
-from zoneinfo import ZoneInfo
 
 import ua_parser
 from sqlalchemy import select
@@ -31,9 +29,9 @@ from sqlalchemy.exc import IntegrityError
 
 from qianbao.db import Tx
 from qianbao.i18n import N_, Language, language_scope, translate
+from qianbao.i18n.formats import DEFAULT_TIME_ZONE, is_time_zone, local_datetime
 from qianbao.identity import places
 from qianbao.identity.models import AuthSession, KnownDevice, SignInCountry, User
-from qianbao.identity.phone import from_e164
 from qianbao.notify.email import queue_email
 from qianbao.notify.service import queue_sms
 from qianbao.sealing import keyring
@@ -190,11 +188,6 @@ def end_link(tx: Tx, session_id: uuid.UUID) -> str:
     return f"{base}{END_LINK_PATH}{end_link_token(tx, session_id)}"
 
 
-def local_time(moment: datetime, zone: str) -> str:
-    """``2026-12-07 17:14 (Asia/Shanghai)``: the moment on the person's own clock."""
-    return f"{moment.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M} ({zone})"
-
-
 @dataclass(frozen=True)
 class SignInFacts:
     """What the notice and the end-link page say about one sign-in."""
@@ -205,9 +198,12 @@ class SignInFacts:
 
 
 def describe(session: AuthSession, user: User, language: Language) -> SignInFacts:
+    """The time on the person's own clock (their profile's zone, Beijing's until they
+    choose one), the zone named as every page names it."""
+    zone = user.time_zone if is_time_zone(user.time_zone) else DEFAULT_TIME_ZONE
     with language_scope(language):
         return SignInFacts(
-            time=local_time(session.created_at, from_e164(user.phone_e164).time_zone()),
+            time=local_datetime(session.created_at, zone, language),
             place=places.place_name(session.country, language),
             device=device_name(session.user_agent),
         )

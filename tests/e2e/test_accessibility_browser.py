@@ -1,28 +1,43 @@
 """axe-core on every page a visitor can reach, in English and Chinese: anonymous, signed
 in and not verified, verified, the back office for staff, and the merchant portal. Pages
 are found by following the links of each page from the start (same site, GET only), so a new page
-linked from anywhere is checked without being listed here."""
+linked from anywhere is checked without being listed here. The pages that only a form
+leads to (each step of "Verify face", the bank card's code, a Tour Pass once bought) are
+walked to by one person, as a person gets there."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from urllib.parse import urldefrag, urlparse
 
 import pytest
 from axe import AXE_MISSING, axe_available, blocking_violations, with_axe
 from liveserver import PHONE_VIEWPORT, LiveServer
-from playwright.sync_api import Browser, BrowserContext, Page
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 from test_security_browser import UK_E164, sign_up
+from verify_walk import (
+    ask_for_challenge,
+    confirm_document,
+    perform_challenge,
+    send_photo_page,
+    valid_passport,
+)
 
 from qianbao.access import ROLES
+from qianbao.i18n import HTML_LANG, LANGUAGES, Language
+from qianbao.identity import security, staff
 from qianbao.identity import service as identity
-from qianbao.identity import staff
 from qianbao.identity.phone import from_e164
 from qianbao.money import Money
 from qianbao.verification import service as verification
 from qianbao.wallet.pay_for_me import service as pay_for_me
 from qianbao.wallet.payments import service as payments
+from tests.funding.test_binding import ICBC, JOHN, RESERVED
+from tests.helpers import HOME, last_code, wrong_code
 from tests.openplatform.portal.helpers import new_shop
+from tests.verification.flow_helpers import accept_synthetic_clips
+from tests.wallet.test_payments import PIN, add_card
 
 pytestmark = [
     pytest.mark.e2e,
@@ -77,12 +92,17 @@ def in_both_languages(
     """The crawl from ``starts`` in English, then in Chinese (the language cookie)."""
     problems: dict[str, list[str]] = {}
     page = context.new_page()
-    for language in ("en", "zh_Hans"):
-        context.add_cookies([{"name": "qb_lang", "value": language, "url": server.url}])
+    for language in LANGUAGES:
+        speak(context, server, language)
         for path, found in crawl(page, server, list(starts)).items():
             problems[f"{language} {path}"] = found
     page.close()
     return problems
+
+
+def speak(context: BrowserContext, server: LiveServer, language: Language) -> None:
+    """The pages from now on in ``language`` (the cookie the language buttons set)."""
+    context.add_cookies([{"name": "qb_lang", "value": language, "url": server.url}])
 
 
 def fresh_context(browser: Browser) -> BrowserContext:
@@ -151,3 +171,99 @@ def test_every_page_passes_axe_for_visitors_people_staff_and_merchants(
 
 def tagged(who: str, problems: dict[str, list[str]]) -> dict[str, list[str]]:
     return {f"{who} {where}": found for where, found in problems.items()}
+
+
+# --- pages that only a form leads to -----------------------------------------------------
+
+FLOW = "/me/verify/passport-face"  # shows whichever step the person's case is at
+
+
+def checked(page: Page, language: Language, where: str) -> dict[str, list[str]]:
+    """The page as it is now, in ``language`` (checked first: a page in the other language
+    would pass for nothing), and its blocking violations."""
+    expect(page.locator("html")).to_have_attribute("lang", HTML_LANG[language])
+    found = blocking_violations(page)
+    return {f"{language} {where}": [str(v) for v in found]} if found else {}
+
+
+def flow_step(page: Page, server: LiveServer, where: str) -> dict[str, list[str]]:
+    """The verification step the case is at, in each language."""
+    problems: dict[str, list[str]] = {}
+    for language in LANGUAGES:
+        speak(page.context, server, language)
+        page.goto(server.url + FLOW)
+        problems |= checked(page, language, where)
+    return problems
+
+
+def bank_card_code(page: Page, server: LiveServer) -> dict[str, list[str]]:
+    """The four elements sent (a sandbox card that matches), the page asking for the bank's
+    code, then that page refusing a wrong one; once per language (a check each)."""
+    problems: dict[str, list[str]] = {}
+    typed = {"card_number": ICBC, **JOHN, "reserved_phone": RESERVED}
+    for language in LANGUAGES:
+        speak(page.context, server, language)
+        page.goto(server.url + "/me/verify/bank-card")
+        for field, value in typed.items():
+            page.locator(f"#{field}").fill(value)
+        page.locator("#bank-form button[type=submit]").click()
+        expect(page.get_by_test_id("bank-check")).to_be_visible()
+        problems |= checked(page, language, "bank card: the bank's code")
+        page.locator("#code").fill(wrong_code(server.sms_code(RESERVED)))
+        page.locator("form[action$='/confirm'] button[type=submit]").click()
+        expect(page.get_by_role("alert")).to_be_visible()
+        problems |= checked(page, language, "bank card: a wrong code")
+    return problems
+
+
+def verify_face(page: Page, server: LiveServer, folder: Path) -> dict[str, list[str]]:
+    """ "Verify face" by the passport route, walked with a photo page and a face clip; each
+    step checked in both languages. Ends verified."""
+    accept_synthetic_clips(server.settings)
+    page.goto(server.url + "/me/verify")
+    page.locator("[data-testid=option-face] button[type=submit]").click()
+    send_photo_page(page, valid_passport(), folder)
+    problems = flow_step(page, server, "verify: is this you?")
+    confirm_document(page)
+    problems |= flow_step(page, server, "verify: the face step")
+    challenge = ask_for_challenge(page)
+    problems |= flow_step(page, server, "verify: the challenge")
+    perform_challenge(page, challenge, folder)
+    expect(page.get_by_test_id("result")).to_have_attribute("data-status", "verified")
+    return problems | flow_step(page, server, "verify: verified")
+
+
+def tour_pass_bought(page: Page, server: LiveServer) -> dict[str, list[str]]:
+    """A Tour Pass opened and topped up by card on its pages: the fee and total before the
+    payment password, then the pass holding money; once per language (a top-up each)."""
+    db = server.db
+    account = db.run(lambda tx: identity.account_by_phone(tx, from_e164(UK_E164)))
+    security.send_security_code(db, account.id, HOME, "en")
+    security.set_payment_password(db, account.id, PIN, sms_code=last_code(db, account.phone))
+    add_card(db, account.id)
+    page.goto(server.url + "/wallet/tour-pass")
+    page.get_by_test_id("open-tour-pass").click()
+    problems: dict[str, list[str]] = {}
+    for language in LANGUAGES:
+        speak(page.context, server, language)
+        page.goto(server.url + "/wallet/tour-pass")
+        page.locator("#amount").fill("200")
+        page.locator("[data-testid=top-up-form] button[type=submit]").click()
+        expect(page.get_by_test_id("top-up-fee")).to_be_visible()
+        problems |= checked(page, language, "Tour Pass: the top-up's fee and total")
+        page.locator("#payment_password").fill(PIN)
+        page.locator("[data-testid=top-up-review] button[type=submit]").click()
+        expect(page.get_by_test_id("tour-pass-balance")).to_be_visible()
+        problems |= checked(page, language, "Tour Pass: held, just topped up")
+    return problems
+
+
+def test_pages_only_a_form_leads_to_pass_axe_in_both_languages(
+    page: Page, live_server: LiveServer, tmp_path: Path
+) -> None:
+    live_server.settings.sms_resend_cooldown_seconds = 0  # the bank's and security codes
+    sign_up(page, live_server)
+    problems = bank_card_code(page, live_server)  # not confirmed: the passport verifies
+    problems |= verify_face(page, live_server, tmp_path)
+    problems |= tour_pass_bought(page, live_server)  # a pass needs the passport route
+    assert problems == {}, "\n".join(f"{where}: {found}" for where, found in problems.items())

@@ -3,7 +3,8 @@ payment and a transfer sees every amount on one line (no "CNY 93,876.|45"), the 
 with their icons, and recent activity on Beijing's clock; in English and in Chinese.
 A newcomer's Home shows the refused actions with their reasons.
 
-With ``HOME_SCREENSHOTS=docs/screenshots`` it also takes the README's pictures."""
+With ``HOME_SCREENSHOTS=docs/screenshots`` it also takes the README's pictures, in English
+and in Chinese."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from qianbao.identity.phone import parse_mobile
 from qianbao.money import Money
 from qianbao.wallet.payments import service as payments
 from qianbao.wallet.transfers import service as transfers
+from tests.e2e.test_verify_browser import zh
 from tests.helpers import HOME, last_code, sign_up
 from tests.wallet.test_payments import PIN, fund, verify
 
@@ -120,6 +122,7 @@ def test_home_at_375_px_keeps_every_amount_on_one_line_in_both_languages(
     expect(page.get_by_test_id("activity")).to_contain_text("（中国标准时间）")
     expect(page.get_by_test_id("activity")).to_contain_text("已付款")
     assert_no_amount_wraps(page)
+    shoot(page, "home-zh.png")
 
 
 def test_a_newcomers_home_shows_why_the_actions_wait(page: Page, live_server: LiveServer) -> None:
@@ -131,3 +134,8 @@ def test_a_newcomers_home_shows_why_the_actions_wait(page: Page, live_server: Li
     expect(refused).to_contain_text(t("Verify your real name to send money."))
     assert page.evaluate(PAGE_WIDTH) <= 375
     shoot(page, "home-unverified-en.png")
+
+    page.get_by_role("button", name="简体中文").click()
+    expect(refused).to_contain_text(zh("Verify your real name to send money."))
+    assert page.evaluate(PAGE_WIDTH) <= 375
+    shoot(page, "home-unverified-zh.png")

@@ -31,7 +31,7 @@ from qianbao.openplatform.gateway import demo as gateway_demo
 from qianbao.openplatform.gateway import notifications as shop_notifications
 from qianbao.verification import face, liveness, service, trust_store
 from tests.e2e.test_two_people_browser import log_in
-from tests.e2e.test_verify_browser import valid_today_seed
+from tests.e2e.verify_walk import valid_today_seed
 from tests.helpers import HOME, last_code, sign_up
 from tests.verification.chip_vectors import genuine_chip, sign_aa
 from tests.verification.flow_helpers import (

@@ -2,8 +2,9 @@
 (``alipay.trade.precreate``); the person opens Scan, the camera reads the code (Chromium's
 fake camera plays a video of it, decoded in the page) or the person pastes it, pays at the
 cashier and finds the payment in their history; a second person scans the first one's
-receive code and sends money to it. Set ``MONEY_CODES_SCREENSHOTS`` to a folder to save
-the README's screenshots of the receive code, the payment code and Scan there."""
+receive code and sends money to it; then Scan, a shop's cashier and both codes in Chinese.
+Set ``MONEY_CODES_SCREENSHOTS`` to a folder to save the README's screenshots of the receive
+code, the payment code, Scan and a shop's cashier there, in English and in Chinese."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from qianbao.identity import security
 from qianbao.identity.phone import parse_mobile
 from tests.e2e.conftest import CHROMIUM, TIMEOUT_MS
 from tests.e2e.test_two_people_browser import log_in, second_person, t
+from tests.e2e.test_verify_browser import zh
 from tests.helpers import HOME, last_code, sign_up
 from tests.openplatform.gateway.test_rules import App
 from tests.wallet.test_payments import PIN, fund, verify
@@ -48,14 +50,19 @@ def person_with_money(server: LiveServer, number: str, money: str) -> None:
     fund(db, account.id, money)
 
 
-def precreate(server: LiveServer, number: str, amount: str) -> str:
-    """The shop's QR code: what ``alipay.trade.precreate`` answers as ``qr_code``."""
-    made = App(server.db).ask(
-        "alipay.trade.precreate",
-        {"out_trade_no": number, "total_amount": amount, "subject": "Oolong tea"},
-    )
-    assert made["code"] == "10000", made
-    return str(made["qr_code"])
+def precreate(server: LiveServer, amount: str, *numbers: str) -> list[str]:
+    """One shop's QR codes, an order each: what ``alipay.trade.precreate`` answers as
+    ``qr_code``."""
+    shop = App(server.db)
+    codes = []
+    for number in numbers:
+        made = shop.ask(
+            "alipay.trade.precreate",
+            {"out_trade_no": number, "total_amount": amount, "subject": "Oolong tea"},
+        )
+        assert made["code"] == "10000", made
+        codes.append(str(made["qr_code"]))
+    return codes
 
 
 def pay_at_the_cashier(page: Page) -> None:
@@ -72,7 +79,7 @@ def test_scan_a_shop_s_code_pay_it_and_pay_a_person_s_receive_code(
     live_server.settings.sms_resend_cooldown_seconds = 0
     person_with_money(live_server, BUYER, "200")
     person_with_money(live_server, FRIEND, "100")
-    qr_code = precreate(live_server, "SCAN1", "36.50")
+    qr_code, chinese_code = precreate(live_server, "36.50", "SCAN1", "SCAN2")
 
     page.goto(live_server.url + "/")
     log_in(page, live_server, BUYER)
@@ -133,6 +140,31 @@ def test_scan_a_shop_s_code_pay_it_and_pay_a_person_s_receive_code(
         friend_context.close()
     page.goto(live_server.url + "/wallet/history")
     expect(page.get_by_test_id("transfers")).to_contain_text("Tea money")
+    the_same_pages_in_chinese(page, live_server, chinese_code)
+
+
+def the_same_pages_in_chinese(page: Page, server: LiveServer, qr_code: str) -> None:
+    """Scan, the cashier of another of the shop's codes, the payment code and the receive
+    code, after the language button's Chinese."""
+    page.get_by_role("button", name="简体中文").click()
+    page.goto(server.url + "/wallet/scan")
+    expect(page.get_by_role("heading", name=zh("Scan"))).to_be_visible()
+    shoot(page, "24-scan-zh")
+    page.get_by_label(zh("Or paste a code or its link")).fill(qr_code)
+    page.get_by_role("button", name=zh("Open"), exact=True).click()
+    page.wait_for_url(re.compile(r"/cashier/"))
+    expect(page.get_by_role("button", name=zh("Pay"), exact=True)).to_be_visible()
+    shoot(page, "25-merchant-qr-cashier-zh")
+    page.goto(server.url + "/wallet/payment-code")
+    expect(page.get_by_role("heading", name=zh("Payment code"))).to_be_visible()
+    expect(page.get_by_test_id("payment-code-digits")).to_have_text(re.compile(r"^28\d\d"))
+    shoot(page, "23-payment-code-zh")
+    page.goto(server.url + "/wallet/receive-code")
+    page.locator("#amount").fill("12")
+    page.locator("#note").fill("茶钱")
+    page.get_by_role("button", name=zh("Show the code"), exact=True).click()
+    expect(page.get_by_test_id("receive-link")).to_have_value(re.compile(r"amount=12\.00"))
+    shoot(page, "22-receive-code-zh")
 
 
 # --- the camera -----------------------------------------------------------------------
@@ -159,7 +191,7 @@ def camera_playing(
 ) -> Iterator[tuple[BrowserContext, str]]:
     """A Chromium whose camera shows a shop's QR code (permission already given)."""
     assert CHROMIUM is not None
-    qr_code = precreate(live_server, "CAM1", "8.80")
+    [qr_code] = precreate(live_server, "8.80", "CAM1")
     video = qr_video(qr_code, tmp_path / "qr.y4m")
     launched = playwright.chromium.launch(
         executable_path=CHROMIUM,

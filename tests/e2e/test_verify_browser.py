@@ -4,22 +4,19 @@ a synthetic clip (uploaded as the frames), and the result: Verified."""
 
 from __future__ import annotations
 
-import random
 import re
 from collections.abc import Mapping
-from datetime import date
 from pathlib import Path
 
 import pytest
 from liveserver import LiveServer
 from playwright.sync_api import Page, expect
+from verify_walk import SLOW_STEP_MS, perform_challenge, send_photo_page, valid_passport
 
 from qianbao.i18n import language_scope, translate
 from qianbao.i18n.formats import country_name
 from qianbao.notify.service import signed_sms
-from tests.verification import liveness_clips
 from tests.verification.flow_helpers import accept_synthetic_clips
-from tests.verification.passport_pages import encode, random_passport, render_page
 
 pytestmark = pytest.mark.e2e
 
@@ -29,16 +26,6 @@ UK_E164 = "+447911123456"
 def zh(message: str, params: Mapping[str, object] | None = None) -> str:
     with language_scope("zh_Hans"):
         return translate(message, params)
-
-
-def valid_today_seed() -> int:
-    """A generated passport that has not expired on the real date the server uses."""
-    return next(
-        seed
-        for seed in range(100)
-        if random_passport(random.Random(seed)).expiry_date
-        > date.today().replace(year=date.today().year + 1)
-    )
 
 
 def sign_up_in_chinese(page: Page, server: LiveServer) -> None:
@@ -70,14 +57,9 @@ def test_verify_face_in_chinese_ends_verified(
 
     # Step 1: no camera in this browser, so the upload fallback takes the photo page.
     expect(page.locator(".step-current")).to_contain_text(zh("Passport"))
-    passport = random_passport(random.Random(valid_today_seed()))
-    page_file = tmp_path / "passport.jpg"
-    page_file.write_bytes(encode(render_page(passport), "JPEG", 92))
-    page.locator("#page-file").set_input_files(str(page_file))
-    page.locator("#page-send").click()
-    expect(page.get_by_test_id("read-surname")).to_have_text(
-        passport.surname.replace("<", " "), timeout=60_000
-    )
+    passport = valid_passport()
+    send_photo_page(page, passport, tmp_path)
+    expect(page.get_by_test_id("read-surname")).to_have_text(passport.surname.replace("<", " "))
     expect(page.get_by_test_id("read-nationality")).to_have_text(
         country_name(passport.nationality, "zh_Hans")
     )
@@ -87,17 +69,10 @@ def test_verify_face_in_chinese_ends_verified(
     page.get_by_role("button", name=zh("I'm ready")).click()
     actions = page.get_by_test_id("challenge").locator("li")
     challenge = tuple(actions.nth(i).get_attribute("data-action") or "" for i in range(2))
-    frames = liveness_clips.performance("astronaut", challenge, random.Random(5))
-    paths = []
-    for index, frame in enumerate(frames):
-        path = tmp_path / f"frame-{index:02d}.jpg"
-        frame.save(path, "JPEG", quality=90)
-        paths.append(str(path))
-    page.locator("#face-files").set_input_files(paths)
-    page.locator("#face-send").click()
+    perform_challenge(page, challenge, tmp_path)
 
     expect(page.get_by_test_id("result")).to_have_attribute(
-        "data-status", "verified", timeout=60_000
+        "data-status", "verified", timeout=SLOW_STEP_MS
     )
     page.get_by_role("link", name=zh("Go to the certification center")).click()
     expect(page.get_by_test_id("cert-nationality")).to_have_text(

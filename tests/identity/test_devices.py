@@ -75,7 +75,9 @@ def test_a_new_device_gets_one_notice_and_the_same_device_none_again(
     assert on_phone.device_id != first.device_id
     [notice] = notices(db)
     assert f"{on_phone.session_id}" not in notice  # the link is signed, not a bare id
-    assert f"{clock.now():%Y-%m-%d %H:%M} (Europe/Guernsey)" in notice  # the number's zone
+    # On the person's clock: Beijing's until they choose one (not the number's zone).
+    assert "Jan 1, 2026, 4:01\u202fPM (China Standard Time)" in notice
+    assert "Guernsey" not in notice
     assert "United Kingdom" in notice and "Chrome Mobile on Android" in notice
 
     clock.advance(seconds=61)
@@ -145,6 +147,28 @@ def test_the_notice_is_in_the_persons_language_and_goes_by_proven_email_too(
     [mail] = db.run(lambda tx: read_email_outbox(tx, "ada@example.com", 5))
     assert mail.subject == "您的钱包账户有新的登录" and "设备：iOS 上的 Mobile Safari" in mail.body
     assert end_path(mail.body) == end_path(sms)
+
+
+def test_the_notice_tells_the_time_in_the_zone_the_person_chose(
+    db: Database, clock: FrozenClock
+) -> None:
+    account = sign_up(db).account  # a UK number, in New York
+    db.run(lambda tx: service.set_time_zone(tx, account.id, "America/New_York"))
+    clock.advance(seconds=61)  # 08:01 UTC
+    sms_login(db, Client(PARIS_IP, ANDROID))
+    [sms] = notices(db)
+    assert "Jan 1, 2026, 3:01\u202fAM (Eastern Standard Time)" in sms
+
+    def in_chinese(tx: Tx) -> None:
+        tx.session.get_one(User, account.id).language = "zh_Hans"
+
+    db.run(in_chinese)
+    clock.advance(hours=5)  # 13:01 UTC
+    sms_login(db, Client(LONDON_IP, IPHONE))
+    sms = notices(db)[0]
+    assert "2026年1月1日 08:01（北美东部标准时间）" in sms
+    shown = db.run(lambda tx: devices.linked_session(tx, end_path(sms).rsplit("/", 1)[1], "en"))
+    assert shown is not None and shown.facts.time.endswith("(Eastern Standard Time)")
 
 
 def test_the_link_ends_that_session_only_once_and_needs_no_login(
