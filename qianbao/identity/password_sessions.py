@@ -11,6 +11,8 @@ codes, throttle key and lifetimes in one ``PasswordSessions``; the rules live he
   ``password_delay_cap_seconds``). A try is counted before the password is checked, so
   parallel guesses see each other; a right password takes its own count back.
 - A session ends when revoked, at its absolute end, or when unused for its idle time.
+  Its last-seen time moves at most every ``session_touch_interval_seconds``, as persons'
+  sessions' do, so that a signed-in read stays a read.
 """
 
 from __future__ import annotations
@@ -162,7 +164,9 @@ class PasswordSessions(Generic[AccountT]):
             or account.disabled_at is not None
         ):
             return None
-        session.last_seen_at = now
+        touch_every = timedelta(seconds=tx.settings.session_touch_interval_seconds)
+        if now - session.last_seen_at >= touch_every:  # else this read writes nothing
+            session.last_seen_at = now
         return account
 
     def sign_out(self, tx: Tx, token: str, door: Door) -> None:
