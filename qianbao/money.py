@@ -48,6 +48,13 @@ class AmountRefused(InvalidInput):
         self.typed = typed
 
 
+def _cleaned(text: str) -> str:
+    """What a person typed without what only eases their reading: full-width forms, the
+    yuan sign, grouping commas and spaces."""
+    cleaned = text.translate(_FULL_WIDTH).strip().removeprefix("¥")
+    return cleaned.replace(",", "").replace(" ", "")
+
+
 def _ascii(digits: str | None) -> str:
     return "".join(str(unicodedata.decimal(digit)) for digit in digits or "")
 
@@ -72,14 +79,18 @@ class Money:
         return cls(currency, int(amount))
 
     @classmethod
-    def parse(cls, text: str) -> Money:
+    def parse(cls, text: str, *, plain: bool = False) -> Money:
         """THE parser of a CNY amount that a person or a client typed (an order, a
         refund, a transfer, a top-up, a top-up code's face value), exactly: "288",
         "288.5", ".5", "1.500", "1,288.00", "¥288", full-width digits from a Chinese
         keyboard, digits of other scripts. Empty, not a number, negative or finer than a
-        fen is ``AmountRefused``. Zero passes: whether it is allowed is the caller's rule."""
-        cleaned = text.translate(_FULL_WIDTH).strip().removeprefix("¥")
-        cleaned = cleaned.replace(",", "").replace(" ", "")
+        fen is ``AmountRefused``. Zero passes: whether it is allowed is the caller's rule.
+
+        ``plain``: the amount as a protocol writes it (the Alipay gateway's): nothing but
+        the surrounding spaces is cleaned away, so a grouping comma, a currency sign or a
+        full-width point is refused ("format"). A program's "1,5" may be a decimal comma
+        as well as a thousands one; read as 15 it would charge ten times the price."""
+        cleaned = text.strip() if plain else _cleaned(text)
         if not cleaned:
             raise AmountRefused("missing", cleaned)
         match = _TYPED.fullmatch(cleaned)

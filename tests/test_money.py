@@ -61,6 +61,24 @@ def test_anything_else_is_amount_format_with_its_reason(typed: str, reason: str)
     assert refused.value.reason == reason == refused.value.details["reason"]
 
 
+@pytest.mark.parametrize(
+    ("typed", "fen"),
+    [("288.50", 28850), (" 1.00\n", 100), ("+5", 500), ("２８８", 28800), ("1.500", 150)],
+)
+def test_a_plain_amount_is_read_as_a_typed_one(typed: str, fen: int) -> None:
+    assert Money.parse(typed, plain=True) == Money.parse(typed) == Money("CNY", fen)
+
+
+@pytest.mark.parametrize("typed", ["1,5", "1,000.00", "¥5", "￥5", "1 000", "２８８．５０"])
+def test_a_plain_amount_has_nothing_cleaned_away(typed: str) -> None:
+    """A protocol's amount is refused where a person's would be read: a program's "1,5"
+    may be a decimal comma, not 15."""
+    Money.parse(typed)
+    with pytest.raises(AmountRefused) as refused:
+        Money.parse(typed, plain=True)
+    assert refused.value.reason == "format"
+
+
 @given(st.integers(min_value=0, max_value=10**14 - 1))
 def test_every_amount_written_out_reads_back(fen: int) -> None:
     assert Money.parse(f"{fen // 100}.{fen % 100:02d}") == Money("CNY", fen)

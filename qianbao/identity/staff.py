@@ -22,30 +22,24 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final, Literal
+from typing import Final
 
 from sqlalchemy import select
 
 from qianbao import audit
 from qianbao.access import ROLES
 from qianbao.db import Database, Tx
-from qianbao.errors import Conflict, InvalidInput, NotAuthenticated, NotFound
+from qianbao.errors import Conflict, InvalidInput, NotFound
 from qianbao.i18n import N_
-from qianbao.identity import passwords
-from qianbao.identity.codes import keyed_hash, new_token
+from qianbao.identity import password_sessions, passwords
 from qianbao.identity.models import StaffMember, StaffSession
-from qianbao.throttling import ratelimit
+from qianbao.settings import Settings
 
 USERNAME_PATTERN: Final = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
 SESSION_IDLE: Final = timedelta(minutes=30)
 SESSION_ABSOLUTE: Final = timedelta(hours=10)
-FREE_FAILURES: Final = 5
-DAY: Final = timedelta(days=1)
-
-_LOGIN_FAILED: Final = N_("Wrong username or password.")
 # Which door a session token opens: the back-office pages' cookie or the API's bearer.
-Door = Literal["page", "api"]
-_HASH_LABEL: Final[dict[Door, str]] = {"page": "staff-session", "api": "staff-api-token"}
+Door = password_sessions.Door
 
 
 @dataclass(frozen=True)
@@ -62,6 +56,39 @@ class SignedIn:
     token: str
     expires_at: datetime
     member: Staff
+
+
+def _username(text: str) -> str | None:
+    """The username as stored, or None where no account can have it: the same answer as
+    a wrong password, before the name reaches the rate-limit key (a varchar that
+    PostgreSQL also refuses NUL in)."""
+    username = text.strip().lower()
+    return username if USERNAME_PATTERN.match(username) else None
+
+
+def _lifetimes(settings: Settings, door: Door) -> tuple[timedelta, timedelta]:
+    """(idle, absolute) for a session of that door."""
+    if door == "page":
+        return SESSION_IDLE, SESSION_ABSOLUTE
+    return (
+        timedelta(seconds=settings.staff_api_token_idle_seconds),
+        timedelta(seconds=settings.staff_api_token_seconds),
+    )
+
+
+_SESSIONS: Final = password_sessions.PasswordSessions(
+    account=StaffMember,
+    login=StaffMember.username,
+    session=StaffSession,
+    owner=StaffSession.staff_id,
+    labels={"page": "staff-session", "api": "staff-api-token"},
+    lifetimes=_lifetimes,
+    normalize=_username,
+    throttle_key=lambda username: f"pw:staff:{username}",
+    login_failed_code="staff.login_failed",
+    login_failed=N_("Wrong username or password."),
+    throttled_code="staff.throttled",
+)
 
 
 def create_staff(
@@ -113,77 +140,18 @@ def sign_in(db: Database, username: str, password: str) -> tuple[str, Staff]:
 def open_session(db: Database, username: str, password: str, door: Door) -> SignedIn:
     """A new session token for a right username and password, for the pages or the API;
     both doors share one throttle per username."""
-    username = username.strip().lower()
-    if not USERNAME_PATTERN.match(username):
-        # No such name can exist: the same answer as a wrong password, before the name
-        # reaches the rate-limit key (a varchar that PostgreSQL also refuses NUL in).
-        raise NotAuthenticated("staff.login_failed", _LOGIN_FAILED)
-    key = f"pw:staff:{username}"
-
-    def begin(tx: Tx) -> tuple[uuid.UUID, StaffMember | None]:
-        ratelimit.claim(tx, [key])
-        _wait_if_throttled(tx, key)
-        failure = ratelimit.record(tx, key)  # counted first: parallel guesses see each other
-        member = tx.session.scalar(
-            select(StaffMember).where(
-                StaffMember.username == username, StaffMember.disabled_at.is_(None)
-            )
-        )
-        return failure, member
-
-    failure_id, found = db.run(begin, isolation="read committed")
-    normalized = passwords.normalize_login_password(password)
-    if found is None or not passwords.verify_secret(db.settings, found.password_hash, normalized):
-        raise NotAuthenticated("staff.login_failed", _LOGIN_FAILED)
-    staff_id = found.id
-
-    def finish(tx: Tx) -> SignedIn:
-        ratelimit.forget(tx, [failure_id])  # a right password takes its own failure back
-        member = tx.session.get(StaffMember, staff_id)
-        assert member is not None
-        now = tx.now()
-        token = new_token()
-        expires_at = now + _lifetimes(tx, door)[1]
-        tx.session.add(
-            StaffSession(
-                staff_id=staff_id,
-                token_hash=_token_hash(tx, token, door),
-                created_at=now,
-                last_seen_at=now,
-                expires_at=expires_at,
-            )
-        )
-        return SignedIn(token, expires_at, _staff(member))
-
-    return db.run(finish, isolation="read committed")
+    opened = _SESSIONS.open(db, username, password, door, lambda _tx, member: _staff(member))
+    return SignedIn(opened.token, opened.expires_at, opened.who)
 
 
 def authenticate(tx: Tx, token: str, door: Door = "page") -> Staff | None:
     """The staff member a session token of that door belongs to, while the session lives."""
-    session = tx.session.scalar(
-        select(StaffSession).where(StaffSession.token_hash == _token_hash(tx, token, door))
-    )
-    now = tx.now()
-    if (
-        session is None
-        or session.revoked_at is not None
-        or session.expires_at <= now
-        or session.last_seen_at + _lifetimes(tx, door)[0] <= now
-    ):
-        return None
-    member = tx.session.get(StaffMember, session.staff_id)
-    if member is None or member.disabled_at is not None:
-        return None
-    session.last_seen_at = now
-    return _staff(member)
+    member = _SESSIONS.authenticate(tx, token, door)
+    return None if member is None else _staff(member)
 
 
 def sign_out(tx: Tx, token: str, door: Door = "page") -> None:
-    session = tx.session.scalar(
-        select(StaffSession).where(StaffSession.token_hash == _token_hash(tx, token, door))
-    )
-    if session is not None and session.revoked_at is None:
-        session.revoked_at = tx.now()
+    _SESSIONS.sign_out(tx, token, door)
 
 
 def all_staff(tx: Tx) -> list[Staff]:
@@ -234,35 +202,6 @@ def _check_role(role: str) -> None:
 def staff_name(tx: Tx, staff_id: uuid.UUID) -> str:
     member = tx.session.get(StaffMember, staff_id)
     return member.display_name if member is not None else "?"
-
-
-def _wait_if_throttled(tx: Tx, key: str) -> None:
-    failures = ratelimit.count(tx, key, tx.now() - DAY)
-    if failures < FREE_FAILURES:
-        return
-    last = ratelimit.latest(tx, key)
-    assert last is not None
-    delay = min(float(tx.settings.password_delay_cap_seconds), 2.0 ** (failures - FREE_FAILURES))
-    wait = (last + timedelta(seconds=delay) - tx.now()).total_seconds()
-    if wait > 0:
-        raise ratelimit.refusal(
-            "staff.throttled", N_("Too many wrong passwords. Try again in {wait}."), wait
-        )
-
-
-def _token_hash(tx: Tx, token: str, door: Door) -> str:
-    return keyed_hash(tx.settings.hmac_key(), _HASH_LABEL[door], token)
-
-
-def _lifetimes(tx: Tx, door: Door) -> tuple[timedelta, timedelta]:
-    """(idle, absolute) for a session of that door."""
-    if door == "page":
-        return SESSION_IDLE, SESSION_ABSOLUTE
-    settings = tx.settings
-    return (
-        timedelta(seconds=settings.staff_api_token_idle_seconds),
-        timedelta(seconds=settings.staff_api_token_seconds),
-    )
 
 
 def _staff(member: StaffMember) -> Staff:

@@ -27,12 +27,22 @@ from qianbao.identity.staff import Staff
 from qianbao.risk import restrictions
 from qianbao.verification import service as verification
 from qianbao.web.pages import CsrfField, DbDep
-from qianbao.web.render import check_csrf, page, redirect, secure_cookies
+from qianbao.web.render import check_csrf, page, redirect
+from qianbao.web.sign_in_pages import SignInPages
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 STAFF_COOKIE: Final = deps.STAFF_COOKIE
 Text = Annotated[str, Form()]
 StaffDep = Annotated[Staff, Depends(signed_in_staff)]
+_SIGN_IN: Final = SignInPages(
+    cookie=STAFF_COOKIE,
+    path="/admin",
+    template="admin_login.html",
+    login_field="username",
+    home="/admin",
+    sign_in=lambda db, username, password: staff.sign_in(db, username, password)[0],
+    sign_out=staff.sign_out,
+)
 
 
 @router.get("")
@@ -43,41 +53,19 @@ def admin_home(request: Request, member: StaffDep) -> Response:
 
 @router.get("/login")
 def login_page(request: Request) -> Response:
-    return page(request, "admin_login.html")
+    return _SIGN_IN.form(request)
 
 
 @router.post("/login")
 def login(
     request: Request, db: DbDep, csrf: CsrfField = "", username: Text = "", password: Text = ""
 ) -> Response:
-    check_csrf(request, csrf)
-    try:
-        token, _ = staff.sign_in(db, username, password)
-    except QianbaoError as error:
-        return page(
-            request, "admin_login.html", status=error.status, error=error, username=username
-        )
-    response = redirect(request, "/admin")
-    response.set_cookie(
-        STAFF_COOKIE,
-        token,
-        httponly=True,
-        samesite="strict",
-        secure=secure_cookies(request),
-        path="/admin",
-    )
-    return response
+    return _SIGN_IN.submit(request, db, csrf, username, password)
 
 
 @router.post("/logout")
 def logout(request: Request, db: DbDep, csrf: CsrfField = "") -> Response:
-    check_csrf(request, csrf)
-    token = request.cookies.get(STAFF_COOKIE)
-    if token:
-        db.run(lambda tx: staff.sign_out(tx, token))
-    response = redirect(request, "/admin/login")
-    response.delete_cookie(STAFF_COOKIE, path="/admin")
-    return response
+    return _SIGN_IN.leave(request, db, csrf)
 
 
 @router.get("/reviews")

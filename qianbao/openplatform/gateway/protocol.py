@@ -8,14 +8,13 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
 from typing import Final
 from zoneinfo import ZoneInfo
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from qianbao.i18n import N_, translate
-from qianbao.money import Money
+from qianbao.money import AmountRefused, Money
 from qianbao.openplatform import signing
 
 BEIJING: Final = ZoneInfo("Asia/Shanghai")
@@ -30,8 +29,8 @@ INVALID: Final = ("40002", "Invalid Arguments")
 BUSINESS: Final = ("40004", "Business Failed")
 PLATFORM_REFUSED: Final = ("40006", "Insufficient Permissions")
 
-MIN_AMOUNT: Final = Decimal("0.01")
-MAX_AMOUNT: Final = Decimal("100000000")
+MIN_AMOUNT: Final = Money.of("CNY", "0.01")
+MAX_AMOUNT: Final = Money.of("CNY", "100000000")
 
 
 class GatewayRefusal(Exception):
@@ -110,17 +109,18 @@ def yuan(amount: Money) -> str:
 
 
 def parse_yuan(text: object, name: str) -> Money:
+    """An amount parameter (a string, or a JSON number), read by ``Money.parse`` as a
+    protocol writes amounts, from 0.01 to 100,000,000 yuan; anything else is
+    ``ACQ.INVALID_PARAMETER`` naming the parameter."""
     if not isinstance(text, str | int | float) or isinstance(text, bool):
         raise invalid_parameter(name)
     try:
-        value = Decimal(str(text))
-    except InvalidOperation:
+        amount = Money.parse(str(text), plain=True)
+    except AmountRefused:
         raise invalid_parameter(name) from None
-    if not value.is_finite() or value != value.quantize(MIN_AMOUNT):
+    if not MIN_AMOUNT <= amount <= MAX_AMOUNT:
         raise invalid_parameter(name)
-    if not MIN_AMOUNT <= value <= MAX_AMOUNT:
-        raise invalid_parameter(name)
-    return Money.of("CNY", value)
+    return amount
 
 
 def parse_timeout(text: object, default: timedelta) -> timedelta:

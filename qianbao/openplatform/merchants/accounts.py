@@ -7,7 +7,8 @@ that login down, doubling each time, as for staff). An operator creates one
 back office); either way the first password is made here and shown once.
 
 Sessions are of two doors, as staff's: the portal's cookie and the merchant API's bearer
-token, kept under keyed hashes of different labels, apart from persons' and staff's.
+token, kept under keyed hashes of different labels, apart from persons' and staff's. The
+sign-in and session rules are staff's too, kept once in identity/password_sessions.py.
 """
 
 from __future__ import annotations
@@ -18,32 +19,28 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final, Literal
+from typing import Final
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
 from qianbao import audit
 from qianbao.db import Database, Tx
-from qianbao.errors import Conflict, InvalidInput, NotAuthenticated, NotFound
+from qianbao.errors import Conflict, InvalidInput, NotFound
 from qianbao.i18n import N_
-from qianbao.identity import passwords
-from qianbao.identity.codes import keyed_hash, new_token
+from qianbao.identity import password_sessions, passwords
 from qianbao.openplatform.merchants.models import (
     MerchantApplication,
     MerchantSession,
     MerchantUser,
 )
+from qianbao.settings import Settings
 from qianbao.text_guard import check_shown_text
-from qianbao.throttling import ratelimit
 from qianbao.wallet.payments import service as payments
 
 LOGIN_PATTERN: Final = re.compile(r"^[a-z0-9][a-z0-9._+@-]{2,253}$")
-FREE_FAILURES: Final = 5
-DAY: Final = timedelta(days=1)
-_LOGIN_FAILED: Final = N_("Wrong email, username or password.")
-Door = Literal["page", "api"]
-_HASH_LABEL: Final[dict[Door, str]] = {"page": "merchant-session", "api": "merchant-api-token"}
+# Which door a session token opens: the portal's cookie or the merchant API's bearer.
+Door = password_sessions.Door
 
 
 @dataclass(frozen=True)
@@ -145,98 +142,33 @@ def users_of(tx: Tx, merchant_id: uuid.UUID) -> list[MerchantUserView]:
 def open_session(db: Database, login: str, password: str, door: Door) -> SignedIn:
     """A new session for a right login and password; both doors share one throttle per
     login, and a wrong guess is counted before the password is checked."""
-    try:
-        login = check_login(login)
-    except InvalidInput:
-        raise NotAuthenticated("merchant_user.login_failed", _LOGIN_FAILED) from None
-    key = "pw:merchant:" + hashlib.sha256(login.encode()).hexdigest()[:40]
-
-    def begin(tx: Tx) -> tuple[uuid.UUID, MerchantUser | None]:
-        ratelimit.claim(tx, [key])
-        _wait_if_throttled(tx, key)
-        failure = ratelimit.record(tx, key)
-        user = tx.session.scalar(
-            select(MerchantUser).where(
-                MerchantUser.login == login, MerchantUser.disabled_at.is_(None)
-            )
-        )
-        return failure, user
-
-    failure_id, found = db.run(begin, isolation="read committed")
-    normalized = passwords.normalize_login_password(password)
-    if found is None or not passwords.verify_secret(db.settings, found.password_hash, normalized):
-        raise NotAuthenticated("merchant_user.login_failed", _LOGIN_FAILED)
-    user_id = found.id
-
-    def finish(tx: Tx) -> SignedIn:
-        ratelimit.forget(tx, [failure_id])
-        user = tx.session.get(MerchantUser, user_id)
-        assert user is not None
-        token, now = new_token(), tx.now()
-        expires_at = now + _lifetimes(tx, door)[1]
-        tx.session.add(
-            MerchantSession(
-                merchant_user_id=user_id,
-                token_hash=_token_hash(tx, token, door),
-                created_at=now,
-                last_seen_at=now,
-                expires_at=expires_at,
-            )
-        )
-        return SignedIn(token, expires_at, _user_view(tx, user))
-
-    return db.run(finish, isolation="read committed")
+    opened = _SESSIONS.open(db, login, password, door, _user_view)
+    return SignedIn(opened.token, opened.expires_at, opened.who)
 
 
 def authenticate(tx: Tx, token: str, door: Door = "page") -> MerchantUserView | None:
     """The merchant user a session token of that door belongs to, while it lives."""
-    session = tx.session.scalar(
-        select(MerchantSession).where(MerchantSession.token_hash == _token_hash(tx, token, door))
-    )
-    now = tx.now()
-    if (
-        session is None
-        or session.revoked_at is not None
-        or session.expires_at <= now
-        or session.last_seen_at + _lifetimes(tx, door)[0] <= now
-    ):
-        return None
-    user = tx.session.get(MerchantUser, session.merchant_user_id)
-    if user is None or user.disabled_at is not None:
-        return None
-    session.last_seen_at = now
-    return _user_view(tx, user)
+    user = _SESSIONS.authenticate(tx, token, door)
+    return None if user is None else _user_view(tx, user)
 
 
 def sign_out(tx: Tx, token: str, door: Door = "page") -> None:
-    session = tx.session.scalar(
-        select(MerchantSession).where(MerchantSession.token_hash == _token_hash(tx, token, door))
-    )
-    if session is not None and session.revoked_at is None:
-        session.revoked_at = tx.now()
+    _SESSIONS.sign_out(tx, token, door)
 
 
-def _wait_if_throttled(tx: Tx, key: str) -> None:
-    failures = ratelimit.count(tx, key, tx.now() - DAY)
-    if failures < FREE_FAILURES:
-        return
-    last = ratelimit.latest(tx, key)
-    assert last is not None
-    delay = min(float(tx.settings.password_delay_cap_seconds), 2.0 ** (failures - FREE_FAILURES))
-    wait = (last + timedelta(seconds=delay) - tx.now()).total_seconds()
-    if wait > 0:
-        raise ratelimit.refusal(
-            "merchant_user.throttled", N_("Too many wrong passwords. Try again in {wait}."), wait
-        )
+def _login_or_none(text: str) -> str | None:
+    try:
+        return check_login(text)
+    except InvalidInput:
+        return None
 
 
-def _token_hash(tx: Tx, token: str, door: Door) -> str:
-    return keyed_hash(tx.settings.hmac_key(), _HASH_LABEL[door], token)
+def _throttle_key(login: str) -> str:
+    return "pw:merchant:" + hashlib.sha256(login.encode()).hexdigest()[:40]
 
 
-def _lifetimes(tx: Tx, door: Door) -> tuple[timedelta, timedelta]:
+def _lifetimes(settings: Settings, door: Door) -> tuple[timedelta, timedelta]:
     """(idle, absolute) for a session of that door."""
-    settings = tx.settings
     if door == "page":
         return (
             timedelta(seconds=settings.merchant_session_idle_seconds),
@@ -244,6 +176,21 @@ def _lifetimes(tx: Tx, door: Door) -> tuple[timedelta, timedelta]:
         )
     life = timedelta(seconds=settings.merchant_api_token_seconds)
     return life, life
+
+
+_SESSIONS: Final = password_sessions.PasswordSessions(
+    account=MerchantUser,
+    login=MerchantUser.login,
+    session=MerchantSession,
+    owner=MerchantSession.merchant_user_id,
+    labels={"page": "merchant-session", "api": "merchant-api-token"},
+    lifetimes=_lifetimes,
+    normalize=_login_or_none,
+    throttle_key=_throttle_key,
+    login_failed_code="merchant_user.login_failed",
+    login_failed=N_("Wrong email, username or password."),
+    throttled_code="merchant_user.throttled",
+)
 
 
 def _user_view(tx: Tx, row: MerchantUser) -> MerchantUserView:

@@ -28,7 +28,8 @@ from qianbao.openplatform.merchants import service as merchants
 from qianbao.openplatform.merchants.accounts import MerchantUserView, NewUser
 from qianbao.wallet.payments import refunds
 from qianbao.web.pages import CsrfField, DbDep
-from qianbao.web.render import check_csrf, page, redirect, secure_cookies
+from qianbao.web.render import check_csrf, page, redirect
+from qianbao.web.sign_in_pages import SignInPages
 
 router = APIRouter(prefix="/merchant", include_in_schema=False)
 admin_router = APIRouter(prefix="/admin/merchants", include_in_schema=False)
@@ -36,6 +37,15 @@ Text = Annotated[str, Form()]
 MerchantDep = Annotated[MerchantUserView, Depends(signed_in_merchant)]
 StaffDep = Annotated[Staff, Depends(signed_in_staff)]
 BILL_DAYS_BACK: Final = 90  # the bill page offers this many closed days
+_SIGN_IN: Final = SignInPages(
+    cookie=MERCHANT_COOKIE,
+    path="/merchant",
+    template="merchant_login.html",
+    login_field="login",
+    home="/merchant/orders",
+    sign_in=lambda db, login, password: accounts.open_session(db, login, password, "page").token,
+    sign_out=accounts.sign_out,
+)
 
 
 def _portal(request: Request, template: str, user: MerchantUserView, **context: object) -> Response:
@@ -49,39 +59,19 @@ def _portal(request: Request, template: str, user: MerchantUserView, **context: 
 
 @router.get("/login")
 def login_page(request: Request) -> Response:
-    return page(request, "merchant_login.html")
+    return _SIGN_IN.form(request)
 
 
 @router.post("/login")
 def login(
     request: Request, db: DbDep, csrf: CsrfField = "", login: Text = "", password: Text = ""
 ) -> Response:
-    check_csrf(request, csrf)
-    try:
-        signed = accounts.open_session(db, login, password, "page")
-    except QianbaoError as error:
-        return page(request, "merchant_login.html", status=error.status, error=error, login=login)
-    response = redirect(request, "/merchant/orders")
-    response.set_cookie(
-        MERCHANT_COOKIE,
-        signed.token,
-        httponly=True,
-        samesite="strict",
-        secure=secure_cookies(request),
-        path="/merchant",
-    )
-    return response
+    return _SIGN_IN.submit(request, db, csrf, login, password)
 
 
 @router.post("/logout")
 def logout(request: Request, db: DbDep, csrf: CsrfField = "") -> Response:
-    check_csrf(request, csrf)
-    token = request.cookies.get(MERCHANT_COOKIE)
-    if token:
-        db.run(lambda tx: accounts.sign_out(tx, token))
-    response = redirect(request, "/merchant/login")
-    response.delete_cookie(MERCHANT_COOKIE, path="/merchant")
-    return response
+    return _SIGN_IN.leave(request, db, csrf)
 
 
 @router.get("/apply")
