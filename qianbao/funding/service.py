@@ -83,7 +83,7 @@ _BOUND_CARD: Final = (
 
 def has_bank_card(tx: Tx, user_id: uuid.UUID) -> bool:
     """Whether the person has a bound mainland bank card (policy.py counts it)."""
-    return tx.session.scalar(_BOUND_CARD, {"user_id": user_id}) is not None
+    return tx.read(_BOUND_CARD, {"user_id": user_id}).first() is not None
 
 
 def bank_cards(tx: Tx, user_id: uuid.UUID) -> list[BoundCard]:

@@ -416,7 +416,7 @@ def check_payment_password(tx: Tx, user_id: uuid.UUID, pin: str) -> None:
     the rest meet the lock. The check is a keyed hash (``pins``), microseconds; a hash
     from before (argon2, or an older key) is replaced on a match.
     """
-    row = tx.session.connection().execute(_PIN_ROW, {"user_id": user_id}).first()
+    row = tx.read(_PIN_ROW, {"user_id": user_id}).first()
     if row is None:
         raise Forbidden("paypw.not_set", N_("Set a payment password first."))
     _refuse_if_payments_locked(tx, row.locked_until)
@@ -436,8 +436,8 @@ def check_payment_password(tx: Tx, user_id: uuid.UUID, pin: str) -> None:
     _count_wrong_entry(tx, record)
 
 
-# Read first, locked, by every payment: three columns on the connection (the ORM's load
-# of the row cost more than the check it serves).
+# Read first, locked, by every payment: three columns (``Tx.read``; the ORM's load of the
+# row cost more than the check it serves).
 _PIN_ROW = (
     select(PaymentPassword.password_hash, PaymentPassword.failures, PaymentPassword.locked_until)
     .where(PaymentPassword.user_id == bindparam("user_id"))

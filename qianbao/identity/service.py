@@ -751,7 +751,7 @@ _VERIFICATION_LEVEL: Final = select(User.verification_level).where(User.id == bi
 def verification_level(tx: Tx, user_id: uuid.UUID) -> str:
     """The account's verification level alone (every payment asks: one column, not the
     whole row)."""
-    level = tx.session.scalar(_VERIFICATION_LEVEL, {"user_id": user_id})
+    level: str | None = tx.read(_VERIFICATION_LEVEL, {"user_id": user_id}).scalar()
     if level is None:
         raise NotFound("account.not_found", N_("There is no such account."))
     return level

@@ -127,7 +127,7 @@ _ANY_IN_FORCE: Final = (
 
 def refuse_money_out(tx: Tx, user_id: uuid.UUID) -> None:
     """Raise if the account may not pay or send money."""
-    if tx.session.scalar(_ANY_IN_FORCE, {"user_id": user_id}) is None:
+    if tx.read(_ANY_IN_FORCE, {"user_id": user_id}).first() is None:
         return
     found = active(tx, user_id)
     if found is None:

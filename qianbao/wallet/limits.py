@@ -116,8 +116,8 @@ _USAGE: Final = select(
 def usage(tx: Tx, user_id: uuid.UUID) -> Usage:
     """The person's counters for the current day and year: one indexed read."""
     (_, day), (_, year) = _periods(tx.now())
-    rows = tx.session.execute(_USAGE, {"user_id": user_id, "day": day, "year": year})
-    found = {(measure, period): (amount, count) for measure, period, amount, count in rows}
+    rows = tx.read(_USAGE, {"user_id": user_id, "day": day, "year": year}).mappings()
+    found = {(row["measure"], row["period"]): (row["amount"], row["count"]) for row in rows}
     return Usage(
         balance_today=found.get(("balance", "day"), (0, 0))[0],
         balance_this_year=found.get(("balance", "year"), (0, 0))[0],

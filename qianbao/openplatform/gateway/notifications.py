@@ -92,7 +92,7 @@ _TRADE_TO_NOTIFY = select(
 def _queue(tx: Tx, order_id: uuid.UUID) -> None:
     """The payments' listener: a paid or refunded gateway trade with a notify_url gets a
     notification, in this very transaction."""
-    trade = tx.session.execute(_TRADE_TO_NOTIFY, {"order_id": order_id}).first()
+    trade = tx.read(_TRADE_TO_NOTIFY, {"order_id": order_id}).first()
     if trade is None or not trade.notify_url:
         return
     order = payments.get_order(tx, order_id)
