@@ -35,6 +35,7 @@ from qianbao.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+R = TypeVar("R")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -83,6 +84,7 @@ class Tx:
     settings: Settings
     db: Database
     _after_commit: list[Callable[[], None]] = field(default_factory=list)
+    _kept: list[object] = field(default_factory=list)
     committing: bool = False  # COMMIT was sent: a lost connection leaves the outcome unknown
 
     def now(self) -> datetime:
@@ -90,6 +92,14 @@ class Tx:
 
     def after_commit(self, work: Callable[[], None]) -> None:
         self._after_commit.append(work)
+
+    def keep(self, row: R) -> R:
+        """``row`` held until the transaction ends. The session remembers what it loaded
+        only while something refers to it: a row turned into a view and dropped (the
+        signed-in person's, read by several checks of one transfer) was loaded again from
+        the database by each ``Session.get``."""
+        self._kept.append(row)
+        return row
 
     def read(self, statement: Executable, parameters: Mapping[str, Any]) -> Result[Any]:
         """A Core statement built once, run straight on the transaction's connection after

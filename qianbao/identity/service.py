@@ -742,7 +742,7 @@ def revoke_session(tx: Tx, user_id: uuid.UUID, session_id: uuid.UUID) -> None:
 
 
 def get_account(tx: Tx, user_id: uuid.UUID) -> Account:
-    return to_account(tx.session.get_one(User, user_id))
+    return to_account(tx.keep(tx.session.get_one(User, user_id)))
 
 
 _VERIFICATION_LEVEL: Final = select(User.verification_level).where(User.id == bindparam("user_id"))
@@ -781,7 +781,7 @@ def account_by_phone(tx: Tx, phone: PhoneNumber) -> Account:
     user = _user_by_phone(tx, phone.e164)
     if user is None:
         raise NotFound("account.not_found", N_("No such account."))
-    return to_account(user)
+    return to_account(tx.keep(user))
 
 
 def set_language(tx: Tx, user_id: uuid.UUID, language: Language) -> None:
