@@ -125,9 +125,10 @@ def run_wrk(
     duration: int,
     connections: int,
     env: dict[str, str] | None = None,
+    threads: int = 1,
 ) -> Phase:
     before = server.cpu_seconds()
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", *args]
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", *args]
     done = subprocess.run(
         command, capture_output=True, text=True, check=True, env={**os.environ, **(env or {})}
     )
