@@ -174,7 +174,8 @@ def run_signups(
     after = server.cpu_seconds()
     counted = re.search(r"SIGNUPS (\d+) REFUSED (\d+)", out)
     requests = re.search(r"(\d+) requests in", out)
-    assert counted and requests, out
+    if counted is None or requests is None:
+        raise RuntimeError(f"wrk printed no counts:\n{out}")
     total = int(requests.group(1))
     percentiles = re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.MULTILINE)
     cpu = (after - before) * 1000 / total if before is not None and after is not None else None
