@@ -39,6 +39,21 @@ BROKEN_AMOUNTS = """() => Array.from(document.querySelectorAll('.amount'))
   .map((element) => element.textContent)"""
 AMOUNT_COUNT = "() => document.querySelectorAll('.amount').length"
 PAGE_WIDTH = "() => document.documentElement.scrollWidth"
+# The words of a list's values that the browser broke across lines ("N|o", "2,000.0|0"):
+# a word on one line has one client rect.
+BROKEN_WORDS = """() => Array.from(document.querySelectorAll('.list .value')).flatMap((value) => {
+  const broken = [];
+  const walker = document.createTreeWalker(value, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    for (const word of node.textContent.matchAll(/\\S+/g)) {
+      const range = document.createRange();
+      range.setStart(node, word.index);
+      range.setEnd(node, word.index + word[0].length);
+      if (range.getClientRects().length > 1) broken.push(word[0]);
+    }
+  }
+  return broken;
+})"""
 
 
 def t(message: str, params: Mapping[str, object] | None = None) -> str:
@@ -115,6 +130,9 @@ def test_home_at_375_px_keeps_every_amount_on_one_line_in_both_languages(
     expect(page.get_by_test_id("send-money-link")).to_be_visible()
     assert page.evaluate(BROKEN_AMOUNTS) == []
     shoot(page, "17-wallet.png")
+    page.goto(live_server.url + "/me/level")  # long labels beside short values
+    expect(page.get_by_test_id("rights")).to_contain_text(t("Tour Pass (with a verified passport)"))
+    assert page.evaluate(BROKEN_WORDS) == []
     page.goto(live_server.url + "/home")
 
     page.get_by_role("button", name="简体中文").click()
