@@ -111,7 +111,9 @@ class Settings(BaseSettings):
     # --- sessions (NIST SP 800-63B 4.2.3: AAL2 idle 30 min, absolute 12 h) --------------
     session_idle_seconds: int = 30 * 60  # a session unused this long ends
     session_absolute_seconds: int = 12 * 3600  # a session ends this long after login
-    # Writing "last seen" on every request would turn each read into a write.
+    # Writing "last seen" on every request would turn each read into a write. Shorter than
+    # every idle limit (persons', staff API tokens', merchants'), or the server refuses
+    # to start: a session's idle clock may start up to one interval early.
     session_touch_interval_seconds: int = 60
     # A money operation takes its session from a per-process cache seen alive this recently
     # and checks it again inside its own transaction (one read instead of a transaction
@@ -474,6 +476,20 @@ class Settings(BaseSettings):
         )
         return self
 
+    @model_validator(mode="after")
+    def _touch_within_idle(self) -> Settings:
+        """A session's last use is written at most every touch interval, so its idle clock
+        may start up to one interval early: an idle limit no longer than the interval would
+        end sessions that are in use."""
+        touch = self.session_touch_interval_seconds
+        for name in _IDLE_LIMITS:
+            if getattr(self, name) <= touch:
+                raise ValueError(
+                    f"QIANBAO_{name.upper()} must be longer than "
+                    f"QIANBAO_SESSION_TOUCH_INTERVAL_SECONDS ({touch})"
+                )
+        return self
+
     def is_production(self) -> bool:
         """Served over https and not a demo: then the keys must be given, not generated."""
         return urlsplit(self.public_base_url).scheme == "https" and not self.demo
@@ -503,6 +519,14 @@ class Settings(BaseSettings):
             key = create_private(self.var_dir / "secret.key", secrets.token_urlsafe(48))
             self._hmac_key = key.strip().encode()
         return self._hmac_key
+
+
+# The idle limits of every kind of session whose last use is written every touch interval.
+_IDLE_LIMITS = (
+    "session_idle_seconds",
+    "staff_api_token_idle_seconds",
+    "merchant_session_idle_seconds",
+)
 
 
 def _secret(name: str, value: str, file: Path | None, required: bool) -> str:

@@ -123,3 +123,16 @@ def test_a_key_is_created_whole_where_hard_links_are_refused(
     assert mode(path) == 0o600
     assert create_private(path, "another") == "the-key"
     assert [p.name for p in path.parent.iterdir()] == ["secret.key"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["session_idle_seconds", "staff_api_token_idle_seconds", "merchant_session_idle_seconds"],
+)
+def test_an_idle_limit_must_outlast_the_touch_interval(name: str) -> None:
+    # Last use is written once a touch interval: an idle limit within it would end a
+    # session used every 59 seconds.
+    with pytest.raises(ValueError, match=f"QIANBAO_{name.upper()} must be longer"):
+        Settings.model_validate({name: 60, "session_touch_interval_seconds": 60})
+    longer = Settings.model_validate({name: 61, "session_touch_interval_seconds": 60})
+    assert getattr(longer, name) == 61
