@@ -6,10 +6,11 @@
 A real `qianbao serve` (PostgreSQL database `qianbao_payments_bench`, recreated each
 run) with N workers. Set-up, not timed: 16 people sign up over the API and set a payment
 password (the SMS codes read from the demo outbox); then, straight in the database, each
-is verified and funded and the demo shop gets enough orders. Timed: 16 clients each
-paying their own orders by balance (`POST /api/v1/orders/{id}/pay`: bearer auth, the
-payment password, policy, restrictions, limits, the ledger operation), against the
-reference `pgbench -c 16 -j 2 -T <seconds> -M prepared` on the same server in the same
+is verified and funded and the demo shop gets enough orders. Timed: 16 clients (wrk, one
+connection a thread, ``bench/wrkload.py``: a load generator whose own cost does not cap
+the figure) each paying their own orders by balance (`POST /api/v1/orders/{id}/pay`:
+bearer auth, the payment password, policy, restrictions, limits, the ledger operation),
+against the reference `pgbench -c 16 -j 2 -T <seconds> -M prepared` on the same server in the same
 run. Goal: >= 0.5x pgbench.
 
 The server runs at the shipped security settings: the payment password is a keyed hash
@@ -25,7 +26,6 @@ import argparse
 import asyncio
 import os
 import re
-import statistics
 import sys
 import tempfile
 import time
@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import signup_http  # noqa: E402
+import wrkload  # noqa: E402
 from ledger import SERVER, ensure_database, pgbench  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
@@ -152,36 +153,40 @@ def prepare(url: str, people: int, orders_each: int) -> dict[int, list[str]]:
     return orders
 
 
-async def timed(
-    base: str, tokens: list[str], orders: dict[int, list[str]], seconds: float
-) -> tuple[int, list[float], int]:
-    latencies: list[float] = []
-    failures = 0
-    deadline = time.monotonic() + seconds
+PAY_LUA = (
+    wrkload.CLIENT_FILES_LUA
+    + r"""
+local paid = 0
+local body = '{"source":"balance","payment_password":"PIN"}'
+function request()
+  paid = paid + 1
+  if paid > #lines then  -- out of orders: answered 404, counted as a failure
+    return wrk.format("GET", "/bench-ran-out-of-orders")
+  end
+  return wrk.format("POST", "/api/v1/orders/" .. lines[paid] .. "/pay", {
+    ["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/json",
+  }, body)
+end
+""".replace("PIN", PIN)
+)
 
-    async def client_loop(index: int) -> None:
-        nonlocal failures
-        auth = {"Authorization": f"Bearer {tokens[index]}"}
-        async with httpx.AsyncClient(timeout=30) as client:
-            for order_id in orders[index]:
-                if time.monotonic() >= deadline:
-                    return
-                started = time.perf_counter()
-                answer = await client.post(
-                    f"{base}/api/v1/orders/{order_id}/pay",
-                    headers=auth,
-                    json={"source": "balance", "payment_password": PIN},
-                )
-                if answer.status_code != 200:
-                    failures += 1
-                    continue
-                latencies.append(time.perf_counter() - started)
 
-    await asyncio.gather(*(client_loop(index) for index in range(len(tokens))))
-    return len(latencies), latencies, failures
+def timed(
+    base: str, tokens: list[str], orders: dict[int, list[str]], seconds: float, work: Path
+) -> wrkload.WrkRun:
+    """Each client pays its own orders, one after another, under wrk."""
+    env = wrkload.write_client_files(
+        work, [[token, *orders[index]] for index, token in enumerate(tokens)]
+    )
+    return wrkload.run(
+        base, PAY_LUA, connections=len(tokens), seconds=seconds, work_dir=work, env=env
+    )
 
 
 async def run(options: argparse.Namespace) -> int:
+    if not wrkload.available():
+        print("wrk is not installed (apt install wrk)", file=sys.stderr)
+        return 2
     url = fresh_database()
     bench_server_env(plain=options.plain)
     with tempfile.TemporaryDirectory() as tmp:
@@ -197,22 +202,19 @@ async def run(options: argparse.Namespace) -> int:
             orders = prepare(url, options.clients, options.orders)
             reference = pgbench(int(options.seconds))
             cpu_before = server.cpu_seconds()
-            paid, latencies, failures = await timed(
-                server.base_url, tokens, orders, options.seconds
-            )
+            load = timed(server.base_url, tokens, orders, options.seconds, work)
+            time.sleep(signup_http.STATS_SETTLE_S)  # the answers in flight at the end
             cpu_after = server.cpu_seconds()
             groups = await money_groups(server.base_url)
         finally:
             server.stop()
+    paid, failures = load.succeeded, load.non_2xx
     cpu_ms = (
         (cpu_after - cpu_before) * 1000 / paid
         if paid and cpu_before is not None and cpu_after is not None
         else float("nan")
     )
     rate = paid / options.seconds
-    ordered = sorted(latencies)
-    p50 = statistics.median(ordered) * 1000 if ordered else 0.0
-    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1000 if ordered else 0.0
     print(
         f"payments_http{' --plain' if options.plain else ''}: {options.clients} clients,"
         f" {options.workers} workers, PostgreSQL,"
@@ -220,8 +222,9 @@ async def run(options: argparse.Namespace) -> int:
     )
     print(f"pgbench TPC-B-like -c 16 -j 2 -M prepared: {reference:,.0f} tps")
     print(
-        f"payments by balance over HTTP: {rate:,.1f}/s  p50 {p50:.0f} ms  p99 {p99:.0f} ms"
-        f"  failures {failures}  ratio {rate / reference:.2f}x of pgbench (goal >= 0.5x)"
+        f"payments by balance over HTTP (wrk): {rate:,.1f}/s  p50 {load.p50_ms:.0f} ms"
+        f"  p99 {load.p99_ms:.0f} ms  failures {failures}, socket errors {load.socket_errors}"
+        f"  ratio {rate / reference:.2f}x of pgbench (goal >= 0.5x)"
     )
     print(f"server CPU per payment: {cpu_ms:.1f} ms (goal <= 2 ms)")
     operations, transactions = groups
