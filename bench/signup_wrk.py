@@ -27,7 +27,6 @@ import os
 import re
 import secrets
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,6 +39,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import oidc_http  # noqa: E402
 import payments_http  # noqa: E402
 import signup_http  # noqa: E402
+import wrkload  # noqa: E402
 
 DATABASE = "qianbao_signup_bench"
 
@@ -121,8 +121,6 @@ def main() -> int:
     )
     try:
         asyncio.run(oidc_http.wait_ready(server))
-        lua = work / "signup.lua"
-        lua.write_text(SIGNUP_LUA)
         healthz = oidc_http.run_wrk(
             server,
             "GET /healthz",
@@ -131,12 +129,12 @@ def main() -> int:
             options.connections,
             threads=options.connections,
         )
-        signups, refused, phase = run_signups(server, lua, options)
+        signups, refused, load, cpu_total = run_signups(server, options, work)
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
     rate = signups / options.duration
-    cpu = phase.cpu_ms * phase.requests / signups if signups and phase.cpu_ms else float("nan")
+    cpu = cpu_total / signups if signups and cpu_total is not None else float("nan")
     print(
         f"signup_wrk: {options.connections} connections, {options.workers} workers, PostgreSQL,"
         f" {os.cpu_count()} cores shared by wrk, the server and the database,"
@@ -147,7 +145,8 @@ def main() -> int:
         f"  server CPU {healthz.cpu_ms or float('nan'):.2f} ms a request  non-2xx {healthz.non_2xx}"
     )
     print(
-        f"sign-ups (3 requests each): {rate:,.1f}/s  per request {phase.latency}"
+        f"sign-ups (3 requests each): {rate:,.1f}/s"
+        f"  per request p50 {load.p50_ms:.1f} ms, p99 {load.p99_ms:.1f} ms"
         f"  refused {refused}  ratio {rate / healthz.per_second:.3f}x of /healthz (goal >= 0.3x)"
     )
     print(f"server CPU per sign-up: {cpu:.1f} ms")
@@ -155,40 +154,25 @@ def main() -> int:
 
 
 def run_signups(
-    server: signup_http.Server, lua: Path, options: argparse.Namespace
-) -> tuple[int, int, oidc_http.Phase]:
-    """The sign-up phase: wrk's own figures, and the sign-ups its Lua counted."""
+    server: signup_http.Server, options: argparse.Namespace, work: Path
+) -> tuple[int, int, wrkload.WrkRun, float | None]:
+    """The sign-up phase: wrk's own figures, the sign-ups its Lua counted, and the
+    server's CPU per request over the phase."""
     before = server.cpu_seconds()
-    command = [
-        "wrk",
-        f"-t{options.connections}",
-        f"-c{options.connections}",
-        f"-d{options.duration}s",
-        "--latency",
-        "-s",
-        str(lua),
+    load = wrkload.run(
         server.base_url,
-    ]
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        SIGNUP_LUA,
+        connections=options.connections,
+        seconds=options.duration,
+        work_dir=work,
+    )
     time.sleep(signup_http.STATS_SETTLE_S)
     after = server.cpu_seconds()
-    counted = re.search(r"SIGNUPS (\d+) REFUSED (\d+)", out)
-    requests = re.search(r"(\d+) requests in", out)
-    if counted is None or requests is None:
-        raise RuntimeError(f"wrk printed no counts:\n{out}")
-    total = int(requests.group(1))
-    percentiles = re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.MULTILINE)
-    cpu = (after - before) * 1000 / total if before is not None and after is not None else None
-    phase = oidc_http.Phase(
-        "sign-ups",
-        total,
-        total / options.duration,
-        ", ".join(f"p{p} {v}" for p, v in percentiles),
-        0,
-        "none",
-        cpu,
-    )
-    return int(counted.group(1)), int(counted.group(2)), phase
+    counted = re.search(r"SIGNUPS (\d+) REFUSED (\d+)", load.output)
+    if counted is None:
+        raise RuntimeError(f"wrk printed no counts:\n{load.output}")
+    cpu = (after - before) * 1000 if before is not None and after is not None else None
+    return int(counted.group(1)), int(counted.group(2)), load, cpu
 
 
 if __name__ == "__main__":
