@@ -38,6 +38,8 @@ from tests.openplatform.oidc.helpers import (
     userinfo_answer,
 )
 
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
 
 def challenge(verifier: str) -> str:
     digest = hashlib.sha256(verifier.encode()).digest()
@@ -66,6 +68,19 @@ def refused(client: TestClient, url: str) -> dict[str, str]:
     assert answer.headers["location"].startswith(REDIRECT)
     assert params["iss"] == BASE and "code" not in params
     return params
+
+
+def client_assertion(key: ECKey, shop: Shop, jti: str, **times: int) -> str:
+    """A private_key_jwt assertion of ``shop`` for the token endpoint, signed with ``key``;
+    ``times``: its iat and exp."""
+    claims = {
+        "iss": shop.client_id,
+        "sub": shop.client_id,
+        "aud": f"{BASE}/oauth2/token",
+        "jti": jti,
+        **times,
+    }
+    return jwt.encode({"alg": "ES256", "kid": key.kid}, claims, key)
 
 
 def header_of(id_token: str) -> dict[str, Any]:
@@ -262,22 +277,10 @@ def test_private_key_jwt_authenticates_and_a_replayed_assertion_does_not(
     started = start(client, shop)
     location = authorize(client, started)
     now = int(clock.now().timestamp())
-    assertion = jwt.encode(
-        {"alg": "ES256", "kid": key.kid},
-        {
-            "iss": shop.client_id,
-            "sub": shop.client_id,
-            "aud": f"{BASE}/oauth2/token",
-            "jti": "once",
-            "iat": now,
-            "exp": now + 60,
-        },
-        key,
-    )
     form = {
         **code_grant(shop, started, query(location)["code"]),
-        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-        "client_assertion": assertion,
+        "client_assertion_type": JWT_BEARER,
+        "client_assertion": client_assertion(key, shop, "once", iat=now, exp=now + 60),
     }
     first = client.post("/oauth2/token", data=form)
     assert first.status_code == 200, first.text
@@ -291,23 +294,13 @@ def test_private_key_jwt_authenticates_and_a_replayed_assertion_does_not(
     )
     assert replay.json()["error"] == "invalid_client"
     stranger = ECKey.generate_key("P-256", auto_kid=True)
-    forged = jwt.encode(
-        {"alg": "ES256", "kid": stranger.kid},
-        {
-            "iss": shop.client_id,
-            "sub": shop.client_id,
-            "aud": f"{BASE}/oauth2/token",
-            "jti": "two",
-            "exp": now + 60,
-        },
-        stranger,
-    )
+    forged = client_assertion(stranger, shop, "two", exp=now + 60)
     refused = client.post(
         "/oauth2/token",
         data={
             "grant_type": "refresh_token",
             "refresh_token": first.json()["refresh_token"],
-            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion_type": JWT_BEARER,
             "client_assertion": forged,
         },
     )
