@@ -14,7 +14,7 @@ import re
 import urllib.parse
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import httpx
 import pytest
@@ -73,7 +73,11 @@ from tests.openplatform.gateway.shop import (
 )
 from tests.wallet.test_payments import PIN, cny
 
-PAGE_PAY = "FAST_INSTANT_TRADE_PAY"
+PAGE_PAY, WAP_PAY = "FAST_INSTANT_TRADE_PAY", "QUICK_WAP_WAY"
+CASHIER_REQUESTS: Final[dict[str, tuple[type[Any], type[Any]]]] = {
+    PAGE_PAY: (AlipayTradePagePayRequest, AlipayTradePagePayModel),
+    WAP_PAY: (AlipayTradeWapPayRequest, AlipayTradeWapPayModel),
+}
 pytestmark = pytest.mark.usefixtures("beijing_shop")
 
 
@@ -111,16 +115,16 @@ def order_id_of(db: Database, qr_code: str) -> uuid.UUID:
 
 
 def cashier_request(
-    request_type: type[Any],
-    model: Any,
+    product_code: str,
     number: str,
     amount: str,
-    product_code: str,
     subject: str = "tea",
     return_url: str | None = None,
 ) -> Any:
-    """A page or wap pay request (``request_type`` with its empty ``model``), which sends
-    the person to the cashier, and to ``return_url`` once paid."""
+    """A page pay or a wap pay request (by its product code): it sends the person to the
+    cashier, and to ``return_url`` once paid."""
+    request_type, model_type = CASHIER_REQUESTS[product_code]
+    model = model_type()
     model.out_trade_no, model.total_amount, model.subject = number, amount, subject
     model.product_code = product_code
     request = request_type(biz_model=model)
@@ -254,9 +258,7 @@ def test_refused_requests(server: LiveServer, db: Database, clock: FrozenClock) 
     assert answer["sub_code"] == "isv.invalid-app-id"
 
     # A request the shop signed and someone changed on the way: the amount raised.
-    page = cashier_request(
-        AlipayTradePagePayRequest, AlipayTradePagePayModel(), "X2", "10.00", PAGE_PAY
-    )
+    page = cashier_request(PAGE_PAY, "X2", "10.00")
     url = shop.client.page_execute(page, http_method="GET")
     tampered = url.replace(urllib.parse.quote_plus('"10.00"'), urllib.parse.quote_plus('"1.00"'))
     assert tampered != url
@@ -273,15 +275,8 @@ def test_page_pay_goes_to_the_cashier_and_back_to_the_shop(
     server: LiveServer, db: Database, clock: FrozenClock
 ) -> None:
     shop = Shop(server)
-    request = cashier_request(
-        AlipayTradePagePayRequest,
-        AlipayTradePagePayModel(),
-        "P1",
-        "25.50",
-        PAGE_PAY,
-        subject="A teapot",
-        return_url="http://127.0.0.1:9/shop/return",
-    )
+    back_to = "http://127.0.0.1:9/shop/return"
+    request = cashier_request(PAGE_PAY, "P1", "25.50", "A teapot", return_url=back_to)
     url = shop.client.page_execute(request, http_method="GET")
     sent = httpx.get(url, follow_redirects=False)
     assert sent.status_code == 302
@@ -407,14 +402,7 @@ def test_the_sdk_s_auto_submitting_form_and_wap_pay_reach_the_cashier(
     server: LiveServer, db: Database, clock: FrozenClock
 ) -> None:
     shop = Shop(server)
-    request = cashier_request(
-        AlipayTradeWapPayRequest,
-        AlipayTradeWapPayModel(),
-        "W1",
-        "9.90",
-        "QUICK_WAP_WAY",
-        return_url="https://shop.example/back",
-    )
+    request = cashier_request(WAP_PAY, "W1", "9.90", return_url="https://shop.example/back")
     form = shop.client.page_execute(request)  # POST: the HTML form a shop's page shows
     action = html.unescape(re.search(r'action="([^"]+)"', form).group(1))  # type: ignore[union-attr]
     fields = {
