@@ -98,10 +98,14 @@ def precreate(
     return shop.call(request)
 
 
-def query(shop: Shop, number: str) -> dict[str, Any]:
+def query_request(number: str) -> AlipayTradeQueryRequest:
     model = AlipayTradeQueryModel()
     model.out_trade_no = number
-    return shop.call(AlipayTradeQueryRequest(biz_model=model))
+    return AlipayTradeQueryRequest(biz_model=model)
+
+
+def query(shop: Shop, number: str) -> dict[str, Any]:
+    return shop.call(query_request(number))
 
 
 def refund(shop: Shop, number: str, amount: str, request_no: str) -> dict[str, Any]:
@@ -136,9 +140,7 @@ def cashier_request(
 def query_by(client: Any, number: str) -> dict[str, Any]:
     """alipay.trade.query sent with ``client`` (an SDK client of the test's own making),
     its answer as the SDK returns it."""
-    model = AlipayTradeQueryModel()
-    model.out_trade_no = number
-    answer: dict[str, Any] = json.loads(client.execute(AlipayTradeQueryRequest(biz_model=model)))
+    answer: dict[str, Any] = json.loads(client.execute(query_request(number)))
     return answer
 
 
