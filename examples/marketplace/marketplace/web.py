@@ -8,8 +8,9 @@ session's CSRF token. A refusal is shown on the page it came from, as a 4xx.
 from __future__ import annotations
 
 import hmac
+import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Final
@@ -189,6 +190,26 @@ def signup_page(request: Request) -> Response:
     return render(request, visit(request), "signup.html")
 
 
+def password_session(
+    request: Request,
+    template: str,
+    email: str,
+    csrf_token: str,
+    account_of: Callable[[sqlite3.Connection, Settings], int],
+) -> Response:
+    """The sign-up and sign-in forms: ``account_of`` names the account (or refuses), which
+    then gets a new session; a refusal is shown again on ``template``, email kept."""
+    current = visit(request)
+    try:
+        check_csrf(current, csrf_token)
+        with store.transaction(current.database) as db:
+            account_id = account_of(db, current.settings)
+            token = service.open_session(db, current.settings, account_id, now())
+    except ShopError as error:
+        return refusal(request, current, template, error, email=email)
+    return redirect(current, "/account", token)
+
+
 @router.post("/signup")
 def signup(
     request: Request,
@@ -196,15 +217,10 @@ def signup(
     password: Annotated[str, Form()],
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
-    current = visit(request)
-    try:
-        check_csrf(current, csrf_token)
-        with store.transaction(current.database) as db:
-            account_id = service.sign_up(db, current.settings, email, password, now())
-            token = service.open_session(db, current.settings, account_id, now())
-    except ShopError as error:
-        return refusal(request, current, "signup.html", error, email=email)
-    return redirect(current, "/account", token)
+    def new_account(db: sqlite3.Connection, settings: Settings) -> int:
+        return service.sign_up(db, settings, email, password, now())
+
+    return password_session(request, "signup.html", email, csrf_token, new_account)
 
 
 @router.get("/signin", response_class=HTMLResponse)
@@ -219,15 +235,10 @@ def signin(
     password: Annotated[str, Form()],
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
-    current = visit(request)
-    try:
-        check_csrf(current, csrf_token)
-        with store.transaction(current.database) as db:
-            account_id = service.sign_in(db, email, password)
-            token = service.open_session(db, current.settings, account_id, now())
-    except ShopError as error:
-        return refusal(request, current, "signin.html", error, email=email)
-    return redirect(current, "/account", token)
+    def known_account(db: sqlite3.Connection, settings: Settings) -> int:
+        return service.sign_in(db, email, password)
+
+    return password_session(request, "signin.html", email, csrf_token, known_account)
 
 
 @router.post("/signout")
@@ -464,32 +475,38 @@ def order_view(request: Request, order_id: int) -> Response:
     return order_page(request, current, order)
 
 
-@router.post("/orders/{order_id}/pay")
-def order_pay(request: Request, order_id: int, csrf_token: Annotated[str, Form()] = "") -> Response:
+OrderAction = Callable[[Settings, TradeClient, store.Order], str]
+"""A button on an order's page: it does its part at Qianbao and names the page to go to."""
+
+
+def on_order(request: Request, order_id: int, csrf_token: str, action: OrderAction) -> Response:
+    """Runs ``action`` on the signed-in buyer's own order; a refusal is shown on the
+    order's page."""
     current = visit(request)
     order = signed_in_order(current, order_id)
     if order is None:
         return redirect(current, "/signin")
     try:
         check_csrf(current, csrf_token)
-        url = payments.page_pay(current.settings, trade(request), order)
+        target = action(current.settings, trade(request), order)
     except ShopError as error:
         return order_refusal(request, current, order, error)
-    return redirect(current, url)
+    return redirect(current, target)
+
+
+@router.post("/orders/{order_id}/pay")
+def order_pay(request: Request, order_id: int, csrf_token: Annotated[str, Form()] = "") -> Response:
+    # On to Qianbao's cashier.
+    return on_order(request, order_id, csrf_token, payments.page_pay)
 
 
 @router.post("/orders/{order_id}/qr")
 def order_qr(request: Request, order_id: int, csrf_token: Annotated[str, Form()] = "") -> Response:
-    current = visit(request)
-    order = signed_in_order(current, order_id)
-    if order is None:
-        return redirect(current, "/signin")
-    try:
-        check_csrf(current, csrf_token)
-        payments.qr_pay(current.settings, trade(request), order)
-    except ShopError as error:
-        return order_refusal(request, current, order, error)
-    return redirect(current, f"/orders/{order.id}")
+    def show_qr(settings: Settings, client: TradeClient, order: store.Order) -> str:
+        payments.qr_pay(settings, client, order)
+        return f"/orders/{order.id}"
+
+    return on_order(request, order_id, csrf_token, show_qr)
 
 
 @router.post("/orders/{order_id}/refund")
@@ -499,16 +516,11 @@ def order_refund(
     amount: Annotated[str, Form()],
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
-    current = visit(request)
-    order = signed_in_order(current, order_id)
-    if order is None:
-        return redirect(current, "/signin")
-    try:
-        check_csrf(current, csrf_token)
-        payments.refund(current.settings, trade(request), order, amount, now())
-    except ShopError as error:
-        return order_refusal(request, current, order, error)
-    return redirect(current, f"/orders/{order.id}")
+    def give_back(settings: Settings, client: TradeClient, order: store.Order) -> str:
+        payments.refund(settings, client, order, amount, now())
+        return f"/orders/{order.id}"
+
+    return on_order(request, order_id, csrf_token, give_back)
 
 
 @router.get("/payments/return")

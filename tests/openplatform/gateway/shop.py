@@ -1,5 +1,6 @@
 """The shop's side of the trade API tests: Alipay's official Python SDK as the client of a
-live Qianbao, and a small web server standing in for the shop's notify_url.
+live Qianbao, requests signed by hand, a small web server standing in for the shop's
+notify_url, and a person with money to pay the shop.
 
 The SDK's HTTP helper drops the port of the gateway URL (it connects to port 80 or 443
 whatever the URL says): the test server listens on a free port, so the helper is replaced
@@ -9,8 +10,10 @@ here, in the test, by one that keeps the port. Nothing else of the SDK is touche
 from __future__ import annotations
 
 import http.client
+import json
 import threading
 import urllib.parse
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,7 +27,16 @@ from alipay.aop.api.util import WebUtils
 from alipay.aop.api.util.SignatureUtils import get_sign_content, verify_with_rsa
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from qianbao.clock import FrozenClock
+from qianbao.db import Database
 from qianbao.openplatform import signing
+from qianbao.openplatform.gateway import protocol
+from qianbao.openplatform.merchants import service as merchants
+from qianbao.wallet.payments import service as payments
+from tests.e2e.liveserver import LiveServer
+from tests.wallet.test_payments import buyer, fund, verify
+
+SHOP = "Teahouse Online"
 
 
 def _connection_keeping_the_port(
@@ -67,6 +79,62 @@ def sdk_client(gateway: str, app_id: str, keys: ShopKeys, platform_key: str) -> 
     config.alipay_public_key = platform_key
     config.sign_type = "RSA2"
     return DefaultAlipayClient(alipay_client_config=config)
+
+
+class Shop:
+    """A merchant with one app whose key is installed, and its SDK client."""
+
+    def __init__(self, server: LiveServer, merchant: str = SHOP) -> None:
+        db = server.db
+        self.db, self.gateway = db, f"{server.url}/gateway.do"
+        self.keys = new_shop_keys()
+        if db.run(lambda tx: payments.merchant_by_name(tx, merchant)) is None:
+            db.run(lambda tx: payments.create_merchant(tx, merchant))
+        self.app_id = db.run(lambda tx: merchants.create_app(tx, merchant, "web")).app_id
+        db.run(lambda tx: merchants.set_app_key(tx, self.app_id, self.keys.public_pem))
+        self.platform_key = platform_key(db)
+        self.client = sdk_client(self.gateway, self.app_id, self.keys, self.platform_key)
+
+    def call(self, request: Any) -> dict[str, Any]:
+        """The SDK's call: it raises unless the answer's signature verifies, and returns
+        the response object (the text the signature covers)."""
+        answer: dict[str, Any] = json.loads(self.client.execute(request))
+        return answer
+
+
+def platform_key(db: Database) -> str:
+    keys = db.run(merchants.platform_keys)
+    current = next(key for key in keys if key.state == "current")
+    return signing.bare_base64(current.public_key)
+
+
+def signed_request(
+    db: Database, app_id: str, keys: ShopKeys, method: str, biz_content: str
+) -> dict[str, str]:
+    """A gateway request signed by Alipay's documented rule with ``cryptography`` (not the
+    SDK), stamped with the server's own time."""
+    params = {
+        "app_id": app_id,
+        "method": method,
+        "format": "JSON",
+        "charset": "utf-8",
+        "sign_type": "RSA2",
+        "timestamp": protocol.beijing_time(db.run(lambda tx: tx.now())),
+        "version": "1.0",
+        "biz_content": biz_content,
+    }
+    params["sign"] = signing.sign(keys.private, signing.sign_content(params))
+    return params
+
+
+def paying_person(
+    db: Database, clock: FrozenClock, money: str = "500", number: str = "07911 123456"
+) -> uuid.UUID:
+    """A verified person with ``money`` yuan in their balance and a payment password."""
+    person = buyer(db, clock, number)
+    verify(db, person)
+    fund(db, person, money)
+    return person
 
 
 def verify_notification(form: dict[str, str], platform_key: str) -> bool:

@@ -14,15 +14,20 @@ from qianbao import jobs
 from qianbao.clock import FrozenClock
 from qianbao.db import Database, Tx
 from qianbao.money import Money
-from qianbao.openplatform import signing
 from qianbao.openplatform.gateway import callbacks, notifications, service
 from qianbao.openplatform.gateway.models import GatewayTrade
 from qianbao.openplatform.gateway.protocol import GatewayRefusal
 from qianbao.openplatform.merchants import service as merchants
 from qianbao.wallet.payments import refunds
 from qianbao.wallet.payments import service as payments
-from tests.openplatform.gateway.shop import NotifyEndpoint, notify_endpoint, verify_notification
-from tests.wallet.test_payments import PIN, buyer, fund, verify
+from tests.openplatform.gateway.shop import (
+    NotifyEndpoint,
+    notify_endpoint,
+    paying_person,
+    platform_key,
+    verify_notification,
+)
+from tests.wallet.test_payments import PIN
 
 
 @pytest.fixture
@@ -58,10 +63,7 @@ def test_retried_on_alipay_s_schedule_until_success(
 ) -> None:
     order_id = gateway_trade(db, shop_url.url)
     assert notifications.deliver_due(db) == 0 and shop_url.received == []  # unpaid: nothing
-    person = buyer(db, clock)
-    verify(db, person)
-    fund(db, person, "50")
-    payments.pay_with_balance(db, person, order_id, PIN)
+    payments.pay_with_balance(db, paying_person(db, clock, "50"), order_id, PIN)
 
     assert notifications.deliver_due(db) == 0  # "fail"
     clock.advance(minutes=3, seconds=59)
@@ -73,9 +75,7 @@ def test_retried_on_alipay_s_schedule_until_success(
     clock.advance(hours=30)
     assert notifications.deliver_due(db) == 0 and len(shop_url.received) == 3
 
-    platform = signing.bare_base64(
-        next(k for k in db.run(merchants.platform_keys) if k.state == "current").public_key
-    )
+    platform = platform_key(db)
     assert all(verify_notification(form, platform) for form in shop_url.received)
     assert len({form["notify_id"] for form in shop_url.received}) == 1
     forged = {**shop_url.received[0], "total_amount": "2000.00"}
@@ -95,10 +95,7 @@ def test_a_shop_that_never_answers_success_is_given_up_after_the_schedule(
 ) -> None:
     with notify_endpoint(["busy"]) as endpoint:
         order_id = gateway_trade(db, endpoint.url)
-        person = buyer(db, clock)
-        verify(db, person)
-        fund(db, person, "50")
-        payments.pay_with_balance(db, person, order_id, PIN)
+        payments.pay_with_balance(db, paying_person(db, clock, "50"), order_id, PIN)
         schedule = db.settings.gateway_notify_retry_seconds
         for wait in [0, *schedule, 86400]:
             clock.advance(seconds=wait)
@@ -123,10 +120,7 @@ def test_a_shop_that_never_answers_success_is_given_up_after_the_schedule(
 def test_a_refund_tells_the_shop_too(db: Database, clock: FrozenClock) -> None:
     with notify_endpoint(["success"]) as endpoint:
         order_id = gateway_trade(db, endpoint.url)
-        person = buyer(db, clock)
-        verify(db, person)
-        fund(db, person, "50")
-        payments.pay_with_balance(db, person, order_id, PIN)
+        payments.pay_with_balance(db, paying_person(db, clock, "50"), order_id, PIN)
         merchant = db.run(lambda tx: payments.merchant_by_name(tx, "Teahouse"))
         assert merchant is not None
         refunds.refund(db, merchant, order_id, "R1", Money.of("CNY", "20"))
@@ -153,9 +147,6 @@ def test_the_worker_delivers_them(db: Database, clock: FrozenClock) -> None:
     assert job.every_seconds == 0  # continuous, as the SMS outbox
     with notify_endpoint(["success"]) as endpoint:
         order_id = gateway_trade(db, endpoint.url)
-        person = buyer(db, clock)
-        verify(db, person)
-        fund(db, person, "50")
-        payments.pay_with_balance(db, person, order_id, PIN)
+        payments.pay_with_balance(db, paying_person(db, clock, "50"), order_id, PIN)
         done = jobs.run_due(db, [job])
     assert done == {"notify shops": 1} and len(endpoint.received) == 1

@@ -8,9 +8,7 @@ import base64
 import hashlib
 import json
 import secrets
-import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, cast
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -27,11 +25,9 @@ from qianbao.identity import security
 from qianbao.identity.phone import parse_mobile
 from qianbao.openplatform.gateway import oauth
 from qianbao.openplatform.oidc import service as oidc
-from qianbao.settings import Settings
 from tests.api_helpers import api_sign_up
-from tests.e2e.liveserver import LiveServer, live_server
-from tests.openplatform.gateway.shop import keep_the_port
-from tests.openplatform.gateway.test_trade_api import Shop
+from tests.e2e.liveserver import LiveServer
+from tests.openplatform.gateway.shop import Shop
 from tests.openplatform.oidc.helpers import consent_form, verify_by_passport
 
 REDIRECT = "https://teahouse.example/alipay/callback"
@@ -51,27 +47,13 @@ CLAIMS = {
 }
 
 
+pytestmark = pytest.mark.usefixtures("beijing_shop")
+
+
 @pytest.fixture
 def clock() -> FrozenClock:
     """The server's clock at the real time: the SDK stamps requests with its own."""
     return FrozenClock(datetime.now(UTC).replace(microsecond=0))
-
-
-@pytest.fixture(autouse=True)
-def beijing_shop(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The shop runs in China (the SDK's timestamps are local time)."""
-    keep_the_port(monkeypatch)
-    monkeypatch.setenv("TZ", "Asia/Shanghai")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
-
-
-@pytest.fixture
-def server(settings: Settings, clock: FrozenClock) -> Iterator[LiveServer]:
-    with live_server(settings, clock) as running:
-        yield running
 
 
 class Browser:
@@ -115,6 +97,11 @@ class Browser:
 
 
 @pytest.fixture
+def person(server: LiveServer) -> Browser:
+    return Browser(server)
+
+
+@pytest.fixture
 def linked(server: LiveServer) -> Shop:
     shop = Shop(server)
     server.db.run(
@@ -150,10 +137,15 @@ def user_info(shop: Shop, auth_token: str) -> dict[str, Any]:
     return shop.call(request)
 
 
+def tokens_for(person: Browser, shop: Shop, scope: str) -> dict[str, Any]:
+    """The person logs in to the teahouse with ``scope``; its app exchanges the code."""
+    code, verifier = person.authorize("teahouse", scope)
+    return token_by_code(shop, code, verifier)
+
+
 def test_auth_user_gives_tokens_and_the_consented_verified_fields(
-    server: LiveServer, linked: Shop, clock: FrozenClock
+    server: LiveServer, linked: Shop, person: Browser
 ) -> None:
-    person = Browser(server)
     verify_by_passport(server.db, person.user_id)
     code, verifier = person.authorize("teahouse", "openid profile identity", CLAIMS)
 
@@ -184,11 +176,9 @@ def test_auth_user_gives_tokens_and_the_consented_verified_fields(
 
 
 def test_refresh_rotates_and_a_reused_refresh_token_is_refused(
-    server: LiveServer, linked: Shop
+    linked: Shop, person: Browser
 ) -> None:
-    person = Browser(server)
-    code, verifier = person.authorize("teahouse", "openid profile")
-    first = token_by_code(linked, code, verifier)
+    first = tokens_for(person, linked, "openid profile")
     second = token_by_refresh(linked, first["refresh_token"])
     assert second["code"] == "10000" and second["open_id"] == first["open_id"]
     assert second["refresh_token"] != first["refresh_token"]
@@ -201,18 +191,17 @@ def test_refresh_rotates_and_a_reused_refresh_token_is_refused(
     assert killed["sub_code"] == "isv.refresh-token-invalid"
 
 
-def test_auth_base_is_the_subject_only_without_consent(server: LiveServer, linked: Shop) -> None:
-    person = Browser(server)
+def test_auth_base_is_the_subject_only_without_consent(
+    server: LiveServer, linked: Shop, person: Browser
+) -> None:
     verify_by_passport(server.db, person.user_id)
-    code, verifier = person.authorize("teahouse", "openid")
-    tokens = token_by_code(linked, code, verifier)
+    tokens = tokens_for(person, linked, "openid")
     info = user_info(linked, tokens["access_token"])
     assert info["code"] == "10000"
     assert set(info) - {"code", "msg"} == {"user_id", "open_id"}
 
 
-def test_refusals_as_alipays_codes(server: LiveServer, linked: Shop) -> None:
-    person = Browser(server)
+def test_refusals_as_alipays_codes(server: LiveServer, linked: Shop, person: Browser) -> None:
     code, verifier = person.authorize("teahouse", "openid profile")
 
     no_verifier = token_by_code(linked, code, None)
@@ -247,11 +236,9 @@ def test_refusals_as_alipays_codes(server: LiveServer, linked: Shop) -> None:
 
 
 def test_removing_the_shop_in_authorized_apps_ends_the_tokens(
-    server: LiveServer, linked: Shop
+    server: LiveServer, linked: Shop, person: Browser
 ) -> None:
-    person = Browser(server)
-    code, verifier = person.authorize("teahouse", "openid profile")
-    tokens = token_by_code(linked, code, verifier)
+    tokens = tokens_for(person, linked, "openid profile")
     server.db.run(lambda tx: oidc.revoke_app(tx, person.user_id, "teahouse"))
     assert user_info(linked, tokens["access_token"])["sub_code"] == "aop.invalid-auth-token"
     refreshed = token_by_refresh(linked, tokens["refresh_token"])

@@ -30,9 +30,9 @@ from qianbao.openplatform.oidc import service as oidc
 from qianbao.settings import Settings, get_settings
 from qianbao.wallet.ledger import audit as ledger_audit
 from qianbao.wallet.payments import service as payments
-from tests.openplatform.gateway.shop import ShopKeys, new_shop_keys
+from tests.openplatform.gateway.shop import new_shop_keys, paying_person, signed_request
 from tests.wallet.test_pay_for_me import FRIEND, log_in_by_form, verified_friend
-from tests.wallet.test_payments import PIN, buyer, cny, fund, verify
+from tests.wallet.test_payments import PIN, cny
 
 SHOP = "Teahouse Online"
 
@@ -45,27 +45,10 @@ class App:
         db.run(lambda tx: merchants.set_app_key(tx, self.app_id, self.keys.public_pem))
 
     def params(self, method: str, biz: dict[str, str]) -> dict[str, str]:
-        return signed_params(self.db, self.app_id, self.keys, method, biz)
+        return signed_request(self.db, self.app_id, self.keys, method, protocol_json(biz))
 
     def ask(self, method: str, biz: dict[str, str]) -> dict[str, Any]:
         return answer_of(self.db, self.params(method, biz))
-
-
-def signed_params(
-    db: Database, app_id: str, keys: ShopKeys, method: str, biz: dict[str, str]
-) -> dict[str, str]:
-    params = {
-        "app_id": app_id,
-        "method": method,
-        "format": "JSON",
-        "charset": "utf-8",
-        "sign_type": "RSA2",
-        "timestamp": protocol.beijing_time(db.run(lambda tx: tx.now())),
-        "version": "1.0",
-        "biz_content": protocol_json(biz),
-    }
-    params["sign"] = signing.sign(keys.private, signing.sign_content(params))
-    return params
 
 
 def protocol_json(biz: dict[str, str]) -> str:
@@ -86,9 +69,7 @@ def app(db: Database) -> App:
 
 
 def pay(db: Database, clock: FrozenClock, qr_code: str, number: str = "07911 123456") -> uuid.UUID:
-    person = buyer(db, clock, number)
-    verify(db, person)
-    fund(db, person, "500")
+    person = paying_person(db, clock, number=number)
     payments.pay_with_balance(db, person, uuid.UUID(qr_code.rsplit("/", 1)[1]), PIN)
     return person
 
@@ -199,9 +180,9 @@ def test_the_operator_sets_an_app_up_from_the_command_line(
     assert shown.exit_code == 0 and "(current)" in shown.output
     line = re.search(r"# as one line: (\S+)", shown.output)
     assert line is not None
-    answer = service.answer(
-        db, signed_params(db, app_id, keys, "alipay.trade.query", {"out_trade_no": "none"})
-    ).text
+    biz = protocol_json({"out_trade_no": "none"})
+    asked = signed_request(db, app_id, keys, "alipay.trade.query", biz)
+    answer = service.answer(db, asked).text
     inner = answer[answer.index(":") + 1 : answer.rindex(',"sign":')]
     signature = answer[answer.rindex(':"') + 2 : -2]
     public = signing.load_public_key(line.group(1), 2048)

@@ -11,12 +11,10 @@ import html
 import io
 import json
 import re
-import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import httpx
 import pytest
@@ -57,73 +55,36 @@ from qianbao.identity import service as identity
 from qianbao.openplatform import signing
 from qianbao.openplatform.gateway import notifications, protocol, service
 from qianbao.openplatform.merchants import service as merchants
-from qianbao.settings import Settings
 from qianbao.wallet.payment_codes import service as payment_codes
 from qianbao.wallet.payments import service as payments
 from qianbao.web import after_login
-from tests.e2e.liveserver import LiveServer, live_server
+from tests.e2e.liveserver import LiveServer
 from tests.helpers import AGREEMENT, HOME, UK, last_code
 from tests.openplatform.gateway.shop import (
+    SHOP,
+    Shop,
     ShopKeys,
-    keep_the_port,
     new_shop_keys,
     notify_endpoint,
+    paying_person,
     sdk_client,
+    signed_request,
     verify_notification,
 )
-from tests.wallet.test_payments import PIN, buyer, cny, fund, verify
+from tests.wallet.test_payments import PIN, cny
 
-SHOP = "Teahouse Online"
+PAGE_PAY, WAP_PAY = "FAST_INSTANT_TRADE_PAY", "QUICK_WAP_WAY"
+CASHIER_REQUESTS: Final[dict[str, tuple[type[Any], type[Any]]]] = {
+    PAGE_PAY: (AlipayTradePagePayRequest, AlipayTradePagePayModel),
+    WAP_PAY: (AlipayTradeWapPayRequest, AlipayTradeWapPayModel),
+}
+pytestmark = pytest.mark.usefixtures("beijing_shop")
 
 
 @pytest.fixture
 def clock() -> FrozenClock:
     """The server's clock at the real time: the SDK stamps requests with its own."""
     return FrozenClock(datetime.now(UTC).replace(microsecond=0))
-
-
-@pytest.fixture(autouse=True)
-def beijing_shop(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The shop runs in China: the SDK writes its timestamp in local time."""
-    keep_the_port(monkeypatch)
-    monkeypatch.setenv("TZ", "Asia/Shanghai")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
-
-
-@pytest.fixture
-def server(settings: Settings, clock: FrozenClock) -> Iterator[LiveServer]:
-    with live_server(settings, clock) as running:
-        yield running
-
-
-class Shop:
-    """A merchant with one app whose key is installed, and its SDK client."""
-
-    def __init__(self, server: LiveServer, merchant: str = SHOP) -> None:
-        db = server.db
-        self.db, self.gateway = db, f"{server.url}/gateway.do"
-        self.keys = new_shop_keys()
-        if db.run(lambda tx: payments.merchant_by_name(tx, merchant)) is None:
-            db.run(lambda tx: payments.create_merchant(tx, merchant))
-        self.app_id = db.run(lambda tx: merchants.create_app(tx, merchant, "web")).app_id
-        db.run(lambda tx: merchants.set_app_key(tx, self.app_id, self.keys.public_pem))
-        self.platform_key = platform_key(db)
-        self.client = sdk_client(self.gateway, self.app_id, self.keys, self.platform_key)
-
-    def call(self, request: Any) -> dict[str, Any]:
-        """The SDK's call: it raises unless the answer's signature verifies, and returns
-        the response object (the text the signature covers)."""
-        answer: dict[str, Any] = json.loads(self.client.execute(request))
-        return answer
-
-
-def platform_key(db: Database) -> str:
-    keys = db.run(merchants.platform_keys)
-    current = next(key for key in keys if key.state == "current")
-    return signing.bare_base64(current.public_key)
 
 
 def precreate(
@@ -137,10 +98,14 @@ def precreate(
     return shop.call(request)
 
 
-def query(shop: Shop, number: str) -> dict[str, Any]:
+def query_request(number: str) -> AlipayTradeQueryRequest:
     model = AlipayTradeQueryModel()
     model.out_trade_no = number
-    return shop.call(AlipayTradeQueryRequest(biz_model=model))
+    return AlipayTradeQueryRequest(biz_model=model)
+
+
+def query(shop: Shop, number: str) -> dict[str, Any]:
+    return shop.call(query_request(number))
 
 
 def refund(shop: Shop, number: str, amount: str, request_no: str) -> dict[str, Any]:
@@ -153,11 +118,46 @@ def order_id_of(db: Database, qr_code: str) -> uuid.UUID:
     return uuid.UUID(qr_code.rstrip("/").rsplit("/", 1)[1])
 
 
-def paying_person(db: Database, clock: FrozenClock, money: str = "500") -> uuid.UUID:
-    person = buyer(db, clock)
-    verify(db, person)
-    fund(db, person, money)
-    return person
+def cashier_request(
+    product_code: str,
+    number: str,
+    amount: str,
+    subject: str = "tea",
+    return_url: str | None = None,
+) -> Any:
+    """A page pay or a wap pay request (by its product code): it sends the person to the
+    cashier, and to ``return_url`` once paid."""
+    request_type, model_type = CASHIER_REQUESTS[product_code]
+    model = model_type()
+    model.out_trade_no, model.total_amount, model.subject = number, amount, subject
+    model.product_code = product_code
+    request = request_type(biz_model=model)
+    if return_url is not None:
+        request.return_url = return_url
+    return request
+
+
+def query_by(client: Any, number: str) -> dict[str, Any]:
+    """alipay.trade.query sent with ``client`` (an SDK client of the test's own making),
+    its answer as the SDK returns it."""
+    answer: dict[str, Any] = json.loads(client.execute(query_request(number)))
+    return answer
+
+
+def scan(shop: Shop, number: str, amount: str, auth_code: str) -> dict[str, Any]:
+    """The shop's scanner reads the person's payment code: alipay.trade.pay, bar_code."""
+    model = AlipayTradePayModel()
+    model.out_trade_no, model.total_amount, model.subject = number, amount, "tea"
+    model.scene, model.auth_code = "bar_code", auth_code
+    return shop.call(AlipayTradePayRequest(biz_model=model))
+
+
+def signed_in_bearer(db: Database, clock: FrozenClock) -> dict[str, str]:
+    """The paying person signs in by SMS code; the header their wallet API calls carry."""
+    clock.advance(seconds=61)  # past the resend wait of the last SMS code
+    identity.send_code(db, UK, "login", HOME, "en", AGREEMENT)
+    signed_in = identity.sign_in(db, UK, "login", last_code(db, UK), HOME)
+    return {"Authorization": f"Bearer {signed_in.token}"}
 
 
 def test_a_shop_on_the_sdk_sells_is_told_and_refunds(
@@ -251,21 +251,17 @@ def test_refused_requests(server: LiveServer, db: Database, clock: FrozenClock) 
     assert query(other, "X1")["sub_code"] == "ACQ.TRADE_NOT_EXIST"
 
     forged = sdk_client(shop.gateway, shop.app_id, other.keys, shop.platform_key)
-    model = AlipayTradeQueryModel()
-    model.out_trade_no = "X1"
-    answer = json.loads(forged.execute(AlipayTradeQueryRequest(biz_model=model)))
+    answer = query_by(forged, "X1")
     assert answer["code"] == "40002"
     assert answer["sub_code"] == "isv.invalid-signature"
 
     stranger = sdk_client(shop.gateway, "2026999999999999", shop.keys, shop.platform_key)
-    answer = json.loads(stranger.execute(AlipayTradeQueryRequest(biz_model=model)))
+    answer = query_by(stranger, "X1")
     assert answer["sub_code"] == "isv.invalid-app-id"
 
     # A request the shop signed and someone changed on the way: the amount raised.
-    page = AlipayTradePagePayModel()
-    page.out_trade_no, page.total_amount, page.subject = "X2", "10.00", "tea"
-    page.product_code = "FAST_INSTANT_TRADE_PAY"
-    url = shop.client.page_execute(AlipayTradePagePayRequest(biz_model=page), http_method="GET")
+    page = cashier_request(PAGE_PAY, "X2", "10.00")
+    url = shop.client.page_execute(page, http_method="GET")
     tampered = url.replace(urllib.parse.quote_plus('"10.00"'), urllib.parse.quote_plus('"1.00"'))
     assert tampered != url
     refused = httpx.get(tampered, follow_redirects=False)
@@ -281,11 +277,8 @@ def test_page_pay_goes_to_the_cashier_and_back_to_the_shop(
     server: LiveServer, db: Database, clock: FrozenClock
 ) -> None:
     shop = Shop(server)
-    page = AlipayTradePagePayModel()
-    page.out_trade_no, page.total_amount, page.subject = "P1", "25.50", "A teapot"
-    page.product_code = "FAST_INSTANT_TRADE_PAY"
-    request = AlipayTradePagePayRequest(biz_model=page)
-    request.return_url = "http://127.0.0.1:9/shop/return"
+    back_to = "http://127.0.0.1:9/shop/return"
+    request = cashier_request(PAGE_PAY, "P1", "25.50", "A teapot", return_url=back_to)
     url = shop.client.page_execute(request, http_method="GET")
     sent = httpx.get(url, follow_redirects=False)
     assert sent.status_code == 302
@@ -313,25 +306,20 @@ def test_keys_rotate_without_downtime(server: LiveServer, db: Database, clock: F
     new_keys = new_shop_keys()
     db.run(lambda tx: merchants.set_app_key(tx, shop.app_id, new_keys.public_pem))
     new_client = sdk_client(shop.gateway, shop.app_id, new_keys, shop.platform_key)
-    model = AlipayTradeQueryModel()
-    model.out_trade_no = "K1"
     for client in (old_client, new_client):  # both during the overlap
-        answer = json.loads(client.execute(AlipayTradeQueryRequest(biz_model=model)))
-        assert answer["code"] == "10000"
+        assert query_by(client, "K1")["code"] == "10000"
 
     # The platform publishes its next key; answers are signed with the current one
     # until it is activated, then with the next one only.
     published = db.run(merchants.publish_next_platform_key)
-    answer = json.loads(new_client.execute(AlipayTradeQueryRequest(biz_model=model)))
-    assert answer["code"] == "10000"
+    assert query_by(new_client, "K1")["code"] == "10000"
     db.run(merchants.activate_next_platform_key)
     with pytest.raises(ResponseException):
-        new_client.execute(AlipayTradeQueryRequest(biz_model=model))
+        query_by(new_client, "K1")
     rotated = sdk_client(
         shop.gateway, shop.app_id, new_keys, signing.bare_base64(published.public_key)
     )
-    answer = json.loads(rotated.execute(AlipayTradeQueryRequest(biz_model=model)))
-    assert answer["code"] == "10000"
+    assert query_by(rotated, "K1")["code"] == "10000"
 
     # Past the overlap, the old key is refused (signed here by hand, with the server's
     # own time, so that only the key can be the reason).
@@ -347,17 +335,7 @@ def gateway_answer(
 ) -> dict[str, Any]:
     """A request signed by Alipay's documented rule with ``cryptography`` (not the SDK),
     answered by the gateway's service."""
-    params = {
-        "app_id": app_id,
-        "method": method,
-        "format": "JSON",
-        "charset": "utf-8",
-        "sign_type": "RSA2",
-        "timestamp": protocol.beijing_time(db.run(lambda tx: tx.now())),
-        "version": "1.0",
-        "biz_content": json.dumps(biz),
-    }
-    params["sign"] = signing.sign(keys.private, signing.sign_content(params))
+    params = signed_request(db, app_id, keys, method, json.dumps(biz))
     text = service.answer(db, params).text
     body: dict[str, Any] = json.loads(text)[protocol.response_key(method)]
     return body
@@ -426,11 +404,7 @@ def test_the_sdk_s_auto_submitting_form_and_wap_pay_reach_the_cashier(
     server: LiveServer, db: Database, clock: FrozenClock
 ) -> None:
     shop = Shop(server)
-    page = AlipayTradeWapPayModel()
-    page.out_trade_no, page.total_amount, page.subject = "W1", "9.90", "tea"
-    page.product_code = "QUICK_WAP_WAY"
-    request = AlipayTradeWapPayRequest(biz_model=page)
-    request.return_url = "https://shop.example/back"
+    request = cashier_request(WAP_PAY, "W1", "9.90", return_url="https://shop.example/back")
     form = shop.client.page_execute(request)  # POST: the HTML form a shop's page shows
     action = html.unescape(re.search(r'action="([^"]+)"', form).group(1))  # type: ignore[union-attr]
     fields = {
@@ -462,36 +436,26 @@ def test_a_shop_scans_the_person_s_payment_code(
 ) -> None:
     shop = Shop(server)
     person = paying_person(db, clock)
-    clock.advance(seconds=61)  # past the resend wait of the last SMS code
-    identity.send_code(db, UK, "login", HOME, "en", AGREEMENT)
-    signed_in = identity.sign_in(db, UK, "login", last_code(db, UK), HOME)
     issued = httpx.post(
-        f"{server.url}/api/v1/wallet/payment-codes",
-        headers={"Authorization": f"Bearer {signed_in.token}"},
+        f"{server.url}/api/v1/wallet/payment-codes", headers=signed_in_bearer(db, clock)
     )
     assert issued.status_code == 201, issued.text
     code = issued.json()["code"]
     assert len(code) == 18 and code.startswith("28")
 
-    def scan(number: str, amount: str, auth_code: str) -> dict[str, Any]:
-        model = AlipayTradePayModel()
-        model.out_trade_no, model.total_amount, model.subject = number, amount, "tea"
-        model.scene, model.auth_code = "bar_code", auth_code
-        return shop.call(AlipayTradePayRequest(biz_model=model))
-
-    paid = scan("S1", "35.00", code)
+    paid = scan(shop, "S1", "35.00", code)
     assert paid["code"] == "10000" and paid["total_amount"] == "35.00" and paid["gmt_payment"]
     assert query(shop, "S1")["trade_status"] == "TRADE_SUCCESS"
     assert db.run(lambda tx: payments.wallet(tx, person)).balance == cny("465.00")
-    again = scan("S2", "1.00", code)  # a code works once
+    again = scan(shop, "S2", "1.00", code)  # a code works once
     assert again["sub_code"] == "ACQ.PAYMENT_AUTH_CODE_INVALID"
     fresh = db.run(lambda tx: payment_codes.issue(tx, person)).code
-    too_much = scan("S3", "1000.01", fresh)
+    too_much = scan(shop, "S3", "1000.01", fresh)
     assert too_much["sub_code"] == "ACQ.PAYMENT_FAIL"
-    broke = scan("S4", "900.00", fresh)  # 465.00 left
+    broke = scan(shop, "S4", "900.00", fresh)  # 465.00 left
     assert broke["sub_code"] == "ACQ.BUYER_BALANCE_NOT_ENOUGH"
     clock.advance(seconds=db.settings.payment_code_seconds)
-    late = scan("S5", "1.00", fresh)  # unused, but past its minute
+    late = scan(shop, "S5", "1.00", fresh)  # unused, but past its minute
     assert late["sub_code"] == "ACQ.PAYMENT_AUTH_CODE_INVALID"
 
 
@@ -500,25 +464,16 @@ def test_the_sdk_s_barcode_payment_keeps_to_the_person_s_own_limit(
 ) -> None:
     shop = Shop(server)
     person = paying_person(db, clock)
-    clock.advance(seconds=61)  # past the resend wait of the last SMS code
-    identity.send_code(db, UK, "login", HOME, "en", AGREEMENT)
-    signed_in = identity.sign_in(db, UK, "login", last_code(db, UK), HOME)
-    bearer = {"Authorization": f"Bearer {signed_in.token}"}
+    bearer = signed_in_bearer(db, clock)
     limit = httpx.put(
         f"{server.url}/api/v1/wallet/payment-codes/limit", headers=bearer, json={"limit": "30"}
     )
     assert limit.status_code == 200 and limit.json() == {"limit": 30, "cap": 1000}
     code = httpx.post(f"{server.url}/api/v1/wallet/payment-codes", headers=bearer).json()["code"]
 
-    def scan(number: str, amount: str) -> dict[str, Any]:
-        model = AlipayTradePayModel()
-        model.out_trade_no, model.total_amount, model.subject = number, amount, "tea"
-        model.scene, model.auth_code = "bar_code", code
-        return shop.call(AlipayTradePayRequest(biz_model=model))
-
-    over = scan("L1", "30.01")
+    over = scan(shop, "L1", "30.01", code)
     assert (over["code"], over["sub_code"]) == ("40004", "ACQ.PAYMENT_FAIL")
     assert "own limit" in over["sub_msg"]
-    paid = scan("L2", "30.00")  # the same code: the refusal did not use it up
+    paid = scan(shop, "L2", "30.00", code)  # the same code: the refusal did not use it up
     assert paid["code"] == "10000" and paid["total_amount"] == "30.00"
     assert db.run(lambda tx: payments.wallet(tx, person)).balance == cny("470.00")

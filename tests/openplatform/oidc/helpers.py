@@ -13,6 +13,7 @@ from html import unescape
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 from authlib.integrations.httpx_client import OAuth2Client
 from fastapi.testclient import TestClient
 from joserfc import jwt
@@ -25,7 +26,7 @@ from qianbao.openplatform.oidc import service
 from qianbao.verification import service as verification
 from qianbao.verification.analysis import FaceAssessment, PageReading
 from qianbao.verification.mrz import parse_td3
-from tests.api_helpers import api_sign_up
+from tests.api_helpers import api_sign_up, bearer
 from tests.verification.passport_pages import PassportData
 
 BASE = "http://127.0.0.1"
@@ -65,6 +66,12 @@ class Shop:
 def database(client: TestClient) -> Database:
     found: Database = client.app.state.db  # type: ignore[attr-defined]
     return found
+
+
+def credentials(shop: Shop) -> tuple[str, str]:
+    """The shop's HTTP Basic credentials at the token, introspection and revocation
+    endpoints."""
+    return shop.client_id, shop.secret or ""
 
 
 def register_shop(client: TestClient, client_id: str = "shop-one", **extra: Any) -> Shop:
@@ -209,3 +216,33 @@ def id_token_claims(client: TestClient, token: str, now: int, **expect: Any) -> 
     jwt.JWTClaimsRegistry(now=now, **options).validate(decoded.claims)
     claims: dict[str, Any] = decoded.claims
     return claims
+
+
+def userinfo_answer(client: TestClient, token: dict[str, Any]) -> httpx.Response:
+    """The userinfo endpoint asked with ``token``'s access token."""
+    return client.get("/oauth2/userinfo", headers=bearer(token["access_token"]))
+
+
+def code_grant(shop: Shop, started: Started, code: str) -> dict[str, str]:
+    """The token request's form for ``code``, as the shop that started the log-in sends it."""
+    return {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": shop.redirect_uri,
+        "code_verifier": started.verifier,
+    }
+
+
+def refresh_by_hand(client: TestClient, shop: Shop, refresh_token: str) -> httpx.Response:
+    """The refresh grant posted as ``shop`` (not through Authlib), so that a refusal can
+    be read."""
+    return client.post(
+        "/oauth2/token",
+        data={"grant_type": "refresh_token", "refresh_token": refresh_token},
+        auth=credentials(shop),
+    )
+
+
+def introspect(client: TestClient, shop: Shop, token: str) -> httpx.Response:
+    """What the introspection endpoint tells ``shop`` about ``token``."""
+    return client.post("/oauth2/introspect", data={"token": token}, auth=credentials(shop))

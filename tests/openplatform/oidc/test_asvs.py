@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 import secrets
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -22,15 +23,22 @@ from tests.openplatform.oidc.helpers import (
     REDIRECT,
     Shop,
     authorize,
+    code_grant,
+    credentials,
     database,
     exchange,
     id_token_claims,
+    introspect,
     log_in,
     query,
+    refresh_by_hand,
     register_shop,
     sign_in_person,
     start,
+    userinfo_answer,
 )
+
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
 def challenge(verifier: str) -> str:
@@ -62,11 +70,23 @@ def refused(client: TestClient, url: str) -> dict[str, str]:
     return params
 
 
-@pytest.fixture
-def shop(client: TestClient) -> Shop:
-    found = register_shop(client)
-    sign_in_person(client)
-    return found
+def client_assertion(key: ECKey, shop: Shop, jti: str, **times: int) -> str:
+    """A private_key_jwt assertion of ``shop`` for the token endpoint, signed with ``key``;
+    ``times``: its iat and exp."""
+    claims = {
+        "iss": shop.client_id,
+        "sub": shop.client_id,
+        "aud": f"{BASE}/oauth2/token",
+        "jti": jti,
+        **times,
+    }
+    return jwt.encode({"alg": "ES256", "kid": key.kid}, claims, key)
+
+
+def header_of(id_token: str) -> dict[str, Any]:
+    """The ID token's JOSE header: which key signed it, with which algorithm."""
+    header: dict[str, Any] = json.loads(base64.urlsafe_b64decode(id_token.split(".")[0] + "=="))
+    return header
 
 
 def test_v10_missing_pkce_is_refused(client: TestClient, shop: Shop) -> None:
@@ -141,23 +161,11 @@ def test_v10_code_reuse_is_refused_and_revokes_the_tokens_it_gave(
     first = exchange(started, location)
     code = query(location)["code"]
     again = client.post(
-        "/oauth2/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": shop.redirect_uri,
-            "code_verifier": started.verifier,
-        },
-        auth=(shop.client_id, shop.secret or ""),
+        "/oauth2/token", data=code_grant(shop, started, code), auth=credentials(shop)
     )
     assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
-    bearer = {"Authorization": f"Bearer {first['access_token']}"}
-    assert client.get("/oauth2/userinfo", headers=bearer).status_code == 401
-    refresh = client.post(
-        "/oauth2/token",
-        data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"]},
-        auth=(shop.client_id, shop.secret or ""),
-    )
+    assert userinfo_answer(client, first).status_code == 401
+    refresh = refresh_by_hand(client, shop, first["refresh_token"])
     assert refresh.json()["error"] == "invalid_grant"
 
 
@@ -174,14 +182,7 @@ def test_v10_another_shops_code_is_refused(client: TestClient, shop: Shop) -> No
     started = start(client, shop)
     code = query(authorize(client, started))["code"]
     answer = client.post(
-        "/oauth2/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": shop.redirect_uri,
-            "code_verifier": started.verifier,
-        },
-        auth=(other.client_id, other.secret or ""),
+        "/oauth2/token", data=code_grant(shop, started, code), auth=credentials(other)
     )
     assert answer.json()["error"] == "invalid_grant"
 
@@ -191,19 +192,10 @@ def test_v10_refresh_token_reuse_revokes_the_whole_family(client: TestClient, sh
     rotated = started.oauth.refresh_token(
         f"{BASE}/oauth2/token", refresh_token=token["refresh_token"]
     )
-    replay = client.post(
-        "/oauth2/token",
-        data={"grant_type": "refresh_token", "refresh_token": token["refresh_token"]},
-        auth=(shop.client_id, shop.secret or ""),
-    )
+    replay = refresh_by_hand(client, shop, token["refresh_token"])
     assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
-    bearer = {"Authorization": f"Bearer {rotated['access_token']}"}
-    assert client.get("/oauth2/userinfo", headers=bearer).status_code == 401
-    newest = client.post(
-        "/oauth2/token",
-        data={"grant_type": "refresh_token", "refresh_token": rotated["refresh_token"]},
-        auth=(shop.client_id, shop.secret or ""),
-    )
+    assert userinfo_answer(client, rotated).status_code == 401
+    newest = refresh_by_hand(client, shop, rotated["refresh_token"])
     assert newest.json()["error"] == "invalid_grant"
 
 
@@ -213,21 +205,11 @@ def test_v10_one_shops_token_at_another_shops_introspection_is_inactive(
     other = register_shop(client, "shop-two")
     token = log_in(client, shop)[1]
     for value in (token["access_token"], token["refresh_token"]):
-        answer = client.post(
-            "/oauth2/introspect", data={"token": value}, auth=(other.client_id, other.secret or "")
-        )
+        answer = introspect(client, other, value)
         assert answer.status_code == 200 and answer.json() == {"active": False}
     # Nor can it revoke it.
-    client.post(
-        "/oauth2/revoke",
-        data={"token": token["access_token"]},
-        auth=(other.client_id, other.secret or ""),
-    )
-    own = client.post(
-        "/oauth2/introspect",
-        data={"token": token["access_token"]},
-        auth=(shop.client_id, shop.secret or ""),
-    )
+    client.post("/oauth2/revoke", data={"token": token["access_token"]}, auth=credentials(other))
+    own = introspect(client, shop, token["access_token"])
     assert own.json()["active"] is True
 
 
@@ -245,14 +227,7 @@ def test_v10_no_client_authentication_no_token(client: TestClient, shop: Shop) -
     started = start(client, shop)
     code = query(authorize(client, started))["code"]
     answer = client.post(
-        "/oauth2/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "client_id": shop.client_id,
-            "redirect_uri": shop.redirect_uri,
-            "code_verifier": started.verifier,
-        },
+        "/oauth2/token", data={**code_grant(shop, started, code), "client_id": shop.client_id}
     )
     assert answer.json()["error"] == "invalid_client"
 
@@ -273,7 +248,7 @@ def test_key_rotation_keeps_the_old_key_published_until_its_tokens_expired(
     client: TestClient, shop: Shop, clock: FrozenClock
 ) -> None:
     token = log_in(client, shop)[1]
-    old_kid = json.loads(base64.urlsafe_b64decode(token["id_token"].split(".")[0] + "=="))["kid"]
+    old_kid = header_of(token["id_token"])["kid"]
     db = database(client)
     new_kid, retired = db.run(service.rotate_signing_key)
     assert retired == [old_kid] and new_kid != old_kid
@@ -282,10 +257,7 @@ def test_key_rotation_keeps_the_old_key_published_until_its_tokens_expired(
     now = int(clock.now().timestamp())
     assert id_token_claims(client, token["id_token"], now)["aud"] == [shop.client_id]
     fresh = log_in(client, shop)[1]
-    assert (
-        json.loads(base64.urlsafe_b64decode(fresh["id_token"].split(".")[0] + "=="))["kid"]
-        == new_kid
-    )
+    assert header_of(fresh["id_token"])["kid"] == new_kid
     clock.advance(seconds=db.settings.oidc_id_token_seconds + 1)
     kids = {key["kid"] for key in client.get("/oauth2/jwks").json()["keys"]}
     assert kids == {new_kid}
@@ -305,25 +277,10 @@ def test_private_key_jwt_authenticates_and_a_replayed_assertion_does_not(
     started = start(client, shop)
     location = authorize(client, started)
     now = int(clock.now().timestamp())
-    assertion = jwt.encode(
-        {"alg": "ES256", "kid": key.kid},
-        {
-            "iss": shop.client_id,
-            "sub": shop.client_id,
-            "aud": f"{BASE}/oauth2/token",
-            "jti": "once",
-            "iat": now,
-            "exp": now + 60,
-        },
-        key,
-    )
     form = {
-        "grant_type": "authorization_code",
-        "code": query(location)["code"],
-        "redirect_uri": shop.redirect_uri,
-        "code_verifier": started.verifier,
-        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-        "client_assertion": assertion,
+        **code_grant(shop, started, query(location)["code"]),
+        "client_assertion_type": JWT_BEARER,
+        "client_assertion": client_assertion(key, shop, "once", iat=now, exp=now + 60),
     }
     first = client.post("/oauth2/token", data=form)
     assert first.status_code == 200, first.text
@@ -337,23 +294,13 @@ def test_private_key_jwt_authenticates_and_a_replayed_assertion_does_not(
     )
     assert replay.json()["error"] == "invalid_client"
     stranger = ECKey.generate_key("P-256", auto_kid=True)
-    forged = jwt.encode(
-        {"alg": "ES256", "kid": stranger.kid},
-        {
-            "iss": shop.client_id,
-            "sub": shop.client_id,
-            "aud": f"{BASE}/oauth2/token",
-            "jti": "two",
-            "exp": now + 60,
-        },
-        stranger,
-    )
+    forged = client_assertion(stranger, shop, "two", exp=now + 60)
     refused = client.post(
         "/oauth2/token",
         data={
             "grant_type": "refresh_token",
             "refresh_token": first.json()["refresh_token"],
-            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion_type": JWT_BEARER,
             "client_assertion": forged,
         },
     )
@@ -388,8 +335,7 @@ def test_rs256_keys_when_the_setting_asks(
     db.settings.oidc_signing_alg = "RS256"
     db.run(service.rotate_signing_key)
     token = log_in(client, shop)[1]
-    header = json.loads(base64.urlsafe_b64decode(token["id_token"].split(".")[0] + "=="))
-    assert header["alg"] == "RS256"
+    assert header_of(token["id_token"])["alg"] == "RS256"
     claims = id_token_claims(client, token["id_token"], int(clock.now().timestamp()))
     assert claims["aud"] == [shop.client_id]
     published = {key["kty"] for key in client.get("/oauth2/jwks").json()["keys"]}

@@ -12,14 +12,19 @@ from qianbao.clock import FrozenClock
 from tests.api_helpers import AGREEMENT, outbox_code
 from tests.openplatform.oidc.helpers import (
     BASE,
+    Shop,
     authorize,
+    credentials,
     database,
     id_token_claims,
+    introspect,
     log_in,
     query,
+    refresh_by_hand,
     register_shop,
     sign_in_person,
     start,
+    userinfo_answer,
 )
 from tests.web.test_pages import csrf
 
@@ -41,10 +46,8 @@ def test_discovery_names_the_endpoints_and_identity_assurance_metadata(client: T
 
 
 def test_openid_alone_signs_in_silently_with_only_a_pairwise_subject(
-    client: TestClient, clock: FrozenClock
+    client: TestClient, shop: Shop, clock: FrozenClock
 ) -> None:
-    shop = register_shop(client)
-    sign_in_person(client)
     started = start(client, shop)
     location = authorize(client, started)  # no consent page in between
     params = query(location)
@@ -58,9 +61,7 @@ def test_openid_alone_signs_in_silently_with_only_a_pairwise_subject(
         client, token["id_token"], now, aud=shop.client_id, nonce=started.nonce
     )
     assert set(claims) >= {"sub", "at_hash", "auth_time"} and "verified_claims" not in claims
-    info = client.get(
-        "/oauth2/userinfo", headers={"Authorization": f"Bearer {token['access_token']}"}
-    )
+    info = userinfo_answer(client, token)
     assert info.status_code == 200 and info.json() == {"sub": claims["sub"]}
 
 
@@ -72,10 +73,7 @@ def test_two_shops_see_different_subjects_for_one_person(client: TestClient) -> 
     again = log_in(client, one)[1]
 
     def sub(token: dict[str, str]) -> str:
-        answer = client.get(
-            "/oauth2/userinfo", headers={"Authorization": f"Bearer {token['access_token']}"}
-        )
-        return str(answer.json()["sub"])
+        return str(userinfo_answer(client, token).json()["sub"])
 
     assert sub(first) == sub(again) != sub(second)
 
@@ -98,9 +96,9 @@ def test_prompt_none_signed_out_answers_login_required_to_the_shop(client: TestC
     assert params["state"] == started.state
 
 
-def test_the_consent_page_says_what_the_shop_gets_and_is_remembered(client: TestClient) -> None:
-    shop = register_shop(client)
-    sign_in_person(client)
+def test_the_consent_page_says_what_the_shop_gets_and_is_remembered(
+    client: TestClient, shop: Shop
+) -> None:
     started = start(client, shop, "openid profile phone")
     page = client.get(started.url, follow_redirects=False)
     assert page.status_code == 200
@@ -110,9 +108,7 @@ def test_the_consent_page_says_what_the_shop_gets_and_is_remembered(client: Test
     token = started.oauth.fetch_token(
         f"{BASE}/oauth2/token", authorization_response=location, code_verifier=started.verifier
     )
-    info = client.get(
-        "/oauth2/userinfo", headers={"Authorization": f"Bearer {token['access_token']}"}
-    )
+    info = userinfo_answer(client, token)
     assert info.json()["phone_number"] == "+447911123456"
     assert info.json()["nickname"].startswith("+44") and "123456" not in info.json()["nickname"]
     # Asked again for the same: no page. For more (email): the page again.
@@ -124,17 +120,15 @@ def test_the_consent_page_says_what_the_shop_gets_and_is_remembered(client: Test
     assert more.status_code == 200 and 'data-testid="scope-email"' in more.text
 
 
-def test_the_consent_page_speaks_chinese_with_the_shops_chinese_name(client: TestClient) -> None:
-    shop = register_shop(client)
-    sign_in_person(client)
+def test_the_consent_page_speaks_chinese_with_the_shops_chinese_name(
+    client: TestClient, shop: Shop
+) -> None:
     client.cookies.set("qb_lang", "zh_Hans")
     page = client.get(start(client, shop, "openid phone").url, follow_redirects=False)
     assert "批发一号" in page.text and "Wholesale One" not in page.text
 
 
-def test_denying_sends_access_denied_back_to_the_shop(client: TestClient) -> None:
-    shop = register_shop(client)
-    sign_in_person(client)
+def test_denying_sends_access_denied_back_to_the_shop(client: TestClient, shop: Shop) -> None:
     started = start(client, shop, "openid email")
     params = query(authorize(client, started, decision="deny"))
     assert params["error"] == "access_denied" and params["iss"] == BASE
@@ -142,10 +136,8 @@ def test_denying_sends_access_denied_back_to_the_shop(client: TestClient) -> Non
 
 
 def test_refresh_rotates_and_a_fresh_id_token_comes_with_it(
-    client: TestClient, clock: FrozenClock
+    client: TestClient, shop: Shop, clock: FrozenClock
 ) -> None:
-    shop = register_shop(client)
-    sign_in_person(client)
     started, token = log_in(client, shop)
     refreshed = started.oauth.refresh_token(
         f"{BASE}/oauth2/token", refresh_token=token["refresh_token"]
@@ -157,49 +149,35 @@ def test_refresh_rotates_and_a_fresh_id_token_comes_with_it(
     assert claims["sub"] == id_token_claims(client, token["id_token"], now)["sub"]
 
 
-def test_access_tokens_expire_after_the_setting(client: TestClient, clock: FrozenClock) -> None:
-    shop = register_shop(client)
-    sign_in_person(client)
+def test_access_tokens_expire_after_the_setting(
+    client: TestClient, shop: Shop, clock: FrozenClock
+) -> None:
     token = log_in(client, shop)[1]
     assert token["expires_in"] == database(client).settings.oidc_access_token_seconds
     clock.advance(seconds=token["expires_in"] + 1)
-    answer = client.get(
-        "/oauth2/userinfo", headers={"Authorization": f"Bearer {token['access_token']}"}
-    )
+    answer = userinfo_answer(client, token)
     assert answer.status_code == 401 and answer.json()["error"] == "invalid_token"
 
 
-def test_revocation_kills_the_refresh_token_and_its_access_token(client: TestClient) -> None:
-    shop = register_shop(client)
-    sign_in_person(client)
+def test_revocation_kills_the_refresh_token_and_its_access_token(
+    client: TestClient, shop: Shop
+) -> None:
     token = log_in(client, shop)[1]
     answer = client.post(
         "/oauth2/revoke",
         data={"token": token["refresh_token"], "token_type_hint": "refresh_token"},
-        auth=(shop.client_id, shop.secret or ""),
+        auth=credentials(shop),
     )
     assert answer.status_code == 200
-    info = client.get(
-        "/oauth2/userinfo", headers={"Authorization": f"Bearer {token['access_token']}"}
-    )
+    info = userinfo_answer(client, token)
     assert info.status_code == 401
-    again = client.post(
-        "/oauth2/token",
-        data={"grant_type": "refresh_token", "refresh_token": token["refresh_token"]},
-        auth=(shop.client_id, shop.secret or ""),
-    )
+    again = refresh_by_hand(client, shop, token["refresh_token"])
     assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
 
 
-def test_introspection_tells_the_shop_about_its_own_token(client: TestClient) -> None:
-    shop = register_shop(client)
-    sign_in_person(client)
+def test_introspection_tells_the_shop_about_its_own_token(client: TestClient, shop: Shop) -> None:
     token = log_in(client, shop)[1]
-    answer = client.post(
-        "/oauth2/introspect",
-        data={"token": token["access_token"]},
-        auth=(shop.client_id, shop.secret or ""),
-    ).json()
+    answer = introspect(client, shop, token["access_token"]).json()
     assert answer["active"] is True and answer["client_id"] == shop.client_id
     assert answer["scope"] == "openid" and answer["iss"] == BASE
 
@@ -240,12 +218,10 @@ def test_signing_up_on_the_way_comes_back_to_the_shop(client: TestClient) -> Non
 
 
 def test_after_our_own_sign_in_form_the_shop_is_reached_through_a_page(
-    client: TestClient,
+    client: TestClient, shop: Shop
 ) -> None:
     """A form's form-action 'self' would block a redirect to the shop that follows it:
     a browser coming from our own pages gets a page that moves on by itself."""
-    shop = register_shop(client)
-    sign_in_person(client)
     started = start(client, shop)
     answer = client.get(started.url, headers={"Sec-Fetch-Site": "same-origin"})
     assert answer.status_code == 200 and 'data-testid="continue"' in answer.text
@@ -258,9 +234,7 @@ def test_after_our_own_sign_in_form_the_shop_is_reached_through_a_page(
     assert from_shop.status_code == 302
 
 
-def test_prompt_consent_asks_again_even_when_remembered(client: TestClient) -> None:
-    shop = register_shop(client)
-    sign_in_person(client)
+def test_prompt_consent_asks_again_even_when_remembered(client: TestClient, shop: Shop) -> None:
     log_in(client, shop, "openid phone")
     remembered = client.get(start(client, shop, "openid phone").url, follow_redirects=False)
     assert remembered.status_code == 302
@@ -275,6 +249,6 @@ def test_the_token_endpoint_answers_over_plain_http_inside_a_network(client: Tes
     answer = client.post(
         "http://app:8000/oauth2/token",
         data={"grant_type": "refresh_token", "refresh_token": "unknown"},
-        auth=(shop.client_id, shop.secret or ""),
+        auth=credentials(shop),
     )
     assert answer.status_code == 400 and answer.json()["error"] == "invalid_grant"

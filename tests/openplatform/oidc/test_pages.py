@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 
 import pytest
 from fastapi.testclient import TestClient
@@ -14,11 +15,14 @@ from qianbao.openplatform.oidc import service
 from tests.openplatform.oidc.helpers import (
     BASE,
     IDENTITY_CLAIMS,
+    Shop,
     database,
+    introspect,
     log_in,
-    register_shop,
+    refresh_by_hand,
     sign_in_person,
     start,
+    userinfo_answer,
     verify_by_passport,
 )
 
@@ -32,10 +36,8 @@ def csrf_of(html: str) -> str:
 
 
 def test_authorized_apps_lists_and_revoking_kills_the_shops_tokens_at_once(
-    client: TestClient,
+    client: TestClient, shop: Shop, person: uuid.UUID
 ) -> None:
-    shop = register_shop(client)
-    person = sign_in_person(client)
     verify_by_passport(database(client), person)
     _started, token = log_in(client, shop, "openid identity phone", IDENTITY_CLAIMS)
     security = client.get("/me/security")
@@ -60,22 +62,15 @@ def test_authorized_apps_lists_and_revoking_kills_the_shops_tokens_at_once(
         follow_redirects=False,
     )
     assert revoked.status_code == 303
-    bearer = {"Authorization": f"Bearer {token['access_token']}"}
-    assert client.get("/oauth2/userinfo", headers=bearer).status_code == 401
-    refresh = client.post(
-        "/oauth2/token",
-        data={"grant_type": "refresh_token", "refresh_token": token["refresh_token"]},
-        auth=(shop.client_id, shop.secret or ""),
-    )
+    assert userinfo_answer(client, token).status_code == 401
+    refresh = refresh_by_hand(client, shop, token["refresh_token"])
     assert refresh.status_code == 400 and refresh.json()["error"] == "invalid_grant"
     assert 'data-testid="no-apps"' in client.get("/me/authorized-apps").text
     again = start(client, shop, "openid phone")
     assert client.get(again.url, follow_redirects=False).status_code == 200  # asked again
 
 
-def test_the_api_revokes_too_and_an_unknown_shop_is_404(client: TestClient) -> None:
-    shop = register_shop(client)
-    sign_in_person(client)
+def test_the_api_revokes_too_and_an_unknown_shop_is_404(client: TestClient, shop: Shop) -> None:
     token = log_in(client, shop, "openid email")[1]
     auth = {"Authorization": f"Bearer {client.cookies['qb_session']}"}
     missing = client.delete("/api/v1/me/authorized-apps/nobody", headers=auth)
@@ -91,17 +86,11 @@ def test_the_api_revokes_too_and_an_unknown_shop_is_404(client: TestClient) -> N
         client.delete(f"/api/v1/me/authorized-apps/{shop.client_id}", headers=auth).status_code
         == 204
     )
-    introspected = client.post(
-        "/oauth2/introspect",
-        data={"token": token["access_token"]},
-        auth=(shop.client_id, shop.secret or ""),
-    )
+    introspected = introspect(client, shop, token["access_token"])
     assert introspected.json() == {"active": False}
 
 
-def test_the_silent_sign_in_leaves_no_authorized_app(client: TestClient) -> None:
-    shop = register_shop(client)
-    sign_in_person(client)
+def test_the_silent_sign_in_leaves_no_authorized_app(client: TestClient, shop: Shop) -> None:
     log_in(client, shop)
     assert (
         client.get(
@@ -185,18 +174,12 @@ def test_the_demo_marketplace_is_registered_from_the_settings(client: TestClient
 
 
 def test_the_worker_prunes_what_can_no_longer_be_used(
-    client: TestClient, clock: FrozenClock
+    client: TestClient, shop: Shop, clock: FrozenClock
 ) -> None:
-    shop = register_shop(client)
-    sign_in_person(client)
     token = log_in(client, shop)[1]
     db = database(client)
     assert db.run(service.prune) == 0  # everything still lives
     clock.advance(seconds=db.settings.oidc_refresh_token_seconds + 86400 + 1)
     assert db.run(service.prune) == 2  # the code and the token
-    answer = client.post(
-        "/oauth2/introspect",
-        data={"token": token["refresh_token"]},
-        auth=(shop.client_id, shop.secret or ""),
-    )
+    answer = introspect(client, shop, token["refresh_token"])
     assert answer.json() == {"active": False}

@@ -5,6 +5,7 @@ exact set, and claims that stop with the verification."""
 from __future__ import annotations
 
 import copy
+import uuid
 from datetime import date
 from typing import Any
 
@@ -24,18 +25,15 @@ from tests.openplatform.oidc.helpers import (
     database,
     id_token_claims,
     log_in,
-    register_shop,
-    sign_in_person,
     start,
+    userinfo_answer,
     verify_by_passport,
 )
 from tests.verification.passport_pages import PassportData
 
 
 def userinfo(client: TestClient, token: dict[str, Any]) -> dict[str, Any]:
-    answer = client.get(
-        "/oauth2/userinfo", headers={"Authorization": f"Bearer {token['access_token']}"}
-    )
+    answer = userinfo_answer(client, token)
     assert answer.status_code == 200, answer.text
     found: dict[str, Any] = answer.json()
     return found
@@ -49,15 +47,9 @@ def ask(claims: dict[str, Any], verification: dict[str, Any] | None = None) -> d
     return {"userinfo": {"verified_claims": request}}
 
 
-@pytest.fixture
-def shop(client: TestClient) -> Shop:
-    return register_shop(client)
-
-
 def test_a_chip_verified_person_gives_the_claims_and_evidence_asked_for(
-    client: TestClient, shop: Shop, clock: FrozenClock
+    client: TestClient, shop: Shop, person: uuid.UUID, clock: FrozenClock
 ) -> None:
-    person = sign_in_person(client)
     verify_by_passport(database(client), person, "passport_chip")
     started = start(client, shop, "openid identity", IDENTITY_CLAIMS)
     page = client.get(started.url, follow_redirects=False)
@@ -98,9 +90,8 @@ def test_a_chip_verified_person_gives_the_claims_and_evidence_asked_for(
 
 
 def test_the_photo_page_route_says_vpip_and_its_assurance_level(
-    client: TestClient, shop: Shop
+    client: TestClient, shop: Shop, person: uuid.UUID
 ) -> None:
-    person = sign_in_person(client)
     verify_by_passport(database(client), person, "passport_face")
     claims = ask(
         {"age_over_18": None},
@@ -123,9 +114,12 @@ def test_the_photo_page_route_says_vpip_and_its_assurance_level(
     ],
 )
 def test_an_unmet_verification_constraint_omits_verified_claims_without_an_error(
-    client: TestClient, shop: Shop, clock: FrozenClock, verification: dict[str, Any]
+    client: TestClient,
+    shop: Shop,
+    person: uuid.UUID,
+    clock: FrozenClock,
+    verification: dict[str, Any],
 ) -> None:
-    person = sign_in_person(client)
     verify_by_passport(database(client), person)
     clock.advance(seconds=120)  # within the session's idle time
     found = userinfo(
@@ -134,8 +128,9 @@ def test_an_unmet_verification_constraint_omits_verified_claims_without_an_error
     assert "verified_claims" not in found and "sub" in found
 
 
-def test_met_constraints_return_the_element(client: TestClient, shop: Shop) -> None:
-    person = sign_in_person(client)
+def test_met_constraints_return_the_element(
+    client: TestClient, shop: Shop, person: uuid.UUID
+) -> None:
     verify_by_passport(database(client), person)
     verification = {
         "trust_framework": {"value": "nist_800_63A"},
@@ -153,23 +148,26 @@ def test_met_constraints_return_the_element(client: TestClient, shop: Shop) -> N
     ]
 
 
-def test_an_unmet_claim_constraint_omits_only_that_claim(client: TestClient, shop: Shop) -> None:
-    person = sign_in_person(client)
+def test_an_unmet_claim_constraint_omits_only_that_claim(
+    client: TestClient, shop: Shop, person: uuid.UUID
+) -> None:
     verify_by_passport(database(client), person)
     claims = ask({"given_name": {"value": "BOB"}, "family_name": None, "unknown_claim": None})
     found = userinfo(client, log_in(client, shop, "openid identity", claims)[1])
     assert found["verified_claims"]["claims"] == {"family_name": "LOVELACE"}
 
 
-def test_nothing_is_given_without_the_identity_scope(client: TestClient, shop: Shop) -> None:
-    person = sign_in_person(client)
+def test_nothing_is_given_without_the_identity_scope(
+    client: TestClient, shop: Shop, person: uuid.UUID
+) -> None:
     verify_by_passport(database(client), person)
     found = userinfo(client, log_in(client, shop, "openid", IDENTITY_CLAIMS)[1])
     assert found == {"sub": found["sub"]}
 
 
-def test_consent_covers_the_exact_set_and_more_asks_again(client: TestClient, shop: Shop) -> None:
-    person = sign_in_person(client)
+def test_consent_covers_the_exact_set_and_more_asks_again(
+    client: TestClient, shop: Shop, person: uuid.UUID
+) -> None:
     verify_by_passport(database(client), person)
     log_in(client, shop, "openid identity", ask({"nationalities": None}))
     same = start(client, shop, "openid identity", ask({"nationalities": None}))
@@ -182,7 +180,6 @@ def test_consent_covers_the_exact_set_and_more_asks_again(client: TestClient, sh
 def test_an_unverified_person_is_told_and_the_shop_gets_nothing(
     client: TestClient, shop: Shop
 ) -> None:
-    sign_in_person(client)
     started = start(client, shop, "openid identity", IDENTITY_CLAIMS)
     assert 'data-testid="not-verified"' in client.get(started.url, follow_redirects=False).text
     token = started.oauth.fetch_token(
@@ -194,9 +191,8 @@ def test_an_unverified_person_is_told_and_the_shop_gets_nothing(
 
 
 def test_a_revoked_verification_stops_the_claims_at_the_shops_next_refresh(
-    client: TestClient, shop: Shop, clock: FrozenClock
+    client: TestClient, shop: Shop, person: uuid.UUID, clock: FrozenClock
 ) -> None:
-    person = sign_in_person(client)
     db = database(client)
     verify_by_passport(db, person)
     started, token = log_in(client, shop, "openid identity", IDENTITY_CLAIMS)
@@ -211,9 +207,8 @@ def test_a_revoked_verification_stops_the_claims_at_the_shops_next_refresh(
 
 
 def test_an_expired_passport_stops_the_claims(
-    client: TestClient, shop: Shop, clock: FrozenClock
+    client: TestClient, shop: Shop, person: uuid.UUID, clock: FrozenClock
 ) -> None:
-    person = sign_in_person(client)
     soon = PassportData(**{**PASSPORT.__dict__, "expiry_date": date(2026, 2, 1)})
     db = database(client)
     verify_by_passport(db, person, passport=soon)
@@ -228,7 +223,6 @@ def test_an_expired_passport_stops_the_claims(
 
 
 def test_a_malformed_claims_parameter_is_refused(client: TestClient, shop: Shop) -> None:
-    sign_in_person(client)
     bad = copy.deepcopy(IDENTITY_CLAIMS)
     bad["userinfo"]["verified_claims"]["claims"] = {}
     started = start(client, shop, "openid identity", bad)
@@ -239,7 +233,6 @@ def test_a_malformed_claims_parameter_is_refused(client: TestClient, shop: Shop)
 def test_the_bank_card_route_gives_an_electronic_record_and_no_name(
     client: TestClient, shop: Shop
 ) -> None:
-    sign_in_person(client)
     bind(client, bearer(client.cookies["qb_session"]))  # the sandbox bank's ICBC card
     claims = ask(
         {"identity_verified": None, "given_name": None},
