@@ -199,7 +199,7 @@ async def run(options: argparse.Namespace) -> int:
                     await sign_up(client, server.base_url, index)
                     for index in range(options.clients)
                 ]
-            orders = prepare(url, options.clients, options.orders)
+            orders = prepare(url, options.clients, options.orders or int(40 * options.seconds))
             reference = pgbench(int(options.seconds))
             cpu_before = server.cpu_seconds()
             load = timed(server.base_url, tokens, orders, options.seconds, work)
@@ -257,7 +257,13 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--orders", type=int, default=400, help="orders made per client")
+    parser.add_argument(
+        "--orders",
+        type=int,
+        default=None,
+        help="orders made per client (default: 40 a second of the run; one client can pay"
+        " three times the average when the workers' connections fall unevenly)",
+    )
     parser.add_argument(
         "--plain",
         action="store_true",
