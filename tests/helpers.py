@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
 
 from qianbao.db import Database
 from qianbao.identity import service
@@ -37,3 +42,14 @@ def sign_up(db: Database, phone: PhoneNumber = UK, client: Client = HOME) -> ser
 def wrong_code(code: str) -> str:
     """A code of the same length that is certainly not ``code``."""
     return f"{(int(code) + 1) % 10 ** len(code):0{len(code)}d}"
+
+
+@contextmanager
+def beijing_local_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local time set to Beijing's, and put back after: a shop runs in China
+    and Alipay's SDK stamps its requests in local time."""
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()

@@ -6,7 +6,6 @@ order page, and refuses a spoofed notification."""
 from __future__ import annotations
 
 import re
-import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator, Mapping
@@ -28,6 +27,7 @@ from qianbao.wallet.payments import refunds
 from qianbao.wallet.payments import service as payments
 from tests.e2e.liveserver import LiveServer, live_server
 from tests.examples.test_marketplace import csrf, sign_up
+from tests.helpers import beijing_local_time
 from tests.wallet.test_payments import PIN, buyer, fund, verify
 
 SHOP_URL = "http://127.0.0.1:8001"
@@ -42,11 +42,8 @@ def clock() -> FrozenClock:
 @pytest.fixture(autouse=True)
 def beijing_shop(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The shop runs in Beijing time, as ``python -m marketplace`` sets it."""
-    monkeypatch.setenv("TZ", "Asia/Shanghai")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+    with beijing_local_time(monkeypatch):
+        yield
 
 
 @pytest.fixture

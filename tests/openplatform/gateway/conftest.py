@@ -4,7 +4,6 @@ asks for it with ``pytestmark = pytest.mark.usefixtures("beijing_shop")`` and ru
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from qianbao.clock import FrozenClock
 from qianbao.settings import Settings
 from tests.e2e.liveserver import LiveServer, live_server
+from tests.helpers import beijing_local_time
 from tests.openplatform.gateway.shop import keep_the_port
 
 
@@ -19,11 +19,8 @@ from tests.openplatform.gateway.shop import keep_the_port
 def beijing_shop(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The shop runs in China: the SDK writes its timestamp in local time."""
     keep_the_port(monkeypatch)
-    monkeypatch.setenv("TZ", "Asia/Shanghai")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+    with beijing_local_time(monkeypatch):
+        yield
 
 
 @pytest.fixture
