@@ -15,12 +15,11 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.sql.expression import BindParameter, Executable
+from sqlalchemy.sql.expression import Executable
 
 from qianbao.db import Tx
 from qianbao.errors import RateLimit, TooManyRequests
@@ -57,23 +56,22 @@ def claim(tx: Tx, keys: Iterable[str]) -> None:
     ordered = sorted(set(keys))
     if not ordered:
         return
-    statement = _claim_statement(tx.session.get_bind().dialect.name, len(ordered))
-    parameters: dict[str, object] = {f"key_{n}": key for n, key in enumerate(ordered)}
-    parameters["at"] = tx.now()
-    # Straight on the connection: a Core upsert gains nothing from the ORM's execution
-    # path, which cost more than the statement itself on every payment.
-    tx.session.connection().execute(statement, parameters)
+    now = tx.now()
+    # Straight on the connection, one upsert a key in the order given (psycopg pipelines
+    # them): the ORM's execution path cost more than the statement itself.
+    tx.session.connection().execute(
+        _claim_statement(tx.db.dialect), [{"key": key, "at": now} for key in ordered]
+    )
 
 
 @functools.cache
-def _claim_statement(dialect: str, keys: int) -> Executable:
-    """One multi-row upsert for ``keys`` keys (PostgreSQL takes the rows' locks in the
-    order given), built once per size: money operations claim on every call."""
+def _claim_statement(dialect: str) -> Executable:
+    """The upsert of one key's bucket (its row lock held until commit), built once per
+    dialect with bound parameters, so SQLAlchemy's compiled form is reused: a multi-row
+    VALUES statement is compiled again on every call, and money operations claim on
+    every call."""
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    rows: list[dict[str, BindParameter[Any]]] = [
-        {"key": bindparam(f"key_{n}"), "touched_at": bindparam("at")} for n in range(keys)
-    ]
-    statement = insert(RateBucket).values(rows)
+    statement = insert(RateBucket).values(key=bindparam("key"), touched_at=bindparam("at"))
     return statement.on_conflict_do_update(
         index_elements=[RateBucket.key], set_={"touched_at": statement.excluded.touched_at}
     )
