@@ -15,9 +15,10 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import uuid
 from collections.abc import Mapping
 from datetime import date
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from sqlalchemy import select
@@ -111,18 +112,7 @@ def _by_code(tx: Tx, app_id: str, params: Mapping[str, str]) -> dict[str, str] |
     ):
         raise _refused("isv.code-invalid", N_("The code_verifier does not match the code."))
     oidc.use_code(tx, row)
-    issued = oidc.IssuedToken(
-        client_id=client_id,
-        user_id=row.user_id,
-        access_token=secrets.token_urlsafe(32),
-        refresh_token=secrets.token_urlsafe(48),
-        scope=row.scope,
-        claims=row.claims,
-        code_hash=row.code_hash,
-        family_id=None,
-    )
-    oidc.save_token(tx, issued)
-    return _token_answer(tx, issued)
+    return _new_pair(tx, client_id, row, family_id=None)
 
 
 def _by_refresh(tx: Tx, app_id: str, refresh_token: str) -> dict[str, str] | GatewayRefusal:
@@ -133,15 +123,36 @@ def _by_refresh(tx: Tx, app_id: str, refresh_token: str) -> dict[str, str] | Gat
             "isv.refresh-token-invalid", N_("The refresh token is invalid, used or revoked.")
         )
     oidc.use_refresh(tx, row)
+    return _new_pair(tx, client_id, row, family_id=row.family_id)
+
+
+class _Grant(Protocol):
+    """What a code and a refresh token both carry into the pair they are exchanged for."""
+
+    @property
+    def user_id(self) -> uuid.UUID: ...
+    @property
+    def scope(self) -> str: ...
+    @property
+    def claims(self) -> str: ...
+    @property
+    def code_hash(self) -> str | None: ...
+
+
+def _new_pair(
+    tx: Tx, client_id: str, grant: _Grant, *, family_id: uuid.UUID | None
+) -> dict[str, str]:
+    """A fresh access and refresh token for what ``grant`` (a code, or the refresh token
+    it rotates) allowed, stored, as the answer's fields; ``family_id`` None starts one."""
     issued = oidc.IssuedToken(
         client_id=client_id,
-        user_id=row.user_id,
+        user_id=grant.user_id,
         access_token=secrets.token_urlsafe(32),
         refresh_token=secrets.token_urlsafe(48),
-        scope=row.scope,
-        claims=row.claims,
-        code_hash=row.code_hash,
-        family_id=row.family_id,
+        scope=grant.scope,
+        claims=grant.claims,
+        code_hash=grant.code_hash,
+        family_id=family_id,
     )
     oidc.save_token(tx, issued)
     return _token_answer(tx, issued)
