@@ -32,6 +32,7 @@ from qianbao.identity import service, staff
 from qianbao.identity.staff import Staff
 from qianbao.openplatform.merchants import accounts
 from qianbao.openplatform.merchants.accounts import MerchantUserView
+from qianbao.web.render import this_page
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,7 @@ async def _person(request: Request, who: access.Who) -> None:
     db = deps.database(request)
     back_to = None
     if who.comes_back:
-        query = f"?{request.url.query}" if request.url.query else ""
-        back_to = request.url.path + query
+        back_to = this_page(request)
     if request.url.path.startswith("/api/"):
         token = bearer_token(request)
     else:

@@ -90,6 +90,12 @@ def _finish(request: Request, response: HTMLResponse | RedirectResponse) -> None
         )
 
 
+def this_page(request: Request) -> str:
+    """The request's own address on this site: its path and query."""
+    query = f"?{request.url.query}" if request.url.query else ""
+    return f"{request.url.path}{query}"
+
+
 def current_page(request: Request) -> str:
     """Where the language switch should return to.
 
@@ -97,8 +103,7 @@ def current_page(request: Request) -> str:
     page that sent the form, with its query, so the referrer is the better answer.
     """
     if request.method == "GET":
-        query = f"?{request.url.query}" if request.url.query else ""
-        return f"{request.url.path}{query}"
+        return this_page(request)
     referrer = urlsplit(request.headers.get("referer", ""))
     if referrer.netloc == request.url.netloc and referrer.path.startswith("/"):
         return f"{referrer.path}?{referrer.query}" if referrer.query else referrer.path

@@ -24,7 +24,7 @@ from qianbao.wallet.transfers import service as transfers
 from qianbao.web import after_login
 from qianbao.web.drawing import qr_svg
 from qianbao.web.pages import CsrfField, DbDep, signed_in, signed_in_or_home
-from qianbao.web.render import check_csrf, page, public_url, redirect
+from qianbao.web.render import check_csrf, page, public_url, redirect, this_page
 
 router = APIRouter(include_in_schema=False)
 Text = Annotated[str, Form()]
@@ -42,8 +42,7 @@ def transfer_page(
     Opened signed out, the link is kept through the login and opened again after it."""
     session = signed_in(request, db)
     if session is None:
-        query = f"?{request.url.query}" if request.url.query else ""
-        return after_login.to_login(request, request.url.path + query)
+        return after_login.to_login(request, this_page(request))
     return _form(request, db, session, {"to": to, "amount": amount, "note": note})
 
 
@@ -270,8 +269,7 @@ def pay_receive_code(
     owner chose filled in; the transfer itself is the usual one (review, password)."""
     session = signed_in(request, db)
     if session is None:
-        query = f"?{request.url.query}" if request.url.query else ""
-        return after_login.to_login(request, request.url.path + query)
+        return after_login.to_login(request, this_page(request))
     typed = {"to": receive_codes.RECIPIENT_PREFIX + token, "amount": amount, "note": note}
     return _receive_code_form(request, db, session, typed)
 
