@@ -24,6 +24,7 @@ from qianbao.identity.phone import parse_mobile
 from qianbao.money import Money
 from qianbao.wallet.payments import service as payments
 from qianbao.wallet.transfers import service as transfers
+from tests.e2e.test_two_people_browser import log_in as enter_number_and_code
 from tests.e2e.test_verify_browser import zh
 from tests.helpers import HOME, last_code, sign_up
 from tests.wallet.test_payments import PIN, fund, verify
@@ -77,17 +78,9 @@ def person_with_money(server: LiveServer, number: str, amount: str) -> uuid.UUID
 
 
 def log_in(page: Page, server: LiveServer, number: str) -> None:
+    """From the first page to Home (signing up the first time)."""
     page.goto(server.url + "/")
-    page.locator("#country").select_option("GB")
-    page.locator("#number").fill(number)
-    page.get_by_role("button", name=t("Next"), exact=True).click()
-    page.wait_for_url(re.compile(r"/(code|signup)\?"))
-    if "/signup" in page.url:
-        page.locator("#agree").check()
-        page.get_by_role("button", name=t("Agree and send code"), exact=True).click()
-        page.wait_for_url(re.compile(r"/code\?"))
-    page.locator("#code").fill(server.sms_code(parse_mobile(number, "GB").e164))
-    page.get_by_role("button", name=t("Confirm"), exact=True).click()
+    enter_number_and_code(page, server, number)
     page.wait_for_url(re.compile(r"/home$"))
 
 
