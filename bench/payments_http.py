@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/payments_http.py [--seconds 10] [--workers 2] [--clients 16]
     .venv/bin/python bench/payments_http.py --plain   # without shared transactions
+    .venv/bin/python bench/payments_http.py --python  # not as one database call
 
 A real `qianbao serve` (PostgreSQL database `qianbao_payments_bench`, recreated each
 run) with N workers. Set-up, not timed: 16 people sign up over the API and set a payment
@@ -69,11 +70,13 @@ def fresh_database(database: str = DATABASE) -> str:
     return url
 
 
-def bench_server_env(*, plain: bool = False) -> None:
+def bench_server_env(*, plain: bool = False, python_path: bool = False) -> None:
     """The server's environment; ``plain``: no shared transactions and no session cache
-    (the path as it was before them, to measure them beside it)."""
+    (the path as it was before them, to measure them beside it); ``python_path``: the
+    payment's rules and writes in Python, not as one database call."""
     base = signup_http.server_env
     plain_env = {"QIANBAO_MONEY_BATCH_MAX": "1", "QIANBAO_SESSION_CACHE_SECONDS": "0"}
+    python_env = {"QIANBAO_MONEY_IN_DATABASE": "false"}
 
     def server_env(database_url: str, var_dir: Path, secret_key: str) -> dict[str, str]:
         # Only the set-up's SMS codes are relaxed; every security cost is as shipped.
@@ -82,6 +85,7 @@ def bench_server_env(*, plain: bool = False) -> None:
             "QIANBAO_SMS_RESEND_COOLDOWN_SECONDS": "0",
             "QIANBAO_METRICS_TOKEN": METRICS_TOKEN,
             **(plain_env if plain else {}),
+            **(python_env if python_path else {}),
         }
 
     signup_http.server_env = server_env
@@ -188,7 +192,7 @@ async def run(options: argparse.Namespace) -> int:
         print("wrk is not installed (apt install wrk)", file=sys.stderr)
         return 2
     url = fresh_database()
-    bench_server_env(plain=options.plain)
+    bench_server_env(plain=options.plain, python_path=options.python_path)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         server = signup_http.Server(url, options.workers, work, work / "server.log", "bench-secret")
@@ -215,8 +219,9 @@ async def run(options: argparse.Namespace) -> int:
         else float("nan")
     )
     rate = paid / options.seconds
+    flags = (" --plain" if options.plain else "") + (" --python" if options.python_path else "")
     print(
-        f"payments_http{' --plain' if options.plain else ''}: {options.clients} clients,"
+        f"payments_http{flags}: {options.clients} clients,"
         f" {options.workers} workers, PostgreSQL,"
         f" load average {os.getloadavg()[0]:.2f}"
     )
@@ -268,6 +273,12 @@ def main() -> int:
         "--plain",
         action="store_true",
         help="without shared transactions and the session cache, to compare",
+    )
+    parser.add_argument(
+        "--python",
+        dest="python_path",
+        action="store_true",
+        help="the payment in Python, not as one database call (wallet/payments/in_database.py)",
     )
     return asyncio.run(run(parser.parse_args()))
 

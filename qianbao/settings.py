@@ -122,6 +122,10 @@ class Settings(BaseSettings):
     # Payments and transfers that arrive together in one process share one transaction
     # (each in its own savepoint, each with its own answer): at most this many. 1: never.
     money_batch_max: int = 50
+    # PostgreSQL: a payment by balance is first tried as one call to a database function
+    # that pays only when every rule says yes (wallet/payments/in_database.py); anything
+    # else goes on in Python. False: always Python (SQLite always is).
+    money_in_database: bool = True
     # A staff API bearer token (POST /api/v1/staff/sessions) ends this long after sign-in:
     # shorter than the back office's page session (10 h), since a token sits in a script or
     # a tool rather than behind a browser's SameSite cookie.

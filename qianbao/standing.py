@@ -26,6 +26,9 @@ class Standing:
 
 
 def standing(tx: Tx, user_id: uuid.UUID) -> Standing:
+    # Mirrored by the payment's database function (wallet/payments/in_database.py, which
+    # hands it policy's rights for every level with and without a bank card): what else
+    # decides a person's rights must reach it too.
     level = identity.verification_level(tx, user_id)
     has_card = funding.has_bank_card(tx, user_id)
     tier = policy.tier_for(level, has_card)

@@ -60,6 +60,13 @@ MONEY_GROUP_OPERATIONS = Histogram(
     "Payments and transfers per shared transaction (qianbao.batching): 1 when alone.",
     buckets=(1, 2, 4, 8, 16, 32, 64),
 )
+MONEY_IN_DATABASE = Counter(
+    "qianbao_money_in_database",
+    "Payments by balance tried as one database call (wallet/payments/in_database.py), by"
+    " outcome: paid there, or left to the Python path (a refusal, a retry, a case the"
+    " function does not take).",
+    ["outcome"],
+)
 RATE_LIMIT_REFUSALS = Counter(
     "qianbao_rate_limit_refusals",
     "Requests refused by a rate limit or quota, by rule (the refusal's error code).",
@@ -108,6 +115,10 @@ def ledger_operations(
 
 def money_group(operations: int) -> None:
     MONEY_GROUP_OPERATIONS.observe(operations)
+
+
+def money_in_database(outcome: str) -> None:
+    MONEY_IN_DATABASE.labels(outcome).inc()
 
 
 def rate_limit_refused(rule: str) -> None:

@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
-from typing import Final
+from typing import Final, Protocol
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import func, or_, select
+from sqlalchemy.orm.util import identity_key
 
 from qianbao import batching
 from qianbao.db import Database, Tx, new_id
@@ -42,6 +43,7 @@ from qianbao.standing import standing
 from qianbao.throttling import ratelimit
 from qianbao.wallet import limits
 from qianbao.wallet.ledger import service as ledger
+from qianbao.wallet.payments import in_database
 from qianbao.wallet.payments.models import (
     Merchant,
     PaymentAttemptReversal,
@@ -630,10 +632,25 @@ def pay_with_balance(
     password and its failure count, the order, the rules and limits, the ledger."""
 
     def pay(tx: Tx) -> OrderView:
+        if on_behalf is None and in_database.enabled(tx):
+            paid = in_database.pay_from_balance(tx, user_id, order_id, payment_password)
+            if paid is not None:
+                return _paid_in_database(tx, paid)
         security.check_payment_password(tx, user_id, payment_password)
         return _pay_from_balance(tx, user_id, order_id, on_behalf)
 
     return batching.run(db, pay, isolation="read committed")
+
+
+def _paid_in_database(tx: Tx, paid: OrderFields) -> OrderView:
+    """After ``in_database`` paid: a copy of the order this session loaded before is
+    stale (forgotten), then the listeners, as ``mark_paid`` calls them."""
+    loaded = tx.session.identity_map.get(identity_key(PaymentOrder, paid.id))
+    if loaded is not None:
+        tx.session.expire(loaded)
+    for listener in _PAID_LISTENERS:
+        listener(tx, paid.id)
+    return order_view(tx, paid)
 
 
 def pay_with_balance_by_code(
@@ -1127,7 +1144,47 @@ def _within_card_limits(tx: Tx, user_id: uuid.UUID, amount: Money, rights: Right
             )
 
 
-def order_view(tx: Tx, order: PaymentOrder) -> OrderView:
+class OrderFields(Protocol):
+    """What ``order_view`` reads of an order: a ``PaymentOrder``, or the row the
+    in-database payment returns."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def merchant_id(self) -> uuid.UUID: ...
+    @property
+    def out_trade_no(self) -> str: ...
+    @property
+    def subject(self) -> str: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def amount(self) -> int: ...
+    @property
+    def refunded(self) -> int: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def expires_at(self) -> datetime: ...
+    @property
+    def paid_at(self) -> datetime | None: ...
+    @property
+    def source(self) -> str | None: ...
+    @property
+    def fee(self) -> int: ...
+    @property
+    def card_currency(self) -> str | None: ...
+    @property
+    def card_amount(self) -> int | None: ...
+    @property
+    def buyer_id(self) -> uuid.UUID | None: ...
+    @property
+    def payer_id(self) -> uuid.UUID | None: ...
+
+
+def order_view(tx: Tx, order: OrderFields) -> OrderView:
     merchant = merchant_facts(tx, order.merchant_id)
     card_amount = (
         Money(order.card_currency, order.card_amount)
