@@ -226,6 +226,11 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         database.run(lambda tx: tx.session.execute(text("SELECT 1")))
         return {"status": "ok", "database": database.dialect}
 
+    # The money API first: a request is matched against every route before its own (300
+    # of them, a sixth of a payment's CPU when the wallet came thirteenth); the order
+    # hides no route behind another (tests/test_route_order.py).
+    app.include_router(wallet_api.router)
+    app.include_router(transfers_api.router)
     app.include_router(identity_api.router)
     app.include_router(notify_api.router)
     app.include_router(profile_api.router)
@@ -238,11 +243,9 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.include_router(verification_web.router)
     app.include_router(backoffice.router)
     app.include_router(backoffice_api.router)
-    app.include_router(wallet_api.router)
     app.include_router(wallet_web.router)
     app.include_router(tour_pass_api.router)
     app.include_router(tour_pass_web.router)
-    app.include_router(transfers_api.router)
     app.include_router(transfers_web.router)
     app.include_router(pay_for_me_api.router)
     app.include_router(pay_for_me_web.router)
