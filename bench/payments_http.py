@@ -203,7 +203,7 @@ async def run(options: argparse.Namespace) -> int:
                     await sign_up(client, server.base_url, index)
                     for index in range(options.clients)
                 ]
-            orders = prepare(url, options.clients, options.orders or int(100 * options.seconds))
+            orders = prepare(url, options.clients, options.orders or int(250 * options.seconds))
             reference = pgbench(int(options.seconds))
             cpu_before = server.cpu_seconds()
             load = timed(server.base_url, tokens, orders, options.seconds, work)
@@ -266,7 +266,7 @@ def main() -> int:
         "--orders",
         type=int,
         default=None,
-        help="orders made per client (default: 100 a second of the run; one client can pay"
+        help="orders made per client (default: 250 a second of the run; one client can pay"
         " four times the average when the workers' connections fall unevenly)",
     )
     parser.add_argument(

@@ -14,6 +14,11 @@ PostgreSQL itself groups WAL flushes):
   caller's own context (its language, its request's session check). One that is
   refused rolls back to its savepoint alone (or keeps what its refusal keeps, such as a
   wrong payment password's count) and its caller gets the refusal; the others commit.
+- An operation may bring a first step that needs no savepoint (``run``'s ``first``): a
+  payment that one database call either makes whole or leaves untouched. It runs before
+  the savepoint, which is opened only when the step declines (two round trips saved per
+  operation, a tenth of a grouped payment's CPU). Since it has no savepoint of its own,
+  an error inside it fails the whole group (every caller gets it, nothing commits).
 - A serialization failure or deadlock anywhere runs the whole group again, each
   operation from its start, as ``Database.run`` does for one. Every operation is
   idempotent under its own key, so running again cannot do anything twice.
@@ -53,6 +58,7 @@ class _Submitted(Generic[T]):
 
     use_case: Callable[[Tx], T]
     context: contextvars.Context
+    first: Callable[[Tx], T | None] | None = None
     answered: threading.Event = field(default_factory=threading.Event)
     lead: bool = False  # set with ``answered`` when this caller is to lead the next group
     result: T | None = None
@@ -86,8 +92,8 @@ class Batcher:
         self.groups_run = 0  # read by tests and the metrics: groups, and operations in them
         self.operations_run = 0
 
-    def run(self, use_case: Callable[[Tx], T]) -> T:
-        mine: _Submitted[T] = _Submitted(use_case, contextvars.copy_context())
+    def run(self, use_case: Callable[[Tx], T], first: Callable[[Tx], T | None] | None) -> T:
+        mine: _Submitted[T] = _Submitted(use_case, contextvars.copy_context(), first)
         with self._lock:
             self._queue.append(cast(_Submitted[object], mine))
             lead = not self._leading
@@ -142,7 +148,7 @@ class Batcher:
         ``Database.run`` runs it (a savepoint would only add two round trips)."""
         try:
             submitted.result = submitted.context.run(
-                self._db.run, submitted.use_case, isolation=self._isolation
+                self._db.run, whole(submitted.use_case, submitted.first), isolation=self._isolation
             )
         except BaseException as error:  # the caller's to raise, as in a group
             submitted.error = error
@@ -154,13 +160,20 @@ class Batcher:
 
 
 def _run_one(tx: Tx, submitted: _Submitted[object]) -> _Done:
-    """One operation in its own savepoint and its caller's context."""
+    """One operation in its caller's context: its first step, if it has one and it
+    answers; else in its own savepoint."""
     own = Tx(tx.session, tx.clock, tx.settings, tx.db)
     outcome = _Done(after_commit=own._after_commit)
+    guarded = False
+    if submitted.first is not None:
+        if _answered_first(own, submitted, outcome):
+            return outcome
+        guarded = True
     savepoint = tx.session.begin_nested()
 
     def attempt() -> None:
-        outcome.guard = check_guard(own)
+        if not guarded:
+            outcome.guard = check_guard(own)
         outcome.result = submitted.use_case(own)
 
     try:
@@ -184,6 +197,36 @@ def _run_one(tx: Tx, submitted: _Submitted[object]) -> _Done:
         outcome.after_commit.clear()
         outcome.error = error
     return outcome
+
+
+def _answered_first(own: Tx, submitted: _Submitted[object], outcome: _Done) -> bool:
+    """The request's guard, then the operation's first step, with no savepoint: True when
+    that answered it. The guard only reads, so its refusal is this operation's alone; any
+    error of the step itself goes up and fails the group (there is nothing to roll back
+    to), so a step must not raise what it could refuse."""
+    assert submitted.first is not None
+    try:
+        outcome.guard = submitted.context.run(check_guard, own)
+    except QianbaoError as error:
+        outcome.error = error
+        return True
+    result = submitted.context.run(submitted.first, own)
+    if result is None:
+        return False
+    outcome.result = result
+    return True
+
+
+def whole(use_case: Callable[[Tx], T], first: Callable[[Tx], T | None] | None) -> Callable[[Tx], T]:
+    """The operation as one use case: its first step, then, if that declined, the rest."""
+    if first is None:
+        return use_case
+
+    def both(tx: Tx) -> T:
+        done = first(tx)
+        return use_case(tx) if done is None else done
+
+    return both
 
 
 def _answer(submitted: _Submitted[object], outcome: _Done) -> None:
@@ -211,9 +254,18 @@ def batcher(db: Database, isolation: Isolation) -> Batcher:
         return found
 
 
-def run(db: Database, use_case: Callable[[Tx], T], *, isolation: Isolation) -> T:
+def run(
+    db: Database,
+    use_case: Callable[[Tx], T],
+    *,
+    isolation: Isolation,
+    first: Callable[[Tx], T | None] | None = None,
+) -> T:
     """``db.run(use_case, isolation=...)``, in one transaction with the operations other
-    threads submit meanwhile (see the module's docstring); the same answer either way."""
+    threads submit meanwhile (see the module's docstring); the same answer either way.
+    ``first``, when given, runs before ``use_case`` and answers instead of it unless it
+    returns None, which it may only do having written nothing that would need undoing;
+    in a group it runs without a savepoint."""
     if db.settings.money_batch_max <= 1:
-        return db.run(use_case, isolation=isolation)
-    return batcher(db, isolation).run(use_case)
+        return db.run(whole(use_case, first), isolation=isolation)
+    return batcher(db, isolation).run(use_case, first)

@@ -199,3 +199,106 @@ def test_with_batches_off_it_is_database_run(db: Database) -> None:
     assert batching.batcher(alone, "read committed").operations_run == 0
     assert alone.run(lambda tx: ledger.balance(tx, people[0]).posted) == 900
     alone.dispose()
+
+
+def in_one_group(db: Database, jobs: list[Callable[[], object]]) -> list[object]:
+    """Run ``jobs`` as one group: a slow operation holds the lead until all are queued."""
+    holding, queued = threading.Event(), threading.Event()
+    group = batching.batcher(db, "read committed")
+
+    def hold(tx: Tx) -> None:
+        holding.set()
+        queued.wait(timeout=30)
+
+    leader = threading.Thread(target=lambda: batching.run(db, hold, isolation="read committed"))
+    leader.start()
+    holding.wait(timeout=30)
+    answers: list[object] = []
+    waiting = threading.Thread(target=lambda: answers.extend(together(db, jobs)))
+    waiting.start()
+    while len(group._queue) < len(jobs):
+        threading.Event().wait(0.01)
+    queued.set()
+    leader.join(timeout=60)
+    waiting.join(timeout=60)
+    return answers
+
+
+def savepoints(db: Database) -> list[str]:
+    seen: list[str] = []
+    event.listen(
+        db.engine,
+        "before_cursor_execute",
+        lambda _c, _cur, statement, *_: (
+            seen.append(statement) if statement.startswith("SAVEPOINT") else None
+        ),
+    )
+    return seen
+
+
+def test_a_first_step_that_answers_needs_no_savepoint(db: Database) -> None:
+    """The payments' one database call: in a group, an operation whose first step answers
+    opens no savepoint; one whose first step declines runs the rest in its own."""
+    issuance, people = accounts(db, 6)
+
+    def operation(n: int) -> Callable[[], object]:
+        def move(tx: Tx) -> object:
+            return ledger.transfer(tx, f"rest:{n}", people[n], issuance, cny(100)).operation_id
+
+        def first(tx: Tx) -> object | None:
+            return None if n % 2 else move(tx)
+
+        return lambda: batching.run(db, move, isolation="read committed", first=first)
+
+    opened = savepoints(db)
+    answers = in_one_group(db, [operation(n) for n in range(6)])
+    assert all(isinstance(answer, uuid.UUID) for answer in answers)
+    assert len(opened) == 3  # the three that declined
+    balances = db.run(lambda tx: [ledger.balance(tx, p).posted for p in people])
+    assert balances == [900] * 6
+
+
+def test_a_first_step_that_fails_fails_its_whole_group(db: Database) -> None:
+    """A first step has no savepoint to roll back to: its error fails the group, and
+    nothing of the group commits (each caller gets the error; their keys make a retry
+    safe)."""
+    issuance, people = accounts(db, 3)
+
+    def operation(n: int) -> Callable[[], object]:
+        def move(tx: Tx) -> object:
+            return ledger.transfer(tx, f"doomed:{n}", people[n], issuance, cny(100)).operation_id
+
+        def first(tx: Tx) -> object | None:
+            move(tx)
+            if n == 2:
+                raise RuntimeError("a bug in a first step")
+            return "done"
+
+        return lambda: batching.run(db, move, isolation="read committed", first=first)
+
+    answers = in_one_group(db, [operation(n) for n in range(3)])
+    assert all(isinstance(answer, RuntimeError) for answer in answers)
+    balances = db.run(lambda tx: [ledger.balance(tx, p).posted for p in people])
+    assert balances == [1000] * 3
+
+
+def test_alone_or_with_batches_off_the_first_step_runs_first(db: Database) -> None:
+    alone = Database(db.settings.model_copy(update={"money_batch_max": 1}), db.clock)
+    steps: list[str] = []
+    for database in (db, alone):
+        answer = batching.run(
+            database,
+            lambda tx: steps.append("rest") or "rest",
+            isolation="read committed",
+            first=lambda tx: steps.append("first") or None,
+        )
+        assert answer == "rest"
+        answer = batching.run(
+            database,
+            lambda tx: steps.append("rest") or "rest",
+            isolation="read committed",
+            first=lambda tx: "first",
+        )
+        assert answer == "first"
+    assert steps == ["first", "rest", "first", "rest"]
+    alone.dispose()

@@ -631,15 +631,17 @@ def pay_with_balance(
     a friend (pay-for-me). The same for every source. One transaction: the payment
     password and its failure count, the order, the rules and limits, the ledger."""
 
+    def in_one_call(tx: Tx) -> OrderView | None:
+        if on_behalf is not None or not in_database.enabled(tx):
+            return None
+        paid = in_database.pay_from_balance(tx, user_id, order_id, payment_password)
+        return None if paid is None else _paid_in_database(tx, paid)
+
     def pay(tx: Tx) -> OrderView:
-        if on_behalf is None and in_database.enabled(tx):
-            paid = in_database.pay_from_balance(tx, user_id, order_id, payment_password)
-            if paid is not None:
-                return _paid_in_database(tx, paid)
         security.check_payment_password(tx, user_id, payment_password)
         return _pay_from_balance(tx, user_id, order_id, on_behalf)
 
-    return batching.run(db, pay, isolation="read committed")
+    return batching.run(db, pay, isolation="read committed", first=in_one_call)
 
 
 def _paid_in_database(tx: Tx, paid: OrderFields) -> OrderView:
