@@ -8,7 +8,8 @@ Every figure is measured in this run, on the same PostgreSQL:
   COMMITTED with row locks (the ledger's chosen mode) and SERIALIZABLE;
 - batched: 16 threads, ``execute_many`` of 50 operations per transaction;
 - 16 clients paying ONE merchant (16 shards; and unsharded) vs 16 merchants;
-- p50/p99 latency of one transfer;
+- p50/p99 latency of one transfer, and this process's CPU per transfer (the Python
+  side: the database backends' CPU is not in it);
 - latency with 10k transfers of history, then with 1M (bulk-inserted, see ``grow``).
 
     .venv/bin/python bench/ledger.py            # about 3 minutes
@@ -51,6 +52,7 @@ class Figure:
     transfers: int
     seconds: float
     latencies: list[float]
+    cpu_seconds: float = 0.0  # this process's CPU (every client thread) over the phase
     retries_note: str = ""
 
     @property
@@ -184,13 +186,13 @@ def drive(name: str, seconds: float, step: Callable[[random.Random], int]) -> Fi
             latencies[number].append(time.perf_counter() - started)
 
     threads = [threading.Thread(target=client, args=(n,)) for n in range(CLIENTS)]
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    elapsed = time.perf_counter() - started
-    return Figure(name, sum(counts), elapsed, [v for part in latencies for v in part])
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    return Figure(name, sum(counts), elapsed, [v for part in latencies for v in part], cpu)
 
 
 def transfers_between(
@@ -322,7 +324,8 @@ def main() -> None:
         ratio = f"  {figure.tps / ratio_to:.2f}x {goal}" if ratio_to else ""
         print(
             f"{figure.name:<52} {figure.tps:>8,.0f} transfers/s  p50 {figure.percentile(0.5):6.1f}"
-            f" ms  p99 {figure.percentile(0.99):6.1f} ms{ratio}"
+            f" ms  p99 {figure.percentile(0.99):6.1f} ms"
+            f"  CPU {figure.cpu_seconds * 1000 / max(1, figure.transfers):.2f} ms{ratio}"
         )
         return figure
 
