@@ -122,6 +122,10 @@ _TOO_SHORT = N_("This number is too short for {country}. Check that no digit is 
 _TOO_LONG = N_("This number is too long for {country}. Check for an extra digit.")
 
 
+# Pure, and a walk through phonenumbers' metadata each time (a transfer parsed the same
+# number twice, a sign-up three times): remembered. A refusal is an exception, which is
+# never remembered, so bad input cannot fill the cache; good input is bounded by it.
+@lru_cache(maxsize=16384)
 def parse_mobile(raw: str, country_key: str, language: Language = "en") -> PhoneNumber:
     """Parse what a person typed for the chosen country into a mobile number.
 

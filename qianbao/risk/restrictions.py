@@ -143,6 +143,8 @@ def refuse_money_out(tx: Tx, user_id: uuid.UUID) -> None:
 
 
 def is_frozen(tx: Tx, user_id: uuid.UUID) -> bool:
+    if tx.read(_ANY_IN_FORCE, {"user_id": user_id}).first() is None:
+        return False  # the common case, from one built-once read (every transfer asks)
     found = active(tx, user_id)
     return found is not None and found.kind == "frozen"
 

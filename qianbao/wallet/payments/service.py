@@ -108,6 +108,9 @@ def _remember(
 
 def balance_account(tx: Tx, owner_key: str) -> uuid.UUID | None:
     """The person's CNY balance account if it is open (a read: opens nothing)."""
+    remembered = _OPENED.setdefault(tx.db, {}).get((owner_key, "user_balance", CNY))
+    if remembered is not None:
+        return remembered
     return tx.session.scalar(
         select(WalletAccount.account_id).where(
             WalletAccount.owner_key == owner_key,
