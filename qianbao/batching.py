@@ -148,7 +148,7 @@ class Batcher:
         ``Database.run`` runs it (a savepoint would only add two round trips)."""
         try:
             submitted.result = submitted.context.run(
-                self._db.run, whole(submitted.use_case, submitted.first), isolation=self._isolation
+                self._db.run, _whole(submitted.use_case, submitted.first), isolation=self._isolation
             )
         except BaseException as error:  # the caller's to raise, as in a group
             submitted.error = error
@@ -217,7 +217,9 @@ def _answered_first(own: Tx, submitted: _Submitted[object], outcome: _Done) -> b
     return True
 
 
-def whole(use_case: Callable[[Tx], T], first: Callable[[Tx], T | None] | None) -> Callable[[Tx], T]:
+def _whole(
+    use_case: Callable[[Tx], T], first: Callable[[Tx], T | None] | None
+) -> Callable[[Tx], T]:
     """The operation as one use case: its first step, then, if that declined, the rest."""
     if first is None:
         return use_case
@@ -267,5 +269,5 @@ def run(
     returns None, which it may only do having written nothing that would need undoing;
     in a group it runs without a savepoint."""
     if db.settings.money_batch_max <= 1:
-        return db.run(whole(use_case, first), isolation=isolation)
+        return db.run(_whole(use_case, first), isolation=isolation)
     return batcher(db, isolation).run(use_case, first)

@@ -653,8 +653,7 @@ def _paid_in_database(tx: Tx, paid: OrderFields) -> OrderView:
     loaded = tx.session.identity_map.get(identity_key(PaymentOrder, paid.id))
     if loaded is not None:
         tx.session.expire(loaded)
-    for listener in _PAID_LISTENERS:
-        listener(tx, paid.id)
+    _announce_paid(tx, paid.id)
     return order_view(tx, paid)
 
 
@@ -1040,8 +1039,7 @@ def mark_paid(
         _give_up(tx, order)
     if on_behalf is not None:
         on_behalf.record(tx, order.id, user_id)
-    for listener in _PAID_LISTENERS:
-        listener(tx, order.id)
+    _announce_paid(tx, order.id)
 
 
 # Who is told, in the paying (or refunding) transaction, that an order was paid or
@@ -1061,6 +1059,11 @@ def on_paid(listener: OrderListener) -> None:
 def on_refunded(listener: OrderListener) -> None:
     if listener not in _REFUND_LISTENERS:
         _REFUND_LISTENERS.append(listener)
+
+
+def _announce_paid(tx: Tx, order_id: uuid.UUID) -> None:
+    for listener in _PAID_LISTENERS:
+        listener(tx, order_id)
 
 
 def announce_refund(tx: Tx, order_id: uuid.UUID) -> None:
@@ -1153,40 +1156,23 @@ class OrderFields(Protocol):
     """What ``order_view`` reads of an order: a ``PaymentOrder``, or the row the
     in-database payment returns."""
 
-    @property
-    def id(self) -> uuid.UUID: ...
-    @property
-    def merchant_id(self) -> uuid.UUID: ...
-    @property
-    def out_trade_no(self) -> str: ...
-    @property
-    def subject(self) -> str: ...
-    @property
-    def currency(self) -> str: ...
-    @property
-    def amount(self) -> int: ...
-    @property
-    def refunded(self) -> int: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def created_at(self) -> datetime: ...
-    @property
-    def expires_at(self) -> datetime: ...
-    @property
-    def paid_at(self) -> datetime | None: ...
-    @property
-    def source(self) -> str | None: ...
-    @property
-    def fee(self) -> int: ...
-    @property
-    def card_currency(self) -> str | None: ...
-    @property
-    def card_amount(self) -> int | None: ...
-    @property
-    def buyer_id(self) -> uuid.UUID | None: ...
-    @property
-    def payer_id(self) -> uuid.UUID | None: ...
+    id: uuid.UUID
+    merchant_id: uuid.UUID
+    out_trade_no: str
+    subject: str
+    currency: str
+    amount: int
+    refunded: int
+    status: str
+    created_at: datetime
+    expires_at: datetime
+    paid_at: datetime | None
+    source: str | None
+    fee: int
+    card_currency: str | None
+    card_amount: int | None
+    buyer_id: uuid.UUID | None
+    payer_id: uuid.UUID | None
 
 
 def order_view(tx: Tx, order: OrderFields) -> OrderView:
