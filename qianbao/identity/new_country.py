@@ -86,6 +86,8 @@ def _proven_user(tx: Tx, token: str) -> User:
         user_id, stamp = uuid.UUID(hex=user_hex), int(stamp_text)
     except ValueError:
         raise NotAuthenticated("login.challenge_invalid", _INVALID) from None
+    if user_hex != user_id.hex:  # only the token as issued: no other spelling of the id
+        raise NotAuthenticated("login.challenge_invalid", _INVALID)
     user = tx.session.scalars(select(User).where(User.id == user_id).with_for_update()).first()
     if user is None or not hmac.compare_digest(tag.encode(), _tag(tx, user, stamp).encode()):
         raise NotAuthenticated("login.challenge_invalid", _INVALID)

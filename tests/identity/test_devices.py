@@ -264,11 +264,15 @@ def test_a_password_sign_in_from_a_new_country_needs_the_sms_code(
     with pytest.raises(QianbaoError) as wrong:
         new_country.confirm(db, asked.challenge, wrong_code(code), paris)
     assert wrong.value.code == "otp.mismatch"
-    # A forged challenge: its first character changed, all six of whose bits count (a
-    # last one may carry padding bits only, and an unchanged one would forge nothing).
+    # A forged challenge: its first character (a hex digit of the account id) changed;
+    # to an upper-case letter, another spelling of the same digit for "b" and "c", which
+    # is refused too (only the token as issued is one).
     forged = ("B" if asked.challenge[0] != "B" else "C") + asked.challenge[1:]
     with pytest.raises(NotAuthenticated):  # a challenge is no password: forged, refused
         new_country.confirm(db, forged, code, paris)
+    user_hex, _, rest = asked.challenge.partition(".")
+    with pytest.raises(NotAuthenticated):  # the same id spelt otherwise: not as issued
+        new_country.confirm(db, f"{user_hex.upper()}.{rest}", code, paris)
     signed = new_country.confirm(db, asked.challenge, code, paris)
     db.run(lambda tx: service.authenticate(tx, signed.token))
 
